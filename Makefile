@@ -1,0 +1,57 @@
+# xpvae — `make help` lists the documented targets (a line `target: ## text` documents one).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU wheel of torch: GPU users install their own CUDA build into the venv first (see README).
+TORCH_SPEC ?= torch==2.13.0
+export XPVAE_HOME ?= $(CURDIR)/var
+
+.DEFAULT_GOAL := help
+.PHONY: help venv test test-unit test-integration bench demo up down status logs db-upgrade clean
+
+help: ## list the documented targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[test]"
+	@touch $@
+
+venv: $(VENV)/.installed ## create or update the virtual environment (.venv)
+
+test: venv ## run the whole test suite (unit + integration against local PostgreSQL/RabbitMQ)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-unit: venv ## run only the tests that need no PostgreSQL or RabbitMQ
+	$(PY) -m pytest -q -m "not integration" $(PYTEST_ARGS)
+
+test-integration: venv ## run only the integration tests (real PostgreSQL, RabbitMQ, Celery workers)
+	$(PY) -m pytest -q -m integration $(PYTEST_ARGS)
+
+bench: venv ## run the benchmarks and print figures with ratios against in-process baselines
+	$(PY) -m bench $(BENCH_ARGS)
+
+demo: venv ## simulate, ingest, train, infer and analyse a survey on the embedded default (SQLite, in-process)
+	$(VENV)/bin/xpvae demo $(DEMO_ARGS)
+
+db-upgrade: venv ## apply the database migrations to XPVAE_DATABASE_URL
+	$(VENV)/bin/xpvae db upgrade
+
+up: venv ## start the stack: docker compose if a Docker engine runs, else local workers on local PostgreSQL + RabbitMQ
+	@$(PY) -m xpvae.stack up
+
+down: venv ## stop the stack started by `make up`
+	@$(PY) -m xpvae.stack down
+
+status: venv ## show the stack's services and workers
+	@$(PY) -m xpvae.stack status
+
+logs: venv ## follow the workers' logs
+	@$(PY) -m xpvae.stack logs
+
+clean: ## remove build output, caches and var/ (keeps .venv)
+	rm -rf var build dist *.egg-info .pytest_cache
+	find . -name __pycache__ -prune -exec rm -rf {} +
