@@ -15,3 +15,91 @@ def shared_dir() -> Path:
     if not (path / "README.md").exists():
         pytest.fail(f"reference material not found at {path}; set XPVAE_SHARED")
     return path
+
+
+# --- databases -----------------------------------------------------------------------------------------------
+# PostgreSQL: one database per test run (created, migrated, dropped); SQLite: one file per test run.
+# Tests that use PostgreSQL are marked `integration` automatically through the `db_backend` parameter.
+import uuid
+
+import sqlalchemy as sa
+
+PG_ADMIN_URL = os.environ.get("XPVAE_TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+
+
+def _pg_url_for(name: str) -> str:
+    return sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    """A fresh, migrated PostgreSQL database for this test run; dropped afterwards."""
+    from db.engine import create_engine
+    from db.migrate import upgrade
+    name = f"xpvae_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL} (start it: see .ci/run): {exc.orig}")
+    url = _pg_url_for(name)
+    engine = create_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    yield url
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory):
+    """A migrated SQLite database file for this test run."""
+    from db.engine import create_engine
+    from db.migrate import upgrade
+    url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'xpvae.sqlite'}"
+    engine = create_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url
+
+
+DATA_TABLES = ("analysis_reports", "analysis_statistics", "inference_results", "training_metrics", "models",
+               "job_shards", "jobs", "xp_correlations", "xp_spectra", "photometry", "apogee_labels")
+
+
+def _empty_tables(engine) -> None:
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.text(f"TRUNCATE {', '.join(DATA_TABLES)} RESTART IDENTITY CASCADE"))
+        else:
+            for t in DATA_TABLES:
+                conn.execute(sa.text(f"DELETE FROM {t}"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def db_backend(request):
+    return request.param
+
+
+@pytest.fixture
+def engine(request, db_backend):
+    """An engine on an emptied, migrated database of each backend (the same test runs on both)."""
+    from db.engine import create_engine
+    url = request.getfixturevalue("pg_url" if db_backend == "postgresql" else "sqlite_url")
+    eng = create_engine(url)
+    _empty_tables(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def pg_engine(pg_url):
+    """An engine on the emptied PostgreSQL test database (integration tests)."""
+    from db.engine import create_engine
+    eng = create_engine(pg_url)
+    _empty_tables(eng)
+    yield eng
+    eng.dispose()

@@ -1,0 +1,197 @@
+"""Star selections of the [α/M] analysis (science.md §9.1) and the Patil et al. 2023 high/low-α split (§9.2).
+
+Inputs are plain arrays: ``labels`` maps the lower-case APOGEE names of ``shared.xp.APOGEE_COLUMNS`` to (N,)
+arrays; ``photometry`` (optional) maps ``phot_g_mean_mag`` and ``bp_rp`` (or ``phot_bp_mean_mag`` and
+``phot_rp_mean_mag``) to (N,) arrays.
+
+Documented behaviour when inputs are missing (each case is recorded in ``SampleSelection.notes``):
+- photometry: taken from ``photometry`` when given; otherwise from the APOGEE columns ``gaia_g_mag``,
+  ``gaia_bp_mag``, ``gaia_rp_mag`` (the EDR3 photometry APOGEE carries, identical to DR3's); when neither is
+  there the two photometric cuts are *skipped*, not failed. A star whose G or BP−RP is NaN fails the cut.
+- flags: ``starflag`` / ``aspcapflag`` absent (e.g. the small real APOGEE subset has none) → that flag cut is
+  skipped. Present but negative (the -1 "missing" value) → the star fails.
+- the label-error columns (teff_err, logg_err, m_h_err) are the definition of the samples: missing → KeyError.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+
+Arrays = Mapping[str, np.ndarray]
+
+ASPCAP_VMICRO_WARN_BIT = 2
+ASPCAP_M_H_WARN_BIT = 3
+COOL_GIANT_TEFF = 5000.0          # K: the abstract's claim is for giants cooler than this
+
+# (Teff/σ_Teff lower bound, σ_logg upper bound, σ_[M/H] upper bound) per quality level
+QUALITY_CUTS = {"pristine": (100.0, 0.1, 0.05), "good": (20.0, 0.4, 0.2)}
+G_RANGE = (6.0, 17.5)
+BP_RP_RANGE = (0.0, 4.0)
+
+# Patil et al. 2023: high-α if [Mg/Fe] > c3 x³ + c2 x² + c1 x + c0 with x = [Fe/H]
+PATIL_COEFFS = (0.1754, 0.1119, -0.1253, 0.1353)
+
+SPLIT_NONE, SPLIT_MG_FE, SPLIT_ALPHA_M = 0, 1, 2
+
+
+def _column(labels: Arrays, name: str) -> np.ndarray:
+    if name not in labels:
+        raise KeyError(f"labels: required field {name!r} is missing (have {sorted(labels)})")
+    return np.asarray(labels[name], dtype=np.float64)
+
+
+def _length(labels: Arrays) -> int:
+    lengths = {k: len(v) for k, v in labels.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"labels: fields have different lengths: {lengths}")
+    if not lengths:
+        raise ValueError("labels: no fields given")
+    return next(iter(lengths.values()))
+
+
+@dataclass
+class SampleSelection:
+    """Boolean masks by sample name, and what was skipped or assumed while building them."""
+    masks: dict[str, np.ndarray]
+    notes: list[str] = field(default_factory=list)
+
+
+def photometry_arrays(labels: Arrays, photometry: Arrays | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(G, BP−RP) from ``photometry`` or, failing that, the APOGEE gaia_* columns; None when neither exists."""
+    if photometry is not None:
+        g = np.asarray(photometry["phot_g_mean_mag"], dtype=np.float64)
+        if "bp_rp" in photometry:
+            bp_rp = np.asarray(photometry["bp_rp"], dtype=np.float64)
+        else:
+            bp_rp = (np.asarray(photometry["phot_bp_mean_mag"], dtype=np.float64)
+                     - np.asarray(photometry["phot_rp_mean_mag"], dtype=np.float64))
+        return g, bp_rp
+    if all(k in labels for k in ("gaia_g_mag", "gaia_bp_mag", "gaia_rp_mag")):
+        return (np.asarray(labels["gaia_g_mag"], np.float64),
+                np.asarray(labels["gaia_bp_mag"], np.float64) - np.asarray(labels["gaia_rp_mag"], np.float64))
+    return None
+
+
+def common_cuts(labels: Arrays, photometry: Arrays | None = None,
+                notes: list[str] | None = None) -> np.ndarray:
+    """The photometric and flag cuts shared by the pristine and good samples."""
+    n = _length(labels)
+    notes = notes if notes is not None else []
+    ok = np.ones(n, bool)
+    phot = photometry_arrays(labels, photometry)
+    if phot is None:
+        notes.append("no photometry (G, BP-RP) given or in labels: photometric cuts 6<G<17.5, 0<BP-RP<4 skipped")
+    else:
+        g, bp_rp = phot
+        if len(g) != n:
+            raise ValueError(f"photometry: {len(g)} rows but labels have {n}")
+        ok &= (g > G_RANGE[0]) & (g < G_RANGE[1]) & (bp_rp > BP_RP_RANGE[0]) & (bp_rp < BP_RP_RANGE[1])
+        if photometry is None:
+            notes.append("photometric cuts used the APOGEE gaia_g_mag/gaia_bp_mag/gaia_rp_mag columns")
+    if "starflag" in labels:
+        ok &= np.asarray(labels["starflag"]).astype(np.int64) == 0
+    else:
+        notes.append("no starflag column: STARFLAG = 0 cut skipped")
+    if "aspcapflag" in labels:
+        flag = np.asarray(labels["aspcapflag"]).astype(np.int64)
+        bits = (1 << ASPCAP_VMICRO_WARN_BIT) | (1 << ASPCAP_M_H_WARN_BIT)
+        ok &= (flag >= 0) & ((flag & bits) == 0)
+    else:
+        notes.append("no aspcapflag column: ASPCAPFLAG bits 2, 3 cut skipped")
+    return ok
+
+
+def quality_mask(labels: Arrays, level: str) -> np.ndarray:
+    """The label-precision part of the 'pristine' or 'good' definition (science.md §9.1)."""
+    snr_teff, max_logg_err, max_m_h_err = QUALITY_CUTS[level]
+    teff, teff_err = _column(labels, "teff"), _column(labels, "teff_err")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        teff_ratio = teff / teff_err
+    return ((teff_ratio > snr_teff) & (_column(labels, "logg_err") < max_logg_err)
+            & (_column(labels, "m_h_err") < max_m_h_err) & np.isfinite(_column(labels, "logg"))
+            & np.isfinite(_column(labels, "m_h")))
+
+
+def giant_mask(labels: Arrays) -> np.ndarray:
+    """Giants: log g < 5.9 − 4·(Teff / 10⁴)."""
+    return _column(labels, "logg") < 5.9 - 4.0 * _column(labels, "teff") / 1e4
+
+
+def cool_giant_mask(labels: Arrays, teff_max: float = COOL_GIANT_TEFF) -> np.ndarray:
+    """Giants cooler than ``teff_max`` (5000 K: the subset the papers' abstract makes its claim for)."""
+    return giant_mask(labels) & (_column(labels, "teff") < teff_max)
+
+
+def select_samples(labels: Arrays, photometry: Arrays | None = None) -> SampleSelection:
+    """Masks 'pristine', 'good', 'pristine_giants', 'good_giants', 'pristine_cool_giants', 'good_cool_giants'."""
+    notes: list[str] = []
+    common = common_cuts(labels, photometry, notes)
+    giants, cool = giant_mask(labels), cool_giant_mask(labels)
+    masks: dict[str, np.ndarray] = {}
+    for level in QUALITY_CUTS:
+        base = common & quality_mask(labels, level)
+        masks[level] = base
+        masks[f"{level}_giants"] = base & giants
+        masks[f"{level}_cool_giants"] = base & cool
+    return SampleSelection(masks, notes)
+
+
+def patil_boundary(x: np.ndarray) -> np.ndarray:
+    """The Patil et al. 2023 boundary value of [Mg/Fe] at [Fe/H] = x."""
+    c3, c2, c1, c0 = PATIL_COEFFS
+    x = np.asarray(x, dtype=np.float64)
+    return ((c3 * x + c2) * x + c1) * x + c0
+
+
+@dataclass
+class AlphaSplit:
+    """The high/low-α class per star.
+
+    high: True for high-α (meaningful only where valid). valid: a class could be assigned.
+    source: per star, SPLIT_MG_FE (1) when [Mg/Fe] vs [Fe/H] decided, SPLIT_ALPHA_M (2) when the fallback
+    [α/M] vs [M/H] decided, SPLIT_NONE (0) when neither pair was finite.
+    """
+    high: np.ndarray
+    valid: np.ndarray
+    source: np.ndarray
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_fallback(self) -> int:
+        return int(np.sum(self.source == SPLIT_ALPHA_M))
+
+
+def alpha_split(labels: Arrays, *, fallback: bool = True) -> AlphaSplit:
+    """High/low-α by Patil et al. 2023 from MG_FE and FE_H.
+
+    Fallback (per star, only when ``fallback``): where MG_FE or FE_H is missing or non-finite but ALPHA_M and
+    M_H are finite, the *same* cubic is applied with x = [M/H] and y = [α/M]. ASPCAP's [α/M] averages several
+    α elements and [M/H] differs from [Fe/H] by a few hundredths of a dex in the disc, so this boundary is an
+    approximation: stars near it may swap class. How many stars used it is in ``source`` and ``notes``.
+    """
+    n = _length(labels)
+    def pair(a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
+        if a in labels and b in labels:
+            return np.asarray(labels[a], np.float64), np.asarray(labels[b], np.float64)
+        nan = np.full(n, np.nan)
+        return nan, nan
+    mg_fe, fe_h = pair("mg_fe", "fe_h")
+    alpha_m, m_h = pair("alpha_m", "m_h")
+    primary = np.isfinite(mg_fe) & np.isfinite(fe_h)
+    secondary = ~primary & np.isfinite(alpha_m) & np.isfinite(m_h) if fallback else np.zeros(n, bool)
+    source = np.where(primary, SPLIT_MG_FE, np.where(secondary, SPLIT_ALPHA_M, SPLIT_NONE)).astype(np.int8)
+    y = np.where(primary, mg_fe, alpha_m)
+    x = np.where(primary, fe_h, m_h)
+    with np.errstate(invalid="ignore"):
+        high = np.where(source > 0, y > patil_boundary(x), False)
+    notes = []
+    n_sec = int(secondary.sum())
+    if n_sec:
+        notes.append(f"{n_sec} of {n} stars lack MG_FE/FE_H: classified by [alpha/M] vs [M/H] with the same "
+                     "Patil cubic (approximate boundary)")
+    n_none = int(np.sum(source == SPLIT_NONE))
+    if n_none:
+        notes.append(f"{n_none} of {n} stars have no finite abundance pair: no alpha class, excluded")
+    return AlphaSplit(high=high.astype(bool), valid=source > 0, source=source, notes=notes)

@@ -1,0 +1,189 @@
+"""The scatter variational auto-encoder (sVAE) of Laroche & Speagle (science.md §3–4).
+
+The network maps a standardised XP spectrum (110 coefficients) to a 6-dimensional Gaussian posterior and
+decodes a latent point into a mean spectrum x̂ and a per-coefficient intrinsic scatter ŝ ∈ (0, 1).
+`load_published` reads the authors' released checkpoint into this module.
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """Layer widths of the sVAE. ``hidden`` are the encoder widths; the decoders use them reversed."""
+    input_dim: int = 110
+    latent_dim: int = 6
+    hidden: tuple[int, ...] = (90, 70, 50, 30, 10)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        if self.input_dim < 1 or self.latent_dim < 1 or not self.hidden or min(self.hidden) < 1:
+            raise ValueError(f"invalid VAEConfig: {self}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "VAEConfig":
+        """Accepts this class's own dict and the authors' ``config.json`` (``nn_config`` /
+        ``intermediate_layers``)."""
+        d = dict(d.get("nn_config", d))
+        hidden = d.get("hidden", d.get("intermediate_layers", cls.hidden))
+        return cls(input_dim=int(d.get("input_dim", 110)), latent_dim=int(d.get("latent_dim", 6)),
+                   hidden=tuple(hidden))
+
+
+def _block(n_in: int, n_out: int) -> nn.Sequential:
+    return nn.Sequential(OrderedDict(linear=nn.Linear(n_in, n_out), norm=nn.BatchNorm1d(n_out), act=nn.GELU()))
+
+
+class LatentDecoder(nn.Module):
+    """latent → Linear(latent→h[-1]) → blocks along reversed h → Linear(h[0]→output) [→ Sigmoid]."""
+
+    def __init__(self, latent_dim: int, hidden: tuple[int, ...], output_dim: int, sigmoid: bool) -> None:
+        super().__init__()
+        rev = hidden[::-1]
+        self.input = nn.Linear(latent_dim, rev[0])
+        self.blocks = nn.Sequential(*[_block(a, b) for a, b in zip(rev[:-1], rev[1:])])
+        self.output = nn.Linear(rev[-1], output_dim)
+        self.sigmoid = sigmoid
+
+    def forward(self, z: Tensor) -> Tensor:
+        y = self.output(self.blocks(self.input(z)))
+        return torch.sigmoid(y) if self.sigmoid else y
+
+
+def gaussian_nll(x: Tensor, x_err: Tensor, xhat: Tensor, scatter: Tensor) -> Tensor:
+    """Per-star NLL with variance w = x_err² + ŝ², summed over coefficients (½ln2π dropped), science.md §4."""
+    w = x_err.square() + scatter.square()
+    return 0.5 * ((x - xhat).square() / w + torch.log(w)).sum(dim=-1)
+
+
+def kl_divergence(mu: Tensor, log_var: Tensor) -> Tensor:
+    """Per-star KL(N(μ, σ²) ‖ N(0, 1)) summed over latent dimensions."""
+    return -0.5 * (1.0 + log_var - mu.square() - log_var.exp()).sum(dim=-1)
+
+
+class ScatterVAE(nn.Module):
+    """The sVAE. ``forward`` returns (x̂, ŝ, μ, log σ²); z is sampled in training mode, z = μ in eval mode
+    unless ``sample`` says otherwise."""
+
+    def __init__(self, config: VAEConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or VAEConfig()
+        c = self.config
+        widths = (c.input_dim,) + c.hidden
+        self.encoder = nn.Sequential(*[_block(a, b) for a, b in zip(widths[:-1], widths[1:])])
+        self.to_mu = nn.Linear(c.hidden[-1], c.latent_dim)
+        self.to_log_var = nn.Linear(c.hidden[-1], c.latent_dim)
+        self.decoder = LatentDecoder(c.latent_dim, c.hidden, c.input_dim, sigmoid=False)
+        self.scatter = LatentDecoder(c.latent_dim, c.hidden, c.input_dim, sigmoid=True)
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.encoder(x)
+        return self.to_mu(h), self.to_log_var(h)
+
+    def decode(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """x̂(z) and ŝ(z)."""
+        return self.decoder(z), self.scatter(z)
+
+    def forward(self, x: Tensor, sample: bool | None = None,
+                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        mu, log_var = self.encode(x)
+        if self.training if sample is None else sample:
+            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+            z = mu + torch.exp(0.5 * log_var) * eps
+        else:
+            z = mu
+        xhat, scatter = self.decode(z)
+        return xhat, scatter, mu, log_var
+
+    def loss(self, x: Tensor, x_err: Tensor, sample: bool | None = None,
+             generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """Per-star (nll, kl), each of shape (N,). The training objective is mean(nll + kl) (β = 1)."""
+        xhat, scatter, mu, log_var = self(x, sample=sample, generator=generator)
+        return gaussian_nll(x, x_err, xhat, scatter), kl_divergence(mu, log_var)
+
+    def batch_loss(self, batch: tuple[Tensor, ...], generator: torch.Generator | None = None
+                   ) -> tuple[Tensor, Tensor, Tensor]:
+        """Interface of the training engine: batch = (x, x_err) → batch means (loss, nll, kl)."""
+        x, x_err = batch
+        nll, kl = self.loss(x, x_err, generator=generator)
+        nll, kl = nll.mean(), kl.mean()
+        return nll + kl, nll, kl
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The authors' release (data-formats.md §5): keys like encoder.0.0.weight, mu.weight, decoder.5.0.weight.
+
+def published_key_map(config: VAEConfig) -> dict[str, str]:
+    """Map each module prefix of the authors' state dict to this module's prefix."""
+    n_enc, n_dec_blocks = len(config.hidden), len(config.hidden) - 1
+    out: dict[str, str] = {"mu.": "to_mu.", "log_var.": "to_log_var."}
+    for i in range(n_enc):
+        out[f"encoder.{i}.0."] = f"encoder.{i}.linear."
+        out[f"encoder.{i}.1."] = f"encoder.{i}.norm."
+    for head in ("decoder", "scatter"):
+        out[f"{head}.0."] = f"{head}.input."
+        for k in range(1, n_dec_blocks + 1):
+            out[f"{head}.{k}.0."] = f"{head}.blocks.{k - 1}.linear."
+            out[f"{head}.{k}.1."] = f"{head}.blocks.{k - 1}.norm."
+        out[f"{head}.{n_dec_blocks + 1}.0."] = f"{head}.output."
+    return out
+
+
+def convert_published_state_dict(state: Mapping[str, Tensor], config: VAEConfig) -> dict[str, Tensor]:
+    """Rename the authors' keys to ours; unknown keys are an error naming them."""
+    prefixes = published_key_map(config)
+    out: dict[str, Tensor] = {}
+    for key, value in state.items():
+        head, _, param = key.rpartition(".")
+        new = prefixes.get(head + ".")
+        if new is None:
+            raise KeyError(f"unexpected key {key!r} in the published state dict")
+        out[new + param] = value
+    return out
+
+
+def infer_config_from_published(state: Mapping[str, Tensor]) -> VAEConfig:
+    """Recover the layer widths from the authors' state-dict shapes."""
+    hidden, i = [], 0
+    while f"encoder.{i}.0.weight" in state:
+        hidden.append(int(state[f"encoder.{i}.0.weight"].shape[0]))
+        i += 1
+    if not hidden:
+        raise KeyError("no encoder.0.0.weight: not a published sVAE state dict")
+    return VAEConfig(input_dim=int(state["encoder.0.0.weight"].shape[1]),
+                     latent_dim=int(state["mu.weight"].shape[0]), hidden=tuple(hidden))
+
+
+def load_published(weight_pt: str | Path, config: VAEConfig | None = None) -> ScatterVAE:
+    """Load the authors' ``weight.pt`` (a dict with ``model_state_dict``) into a ScatterVAE in eval mode."""
+    path = Path(weight_pt)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise ValueError(f"{path}: cannot read torch checkpoint: {exc}") from exc
+    state = ckpt.get("model_state_dict", ckpt) if isinstance(ckpt, Mapping) else None
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{path}: no model_state_dict in checkpoint")
+    config = config or infer_config_from_published(state)
+    model = ScatterVAE(config)
+    model.load_state_dict(convert_published_state_dict(state, config), strict=True)
+    return model.eval()
+
+
+HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)  # the constant the loss drops, per coefficient
