@@ -1,0 +1,168 @@
+"""The jobs table is the source of truth for every job; these are its only writers.
+
+Status moves queued → running → succeeded | failed | cancelled. A message on the queue carries only a job id
+(and a shard number for inference shards) and is published after the row commits.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from db.schema import job_shards, jobs
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def create_job(engine: Engine, kind: str, queue: str, params: dict, max_attempts: int = 3) -> int:
+    with engine.begin() as conn:
+        return int(conn.execute(jobs.insert().values(
+            kind=kind, queue=queue, params=params, max_attempts=max_attempts, status="queued",
+            created_at=now(), updated_at=now()).returning(jobs.c.id)).scalar_one())
+
+
+def get_job(engine_or_conn: Engine | Connection, job_id: int) -> dict | None:
+    def q(conn):
+        row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
+        return dict(row) if row else None
+    if isinstance(engine_or_conn, Connection):
+        return q(engine_or_conn)
+    with engine_or_conn.connect() as conn:
+        return q(conn)
+
+
+def list_jobs(engine: Engine, status: str | None = None, kind: str | None = None, limit: int = 50) -> list[dict]:
+    stmt = sa.select(jobs).order_by(jobs.c.id.desc()).limit(limit)
+    if status:
+        stmt = stmt.where(jobs.c.status == status)
+    if kind:
+        stmt = stmt.where(jobs.c.kind == kind)
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(stmt).mappings()]
+
+
+def update_job(engine: Engine, job_id: int, **values: Any) -> None:
+    with engine.begin() as conn:
+        conn.execute(jobs.update().where(jobs.c.id == job_id).values(updated_at=now(), **values))
+
+
+def start_attempt(engine: Engine, job_id: int, worker: str) -> dict | None:
+    """Count an attempt and mark the job running. Returns the job after the update, or None if it must not run
+    (already finished, or cancelled). Attempts are counted *before* running, so a worker killed mid-task still
+    uses up an attempt and a crash-looping job stops after max_attempts."""
+    with engine.begin() as conn:
+        job = get_job(conn, job_id)
+        if job is None or job["status"] in TERMINAL:
+            return None
+        if job["cancel_requested"]:
+            conn.execute(jobs.update().where(jobs.c.id == job_id).values(
+                status="cancelled", finished_at=now(), updated_at=now()))
+            return None
+        conn.execute(jobs.update().where(jobs.c.id == job_id).values(
+            status="running", attempts=jobs.c.attempts + 1, worker=worker, error=None,
+            started_at=sa.func.coalesce(jobs.c.started_at, now()), updated_at=now()))
+        return get_job(conn, job_id)
+
+
+def finish_job(engine: Engine, job_id: int, status: str, *, result: dict | None = None, error: str | None = None) -> None:
+    values: dict[str, Any] = {"status": status, "finished_at": now(), "updated_at": now()}
+    if result is not None:
+        values["result"] = result
+    if error is not None:
+        values["error"] = error
+    with engine.begin() as conn:
+        conn.execute(jobs.update().where(jobs.c.id == job_id).where(jobs.c.status.notin_(TERMINAL)).values(**values))
+
+
+def set_progress(engine: Engine, job_id: int, done: int, total: int | None, message: str | None = None) -> None:
+    values: dict[str, Any] = {"progress_done": int(done), "updated_at": now()}
+    if total is not None:
+        values["progress_total"] = int(total)
+    if message is not None:
+        values["message"] = message[:500]
+    with engine.begin() as conn:
+        conn.execute(jobs.update().where(jobs.c.id == job_id).values(**values))
+
+
+def add_progress(conn: Connection, job_id: int, n: int) -> None:
+    conn.execute(jobs.update().where(jobs.c.id == job_id).values(
+        progress_done=jobs.c.progress_done + int(n), updated_at=now()))
+
+
+def request_cancel(engine: Engine, job_id: int) -> dict | None:
+    """Queued jobs are cancelled at once; running ones stop at their next progress point."""
+    with engine.begin() as conn:
+        conn.execute(jobs.update().where(jobs.c.id == job_id).where(jobs.c.status.notin_(TERMINAL))
+                     .values(cancel_requested=True, updated_at=now()))
+        conn.execute(jobs.update().where(jobs.c.id == job_id).where(jobs.c.status == "queued")
+                     .values(status="cancelled", finished_at=now(), updated_at=now()))
+        return get_job(conn, job_id)
+
+
+def reset_for_retry(engine: Engine, job_id: int) -> dict | None:
+    with engine.begin() as conn:
+        conn.execute(jobs.update().where(jobs.c.id == job_id).values(
+            status="queued", attempts=0, error=None, result=None, cancel_requested=False, finished_at=None,
+            progress_done=0, updated_at=now()))
+        conn.execute(job_shards.update().where(job_shards.c.job_id == job_id)
+                     .where(job_shards.c.status != "done").values(status="queued", attempts=0, error=None))
+        return get_job(conn, job_id)
+
+
+def is_cancel_requested(engine: Engine, job_id: int) -> bool:
+    with engine.connect() as conn:
+        return bool(conn.execute(sa.select(jobs.c.cancel_requested).where(jobs.c.id == job_id)).scalar())
+
+
+# --- shards (fan-out of inference) ---------------------------------------------------------------------------
+
+def create_shards(engine: Engine, job_id: int, ranges: list[tuple[int, int, int]]) -> list[dict]:
+    """Create the shard rows once; a redelivered parent finds them and reuses them."""
+    with engine.begin() as conn:
+        existing = conn.execute(sa.select(job_shards).where(job_shards.c.job_id == job_id)
+                                .order_by(job_shards.c.shard)).mappings().all()
+        if not existing and ranges:
+            conn.execute(job_shards.insert(), [
+                {"job_id": job_id, "shard": i, "source_id_lo": int(lo), "source_id_hi": int(hi), "n_stars": int(n),
+                 "status": "queued", "attempts": 0, "updated_at": now()} for i, (lo, hi, n) in enumerate(ranges)])
+            existing = conn.execute(sa.select(job_shards).where(job_shards.c.job_id == job_id)
+                                    .order_by(job_shards.c.shard)).mappings().all()
+        return [dict(r) for r in existing]
+
+
+def get_shards(engine: Engine, job_id: int) -> list[dict]:
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(sa.select(job_shards).where(job_shards.c.job_id == job_id)
+                                             .order_by(job_shards.c.shard)).mappings()]
+
+
+def start_shard(engine: Engine, job_id: int, shard: int, worker: str) -> dict | None:
+    with engine.begin() as conn:
+        row = conn.execute(sa.select(job_shards).where(job_shards.c.job_id == job_id)
+                           .where(job_shards.c.shard == shard)).mappings().first()
+        if row is None or row["status"] == "done":
+            return None
+        conn.execute(job_shards.update().where(job_shards.c.job_id == job_id).where(job_shards.c.shard == shard)
+                     .values(status="running", attempts=job_shards.c.attempts + 1, worker=worker, updated_at=now()))
+        return dict(row, attempts=row["attempts"] + 1)
+
+
+def finish_shard(conn: Connection, job_id: int, shard: int, status: str, error: str | None = None) -> None:
+    conn.execute(job_shards.update().where(job_shards.c.job_id == job_id).where(job_shards.c.shard == shard)
+                 .values(status=status, error=error, updated_at=now()))
+
+
+def complete_if_all_shards_done(engine: Engine, job_id: int, result: dict | None = None) -> bool:
+    """Mark the parent job succeeded when its last shard is done; atomic, so two finishing shards agree."""
+    pending = sa.select(job_shards.c.shard).where(job_shards.c.job_id == job_id).where(job_shards.c.status != "done")
+    with engine.begin() as conn:
+        res = conn.execute(jobs.update().where(jobs.c.id == job_id).where(jobs.c.status == "running")
+                           .where(~sa.exists(pending)).values(status="succeeded", result=result, finished_at=now(),
+                                                              updated_at=now()))
+        return res.rowcount == 1

@@ -1,0 +1,269 @@
+"""The job runner: one code path for both ways to run.
+
+`submit()` writes a `jobs` row, commits, then dispatches: with a broker it publishes the job id to the kind's
+queue (Celery over RabbitMQ); without one (the embedded default) it runs the very same `execute()` in-process.
+Handlers are plain functions ``handler(ctx: JobContext) -> dict`` in each service's domain module, named here
+by import path so that shared/ never imports a service.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import socket
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from sqlalchemy.engine import Engine
+
+from db import jobs as jobs_db
+from db.engine import get_engine
+from shared.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobKind:
+    queue: str
+    handler: str          # "module:function"
+    max_attempts: int = 3
+
+
+KINDS: dict[str, JobKind] = {
+    "ingest": JobKind("ingest", "ingest.jobs:run_ingest_job"),
+    "train": JobKind("trainer", "trainer.service:run_train_job"),
+    "train_baseline": JobKind("trainer", "trainer.service:run_baseline_job"),
+    "infer": JobKind("inferencer", "inferencer.service:run_infer_job"),
+    "analyze_alpha": JobKind("analysis", "analysis.service:run_alpha_job"),
+    "analyze_reconstruction": JobKind("analysis", "analysis.service:run_reconstruction_job"),
+}
+QUEUES = ("ingest", "trainer", "inferencer", "analysis")
+SHARD_HANDLER = "inferencer.service:run_infer_shard"
+
+
+class JobCancelled(Exception):
+    """Raised inside a handler at a progress point after `xpvae job cancel`."""
+
+
+class JobDeferred(Exception):
+    """Raised by a fan-out handler: its shards are queued and the last one to finish completes the job."""
+
+
+class BrokerUnavailable(RuntimeError):
+    pass
+
+
+class JobFailed(RuntimeError):
+    pass
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _resolve(path: str) -> Callable:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@dataclass
+class JobContext:
+    """What a handler gets: its parameters, the database, the settings, and progress/cancel hooks."""
+    job_id: int
+    kind: str
+    params: dict
+    attempt: int
+    engine: Engine
+    settings: Settings
+    on_progress: Callable[[int, int | None, str], None] | None = None   # in-process UI (progress bar)
+    _last_write: float = field(default=0.0, repr=False)
+
+    def progress(self, done: int, total: int | None = None, message: str = "") -> None:
+        """Record progress (throttled to a few writes a second) and honour cancellation."""
+        if self.on_progress:
+            self.on_progress(done, total, message)
+        t = time.monotonic()
+        if t - self._last_write >= 0.5 or (total is not None and done >= total):
+            self._last_write = t
+            jobs_db.set_progress(self.engine, self.job_id, done, total, message or None)
+            self.check_cancelled()
+
+    def check_cancelled(self) -> None:
+        if jobs_db.is_cancel_requested(self.engine, self.job_id):
+            raise JobCancelled(f"job {self.job_id} was cancelled")
+
+    def defer(self) -> None:
+        raise JobDeferred()
+
+
+def retry_backoff(attempt: int) -> float:
+    """Seconds before retry `attempt` (1-based): exponential, capped; XPVAE_RETRY_BACKOFF_S scales it."""
+    base = float(os.environ.get("XPVAE_RETRY_BACKOFF_S", "2"))
+    return min(base * 2 ** (attempt - 1), 300.0)
+
+
+def execute(job_id: int, *, engine: Engine | None = None, on_progress=None) -> str:
+    """Run one attempt of a job. Returns the job's status afterwards: 'succeeded', 'failed', 'cancelled',
+    'running' (deferred to shards) or 'retry' (failed this attempt, attempts left: the caller re-runs it later).
+    Idempotent: a finished job is left alone, so a redelivered message does nothing twice."""
+    settings = get_settings()
+    engine = engine or get_engine()
+    job = jobs_db.start_attempt(engine, job_id, worker_name())
+    if job is None:
+        current = jobs_db.get_job(engine, job_id)
+        return current["status"] if current else "missing"
+    kind = KINDS.get(job["kind"])
+    if kind is None:
+        jobs_db.finish_job(engine, job_id, "failed", error=f"unknown job kind {job['kind']!r}")
+        return "failed"
+    if job["attempts"] > job["max_attempts"]:
+        # Only reached after a worker died mid-task on every attempt (a crash loop): stop redelivering.
+        jobs_db.finish_job(engine, job_id, "failed", error=(job["error"] or "") +
+                           f"\ngave up: {job['max_attempts']} attempts started and none finished (worker crashed?)")
+        return "failed"
+    ctx = JobContext(job_id, job["kind"], dict(job["params"]), job["attempts"], engine, settings, on_progress)
+    try:
+        result = _resolve(kind.handler)(ctx)
+    except JobDeferred:
+        return "running"
+    except JobCancelled:
+        jobs_db.finish_job(engine, job_id, "cancelled", error="cancelled by request")
+        return "cancelled"
+    except Exception as exc:  # noqa: BLE001 — every failure is recorded on the job, then retried or failed
+        text = f"{type(exc).__name__}: {exc}"
+        log.warning("job %s attempt %s failed: %s", job_id, job["attempts"], text)
+        if job["attempts"] >= job["max_attempts"]:
+            jobs_db.finish_job(engine, job_id, "failed",
+                               error=f"{text}\n(after {job['attempts']} attempts)\n{traceback.format_exc(limit=8)}")
+            return "failed"
+        jobs_db.update_job(engine, job_id, status="queued", error=text)
+        return "retry"
+    jobs_db.finish_job(engine, job_id, "succeeded", result=result or {})
+    return "succeeded"
+
+
+def run_in_process(job_id: int, *, engine: Engine | None = None, on_progress=None) -> str:
+    """The embedded default: execute with retries and backoff in this process until the job settles."""
+    while True:
+        status = execute(job_id, engine=engine, on_progress=on_progress)
+        if status != "retry":
+            return status
+        job = jobs_db.get_job(engine or get_engine(), job_id)
+        time.sleep(retry_backoff(job["attempts"]))
+
+
+def submit(kind: str, params: dict, *, engine: Engine | None = None, on_progress=None,
+           max_attempts: int | None = None) -> int:
+    """Create a job and dispatch it: publish after commit (stack), or run it now in-process (embedded)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown job kind {kind!r}; known: {', '.join(KINDS)}")
+    settings = get_settings()
+    engine = engine or get_engine()
+    job_id = jobs_db.create_job(engine, kind, KINDS[kind].queue, params,
+                                max_attempts=max_attempts or KINDS[kind].max_attempts)
+    dispatch(job_id, engine=engine, on_progress=on_progress, settings=settings)
+    return job_id
+
+
+def dispatch(job_id: int, *, engine: Engine | None = None, on_progress=None, settings: Settings | None = None) -> None:
+    settings = settings or get_settings()
+    engine = engine or get_engine()
+    if settings.embedded:
+        run_in_process(job_id, engine=engine, on_progress=on_progress)
+        return
+    job = jobs_db.get_job(engine, job_id)
+    try:
+        publish(f"{job['queue']}.run_job", [job_id], job["queue"])
+    except BrokerUnavailable as exc:
+        jobs_db.finish_job(engine, job_id, "failed", error=f"not queued: {exc} (fix the broker, then `xpvae job retry {job_id}`)")
+        raise
+
+
+def publish(task_name: str, args: list[Any], queue: str, countdown: float | None = None) -> None:
+    """Send one message; a clear BrokerUnavailable if RabbitMQ cannot be reached."""
+    from kombu.exceptions import OperationalError
+
+    from shared.celery_app import app
+    try:
+        app.send_task(task_name, args=args, queue=queue, countdown=countdown, retry=True,
+                      retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1})
+    except (OperationalError, OSError) as exc:
+        raise BrokerUnavailable(f"cannot reach the message broker at {_safe_broker()}: {exc}") from None
+
+
+def _safe_broker() -> str:
+    from kombu.utils.url import maybe_sanitize_url
+    return maybe_sanitize_url(get_settings().broker_url or "")
+
+
+def check_broker(timeout: float = 3.0) -> None:
+    from shared.celery_app import app
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=timeout)
+    except Exception as exc:  # noqa: BLE001
+        raise BrokerUnavailable(f"cannot reach the message broker at {_safe_broker()}: {exc}") from None
+
+
+# --- fan-out (inference shards) ------------------------------------------------------------------------------
+
+def execute_shard(job_id: int, shard: int, *, engine: Engine | None = None, on_progress=None) -> str:
+    """Run one shard: the handler writes its rows idempotently; the last shard done completes the job."""
+    engine = engine or get_engine()
+    settings = get_settings()
+    job = jobs_db.get_job(engine, job_id)
+    if job is None or job["status"] in jobs_db.TERMINAL:
+        return job["status"] if job else "missing"
+    row = jobs_db.start_shard(engine, job_id, shard, worker_name())
+    if row is None:
+        jobs_db.complete_if_all_shards_done(engine, job_id, _shard_result(engine, job_id))
+        return "done"
+    ctx = JobContext(job_id, job["kind"], dict(job["params"]), row["attempts"], engine, settings, on_progress)
+    if row["attempts"] > job["max_attempts"]:
+        with engine.begin() as conn:
+            jobs_db.finish_shard(conn, job_id, shard, "failed", "worker crashed on every attempt")
+        jobs_db.finish_job(engine, job_id, "failed", error=f"shard {shard}: gave up after {job['max_attempts']} attempts")
+        return "failed"
+    try:
+        _resolve(SHARD_HANDLER)(ctx, row)
+    except JobCancelled:
+        jobs_db.finish_job(engine, job_id, "cancelled", error="cancelled by request")
+        return "cancelled"
+    except Exception as exc:  # noqa: BLE001
+        text = f"shard {shard}: {type(exc).__name__}: {exc}"
+        with engine.begin() as conn:
+            jobs_db.finish_shard(conn, job_id, shard, "queued" if row["attempts"] < job["max_attempts"] else "failed", text)
+        if row["attempts"] >= job["max_attempts"]:
+            jobs_db.finish_job(engine, job_id, "failed", error=f"{text}\n{traceback.format_exc(limit=8)}")
+            return "failed"
+        return "retry"
+    jobs_db.complete_if_all_shards_done(engine, job_id, _shard_result(engine, job_id))
+    return "done"
+
+
+def _shard_result(engine: Engine, job_id: int) -> dict:
+    shards = jobs_db.get_shards(engine, job_id)
+    job = jobs_db.get_job(engine, job_id)
+    return {"model_id": job["params"].get("model_id"), "n_shards": len(shards),
+            "n_stars": int(sum(s["n_stars"] for s in shards))}
+
+
+def fan_out(ctx: JobContext, ranges: list[tuple[int, int, int]]) -> None:
+    """Create shards for `ctx`'s job and run them: in-process one after another, or one message per shard."""
+    shards = jobs_db.create_shards(ctx.engine, ctx.job_id, ranges)
+    jobs_db.set_progress(ctx.engine, ctx.job_id, int(sum(s["n_stars"] for s in shards if s["status"] == "done")),
+                         int(sum(s["n_stars"] for s in shards)), f"{len(shards)} shards")
+    if not shards:
+        return
+    if ctx.settings.embedded:
+        for s in shards:
+            while execute_shard(ctx.job_id, s["shard"], engine=ctx.engine, on_progress=ctx.on_progress) == "retry":
+                time.sleep(retry_backoff(s["attempts"] + 1))
+        ctx.defer()   # the last shard has completed (or failed) the job already
+    for s in shards:
+        if s["status"] != "done":
+            publish("inferencer.run_shard", [ctx.job_id, s["shard"]], "inferencer")
+    ctx.defer()

@@ -1,0 +1,253 @@
+"""The `xpvae` command line. The same commands work in both modes: with XPVAE_BROKER_URL set they enqueue jobs
+for the workers (add --wait to follow one); without it they run the job in this process.
+
+Exit codes: 0 done (or queued), 1 the job failed or was cancelled, 2 bad usage, 3 database or broker
+unreachable / schema out of date, 4 no such job or model.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from shared.settings import get_settings
+
+EXIT_FAILED, EXIT_UNAVAILABLE, EXIT_NOT_FOUND = 1, 3, 4
+
+
+def _engine(check: bool = True):
+    from db.engine import DatabaseError, check_schema, get_engine
+    engine = get_engine()
+    if check:
+        try:
+            check_schema(engine)
+        except DatabaseError as exc:
+            _die(str(exc), EXIT_UNAVAILABLE)
+    return engine
+
+
+def _die(message: str, code: int) -> None:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(code)
+
+
+def run_job(kind: str, params: dict, *, wait: bool = False, label: str | None = None) -> dict:
+    """Submit a job; in-process it runs now with a progress line; in stack mode follow it if --wait."""
+    from shared import jobs
+    from xpvae.progress import ProgressLine
+    engine = _engine()
+    settings = get_settings()
+    bar = ProgressLine(label or kind)
+    try:
+        if not settings.embedded:
+            jobs.check_broker()
+        job_id = jobs.submit(kind, params, engine=engine, on_progress=bar)
+    except jobs.BrokerUnavailable as exc:
+        _die(str(exc), EXIT_UNAVAILABLE)
+    finally:
+        bar.close()
+    if not settings.embedded and not wait:
+        click.echo(f"queued job {job_id} ({kind}); follow it with `xpvae job show {job_id}` or `xpvae job wait {job_id}`")
+        return {"id": job_id, "status": "queued"}
+    return follow(job_id, label=label or kind)
+
+
+def follow(job_id: int, label: str = "job", poll: float = 1.0) -> dict:
+    from db import jobs as jobs_db
+    from xpvae.progress import ProgressLine
+    engine = _engine(check=False)
+    bar = ProgressLine(f"[job {job_id}] {label}")
+    while True:
+        job = jobs_db.get_job(engine, job_id)
+        if job is None:
+            _die(f"no job {job_id}", EXIT_NOT_FOUND)
+        if job["status"] in jobs_db.TERMINAL:
+            break
+        bar(job["progress_done"], job["progress_total"], job["message"] or job["status"])
+        time.sleep(poll)
+    bar.close()
+    if job["status"] != "succeeded":
+        click.secho(f"job {job_id} {job['status']}: {(job['error'] or '').strip().splitlines()[0] if job['error'] else ''}",
+                    fg="red", err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo(f"job {job_id} succeeded")
+    return job
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="xpvae")
+def main() -> None:
+    """xpvae: the scatter VAE of Gaia XP spectra, and the [α/M] bimodality analysis.
+
+    Embedded default (no XPVAE_BROKER_URL): jobs run in this process against a SQLite file under XPVAE_HOME.
+    Stack mode: set XPVAE_DATABASE_URL and XPVAE_BROKER_URL (see `make up`)."""
+
+
+# --- database ------------------------------------------------------------------------------------------------
+@main.group()
+def db() -> None:
+    """Database schema (alembic migrations)."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema of XPVAE_DATABASE_URL to the newest revision."""
+    from db.engine import DatabaseError, check_connection, describe, get_engine
+    from db.migrate import head_revision, upgrade
+    engine = get_engine()
+    try:
+        check_connection(engine)
+    except DatabaseError as exc:
+        _die(str(exc), EXIT_UNAVAILABLE)
+    upgrade(engine)
+    click.echo(f"{describe(engine)} is at migration {head_revision()}")
+
+
+@db.command("status")
+def db_status() -> None:
+    """Show the database URL and whether its schema is current."""
+    from db.engine import DatabaseError, check_connection, describe, get_engine
+    from db.migrate import current_revision, head_revision
+    engine = get_engine()
+    try:
+        check_connection(engine)
+    except DatabaseError as exc:
+        _die(str(exc), EXIT_UNAVAILABLE)
+    cur, head = current_revision(engine), head_revision()
+    click.echo(f"database: {describe(engine)}\nmigration: {cur or 'none'} (newest {head})")
+    if cur != head:
+        _die("schema out of date: run `xpvae db upgrade`", EXIT_UNAVAILABLE)
+
+
+# --- jobs ----------------------------------------------------------------------------------------------------
+def _fmt_progress(job: dict) -> str:
+    if job["progress_total"]:
+        return f"{job['progress_done']}/{job['progress_total']}"
+    return str(job["progress_done"] or "")
+
+
+@main.command("jobs")
+@click.option("--status", type=click.Choice(["queued", "running", "succeeded", "failed", "cancelled"]))
+@click.option("--kind")
+@click.option("--limit", default=30, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def jobs_list(status, kind, limit, as_json) -> None:
+    """List jobs, newest first."""
+    from db import jobs as jobs_db
+    rows = jobs_db.list_jobs(_engine(), status=status, kind=kind, limit=limit)
+    if as_json:
+        click.echo(json.dumps(rows, default=str, indent=1))
+        return
+    click.echo(f"{'id':>5}  {'kind':<22} {'status':<10} {'tries':>5}  {'progress':<15} created")
+    for j in rows:
+        click.echo(f"{j['id']:>5}  {j['kind']:<22} {j['status']:<10} {j['attempts']:>5}  {_fmt_progress(j):<15} "
+                   f"{str(j['created_at'])[:19]}")
+
+
+@main.group("job")
+def job_group() -> None:
+    """Inspect, follow, cancel or retry one job."""
+
+
+def _get_job_or_die(job_id: int) -> dict:
+    from db import jobs as jobs_db
+    job = jobs_db.get_job(_engine(), job_id)
+    if job is None:
+        _die(f"no job {job_id}", EXIT_NOT_FOUND)
+    return job
+
+
+@job_group.command("show")
+@click.argument("job_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+def job_show(job_id, as_json) -> None:
+    """Everything about one job."""
+    job = _get_job_or_die(job_id)
+    if as_json:
+        click.echo(json.dumps(job, default=str, indent=1))
+        return
+    for key in ("id", "kind", "queue", "status", "attempts", "max_attempts", "worker", "created_at", "started_at",
+                "finished_at", "message"):
+        click.echo(f"{key:>13}: {job[key]}")
+    click.echo(f"{'progress':>13}: {_fmt_progress(job)}")
+    click.echo(f"{'params':>13}: {json.dumps(job['params'])}")
+    if job["result"]:
+        click.echo(f"{'result':>13}: {json.dumps(job['result'], default=str)}")
+    if job["error"]:
+        click.echo(f"{'error':>13}: {job['error'].strip()}")
+
+
+@job_group.command("wait")
+@click.argument("job_id", type=int)
+def job_wait(job_id) -> None:
+    """Follow a job with a progress line until it ends (exit 1 if it did not succeed)."""
+    job = _get_job_or_die(job_id)
+    follow(job_id, label=job["kind"])
+
+
+@job_group.command("cancel")
+@click.argument("job_id", type=int)
+def job_cancel(job_id) -> None:
+    """Cancel a queued job now, a running one at its next progress point."""
+    from db import jobs as jobs_db
+    _get_job_or_die(job_id)
+    job = jobs_db.request_cancel(_engine(), job_id)
+    click.echo(f"job {job_id}: {job['status']}{' (cancel requested)' if job['status'] == 'running' else ''}")
+
+
+@job_group.command("retry")
+@click.argument("job_id", type=int)
+@click.option("--wait", is_flag=True, help="follow the job until it ends")
+def job_retry(job_id, wait) -> None:
+    """Run a failed or cancelled job again (finished shards and checkpoints are reused)."""
+    from db import jobs as jobs_db
+    from shared import jobs
+    job = _get_job_or_die(job_id)
+    if job["status"] not in ("failed", "cancelled"):
+        _die(f"job {job_id} is {job['status']}; only failed or cancelled jobs can be retried", 2)
+    engine = _engine()
+    jobs_db.reset_for_retry(engine, job_id)
+    try:
+        from xpvae.progress import ProgressLine
+        bar = ProgressLine(job["kind"])
+        jobs.dispatch(job_id, engine=engine, on_progress=bar)
+        bar.close()
+    except jobs.BrokerUnavailable as exc:
+        _die(str(exc), EXIT_UNAVAILABLE)
+    if get_settings().embedded or wait:
+        follow(job_id, label=job["kind"])
+    else:
+        click.echo(f"job {job_id} queued again")
+
+
+# --- models --------------------------------------------------------------------------------------------------
+@main.command("models")
+@click.option("--json", "as_json", is_flag=True)
+def models_list(as_json) -> None:
+    """List registered models."""
+    from db.models_registry import list_models
+    rows = list_models(_engine())
+    if as_json:
+        click.echo(json.dumps(rows, default=str, indent=1))
+        return
+    click.echo(f"{'id':>4}  {'name':<28} {'kind':<15} {'n_train':>8}  summary")
+    for m in rows:
+        s = m["summary"] or {}
+        brief = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in s.items()
+                          if k in ("epochs", "test_nll", "val_nll", "zscore_std_test"))
+        click.echo(f"{m['id']:>4}  {m['name']:<28} {m['kind']:<15} {m['n_train'] or '':>8}  {brief}")
+
+
+def _register_subcommands() -> None:
+    """Commands that live with their services (imported lazily so `xpvae --help` stays fast)."""
+    from xpvae import commands
+    commands.register(main)
+
+
+_register_subcommands()
+
+if __name__ == "__main__":
+    main()

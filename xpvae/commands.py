@@ -1,0 +1,236 @@
+"""Job commands: ingest, train, infer, analyze, plus simulate, model import and demo."""
+from __future__ import annotations
+
+import functools
+import glob
+import json
+from pathlib import Path
+
+import click
+
+from xpvae.cli import EXIT_NOT_FOUND, _die, _engine, run_job
+
+
+def selection_options(fn):
+    """Options that pick the stars a job works on (see db.selection.Selection)."""
+    opts = [
+        click.option("--source-id-min", "source_id_lo", type=int, help="smallest Gaia source_id to include"),
+        click.option("--source-id-max", "source_id_hi", type=int, help="largest Gaia source_id to include"),
+        click.option("--quality", type=click.Choice(["pristine", "good", "giant", "cool_giant"]),
+                     help="only stars whose APOGEE labels pass this selection (science.md §9)"),
+        click.option("--labelled/--any-labels", default=None, help="only stars with (or any) APOGEE labels"),
+        click.option("--limit", type=int, help="at most this many stars (lowest source ids first)"),
+    ]
+    for o in reversed(opts):
+        fn = o(fn)
+    return fn
+
+
+def _selection(kw: dict) -> dict:
+    sel = {k: kw.pop(k) for k in ("source_id_lo", "source_id_hi", "quality", "labelled", "limit")}
+    return {k: v for k, v in sel.items() if v is not None}
+
+
+def _model_ref(ref: str) -> int:
+    from db.models_registry import ModelNotFound, get_model
+    try:
+        return int(get_model(_engine(), ref)["id"])
+    except ModelNotFound as exc:
+        _die(str(exc), EXIT_NOT_FOUND)
+
+
+def _print_result(job: dict) -> None:
+    if job.get("result"):
+        from xpvae.summaries import describe_result
+        click.echo(describe_result(job["kind"], job["result"]))
+
+
+wait_option = click.option("--wait", is_flag=True, help="stack mode: follow the job with a progress line until it ends")
+
+
+# --- ingest --------------------------------------------------------------------------------------------------
+def _expand(paths: tuple[str, ...]) -> list[str]:
+    out: list[str] = []
+    for p in paths:
+        matches = sorted(glob.glob(p)) if any(c in p for c in "*?[") else [p]
+        if not matches:
+            raise click.BadParameter(f"no file matches {p!r}")
+        for m in matches:
+            if not Path(m).exists():
+                raise click.BadParameter(f"{m}: no such file or directory")
+            out.append(str(Path(m).resolve()))   # workers may run elsewhere: absolute paths
+    return out
+
+
+@click.group("ingest")
+def ingest_group() -> None:
+    """Load Gaia XP spectra, photometry, APOGEE labels or the published catalogue into the database."""
+
+
+def _ingest(source: str, paths: list[str], wait: bool, **extra) -> None:
+    job = run_job("ingest", {"source": source, "paths": paths, **extra}, wait=wait, label=f"ingest {source}")
+    _print_result(job)
+    if (job.get("result") or {}).get("files_failed"):
+        raise SystemExit(1)
+
+
+@ingest_group.command("gaia-xp")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--no-correlations", is_flag=True, help="drop the correlation arrays (89 % of the bytes); "
+              "χ² metrics are then reported as unavailable")
+@wait_option
+def ingest_gaia_xp(paths, no_correlations, wait) -> None:
+    """Gaia DR3 XP continuous spectra: CSV, ECSV, FITS, VOTable, DataLink zips, bulk .csv.gz, flat tables.
+    PATHS may be files, directories or globs."""
+    _ingest("gaia-xp", _expand(paths), wait, correlations=not no_correlations)
+
+
+@ingest_group.command("photometry")
+@click.argument("paths", nargs=-1, required=True)
+@wait_option
+def ingest_photometry(paths, wait) -> None:
+    """Gaia photometry (source_id, phot_g_mean_flux, phot_g_mean_mag, phot_bp_mean_mag, phot_rp_mean_mag)."""
+    _ingest("photometry", _expand(paths), wait)
+
+
+@ingest_group.command("apogee")
+@click.argument("path")
+@wait_option
+def ingest_apogee(path, wait) -> None:
+    """APOGEE DR17 allStar FITS (DR16 −9999 conventions accepted); computes the cross-match and quality flags."""
+    _ingest("apogee", _expand((path,)), wait)
+
+
+@ingest_group.command("catalogue")
+@click.argument("path")
+@click.option("--norm", type=click.Path(exists=True, dir_okay=False), help="the release's apogee_norm.npz")
+@wait_option
+def ingest_catalogue(path, norm, wait) -> None:
+    """The authors' published XP×APOGEE catalogue (xp_apogee_cat.h5)."""
+    _ingest("catalogue", _expand((path,)), wait, norm=str(Path(norm).resolve()) if norm else None)
+
+
+# --- train ---------------------------------------------------------------------------------------------------
+@click.command("train")
+@click.option("--name", help="model name (default: svae-<job id>)")
+@click.option("--epochs", type=int, default=50, show_default=True, help="the published model used 5000")
+@click.option("--batch-size", type=int, default=1024, show_default=True)
+@click.option("--lr", type=float, default=1e-4, show_default=True)
+@click.option("--weight-decay", type=float, default=0.01, show_default=True)
+@click.option("--t0", type=int, default=500, show_default=True, help="cosine warm-restart period in epochs")
+@click.option("--latent-dim", type=int, default=6, show_default=True)
+@click.option("--hidden", default="90,70,50,30,10", show_default=True, help="encoder widths")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--checkpoint-every", type=int, default=10, show_default=True)
+@selection_options
+@wait_option
+def train_cmd(name, epochs, batch_size, lr, weight_decay, t0, latent_dim, hidden, seed, checkpoint_every, wait, **kw):
+    """Train the scatter VAE on the selected spectra (no labels used) and register the model."""
+    params = {"name": name, "selection": _selection(kw),
+              "model": {"latent_dim": latent_dim, "hidden": [int(h) for h in hidden.split(",")]},
+              "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
+                        "t0": t0, "seed": seed, "checkpoint_every": checkpoint_every}}
+    _print_result(run_job("train", params, wait=wait, label="train"))
+
+
+@click.command("train-baseline")
+@click.option("--name", help="model name (default: baseline-<job id>)")
+@click.option("--epochs", type=int, default=50, show_default=True)
+@click.option("--batch-size", type=int, default=1024, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--labels-from", type=click.Choice(["good", "pristine"]), default="good", show_default=True)
+@selection_options
+@wait_option
+def train_baseline_cmd(name, epochs, batch_size, lr, seed, labels_from, wait, **kw):
+    """Train the label-dependent baseline (labels → spectrum + scatter) on stars with good labels."""
+    sel = _selection(kw)
+    sel.setdefault("quality", labels_from)
+    params = {"name": name, "selection": sel,
+              "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}}
+    _print_result(run_job("train_baseline", params, wait=wait, label="train-baseline"))
+
+
+# --- infer ---------------------------------------------------------------------------------------------------
+@click.command("infer")
+@click.option("--model", "model_ref", required=True, help="model name or id")
+@click.option("--shards", type=int, default=0, help="number of shards (default: about 50,000 stars each)")
+@click.option("--batch-size", type=int, default=8192, show_default=True)
+@selection_options
+@wait_option
+def infer_cmd(model_ref, shards, batch_size, wait, **kw):
+    """Run a model over the selected stars: latents (μ, σ), NLL, z-score and χ² summaries into inference_results."""
+    params = {"model_id": _model_ref(model_ref), "selection": _selection(kw), "shards": shards,
+              "batch_size": batch_size}
+    _print_result(run_job("infer", params, wait=wait, label="infer"))
+
+
+# --- analyze -------------------------------------------------------------------------------------------------
+@click.group("analyze")
+def analyze_group() -> None:
+    """The science analyses; statistics go to SQL tables, figures and a report under XPVAE_HOME/reports."""
+
+
+@analyze_group.command("alpha")
+@click.option("--model", "model_ref", required=True, help="sVAE model name or id (its inference must have run)")
+@click.option("--folds", type=int, default=5, show_default=True)
+@click.option("--bootstrap", type=int, default=500, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@wait_option
+def analyze_alpha(model_ref, folds, bootstrap, seed, wait):
+    """[α/M] bimodality: classifiers (latents vs labels), dip test, ΔBIC, unsupervised mixtures, tracks."""
+    params = {"model_id": _model_ref(model_ref), "n_folds": folds, "n_boot": bootstrap, "seed": seed}
+    _print_result(run_job("analyze_alpha", params, wait=wait, label="analyze alpha"))
+
+
+@analyze_group.command("reconstruction")
+@click.option("--model", "model_ref", required=True, help="sVAE model name or id")
+@click.option("--baseline", "baseline_ref", help="label-dependent baseline to compare with, on the same stars")
+@click.option("--split", type=click.Choice(["test", "validation", "all"]), default="test", show_default=True)
+@click.option("--max-stars", type=int, default=50000, show_default=True)
+@wait_option
+def analyze_reconstruction(model_ref, baseline_ref, split, max_stars, wait):
+    """Reconstruction report: per-coefficient z-scores, χ²/dof per band, by Teff, log g and [M/H]."""
+    params = {"model_id": _model_ref(model_ref), "split": split, "max_stars": max_stars,
+              "baseline_id": _model_ref(baseline_ref) if baseline_ref else None}
+    _print_result(run_job("analyze_reconstruction", params, wait=wait, label="analyze reconstruction"))
+
+
+# --- models --------------------------------------------------------------------------------------------------
+@click.group("model")
+def model_group() -> None:
+    """Import models."""
+
+
+@model_group.command("import-published")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False), help="weight.pt of the authors' release "
+              "(default: $XPVAE_SHARED/reference/scatter_vae_apogee/weight.pt)")
+@click.option("--norm", type=click.Path(exists=True, dir_okay=False), help="apogee_norm.npz of the data release")
+@click.option("--name", default="published-svae", show_default=True)
+def import_published(weights, norm, name):
+    """Register the authors' released sVAE (Laroche & Speagle, MIT) as a model."""
+    from db.models_registry import register_model
+    from shared.artifact import ModelArtifact
+    from shared.settings import get_settings
+    settings = get_settings()
+    weights = Path(weights) if weights else settings.shared_dir / "reference/scatter_vae_apogee/weight.pt"
+    if not weights.exists():
+        _die(f"{weights}: not found (pass --weights)", EXIT_NOT_FOUND)
+    art = ModelArtifact.from_published(weights, norm)
+    path = settings.models_dir / f"{name}.pt"
+    art.save(path)
+    mid = register_model(_engine(), name=name, kind=art.kind, path=str(path), config=art.config,
+                         summary=art.summary, n_train=art.summary.get("n_train"))
+    click.echo(f"registered model {mid} {name!r} from {weights}" + ("" if norm else
+               " (no normalisation given: pass --norm apogee_norm.npz before running it on physical spectra)"))
+
+
+def register(main: click.Group) -> None:
+    for cmd in (ingest_group, train_cmd, train_baseline_cmd, infer_cmd, analyze_group, model_group):
+        main.add_command(cmd)
+    from ingest.simulate.cli import simulate
+    main.add_command(simulate)
+    from xpvae.demo import demo
+    main.add_command(demo)
+    from xpvae.stack import worker
+    main.add_command(worker)
