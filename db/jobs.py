@@ -153,9 +153,10 @@ def start_shard(engine: Engine, job_id: int, shard: int, worker: str) -> dict | 
         return dict(row, attempts=row["attempts"] + 1)
 
 
-def finish_shard(conn: Connection, job_id: int, shard: int, status: str, error: str | None = None) -> None:
+def finish_shard(conn: Connection, job_id: int, shard: int, status: str, error: str | None = None,
+                 **timings: float) -> None:
     conn.execute(job_shards.update().where(job_shards.c.job_id == job_id).where(job_shards.c.shard == shard)
-                 .values(status=status, error=error, updated_at=now()))
+                 .values(status=status, error=error, updated_at=now(), **timings))
 
 
 def complete_if_all_shards_done(engine: Engine, job_id: int, result: dict | None = None) -> bool:

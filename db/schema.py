@@ -118,6 +118,8 @@ job_shards = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("worker", sa.Text),
     sa.Column("error", sa.Text),
+    # where the shard's time went, for operators and the end-to-end benchmark
+    sa.Column("seconds_read", DOUBLE), sa.Column("seconds_model", DOUBLE), sa.Column("seconds_write", DOUBLE),
     sa.Column("updated_at", TS),
 )
 

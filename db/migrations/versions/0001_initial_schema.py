@@ -185,6 +185,9 @@ def upgrade() -> None:
     sa.Column('attempts', sa.Integer(), server_default='0', nullable=False),
     sa.Column('worker', sa.Text(), nullable=True),
     sa.Column('error', sa.Text(), nullable=True),
+    sa.Column('seconds_read', sa.Double(), nullable=True),
+    sa.Column('seconds_model', sa.Double(), nullable=True),
+    sa.Column('seconds_write', sa.Double(), nullable=True),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['job_id'], ['jobs.id'], name=op.f('fk_job_shards_job_id_jobs'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('job_id', 'shard', name=op.f('pk_job_shards'))

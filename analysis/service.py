@@ -1,0 +1,158 @@
+"""The analysis jobs: read latents, spectra and labels from the database, call the plain analysis functions,
+store every statistic as rows of `analysis_statistics`, and the report (Markdown/HTML + PNG figures) under
+XPVAE_HOME/reports/<kind>-job<id>/. Re-running a job replaces its rows."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from analysis.alpha import run_alpha_analysis
+from analysis.reconstruction_report import run_reconstruction_report
+from analysis.rows import AnalysisResult
+from db.labels import read_labels
+from db.models_registry import get_model
+from db.schema import analysis_reports, analysis_statistics, inference_results, photometry
+from db.spectra import read_spectra
+from shared.artifact import ModelArtifact
+from shared.inference import infer_all
+from shared.jobs import JobContext
+from shared.preprocessing import normalise_by_flux
+
+
+def read_latents(engine: Engine, model_id: int, latent_dim: int, split: str | None = None,
+                 limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(source_id, latent means) of a model's inference results, ordered by source_id."""
+    cols = [inference_results.c.source_id] + [inference_results.c[f"z{i + 1}"] for i in range(latent_dim)]
+    stmt = sa.select(*cols).where(inference_results.c.model_id == model_id).order_by(inference_results.c.source_id)
+    if split:
+        stmt = stmt.where(inference_results.c.split == split)
+    if limit:
+        stmt = stmt.limit(limit)
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    if not rows:
+        raise ValueError(f"model {model_id} has no inference results{f' in the {split} split' if split else ''}: "
+                         f"run `xpvae infer --model {model_id}` first")
+    arr = np.array(rows, dtype=np.float64)
+    return arr[:, 0].astype(np.int64), arr[:, 1:]
+
+
+def read_photometry(engine: Engine, source_id: np.ndarray) -> dict[str, np.ndarray]:
+    """G and BP−RP aligned with source_id (NaN where absent)."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(photometry.c.source_id, photometry.c.phot_g_mean_mag,
+                                      photometry.c.phot_bp_mean_mag, photometry.c.phot_rp_mean_mag)).all()
+    table = np.array(rows, dtype=np.float64).reshape(-1, 4)
+    ids = table[:, 0].astype(np.int64)
+    order = np.argsort(ids)
+    pos = np.searchsorted(ids[order], source_id).clip(max=max(len(ids) - 1, 0))
+    found = (ids[order][pos] == source_id) if len(ids) else np.zeros(len(source_id), bool)
+    pick = lambda c: np.where(found, table[order][pos, c] if len(ids) else np.nan, np.nan)
+    return {"phot_g_mean_mag": pick(1), "bp_rp": pick(2) - pick(3)}
+
+
+def store(engine: Engine, ctx: JobContext, report: str, model_id: int, result: AnalysisResult) -> None:
+    """Replace this job's statistics and report row (idempotent)."""
+    rows = [{**r, "job_id": ctx.job_id, "model_id": model_id} for r in result.rows]
+    for r in rows:
+        r["report"] = r.get("report") or report
+    with engine.begin() as conn:
+        conn.execute(analysis_statistics.delete().where(analysis_statistics.c.job_id == ctx.job_id))
+        if rows:
+            conn.execute(analysis_statistics.insert(), rows)
+        conn.execute(analysis_reports.delete().where(analysis_reports.c.job_id == ctx.job_id))
+        conn.execute(analysis_reports.insert().values(job_id=ctx.job_id, report=report, model_id=model_id,
+                                                      path=str(result.report_path), headline=_jsonable(result.headline)))
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _out_dir(ctx: JobContext, kind: str) -> Path:
+    return ctx.settings.reports_dir / f"{kind}-job{ctx.job_id}"
+
+
+def run_alpha_job(ctx: JobContext) -> dict:
+    p = ctx.params
+    model = get_model(ctx.engine, p["model_id"])
+    latent_dim = int((model["config"] or {}).get("latent_dim", 6))
+    ctx.progress(0, None, "reading latents and labels")
+    source_id, latents = read_latents(ctx.engine, model["id"], latent_dim)
+    labels = read_labels(ctx.engine, source_id)
+    keep = labels["labelled"]
+    if not keep.any():
+        raise ValueError("no star with inference results has APOGEE labels: ingest labels first")
+    labels = {k: v[keep] for k, v in labels.items()}
+    phot = {k: v[keep] for k, v in read_photometry(ctx.engine, source_id).items()}
+    result = run_alpha_analysis(latents[keep], labels, phot, out_dir=_out_dir(ctx, "alpha"),
+                                seed=int(p.get("seed", 0)), n_folds=int(p.get("n_folds", 5)),
+                                n_boot=int(p.get("n_boot", 500)), progress=ctx.progress)
+    store(ctx.engine, ctx, "alpha", model["id"], result)
+    return {"report": str(result.report_path), "n_statistics": len(result.rows),
+            "figures": [str(f) for f in result.figures], "headline": _jsonable(result.headline)}
+
+
+def _flux_units(art: ModelArtifact, xhat_std: np.ndarray, scatter_std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A model's outputs in G-flux-normalised units (science.md §7: one unit system for every model)."""
+    return art.normalisation.invert(xhat_std), scatter_std * art.normalisation.sig
+
+
+def run_reconstruction_job(ctx: JobContext) -> dict:
+    p = ctx.params
+    model = get_model(ctx.engine, p["model_id"])
+    art = ModelArtifact.load(model["path"])
+    split = None if p.get("split", "test") == "all" else p.get("split", "test")
+    ctx.progress(0, None, "reading held-out spectra")
+    source_id, _ = read_latents(ctx.engine, model["id"], 1, split=split, limit=int(p.get("max_stars", 50000)))
+    labels = read_labels(ctx.engine, source_id)
+    baseline = get_model(ctx.engine, p["baseline_id"]) if p.get("baseline_id") else None
+    if baseline is not None:
+        # The label model needs labels: compare both models on the held-out stars that have them.
+        names = ("teff", "logg", "m_h", "alpha_m")
+        ok = labels["labelled"] & np.all([np.isfinite(labels[n]) for n in names], axis=0)
+        source_id = source_id[ok]
+        labels = {k: v[ok] for k, v in labels.items()}
+    data = read_spectra(ctx.engine, source_id, with_correlations=True)
+    if not np.array_equal(data["source_id"], source_id):
+        raise RuntimeError("spectra and inference results disagree on the held-out stars")
+    x, e = normalise_by_flux(data["coefficients"], data["errors"], data["phot_g_mean_flux"])
+    corr = data["correlations"] if data["has_correlations"].all() else None
+    common = {"x": x, "sigma": e, "bp_correlations": None if corr is None else corr[:, 0],
+              "rp_correlations": None if corr is None else corr[:, 1]}
+    xs, es = art.normalisation.apply(x, e)
+    out = infer_all(art.build_model(), xs, es, batch_size=16384)
+    xhat, scat = _flux_units(art, out["xhat"], out["scatter"])
+    models = {model["name"]: {**common, "x_hat": xhat, "scatter": scat}}
+    train_labels = None
+    if baseline is not None:
+        bart = ModelArtifact.load(baseline["path"])
+        lab = np.column_stack([labels[n] for n in bart.config.get("label_names", ("teff", "logg", "m_h", "alpha_m"))])
+        bout = infer_all(bart.build_model(), None, None, labels=lab, batch_size=16384)
+        bxhat, bscat = _flux_units(bart, bout["xhat"], bout["scatter"])
+        models[baseline["name"]] = {**common, "x_hat": bxhat, "scatter": bscat}
+        train_ids = np.asarray(bart.splits.get("train", []), dtype=np.int64)
+        if train_ids.size:
+            tl = read_labels(ctx.engine, train_ids)
+            train_labels = {"teff": tl["teff"], "logg": tl["logg"]}
+    result = run_reconstruction_report(models, {k: labels[k] for k in ("teff", "logg", "m_h")},
+                                       out_dir=_out_dir(ctx, "reconstruction"), sample=f"{split or 'all'}",
+                                       train_labels=train_labels, seed=int(p.get("seed", 0)), progress=ctx.progress)
+    store(ctx.engine, ctx, "reconstruction", model["id"], result)
+    return {"report": str(result.report_path), "n_statistics": len(result.rows), "n_stars": int(len(source_id)),
+            "figures": [str(f) for f in result.figures], "headline": _jsonable(result.headline)}

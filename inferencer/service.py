@@ -1,0 +1,136 @@
+"""The inferencer: a registered model over a selection of stars, in shards of source_id ranges.
+
+The parent job plans the shards (quantiles of source_id) and fans them out; each shard reads its spectra,
+runs the model at z = μ and replaces its rows of `inference_results` in one transaction, together with
+marking the shard done — so a shard run twice (a worker killed mid-shard, a redelivery) leaves exactly one
+row per star. The last shard to finish completes the job.
+"""
+from __future__ import annotations
+
+import math
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from db import bulk
+from db import jobs as jobs_db
+from db.models_registry import get_model
+from db.schema import LATENT_MAX, inference_results
+from db.selection import Selection
+from db.spectra import read_spectra, source_id_quantiles
+from db.spectra import count as count_spectra
+from shared.artifact import ModelArtifact
+from shared.inference import infer
+from shared.jobs import JobContext, fan_out
+from shared.preprocessing import normalise_by_flux
+
+STARS_PER_SHARD = 50_000
+
+
+@lru_cache(maxsize=4)
+def _load(path: str, mtime: float) -> tuple[ModelArtifact, object, dict[str, np.ndarray]]:
+    art = ModelArtifact.load(path)
+    splits = {k: np.sort(np.asarray(v, dtype=np.int64)) for k, v in (art.splits or {}).items()
+              if len(v) and np.asarray(v).dtype.kind in "iu"}
+    return art, art.build_model(), splits
+
+
+def load_model(engine: Engine, model_id: int):
+    row = get_model(engine, model_id)
+    path = Path(row["path"])
+    if not path.exists():
+        raise FileNotFoundError(f"model {row['name']!r}: artifact {path} is missing")
+    if row["kind"] != "svae":
+        raise ValueError(f"model {row['name']!r} is a {row['kind']}; inference runs the sVAE")
+    art, model, splits = _load(str(path), path.stat().st_mtime)
+    return row, art, model, splits
+
+
+def run_infer_job(ctx: JobContext) -> dict:
+    p = ctx.params
+    load_model(ctx.engine, p["model_id"])            # fail early, before any shard, if the model is unusable
+    selection = Selection.from_dict(p.get("selection"))
+    n = count_spectra(ctx.engine, selection)
+    if n == 0:
+        raise ValueError(f"the selection {selection.to_dict()} matches no spectra with photometry")
+    n_shards = int(p.get("shards") or 0) or max(1, math.ceil(n / STARS_PER_SHARD))
+    ranges = source_id_quantiles(ctx.engine, selection, n_shards)
+    fan_out(ctx, ranges)      # does not return: the shards complete the job
+    return {}
+
+
+def _split_labels(source_id: np.ndarray, splits: dict[str, np.ndarray]) -> list[str | None]:
+    out = np.full(len(source_id), None, dtype=object)
+    for name, ids in splits.items():
+        if ids.size:
+            pos = np.searchsorted(ids, source_id).clip(max=ids.size - 1)
+            out[ids[pos] == source_id] = name
+    return out.tolist()
+
+
+def infer_range(engine: Engine, model_id: int, selection: Selection, *, batch_size: int = 8192,
+                chi2: bool = True, progress=None, batch_pause_s: float = 0.0) -> tuple[dict, dict]:
+    """Read, infer and build the result columns for one selection (no writing). Returns (columns, timings)."""
+    row, art, model, splits = load_model(engine, model_id)
+    t0 = time.perf_counter()
+    data = read_spectra(engine, selection, with_correlations=chi2)
+    t1 = time.perf_counter()
+    x, e = normalise_by_flux(data["coefficients"], data["errors"], data["phot_g_mean_flux"])
+    xs, es = art.normalisation.apply(x, e)
+    corr = None
+    if chi2 and data.get("has_correlations") is not None and data["has_correlations"].any():
+        # χ² in the model's standardised units: Σ_std = diag(e/(g·s))·R·diag(e/(g·s)) — the correlations are
+        # unit-free, and es already carries the division by G flux and s (science.md §7).
+        corr = {"bp": data["correlations"][:, 0], "rp": data["correlations"][:, 1]}
+    n = len(data["source_id"])
+    parts = []
+    for res in infer(model, xs, es, correlations=corr, batch_size=batch_size, include_reconstructions=False):
+        parts.append(res)
+        if progress:
+            progress(min(res["start"] + batch_size, n), n)
+        if batch_pause_s:
+            time.sleep(batch_pause_s)
+    t2 = time.perf_counter()
+    cat = lambda k: np.concatenate([q[k] for q in parts]) if parts else np.zeros(0)
+    mu, sig = cat("latent_mu"), cat("latent_sigma")
+    cols: dict[str, object] = {"model_id": np.full(n, model_id, np.int64), "source_id": data["source_id"],
+                               "split": _split_labels(data["source_id"], splits)}
+    for i in range(min(mu.shape[1] if mu.ndim == 2 else 0, LATENT_MAX)):
+        cols[f"z{i + 1}"] = mu[:, i]
+        cols[f"z{i + 1}_sigma"] = sig[:, i]
+    cols["nll"] = cat("nll")
+    cols["zscore_rms"] = cat("zscore_rms")
+    cols["zscore_rms_scatter"] = cat("zscore_rms_scatter")
+    for b in ("bp", "rp"):
+        cols[f"{b}_chi2_dof"] = cat(f"chi2_{b}") / 55.0
+        cols[f"{b}_chi2_dof_scatter"] = cat(f"chi2_{b}_scatter") / 55.0
+    return cols, {"seconds_read": t1 - t0, "seconds_model": t2 - t1}
+
+
+def write_results(conn, model_id: int, lo: int, hi: int, cols: dict) -> None:
+    """Replace this source_id range's rows for the model (idempotent), inside the caller's transaction."""
+    conn.execute(inference_results.delete().where(inference_results.c.model_id == model_id)
+                 .where(inference_results.c.source_id.between(lo, hi)))
+    bulk.upsert_rows(conn, inference_results, cols, key=("model_id", "source_id"))
+
+
+def run_infer_shard(ctx: JobContext, shard: dict) -> None:
+    p = ctx.params
+    lo, hi = int(shard["source_id_lo"]), int(shard["source_id_hi"])
+    # A limited selection keeps its lowest `limit` source ids, and the shards were cut from exactly those, so
+    # within [lo, hi] every selected star belongs to it: the range alone reproduces the selection.
+    base = Selection.from_dict(p.get("selection"))
+    selection = base.replace(source_id_lo=lo, source_id_hi=hi, limit=None)
+    cols, timings = infer_range(ctx.engine, p["model_id"], selection, batch_size=int(p.get("batch_size", 8192)),
+                                chi2=bool(p.get("chi2", True)), batch_pause_s=float(p.get("batch_pause_s", 0)))
+    ctx.check_cancelled()
+    t = time.perf_counter()
+    with ctx.engine.begin() as conn:
+        write_results(conn, p["model_id"], lo, hi, cols)
+        jobs_db.finish_shard(conn, ctx.job_id, shard["shard"], "done", None,
+                             seconds_write=time.perf_counter() - t, **timings)
+        jobs_db.add_progress(conn, ctx.job_id, len(cols["source_id"]))

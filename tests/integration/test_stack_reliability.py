@@ -1,0 +1,140 @@
+"""Reliability of the stack under failure, with real worker processes killed by SIGKILL.
+
+Each test states the failure it injects and the guarantee it checks."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import sqlalchemy as sa
+
+from stackutil import REPO, wait_for
+from seed import seed_survey, train_small_model
+
+from db import jobs as jobs_db
+from shared import jobs
+
+
+def _job(engine, job_id):
+    return jobs_db.get_job(engine, job_id)
+
+
+def test_worker_killed_mid_shard_still_gives_one_row_per_star(stack, pg_engine):
+    """SIGKILL an inference worker while it holds a shard: the message is redelivered (acks_late), the shard
+    is recomputed, and the results table has exactly one row per star."""
+    seed_survey(pg_engine, 1200)
+    model_id = train_small_model(pg_engine)
+    w1 = stack.start_worker("inferencer")
+    job_id = jobs.submit("infer", {"model_id": model_id, "selection": {}, "shards": 2, "batch_size": 64,
+                                   "batch_pause_s": 0.25}, engine=pg_engine)
+    wait_for(lambda: any(s["status"] == "running" for s in jobs_db.get_shards(pg_engine, job_id)),
+             what="a running shard", stack=stack)
+    stack.kill(w1)
+    stack.start_worker("inferencer")
+    job = wait_for(lambda: (j := _job(pg_engine, job_id))["status"] in jobs_db.TERMINAL and j,
+                   timeout=180, what="the job to finish", stack=stack)
+    assert job["status"] == "succeeded", job["error"]
+    with pg_engine.connect() as conn:
+        n, distinct = conn.execute(sa.text("SELECT count(*), count(DISTINCT source_id) FROM inference_results "
+                                           "WHERE model_id = :m"), {"m": model_id}).one()
+        expected = conn.execute(sa.text("SELECT count(*) FROM xp_spectra s JOIN photometry p USING (source_id) "
+                                        "WHERE NOT s.bp_missing AND NOT s.rp_missing")).scalar()
+        attempts = conn.execute(sa.text("SELECT max(attempts) FROM job_shards WHERE job_id = :j"), {"j": job_id}).scalar()
+    assert n == distinct == expected
+    assert attempts >= 2          # the killed shard really ran twice
+
+
+def test_always_failing_task_is_retried_then_failed_and_the_worker_goes_on(stack, pg_engine):
+    """A job whose model artifact is gone raises on every attempt: it is retried with backoff, ends `failed`
+    with the error text after max_attempts, and the same worker then serves the next job."""
+    seed_survey(pg_engine, 600)
+    bad_model = train_small_model(pg_engine, name="doomed")
+    good_model = train_small_model(pg_engine, name="fine")
+    with pg_engine.connect() as conn:
+        path = conn.execute(sa.text("SELECT path FROM models WHERE id = :m"), {"m": bad_model}).scalar()
+    os.unlink(path)
+    stack.start_worker("inferencer")
+    bad = jobs.submit("infer", {"model_id": bad_model, "selection": {}}, engine=pg_engine, max_attempts=3)
+    good = jobs.submit("infer", {"model_id": good_model, "selection": {}}, engine=pg_engine)
+    for job_id in (bad, good):
+        wait_for(lambda: _job(pg_engine, job_id)["status"] in jobs_db.TERMINAL, timeout=120,
+                 what=f"job {job_id}", stack=stack)
+    bad_job, good_job = _job(pg_engine, bad), _job(pg_engine, good)
+    assert bad_job["status"] == "failed" and bad_job["attempts"] == 3
+    assert "FileNotFoundError" in bad_job["error"] and "is missing" in bad_job["error"]
+    assert good_job["status"] == "succeeded"
+
+
+def test_crash_looping_job_stops_after_max_attempts(stack, pg_engine):
+    """A training job whose worker dies (SIGKILL) on every attempt is redelivered, and once max_attempts
+    attempts have started without finishing, the job is failed with the reason instead of looping forever."""
+    seed_survey(pg_engine, 600)
+    job_id = jobs.submit("train", {"name": "crashy", "selection": {},
+                                   "train": {"epochs": 100000, "batch_size": 64, "checkpoint_every": 0}},
+                         engine=pg_engine, max_attempts=2)
+    for attempt in (1, 2):
+        w = stack.start_worker("trainer")
+        wait_for(lambda: (j := _job(pg_engine, job_id))["status"] == "running" and j["attempts"] == attempt,
+                 timeout=90, what=f"attempt {attempt}", stack=stack)
+        stack.kill(w)
+    stack.start_worker("trainer")
+    job = wait_for(lambda: (j := _job(pg_engine, job_id))["status"] in jobs_db.TERMINAL and j, timeout=90,
+                   what="the job to be given up", stack=stack)
+    assert job["status"] == "failed"
+    assert "gave up" in job["error"] and job["attempts"] == 3
+
+
+def test_interrupted_training_resumes_from_its_checkpoint(stack, pg_engine):
+    """Kill the trainer after a checkpoint: the redelivered job resumes from that epoch, not from 0."""
+    seed_survey(pg_engine, 800)
+    w = stack.start_worker("trainer")
+    job_id = jobs.submit("train", {"name": "resumable", "selection": {},
+                                   "train": {"epochs": 60, "batch_size": 32, "checkpoint_every": 5}},
+                         engine=pg_engine)
+    ckpt = stack.home / "checkpoints" / f"train-job-{job_id}.pt"
+    wait_for(lambda: ckpt.exists() and _job(pg_engine, job_id)["progress_done"] >= 11, timeout=120,
+             what="two checkpoints", stack=stack)
+    stack.kill(w)
+    stack.start_worker("trainer")
+    job = wait_for(lambda: (j := _job(pg_engine, job_id))["status"] in jobs_db.TERMINAL and j, timeout=180,
+                   what="the resumed job", stack=stack)
+    assert job["status"] == "succeeded", job["error"]
+    assert job["attempts"] == 2
+    assert job["result"]["resumed_from_epoch"] >= 10
+    assert job["result"]["epochs_completed"] == 60
+    with pg_engine.connect() as conn:
+        epochs = conn.execute(sa.text("SELECT count(*) FROM training_metrics WHERE job_id = :j"), {"j": job_id}).scalar()
+    assert epochs == 60
+
+
+def test_queues_do_not_block_each_other(stack, pg_engine, shared_dir):
+    """A long training job occupies the trainer worker; an ingest job on its own queue completes meanwhile."""
+    seed_survey(pg_engine, 600)
+    stack.start_worker("trainer")
+    stack.start_worker("ingest")
+    train = jobs.submit("train", {"name": "long", "selection": {},
+                                  "train": {"epochs": 100000, "batch_size": 64, "checkpoint_every": 0}}, engine=pg_engine)
+    wait_for(lambda: _job(pg_engine, train)["status"] == "running", timeout=90, what="training to start", stack=stack)
+    csv = shared_dir / "data/gaia_xp/gaiaxpy_tests/XP_CONTINUOUS_RAW.csv"
+    ingest = jobs.submit("ingest", {"source": "gaia-xp", "paths": [str(csv)], "correlations": True}, engine=pg_engine)
+    wait_for(lambda: _job(pg_engine, ingest)["status"] == "succeeded", timeout=90, what="the ingest job", stack=stack)
+    assert _job(pg_engine, train)["status"] == "running"
+    stack.cli("job", "cancel", str(train))
+    job = wait_for(lambda: (j := _job(pg_engine, train))["status"] in jobs_db.TERMINAL and j, timeout=60,
+                   what="the cancelled training", stack=stack)
+    assert job["status"] == "cancelled"
+
+
+def test_cli_reports_unreachable_broker_and_database(stack, tmp_path):
+    """Exit code 3 and a message naming what is unreachable, never a traceback."""
+    env = dict(stack.env, XPVAE_BROKER_URL="amqp://guest:guest@127.0.0.1:1//")
+    res = subprocess.run([sys.executable, "-m", "xpvae.cli", "train", "--epochs", "1"], env=env, cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 3, res.stderr
+    assert "cannot reach the message broker" in res.stderr and "Traceback" not in res.stderr
+    env = dict(stack.env, XPVAE_DATABASE_URL="postgresql+psycopg2://postgres@127.0.0.1:1/nowhere")
+    res = subprocess.run([sys.executable, "-m", "xpvae.cli", "jobs"], env=env, cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 3 and "cannot reach the database" in res.stderr and "Traceback" not in res.stderr

@@ -1,0 +1,167 @@
+"""The trainer: a training request (selection + configuration) becomes a trained, registered model.
+
+Plain functions; the Celery task (trainer/tasks.py) only hands over a job id. Training checkpoints every N
+epochs to XPVAE_HOME/checkpoints/train-job-<id>.pt and a redelivered or retried job resumes from there.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from sqlalchemy.engine import Engine
+
+from db import bulk
+from db.labels import read_labels
+from db.models_registry import register_model, unique_name
+from db.selection import Selection
+from db.spectra import read_spectra
+from shared.artifact import ModelArtifact
+from shared.baseline import BaselineConfig, fit_label_baseline
+from shared.inference import infer_all
+from shared.jobs import JobCancelled, JobContext
+from shared.model import VAEConfig
+from shared.preprocessing import normalise_by_flux
+from shared.training import TrainConfig, TrainResult, fit_scatter_vae, load_checkpoint
+
+# CLI/job parameter names → TrainConfig fields (the rest pass through unchanged).
+_TRAIN_KEYS = {"epochs", "batch_size", "lr", "weight_decay", "t0", "t_mult", "eta_min", "seed", "checkpoint_every",
+               "split", "compile", "threads"}
+
+
+def train_config(params: dict, device: str) -> TrainConfig:
+    unknown = set(params) - _TRAIN_KEYS
+    if unknown:
+        raise ValueError(f"unknown training parameter(s): {sorted(unknown)}")
+    return TrainConfig.from_dict({**params, "device": device})
+
+
+def load_training_set(engine: Engine, selection: Selection, progress=None) -> dict[str, np.ndarray]:
+    """Spectra of the selection, G-flux normalised (science.md §2 step 1). Stars without a G flux cannot be
+    normalised: the selection requires photometry, so they are never read."""
+    data = read_spectra(engine, selection, progress=progress)
+    if len(data["source_id"]) == 0:
+        raise ValueError(f"the selection {selection.to_dict()} matches no spectra with photometry: ingest "
+                         "Gaia XP spectra and photometry first")
+    x, e = normalise_by_flux(data["coefficients"], data["errors"], data["phot_g_mean_flux"])
+    return {"source_id": data["source_id"], "x": x, "x_err": e}
+
+
+class _MetricsWriter:
+    """Per-epoch metrics → training_metrics rows (upsert: a resumed run rewrites the epochs it repeats) and
+    progress on the job."""
+
+    def __init__(self, ctx: JobContext, epochs: int):
+        self.ctx, self.epochs = ctx, epochs
+
+    def __call__(self, m: dict[str, float]) -> None:
+        row = {"job_id": [self.ctx.job_id], "epoch": [int(m["epoch"])]}
+        for k in ("loss", "nll", "kl", "val_loss", "val_nll", "val_kl", "lr", "seconds"):
+            v = m.get(k)
+            row[k] = [float(v) if v is not None and math.isfinite(float(v)) else None]
+        with self.ctx.engine.begin() as conn:
+            bulk.upsert_rows(conn, "training_metrics", row, key=("job_id", "epoch"))
+        self.ctx.progress(int(m["epoch"]), self.epochs,
+                          f"epoch {int(m['epoch'])}/{self.epochs} loss {m['loss']:.3f} val {m.get('val_loss', float('nan')):.3f}")
+
+
+def _split_ids(result: TrainResult, source_id: np.ndarray) -> dict[str, list[int]]:
+    return {k: source_id[v].tolist() for k, v in result.split.items()}
+
+
+def _held_out_summary(result: TrainResult, x: np.ndarray, e: np.ndarray) -> dict[str, Any]:
+    """NLL and calibration on the test split, which training never saw (not even for early decisions)."""
+    test = result.split["test"]
+    if test.size == 0:
+        return {}
+    xs, es = result.normalisation.apply(x[test], e[test])
+    out = infer_all(result.model, xs, es, batch_size=65536, include_reconstructions=True)
+    z = (xs - out["xhat"]) / np.sqrt(es ** 2 + out["scatter"].astype(np.float64) ** 2)
+    return {"test_nll": float(np.mean(out["nll"])), "test_kl": float(np.mean(out.get("kl", np.zeros(1)))),
+            "test_zscore_std": float(np.std(z)), "test_zscore_mean": float(np.mean(z)), "n_test": int(test.size)}
+
+
+def _should_stop(ctx: JobContext):
+    def check() -> bool:
+        try:
+            ctx.check_cancelled()
+        except JobCancelled:
+            return True
+        return False
+    return check
+
+
+def _resumed_from(path) -> int:
+    if not path.exists():
+        return 0
+    try:
+        return int(load_checkpoint(path).get("epoch", 0))
+    except Exception:   # an unreadable checkpoint is reported by the engine itself
+        return 0
+
+
+def run_train_job(ctx: JobContext) -> dict:
+    """Train the scatter VAE on a selection (no labels used) and register it."""
+    p = ctx.params
+    selection = Selection.from_dict(p.get("selection"))
+    cfg = train_config(p.get("train", {}), ctx.settings.device)
+    model_cfg = VAEConfig.from_dict({**VAEConfig().to_dict(), **p.get("model", {})})
+    ctx.progress(0, cfg.epochs, "reading spectra")
+    data = load_training_set(ctx.engine, selection)
+    ckpt = ctx.settings.checkpoints_dir / f"train-job-{ctx.job_id}.pt"
+    resumed_from = _resumed_from(ckpt)
+    result = fit_scatter_vae(data["x"], data["x_err"], model_cfg, cfg, callback=_MetricsWriter(ctx, cfg.epochs),
+                             checkpoint_path=ckpt, resume=True, should_stop=_should_stop(ctx))
+    if result.stopped:
+        ctx.check_cancelled()      # raises JobCancelled: the checkpoint stays for `xpvae job retry`
+    held_out = _held_out_summary(result, data["x"], data["x_err"])
+    name = p.get("name") or unique_name(ctx.engine, f"svae-job{ctx.job_id}")
+    return _register(ctx, result, data["source_id"], name, held_out, resumed_from, ckpt)
+
+
+def _register(ctx: JobContext, result: TrainResult, source_id: np.ndarray, name: str, held_out: dict,
+              resumed_from: int, ckpt) -> dict:
+    art = ModelArtifact.from_training(result, splits=_split_ids(result, source_id))
+    art.training.update(held_out)
+    if result.extra.get("label_normalisation"):
+        art.training["label_normalisation"] = result.extra["label_normalisation"]
+    path = art.save(ctx.settings.models_dir / f"{name}.pt")
+    last = result.history[-1] if result.history else {}
+    summary = {"epochs": result.epochs_completed, "val_nll": last.get("val_nll"), **held_out,
+               "seconds": result.seconds, "device": result.device, "excluded_rows": result.excluded.count}
+    model_id = register_model(ctx.engine, name=name, kind=result.kind, path=str(path), job_id=ctx.job_id,
+                              config=art.config, summary=summary, n_train=int(result.split["train"].size))
+    ckpt.unlink(missing_ok=True)   # the registered artifact supersedes the checkpoint
+    return {"model_id": model_id, "name": name, "artifact": str(path), "epochs_completed": result.epochs_completed,
+            "resumed_from_epoch": resumed_from, "n_train": int(result.split["train"].size),
+            "val_nll": last.get("val_nll"), **held_out, "seconds": result.seconds, "device": result.device}
+
+
+def run_baseline_job(ctx: JobContext) -> dict:
+    """Train the label-dependent baseline (science.md §8) on stars with good labels."""
+    p = ctx.params
+    sel_dict = dict(p.get("selection") or {})
+    sel_dict.setdefault("quality", "good")
+    selection = Selection.from_dict(sel_dict)
+    cfg = train_config(p.get("train", {}), ctx.settings.device)
+    bcfg = BaselineConfig.from_dict(p.get("model", {})) if p.get("model") else BaselineConfig()
+    ctx.progress(0, cfg.epochs, "reading spectra and labels")
+    data = load_training_set(ctx.engine, selection)
+    labels = read_labels(ctx.engine, data["source_id"])
+    lab = np.column_stack([np.asarray(labels[n], dtype=np.float64) for n in bcfg.label_names])
+    ckpt = ctx.settings.checkpoints_dir / f"train-job-{ctx.job_id}.pt"
+    resumed_from = _resumed_from(ckpt)
+    result = fit_label_baseline(lab, data["x"], data["x_err"], bcfg, cfg, callback=_MetricsWriter(ctx, cfg.epochs),
+                                checkpoint_path=ckpt, resume=True, should_stop=_should_stop(ctx))
+    if result.stopped:
+        ctx.check_cancelled()
+    test = result.split["test"]
+    held_out = {}
+    if test.size:
+        xs, es = result.normalisation.apply(data["x"][test], data["x_err"][test])
+        out = infer_all(result.model, None, None, labels=lab[test])
+        w = es ** 2 + out["scatter"].astype(np.float64) ** 2
+        nll = 0.5 * np.sum((xs - out["xhat"]) ** 2 / w + np.log(w), axis=1)
+        held_out = {"test_nll": float(np.mean(nll)), "n_test": int(test.size)}
+    name = p.get("name") or unique_name(ctx.engine, f"baseline-job{ctx.job_id}")
+    return _register(ctx, result, data["source_id"], name, held_out, resumed_from, ckpt)
