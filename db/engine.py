@@ -22,25 +22,28 @@ class SchemaOutOfDate(DatabaseError):
     pass
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
-    cur = dbapi_conn.cursor()
-    # WAL lets readers work while a writer commits; busy_timeout makes concurrent in-process jobs wait, not fail.
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.close()
+def _sqlite_pragmas(busy_timeout_ms: int):
+    def on_connect(dbapi_conn, _record) -> None:
+        cur = dbapi_conn.cursor()
+        # WAL lets readers work while a writer commits; busy_timeout makes concurrent in-process work wait.
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cur.close()
+    return on_connect
 
 
-def create_engine(url: str | None = None) -> Engine:
-    """A new engine for ``url`` (default: the settings' database URL)."""
+def create_engine(url: str | None = None, *, busy_timeout_ms: int = 30000) -> Engine:
+    """A new engine for ``url`` (default: the settings' database URL). ``busy_timeout_ms`` is how long a
+    SQLite connection waits for another writer (ignored on PostgreSQL)."""
     url = url or get_settings().database_url
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": 30})
-        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        engine = sa.create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
+        sa.event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_ms))
         return engine
     return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
 

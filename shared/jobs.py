@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 from db import jobs as jobs_db
 from db.engine import get_engine
@@ -80,6 +81,7 @@ class JobContext:
     settings: Settings
     on_progress: Callable[[int, int | None, str], None] | None = None   # in-process UI (progress bar)
     _last_write: float = field(default=0.0, repr=False)
+    _progress_engine: Engine | None = field(default=None, repr=False)
 
     def progress(self, done: int, total: int | None = None, message: str = "") -> None:
         """Record progress (throttled to a few writes a second) and honour cancellation."""
@@ -88,8 +90,24 @@ class JobContext:
         t = time.monotonic()
         if t - self._last_write >= 0.5 or (total is not None and done >= total):
             self._last_write = t
-            jobs_db.set_progress(self.engine, self.job_id, done, total, message or None)
+            self._write_progress(done, total, message or None)
             self.check_cancelled()
+
+    def _write_progress(self, done: int, total: int | None, message: str | None) -> None:
+        """Progress is advisory. On SQLite the handler may itself hold the database's single write lock (an
+        ingest writes a whole file in one transaction), so progress goes through a connection that gives up
+        at once instead of waiting for a lock this very thread holds."""
+        if self.engine.dialect.name != "sqlite":
+            jobs_db.set_progress(self.engine, self.job_id, done, total, message)
+            return
+        if self._progress_engine is None:
+            from db.engine import create_engine
+            self._progress_engine = create_engine(self.engine.url.render_as_string(hide_password=False),
+                                                  busy_timeout_ms=20)
+        try:
+            jobs_db.set_progress(self._progress_engine, self.job_id, done, total, message)
+        except OperationalError:
+            pass
 
     def check_cancelled(self) -> None:
         if jobs_db.is_cancel_requested(self.engine, self.job_id):

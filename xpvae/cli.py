@@ -73,7 +73,7 @@ def follow(job_id: int, label: str = "job", poll: float = 1.0) -> dict:
         click.secho(f"job {job_id} {job['status']}: {(job['error'] or '').strip().splitlines()[0] if job['error'] else ''}",
                     fg="red", err=True)
         sys.exit(EXIT_FAILED)
-    click.echo(f"job {job_id} succeeded")
+    click.echo(f"job {job_id} succeeded", err=True)
     return job
 
 

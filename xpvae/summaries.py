@@ -10,15 +10,17 @@ def _fmt(v) -> str:
 
 def describe_result(kind: str, result: dict) -> str:
     if kind == "ingest":
-        lines = [f"{result.get('source')}: {result.get('files_ok', '?')} file(s) loaded, "
-                 f"{result.get('files_failed', 0)} failed; rows read {result.get('rows_read', 0):,}, "
-                 f"loaded {result.get('rows_loaded', 0):,}, skipped {result.get('rows_skipped', 0):,}"]
-        for f in result.get("failed_files", [])[:20]:
-            lines.append(f"  FAILED {f}")
-        for b in result.get("bad_rows", [])[:20]:
-            lines.append(f"  skipped {b}")
-        if len(result.get("bad_rows", [])) > 20:
-            lines.append(f"  … {len(result['bad_rows']) - 20} more bad rows (see `xpvae job show --json`)")
+        lines = [f"ingest {result.get('source')}: files ok {result.get('files_ok', 0)}, failed "
+                 f"{result.get('files_failed', 0)}; rows read {result.get('rows_read', 0)}, loaded "
+                 f"{result.get('rows_loaded', 0)}, skipped {result.get('rows_skipped', 0)}"]
+        lines += [f"FAILED {f}" for f in result.get("failed_files", [])]
+        bad = result.get("bad_rows", [])
+        lines += [f"SKIPPED {b}" for b in bad[:50]]
+        total = result.get("bad_rows_total", len(bad))
+        if total > 50:
+            lines.append(f"… {total - 50} more bad rows (`xpvae job show ID --json` lists up to 1000)")
+        if result.get("norm_path"):
+            lines.append(f"normalisation stored at {result['norm_path']}")
         return "\n".join(lines)
     keys = {"train": ("name", "model_id", "epochs_completed", "resumed_from_epoch", "n_train", "val_nll", "test_nll",
                       "test_zscore_std", "seconds", "artifact"),

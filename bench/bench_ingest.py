@@ -1,0 +1,224 @@
+"""Ingest and read-back speed on PostgreSQL (a bench database created and dropped here).
+
+Figures:
+1. archive CSV with correlations → database, records/s, against a baseline written here: astropy
+   ``Table.read`` + per-row parsing of the array text + SQLAlchemy ``conn.execute(table.insert(), dicts)``;
+2. the same file with ``--no-correlations``, and the database write alone for coefficient-only batches;
+3. reading a training set back into numpy (spectra/s), PostgreSQL and SQLite.
+The CSV is built by replicating the real records of XP_CONTINUOUS_RAW*.csv under new source ids.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import sqlalchemy as sa
+
+from db.bulk import analyze
+from db.engine import create_engine
+from db.migrate import upgrade
+from db.schema import xp_correlations, xp_spectra
+from db.selection import Selection
+from db.spectra import read_spectra, write_photometry, write_xp_batch
+from ingest.load import ingest_gaia_xp
+from shared.settings import get_settings
+from shared.xp import BANDS, N_COEFF, XPBatch
+
+ADMIN_URL = os.environ.get("XPVAE_TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+
+
+def _replicated_csv(shared: Path, n: int, out: Path) -> Path:
+    src = shared / "data" / "gaia_xp" / "gaiaxpy_tests" / "XP_CONTINUOUS_RAW_with_missing_BP.csv"
+    lines = src.read_text().splitlines(keepends=True)
+    rows = lines[1:]
+    with open(out, "w") as fh:
+        fh.write(lines[0])
+        for i in range(n):
+            line = rows[i % len(rows)]
+            fh.write(f"{10_000 + i}{line[line.index(','):]}")
+    return out
+
+
+def _truncate(engine) -> None:
+    with engine.begin() as conn:
+        conn.exec_driver_sql("TRUNCATE xp_correlations, xp_spectra, photometry")
+
+
+def _parse_tuple(text, dtype) -> bytes | None:
+    if text is None or np.ma.is_masked(text) or not str(text).strip():
+        return None
+    return np.array(str(text).strip().strip('()"').split(","), dtype=dtype).astype(dtype).tobytes()
+
+
+def baseline_astropy_sqlalchemy(engine, path: Path) -> int:
+    """The straightforward way: astropy reads the CSV, Python parses each array, SQLAlchemy inserts dicts."""
+    from astropy.table import Table
+    table = Table.read(path, format="ascii.csv")
+    spectra, corr = [], []
+    for row in table:
+        rec = {"source_id": int(row["source_id"]), "solution_id": int(row["solution_id"])}
+        crec = {"source_id": rec["source_id"]}
+        for b in BANDS:
+            coeff = _parse_tuple(row[f"{b}_coefficients"], "<f8")
+            rec[f"{b}_missing"] = coeff is None
+            rec[f"{b}_coefficients"] = coeff
+            rec[f"{b}_coefficient_errors"] = _parse_tuple(row[f"{b}_coefficient_errors"], "<f4")
+            crec[f"{b}_coefficient_correlations"] = _parse_tuple(row[f"{b}_coefficient_correlations"], "<f4")
+            for f in ("basis_function_id", "degrees_of_freedom", "n_parameters", "n_measurements",
+                      "n_rejected_measurements", "n_relevant_bases"):
+                v = row[f"{b}_{f}"]
+                rec[f"{b}_{f}"] = None if np.ma.is_masked(v) else int(v)
+            for f in ("standard_deviation", "chi_squared", "relative_shrinking"):
+                v = row[f"{b}_{f}"]
+                rec[f"{b}_{f}"] = None if np.ma.is_masked(v) else float(v)
+        rec["source_file"] = str(path)
+        spectra.append(rec)
+        corr.append(crec)
+    with engine.begin() as conn:
+        conn.execute(xp_spectra.insert(), spectra)
+        conn.execute(xp_correlations.insert(), corr)
+    return len(spectra)
+
+
+def baseline_write(engine, batches: list[XPBatch]) -> int:
+    """The database half of the baseline alone: dicts of bytes + SQLAlchemy executemany insert."""
+    n = 0
+    with engine.begin() as conn:
+        for b in batches:
+            spectra, corr = [], []
+            for i in range(len(b)):
+                rec = {"source_id": int(b["source_id"][i]), "solution_id": int(b["solution_id"][i]),
+                       "source_file": "x"}
+                crec = {"source_id": rec["source_id"]}
+                for band in BANDS:
+                    miss = bool(b[f"{band}_missing"][i])
+                    rec[f"{band}_missing"] = miss
+                    rec[f"{band}_coefficients"] = None if miss else b[f"{band}_coefficients"][i].tobytes()
+                    rec[f"{band}_coefficient_errors"] = None if miss else b[f"{band}_coefficient_errors"][i].tobytes()
+                    crec[f"{band}_coefficient_correlations"] = (
+                        None if miss else b[f"{band}_coefficient_correlations"][i].tobytes())
+                spectra.append(rec)
+                corr.append(crec)
+            conn.execute(xp_spectra.insert(), spectra)
+            conn.execute(xp_correlations.insert(), corr)
+            n += len(b)
+    return n
+
+
+def _synthetic_batch(lo: int, n: int, rng) -> XPBatch:
+    b = XPBatch.empty(n, with_correlations=False)
+    b.columns["source_id"][:] = np.arange(lo, lo + n)
+    for band in BANDS:
+        b.columns[f"{band}_missing"][:] = False
+        b.columns[f"{band}_coefficients"][:] = rng.normal(size=(n, N_COEFF))
+        b.columns[f"{band}_coefficient_errors"][:] = rng.random((n, N_COEFF), np.float32)
+        b.columns[f"{band}_n_relevant_bases"][:] = 40
+    return b
+
+
+def _rate(n: int, seconds: float) -> str:
+    return f"{n:,} in {seconds:.2f} s = {n / seconds:,.0f}/s"
+
+
+def main(quick: bool) -> None:
+    n_csv, n_base, n_read = (300, 100, 20_000) if quick else (3000, 500, 200_000)
+    name = f"xpvae_bench_{os.getpid()}"
+    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    engine = create_engine(sa.engine.make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False))
+    try:
+        upgrade(engine)
+        with tempfile.TemporaryDirectory(prefix="xpvae-bench-") as tmp:
+            csv = _replicated_csv(get_settings().shared_dir, n_csv, Path(tmp) / "xp.csv")
+            small = _replicated_csv(get_settings().shared_dir, n_base, Path(tmp) / "xp_small.csv")
+            print(f"archive CSV with correlations: {n_csv} records, {csv.stat().st_size / 1e6:.0f} MB; "
+                  f"cores available: {os.cpu_count()}")
+
+            ingest_gaia_xp(engine, [small])      # warm-up: imports, first connections
+            _truncate(engine)
+            t = time.perf_counter()
+            summary = ingest_gaia_xp(engine, [csv])
+            t_ours = time.perf_counter() - t
+            assert summary.files_failed == 0 and summary.rows_loaded == n_csv, summary.to_dict()
+            t = time.perf_counter()
+            ingest_gaia_xp(engine, [csv])
+            t_again = time.perf_counter() - t
+            _truncate(engine)
+            baseline_astropy_sqlalchemy(engine, small)   # warm-up for the baseline too
+            _truncate(engine)
+            t = time.perf_counter()
+            n = baseline_astropy_sqlalchemy(engine, small)
+            t_base = time.perf_counter() - t
+            _truncate(engine)
+            r_ours, r_base = n_csv / t_ours, n / t_base
+            print(f"  ingest (read_xp + COPY upsert)  : {_rate(n_csv, t_ours)}   (target >= 1,000/s per core)")
+            print(f"  re-ingest, nothing changes      : {_rate(n_csv, t_again)}")
+            print(f"  baseline astropy + SA insert    : {_rate(n, t_base)}")
+            print(f"  ratio ingest / baseline         : {r_ours / r_base:.1f}x   (target >= 5x)")
+
+            from ingest.readers.xp import read_xp
+            parsed = list(read_xp(csv))
+            t = time.perf_counter()
+            with engine.begin() as conn:
+                for b in parsed:
+                    write_xp_batch(conn, b, str(csv))
+            t_w = time.perf_counter() - t
+            _truncate(engine)
+            t = time.perf_counter()
+            baseline_write(engine, parsed)
+            t_bw = time.perf_counter() - t
+            _truncate(engine)
+            print(f"  database write only, with correlations: COPY upsert {_rate(n_csv, t_w)}; "
+                  f"SQLAlchemy insert {_rate(n_csv, t_bw)}; ratio {t_bw / t_w:.1f}x")
+
+            t = time.perf_counter()
+            ingest_gaia_xp(engine, [csv], correlations=False)
+            t_nc = time.perf_counter() - t
+            print(f"  ingest --no-correlations (same CSV): {_rate(n_csv, t_nc)}")
+            _truncate(engine)
+
+        rng = np.random.default_rng(0)
+        batches = [_synthetic_batch(1 + i, min(50_000, n_read - i), rng) for i in range(0, n_read, 50_000)]
+        t = time.perf_counter()
+        with engine.begin() as conn:
+            for b in batches:
+                write_xp_batch(conn, b, "synthetic")
+                write_photometry(conn, {"source_id": b["source_id"], "phot_g_mean_flux": np.ones(len(b))})
+        analyze(engine, ("xp_spectra", "photometry"))      # as ingest_* does after loading
+        t_write = time.perf_counter() - t
+        print(f"coefficients-only write (COPY upsert, spectra + photometry): {_rate(n_read, t_write)}"
+              "   (target >= 20,000/s)")
+        for label in ("first read after the load (sets hint bits)", "steady state"):
+            t = time.perf_counter()
+            out = read_spectra(engine, Selection())
+            t_read = time.perf_counter() - t
+            assert len(out["source_id"]) == n_read
+            print(f"read-back into numpy, PostgreSQL, {label}: {_rate(n_read, t_read)}   (target >= 200,000/s)")
+
+        lite_dir = tempfile.mkdtemp(prefix="xpvae-bench-sqlite-")
+        lite = create_engine(f"sqlite:///{lite_dir}/bench.sqlite")
+        upgrade(lite)
+        with lite.begin() as conn:
+            t = time.perf_counter()
+            for b in batches:
+                write_xp_batch(conn, b, "synthetic")
+                write_photometry(conn, {"source_id": b["source_id"], "phot_g_mean_flux": np.ones(len(b))})
+            t_lw = time.perf_counter() - t
+        t = time.perf_counter()
+        out = read_spectra(lite, Selection())
+        t_lr = time.perf_counter() - t
+        print(f"SQLite write (executemany upsert): {_rate(n_read, t_lw)}; read-back: {_rate(n_read, t_lr)}")
+        lite.dispose()
+        for f in Path(lite_dir).iterdir():
+            f.unlink()
+        os.rmdir(lite_dir)
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.dispose()

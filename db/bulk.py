@@ -1,0 +1,336 @@
+"""Bulk upserts with one interface and two backends.
+
+``upsert_rows(conn, table, columns, key)`` writes column arrays into a table, inserting new keys and updating
+existing ones, inside the caller's transaction (pass the connection of ``engine.begin()``):
+
+- PostgreSQL: the rows are encoded in numpy as one ``COPY … (FORMAT binary)`` stream (no per-row Python),
+  copied into a TEMP table, then ``INSERT … SELECT … ON CONFLICT (key) DO UPDATE`` — rows whose values are
+  unchanged are not rewritten, so a re-load leaves the table (and its dead-tuple count) as it was.
+- SQLite: ``executemany`` of ``INSERT … ON CONFLICT (key) DO UPDATE``.
+
+Column values (one entry per table column to write, all of length N):
+- a 1-D numpy array or list for scalar columns; float NaN becomes NULL, ``None`` in a list becomes NULL;
+- a 2-D numeric array (N, k) for a binary column: each row becomes k little-endian values (db/__init__.py);
+- ``Nullable(values, null)`` to mark NULL rows explicitly (e.g. every column of a missing band).
+Rows repeating a key within one call: the last one wins (a file that lists a source twice loads once).
+"""
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from db.schema import metadata
+
+PG_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+PG_COPY_TRAILER = struct.pack(">h", -1)
+# Bytes per binary-COPY chunk kept in memory at once while encoding (two such buffers exist at a time).
+ENCODE_CHUNK_BYTES = 32 << 20
+
+
+@dataclass
+class Nullable:
+    """Column values plus an explicit NULL mask (True = NULL)."""
+    values: Any
+    null: np.ndarray
+
+
+# --- column normalisation ---------------------------------------------------------------------------------------
+# kind: numpy dtype for fixed-width kinds ('>i2' …), or 'bytes' / 'text' for variable-width ones.
+_FIXED_KINDS = {sa.SmallInteger: ">i2", sa.Integer: ">i4", sa.BigInteger: ">i8", sa.REAL: ">f4",
+                sa.Float: ">f8", sa.Double: ">f8", sa.Boolean: "u1"}
+
+
+def column_kind(col_type: sa.types.TypeEngine) -> str:
+    """The wire kind of a SQLAlchemy column type ('>i8', '>f4', 'u1', 'bytes', 'text')."""
+    if isinstance(col_type, sa.LargeBinary):
+        return "bytes"
+    if isinstance(col_type, (sa.Text, sa.String)):
+        return "text"
+    for cls in (sa.SmallInteger, sa.BigInteger, sa.Integer, sa.Boolean, sa.REAL, sa.Double, sa.Float):
+        if isinstance(col_type, cls):
+            return _FIXED_KINDS[cls]
+    raise TypeError(f"db.bulk: unsupported column type {col_type!r}")
+
+
+_PG_TYPE_NAMES = {">i2": "smallint", ">i4": "integer", ">i8": "bigint", ">f4": "real", ">f8": "double precision",
+                  "u1": "boolean", "bytes": "bytea", "text": "text"}
+
+
+@dataclass
+class _Col:
+    name: str
+    kind: str
+    values: np.ndarray        # fixed kinds: (N,) numeric; bytes: (N, w) uint8 or object (N,); text: object (N,)
+    null: np.ndarray          # (N,) bool
+
+
+def _normalise(name: str, kind: str, raw: Any, n: int | None) -> _Col:
+    null = None
+    if isinstance(raw, Nullable):
+        raw, null = raw.values, np.asarray(raw.null, bool)
+    if isinstance(raw, (list, tuple)):
+        nones = np.fromiter((v is None for v in raw), bool, len(raw))
+        null = nones if null is None else (null | nones)
+        if kind in ("text", "bytes"):
+            raw = np.array(raw, dtype=object)
+        else:
+            raw = np.array([0 if v is None else v for v in raw])     # placeholders under the NULL mask
+    arr = np.asarray(raw) if not isinstance(raw, np.ndarray) else raw
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"db.bulk: column {name!r} has {arr.shape[0]} rows, expected {n}")
+    if null is None:
+        null = np.zeros(arr.shape[0], bool)
+    if kind == "text":
+        arr = arr.astype(object)
+        null = null | np.fromiter((v is None for v in arr), bool, arr.shape[0])
+    elif kind == "bytes":
+        if arr.dtype != object:
+            if arr.ndim != 2:
+                raise ValueError(f"db.bulk: binary column {name!r} needs a 2-D array (N, k), got {arr.shape}")
+            le = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
+            arr = np.ascontiguousarray(le).view(np.uint8).reshape(arr.shape[0], -1)
+        else:
+            null = null | np.fromiter((v is None for v in arr), bool, arr.shape[0])
+    else:
+        if arr.ndim != 1:
+            raise ValueError(f"db.bulk: column {name!r} needs a 1-D array, got shape {arr.shape}")
+        if arr.dtype.kind == "f":
+            null = null | np.isnan(arr)
+        elif arr.dtype == object:
+            null = null | np.fromiter((v is None for v in arr), bool, arr.shape[0])
+            arr = np.array([0 if v is None else v for v in arr])
+        if kind == "u1":
+            arr = arr.astype(bool)
+        elif np.dtype(kind).kind == "i" and arr.dtype.kind == "f":
+            arr = np.where(null, 0, arr)
+    return _Col(name, kind, arr, null)
+
+
+def _normalise_all(table: sa.Table, columns: Mapping[str, Any]) -> list[_Col]:
+    cols, n = [], None
+    for name, raw in columns.items():
+        if name not in table.c:
+            raise KeyError(f"db.bulk: table {table.name} has no column {name!r}")
+        col = _normalise(name, column_kind(table.c[name].type), raw, n)
+        n = col.values.shape[0]
+        cols.append(col)
+    return cols
+
+
+def _last_per_key(cols: list[_Col], key: Sequence[str]) -> np.ndarray | None:
+    """Indices keeping the last row of each repeated key, or None when keys are already unique."""
+    kcols = [c for c in cols if c.name in key]
+    n = cols[0].values.shape[0]
+    if len(kcols) == 1 and kcols[0].kind not in ("text", "bytes"):
+        rev = kcols[0].values[::-1]
+        _, first_in_rev = np.unique(rev, return_index=True)
+        if len(first_in_rev) == n:
+            return None
+        return np.sort(n - 1 - first_in_rev)
+    last: dict[tuple, int] = {}
+    for i, k in enumerate(zip(*(c.values.tolist() for c in kcols))):
+        last[k] = i
+    if len(last) == n:
+        return None
+    return np.fromiter(sorted(last.values()), np.int64, len(last))
+
+
+def _take(cols: list[_Col], idx: np.ndarray | None) -> list[_Col]:
+    if idx is None:
+        return cols
+    return [_Col(c.name, c.kind, c.values[idx], c.null[idx]) for c in cols]
+
+
+# --- PostgreSQL binary COPY encoding ----------------------------------------------------------------------------
+def _field_payload(col: _Col, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """(payload (n, w) uint8 zero-padded, byte lengths (n,) int32 with -1 for NULL) for rows lo:hi."""
+    null = col.null[lo:hi]
+    if col.kind in ("text", "bytes") and col.values.dtype == object:
+        vals = col.values[lo:hi]
+        encoded = [b"" if v is None else (v.encode() if isinstance(v, str) else bytes(v)) for v in vals]
+        lengths = np.fromiter((len(b) for b in encoded), np.int32, len(encoded))
+        width = int(lengths.max()) if len(encoded) else 0
+        payload = (np.array(encoded, dtype=f"S{width}").view(np.uint8).reshape(len(encoded), width)
+                   if width else np.zeros((len(encoded), 0), np.uint8))
+    elif col.kind == "bytes":
+        payload = col.values[lo:hi]
+        lengths = np.full(hi - lo, payload.shape[1], np.int32)
+    else:
+        payload = np.ascontiguousarray(col.values[lo:hi].astype(col.kind)).view(np.uint8).reshape(hi - lo, -1)
+        lengths = np.full(hi - lo, payload.shape[1], np.int32)
+    lengths = np.where(null, -1, lengths).astype(np.int32)
+    return payload, lengths
+
+
+def _encode_binary_copy(cols: list[_Col], lo: int, hi: int) -> bytes:
+    """One binary-COPY body (no header) for rows lo:hi, built as a padded byte matrix and a keep-mask."""
+    n = hi - lo
+    parts, keeps = [np.broadcast_to(np.frombuffer(struct.pack(">h", len(cols)), np.uint8), (n, 2))], []
+    keeps.append(np.ones((n, 2), bool))
+    for col in cols:
+        payload, lengths = _field_payload(col, lo, hi)
+        parts.append(lengths.astype(">i4").view(np.uint8).reshape(n, 4))
+        keeps.append(np.ones((n, 4), bool))
+        parts.append(payload)
+        keeps.append(np.arange(payload.shape[1])[None, :] < np.maximum(lengths, 0)[:, None])
+    matrix = np.concatenate(parts, axis=1)
+    keep = np.concatenate(keeps, axis=1)
+    return matrix[keep].tobytes()
+
+
+def _row_width_estimate(cols: list[_Col]) -> int:
+    width = 2
+    for c in cols:
+        if c.kind == "bytes" and c.values.dtype != object:
+            width += 4 + c.values.shape[1]
+        elif c.kind in ("text", "bytes"):
+            width += 4 + 256
+        else:
+            width += 4 + np.dtype(c.kind).itemsize
+    return width
+
+
+def binary_copy_stream(cols: list[_Col]) -> io.BytesIO:
+    """The full binary COPY stream (header, rows, trailer) for normalised columns."""
+    n = cols[0].values.shape[0] if cols else 0
+    step = max(1, ENCODE_CHUNK_BYTES // _row_width_estimate(cols))
+    buf = io.BytesIO()
+    buf.write(PG_COPY_HEADER)
+    for lo in range(0, n, step):
+        buf.write(_encode_binary_copy(cols, lo, min(n, lo + step)))
+    buf.write(PG_COPY_TRAILER)
+    buf.seek(0)
+    return buf
+
+
+def _pg_copy_into_temp(conn: Connection, temp: str, cols: list[_Col], like: str | None) -> None:
+    names = ", ".join(c.name for c in cols)
+    if like:
+        conn.exec_driver_sql(f"CREATE TEMP TABLE {temp} AS SELECT {names} FROM {like} WITH NO DATA")
+    else:
+        spec = ", ".join(f"{c.name} {_PG_TYPE_NAMES[c.kind]}" for c in cols)
+        conn.exec_driver_sql(f"CREATE TEMP TABLE {temp} ({spec})")
+    cur = conn.connection.cursor()
+    try:
+        cur.copy_expert(f"COPY {temp} ({names}) FROM STDIN WITH (FORMAT binary)", binary_copy_stream(cols))
+    finally:
+        cur.close()
+
+
+# --- SQLite -------------------------------------------------------------------------------------------------------
+def _python_values(col: _Col) -> list:
+    """Column values as Python objects for sqlite3, None for NULL."""
+    if col.kind == "bytes" and col.values.dtype != object:
+        width = col.values.shape[1]
+        flat = col.values.tobytes()
+        out = [flat[i * width:(i + 1) * width] for i in range(col.values.shape[0])]
+    elif col.kind in ("text", "bytes"):
+        out = [v if v is None or isinstance(v, (str, bytes)) else (bytes(v) if col.kind == "bytes" else str(v))
+               for v in col.values.tolist()]
+    elif col.kind == "u1":
+        out = col.values.astype(bool).tolist()
+    elif np.dtype(col.kind).kind == "i":
+        out = col.values.astype(np.int64).tolist()
+    else:
+        out = col.values.astype(np.float64).tolist()
+    if col.null.any():
+        for i in np.flatnonzero(col.null).tolist():
+            out[i] = None
+    return out
+
+
+def _sqlite_rows(cols: list[_Col]):
+    return zip(*(_python_values(c) for c in cols))
+
+
+# --- public interface -----------------------------------------------------------------------------------------
+def _table(table: sa.Table | str) -> sa.Table:
+    if isinstance(table, sa.Table):
+        return table
+    if table not in metadata.tables:
+        raise KeyError(f"db.bulk: unknown table {table!r}")
+    return metadata.tables[table]
+
+
+def upsert_rows(conn: Connection, table: sa.Table | str, columns: Mapping[str, Any],
+                key: Sequence[str] = ("source_id",)) -> int:
+    """Insert or update rows by ``key`` in the caller's transaction; returns the number of distinct rows sent.
+
+    Raises ValueError/KeyError naming the column when the input does not fit the table.
+    """
+    tbl = _table(table)
+    key = tuple(key)
+    missing_key = [k for k in key if k not in columns]
+    if missing_key:
+        raise KeyError(f"db.bulk: upsert into {tbl.name} needs the key column(s) {missing_key}")
+    cols = _normalise_all(tbl, columns)
+    if not cols or cols[0].values.shape[0] == 0:
+        return 0
+    for c in cols:
+        if c.name in key and c.null.any():
+            raise ValueError(f"db.bulk: key column {c.name!r} of {tbl.name} has NULL at row "
+                             f"{int(np.flatnonzero(c.null)[0])}")
+    cols = _take(cols, _last_per_key(cols, key))
+    names = [c.name for c in cols]
+    updates = [n for n in names if n not in key]
+    conflict = f"ON CONFLICT ({', '.join(key)}) DO " + (
+        "UPDATE SET " + ", ".join(f"{n} = excluded.{n}" for n in updates) if updates else "NOTHING")
+    if conn.dialect.name == "postgresql":
+        temp = f"_bulk_{tbl.name}"
+        _pg_copy_into_temp(conn, temp, cols, like=tbl.name)
+        unchanged = ""
+        if updates:
+            lhs = ", ".join(f"{tbl.name}.{n}" for n in updates)
+            rhs = ", ".join(f"excluded.{n}" for n in updates)
+            unchanged = f" WHERE ({lhs}) IS DISTINCT FROM ({rhs})" if len(updates) > 1 else \
+                f" WHERE {lhs} IS DISTINCT FROM {rhs}"
+        conn.exec_driver_sql(f"INSERT INTO {tbl.name} ({', '.join(names)}) SELECT {', '.join(names)} FROM {temp} "
+                             f"{conflict}{unchanged}")
+        conn.exec_driver_sql(f"DROP TABLE {temp}")
+    else:
+        sql = (f"INSERT INTO {tbl.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) {conflict}")
+        cur = conn.connection.cursor()
+        try:
+            cur.executemany(sql, _sqlite_rows(cols))
+        finally:
+            cur.close()
+    return int(cols[0].values.shape[0])
+
+
+def fill_temp_table(conn: Connection, name: str, columns: Mapping[str, tuple[str, Any]]) -> None:
+    """Create TEMP table ``name`` and fill it: ``columns`` maps a column name to (kind, values), kind one of
+    'bigint', 'text'. Used to pass long id lists to queries (joins instead of huge IN lists)."""
+    kinds = {"bigint": ">i8", "text": "text", "double": ">f8"}
+    cols, n = [], None
+    for col_name, (kind, values) in columns.items():
+        col = _normalise(col_name, kinds[kind], values, n)
+        n = col.values.shape[0]
+        cols.append(col)
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+    if conn.dialect.name == "postgresql":
+        _pg_copy_into_temp(conn, name, cols, like=None)
+        conn.exec_driver_sql(f"ANALYZE {name}")
+    else:
+        spec = ", ".join(f"{c.name} {'INTEGER' if c.kind == '>i8' else 'REAL' if c.kind == '>f8' else 'TEXT'}"
+                         for c in cols)
+        conn.exec_driver_sql(f"CREATE TEMP TABLE {name} ({spec})")
+        cur = conn.connection.cursor()
+        try:
+            cur.executemany(f"INSERT INTO {name} VALUES ({', '.join('?' * len(cols))})", _sqlite_rows(cols))
+        finally:
+            cur.close()
+
+
+def analyze(engine, tables: Sequence[str]) -> None:
+    """Refresh the planner's statistics after a bulk load (PostgreSQL), so the first reads get index plans
+    instead of sorting the freshly loaded tables on disk. SQLite needs nothing."""
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql(f"ANALYZE {', '.join(tables)}")

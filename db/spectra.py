@@ -1,0 +1,374 @@
+"""XP spectra and photometry in and out of the database, fast.
+
+Writes go through db.bulk (COPY on PostgreSQL). Reads return numpy arrays in the model's order:
+PostgreSQL streams ``COPY (SELECT …) TO STDOUT (FORMAT binary)`` whose rows all have the same size (missing
+values are COALESCEd to NaN blobs), so one ``np.frombuffer`` with a structured dtype parses them; SQLite runs
+one SELECT and joins the blobs. No per-row Python on either path beyond what the driver does.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+from sqlalchemy.engine import Connection, Engine
+
+from db.bulk import Nullable, fill_temp_table, upsert_rows
+from db.selection import ID_TABLE, Selection
+from shared.xp import BAND_SCALAR_DTYPES, BANDS, N_COEFF, N_CORR, PHOTOMETRY_COLUMNS, XPBatch
+
+Progress = Callable[[int, "int | None", str], None] | None
+DEFAULT_CHUNK_ROWS = 100_000
+
+_NAN64 = np.full(N_COEFF, np.nan, "<f8").tobytes()
+_NAN32 = np.full(N_COEFF, np.nan, "<f4").tobytes()
+_NANCORR = np.full(N_CORR, np.nan, "<f4").tobytes()
+
+
+# --- writing ------------------------------------------------------------------------------------------------------
+def _check_shape(batch: XPBatch, name: str, width: int) -> None:
+    arr = batch[name]
+    if arr.ndim != 2 or arr.shape[1] != width:
+        raise ValueError(f"XP batch: {name} has shape {arr.shape}, expected (N, {width})")
+
+
+def xp_spectra_columns(batch: XPBatch, source_file: str | None) -> dict[str, Any]:
+    """The xp_spectra columns of a batch: every column of a missing band NULL, -1/NaN scalars NULL."""
+    n = len(batch)
+    cols: dict[str, Any] = {"source_id": batch["source_id"].astype(np.int64),
+                            "solution_id": batch["solution_id"].astype(np.int64)}
+    for b in BANDS:
+        missing = np.asarray(batch[f"{b}_missing"], bool)
+        cols[f"{b}_missing"] = missing
+        for f, dt in BAND_SCALAR_DTYPES.items():
+            values = np.asarray(batch[f"{b}_{f}"])
+            absent = np.isnan(values) if np.issubdtype(dt, np.floating) else values < 0
+            cols[f"{b}_{f}"] = Nullable(values, missing | absent)
+        _check_shape(batch, f"{b}_coefficients", N_COEFF)
+        _check_shape(batch, f"{b}_coefficient_errors", N_COEFF)
+        cols[f"{b}_coefficients"] = Nullable(batch[f"{b}_coefficients"].astype("<f8", copy=False), missing)
+        cols[f"{b}_coefficient_errors"] = Nullable(batch[f"{b}_coefficient_errors"].astype("<f4", copy=False),
+                                                   missing)
+    cols["source_file"] = [source_file] * n
+    return cols
+
+
+def write_xp_batch(conn: Connection, batch: XPBatch, source_file: str | None) -> int:
+    """Upsert a batch into xp_spectra, and into xp_correlations when the batch carries correlations (a batch
+    read without correlations leaves stored correlations untouched). Returns the number of spectra written."""
+    if len(batch) == 0:
+        return 0
+    n = upsert_rows(conn, "xp_spectra", xp_spectra_columns(batch, source_file))
+    if batch.has_correlations:
+        corr: dict[str, Any] = {"source_id": batch["source_id"].astype(np.int64)}
+        for b in BANDS:
+            _check_shape(batch, f"{b}_coefficient_correlations", N_CORR)
+            corr[f"{b}_coefficient_correlations"] = Nullable(
+                batch[f"{b}_coefficient_correlations"].astype("<f4", copy=False), np.asarray(batch[f"{b}_missing"]))
+        upsert_rows(conn, "xp_correlations", corr)
+    return n
+
+
+def write_photometry(conn: Connection, cols: Mapping[str, Any]) -> int:
+    """Upsert photometry rows: ``cols`` has ``source_id`` and any of PHOTOMETRY_COLUMNS (NaN → NULL).
+    Columns not given are left as stored for existing rows."""
+    unknown = set(cols) - set(PHOTOMETRY_COLUMNS)
+    if unknown:
+        raise KeyError(f"photometry: unknown column(s) {sorted(unknown)}; expected {PHOTOMETRY_COLUMNS}")
+    return upsert_rows(conn, "photometry", {k: v for k, v in cols.items()})
+
+
+# --- reading: PostgreSQL binary COPY ----------------------------------------------------------------------------
+def _pg_bytea(raw: bytes) -> str:
+    return f"'\\x{raw.hex()}'::bytea"
+
+
+def _sqlite_blob(raw: bytes) -> str:
+    return f"X'{raw.hex()}'"
+
+
+def _select_list(pg: bool, with_correlations: bool) -> tuple[str, list[tuple[str, str, int]]]:
+    """The SELECT list and its fields (name, numpy dtype of the payload, payload bytes)."""
+    blob = _pg_bytea if pg else _sqlite_blob
+    nan_flux = "'NaN'::float8" if pg else "NULL"
+    items = [("s.source_id", "source_id", ">i8", 8), ("s.bp_missing", "bp_missing", "u1", 1),
+             ("s.rp_missing", "rp_missing", "u1", 1),
+             (f"COALESCE(p.phot_g_mean_flux, {nan_flux})", "phot_g_mean_flux", ">f8", 8)]
+    for b in BANDS:
+        items.append((f"COALESCE(s.{b}_coefficients, {blob(_NAN64)})", f"{b}_coefficients", f"<f8", 8 * N_COEFF))
+    for b in BANDS:
+        items.append((f"COALESCE(s.{b}_coefficient_errors, {blob(_NAN32)})", f"{b}_errors", "<f4", 4 * N_COEFF))
+    if with_correlations:
+        items.append(("c.source_id IS NOT NULL", "has_correlations", "u1", 1))
+        for b in BANDS:
+            items.append((f"COALESCE(c.{b}_coefficient_correlations, {blob(_NANCORR)})", f"{b}_correlations",
+                          "<f4", 4 * N_CORR))
+    return ", ".join(i[0] for i in items), [(i[1], i[2], i[3]) for i in items]
+
+
+def _selection_sql(selection: Selection, select: str, with_correlations: bool) -> str:
+    sql = selection.sql(select)
+    if with_correlations:   # add the correlations join after the photometry join
+        sql = sql.replace("LEFT JOIN photometry p ON p.source_id = s.source_id",
+                          "LEFT JOIN photometry p ON p.source_id = s.source_id "
+                          "LEFT JOIN xp_correlations c ON c.source_id = s.source_id", 1)
+    return sql
+
+
+def _row_dtype(fields: list[tuple[str, str, int]]) -> np.dtype:
+    spec: list[tuple] = [("_nfields", ">i2")]
+    for name, dt, size in fields:
+        spec.append((f"_len_{name}", ">i4"))
+        itemsize = np.dtype(dt).itemsize
+        spec.append((name, dt, (size // itemsize,)) if size > itemsize else (name, dt))
+    return np.dtype(spec)
+
+
+def _pg_copy_out(conn: Connection, sql: str) -> bytes:
+    """The whole binary COPY output of ``sql`` (psycopg2 hands it over row by row: collect, join once)."""
+    parts: list[bytes] = []
+
+    class _Sink:
+        write = parts.append
+
+    cur = conn.connection.cursor()
+    try:
+        cur.copy_expert(f"COPY ({sql}) TO STDOUT WITH (FORMAT binary)", _Sink())
+    finally:
+        cur.close()
+    return b"".join(parts)
+
+
+def _parse_binary_rows(raw: bytes, fields: list[tuple[str, str, int]]) -> np.ndarray:
+    dtype = _row_dtype(fields)
+    header = 19 + int.from_bytes(raw[15:19], "big")   # signature, flags, extension length (+ extension)
+    body = len(raw) - header - 2
+    if body % dtype.itemsize:
+        raise RuntimeError("database returned rows of unexpected size: a stored array has the wrong length "
+                           "(check with `SELECT source_id FROM xp_spectra WHERE length(bp_coefficients) <> 440`)")
+    rows = np.frombuffer(raw, dtype=dtype, count=body // dtype.itemsize, offset=header)
+    for name, _, size in fields:
+        if len(rows) and np.any(rows[f"_len_{name}"] != size):
+            bad = rows["source_id"][rows[f"_len_{name}"] != size][:5]
+            raise RuntimeError(f"database: field {name} has the wrong byte length for source_id(s) {bad.tolist()}")
+    return rows
+
+
+# --- reading: SQLite ----------------------------------------------------------------------------------------------
+def _sqlite_rows(conn: Connection, sql: str, fields: list[tuple[str, str, int]]) -> dict[str, np.ndarray]:
+    cur = conn.connection.cursor()
+    try:
+        cur.execute(sql)
+        rows = cur.fetchall()
+    finally:
+        cur.close()
+    n = len(rows)
+    columns = list(zip(*rows)) if n else [() for _ in fields]
+    out: dict[str, np.ndarray] = {}
+    for (name, dt, size), col in zip(fields, columns):
+        if dt.startswith("<"):
+            joined = b"".join(col)
+            if len(joined) != n * size:
+                lengths = np.fromiter((len(v) for v in col), np.int64, n)
+                bad = np.asarray([r[0] for r in rows])[lengths != size][:5]
+                raise RuntimeError(f"database: field {name} has the wrong byte length for source_id(s) "
+                                   f"{bad.tolist()}")
+            out[name] = np.frombuffer(joined, dtype=dt).reshape(n, size // np.dtype(dt).itemsize)
+        elif name == "phot_g_mean_flux":
+            out[name] = np.array([np.nan if v is None else v for v in col], np.float64)
+        else:
+            out[name] = np.array(col, dtype=np.int64 if dt == ">i8" else bool)
+    return out
+
+
+# --- public reading API ---------------------------------------------------------------------------------------
+def _as_selection(selection: Selection | Sequence[int] | np.ndarray | None) -> Selection:
+    if selection is None:
+        return Selection.everything()
+    if isinstance(selection, Selection):
+        return selection
+    ids = np.unique(np.asarray(selection, dtype=np.int64))
+    return Selection.everything().replace(source_ids=tuple(ids.tolist()))
+
+
+def _prepare_ids(conn: Connection, selection: Selection) -> None:
+    if selection.source_ids is not None:
+        fill_temp_table(conn, ID_TABLE, {"source_id": ("bigint", np.unique(np.asarray(selection.source_ids,
+                                                                                         np.int64)))})
+
+
+def _drop_ids(conn: Connection, selection: Selection) -> None:
+    if selection.source_ids is not None:
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {ID_TABLE}")
+
+
+def _allocate(n: int, with_correlations: bool) -> dict[str, np.ndarray]:
+    out = {"source_id": np.empty(n, np.int64), "coefficients": np.empty((n, 2 * N_COEFF), np.float64),
+           "errors": np.empty((n, 2 * N_COEFF), np.float32), "phot_g_mean_flux": np.empty(n, np.float64),
+           "bp_missing": np.empty(n, bool), "rp_missing": np.empty(n, bool)}
+    if with_correlations:
+        out["has_correlations"] = np.empty(n, bool)
+        out["correlations"] = np.empty((n, 2, N_CORR), np.float32)
+    return out
+
+
+def _copy_le(dst: np.ndarray, src: np.ndarray) -> None:
+    """dst[...] = src for little-endian array payloads. The raw rows are packed (fields are not aligned), and
+    numpy's unaligned element copies are slow, so on little-endian machines copy the bytes instead."""
+    if sys.byteorder == "little" and src.strides[-1] == src.dtype.itemsize and len(src):
+        block = f"V{src.shape[-1] * src.dtype.itemsize}"      # one memcpy per row
+        dst.view(np.uint8).view(block)[...] = src.view(np.uint8).view(block)
+    else:
+        dst[...] = src
+
+
+def _fill(out: dict[str, np.ndarray], lo: int, parts: Mapping[str, np.ndarray]) -> int:
+    """Copy one chunk's parts (views of the raw rows) into the output arrays at row ``lo``; returns its size."""
+    n = len(parts["source_id"])
+    hi = lo + n
+    out["source_id"][lo:hi] = parts["source_id"]
+    _copy_le(out["coefficients"][lo:hi, :N_COEFF], parts["bp_coefficients"])
+    _copy_le(out["coefficients"][lo:hi, N_COEFF:], parts["rp_coefficients"])
+    _copy_le(out["errors"][lo:hi, :N_COEFF], parts["bp_errors"])
+    _copy_le(out["errors"][lo:hi, N_COEFF:], parts["rp_errors"])
+    out["phot_g_mean_flux"][lo:hi] = parts["phot_g_mean_flux"]
+    out["bp_missing"][lo:hi] = parts["bp_missing"]
+    out["rp_missing"][lo:hi] = parts["rp_missing"]
+    if "correlations" in out:
+        out["has_correlations"][lo:hi] = parts["has_correlations"]
+        _copy_le(out["correlations"][lo:hi, 0], parts["bp_correlations"])
+        _copy_le(out["correlations"][lo:hi, 1], parts["rp_correlations"])
+    return n
+
+
+def _trim(out: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    return out if len(out["source_id"]) == n else {k: v[:n] for k, v in out.items()}
+
+
+def _read_parts(conn: Connection, selection: Selection, with_correlations: bool) -> dict[str, np.ndarray]:
+    """One query's rows as views: fields of the parsed COPY buffer (PostgreSQL) or joined blobs (SQLite)."""
+    pg = conn.dialect.name == "postgresql"
+    select, fields = _select_list(pg, with_correlations)
+    sql = _selection_sql(selection, select, with_correlations)
+    if pg:
+        rows = _parse_binary_rows(_pg_copy_out(conn, sql), fields)
+        return {name: rows[name] for name, _, _ in fields}
+    return _sqlite_rows(conn, sql, fields)
+
+
+def _iter_parts(engine: Engine, selection: Selection, with_correlations: bool, chunk_rows: int,
+                progress: Progress, total: int | None) -> Iterator[dict[str, np.ndarray]]:
+    """Keyset pagination over source_id: each chunk is one query of at most ``chunk_rows`` rows."""
+    remaining = selection.limit
+    last: int | None = None
+    done = 0
+    with engine.connect() as conn:
+        _prepare_ids(conn, selection)
+        try:
+            while remaining is None or remaining > 0:
+                take = chunk_rows if remaining is None else min(chunk_rows, remaining)
+                lo = selection.source_id_lo if last is None else (
+                    last + 1 if selection.source_id_lo is None else max(last + 1, selection.source_id_lo))
+                parts = _read_parts(conn, selection.replace(source_id_lo=lo, limit=take), with_correlations)
+                n = len(parts["source_id"])
+                if n == 0:
+                    break
+                done += n
+                if remaining is not None:
+                    remaining -= n
+                last = int(parts["source_id"][-1])
+                if progress:
+                    progress(done, total, f"read {done} spectra")
+                yield parts
+                if n < take:
+                    break
+        finally:
+            _drop_ids(conn, selection)
+            conn.commit()
+
+
+def iter_spectra(engine: Engine, selection: Selection | Sequence[int] | np.ndarray | None = None, *,
+                 with_correlations: bool = False, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+                 progress: Progress = None) -> Iterator[dict[str, np.ndarray]]:
+    """Yield the selected spectra in source_id order, ``chunk_rows`` at a time (bounded memory).
+    Each chunk is a dict as described in ``read_spectra``."""
+    selection = _as_selection(selection)
+    total = count(engine, selection) if progress else None
+    for parts in _iter_parts(engine, selection, with_correlations, chunk_rows, progress, total):
+        out = _allocate(len(parts["source_id"]), with_correlations)
+        _fill(out, 0, parts)
+        yield out
+
+
+def read_spectra(engine: Engine, selection: Selection | Sequence[int] | np.ndarray | None = None, *,
+                 with_correlations: bool = False, source_id_range: tuple[int, int] | None = None,
+                 chunk_rows: int = DEFAULT_CHUNK_ROWS, progress: Progress = None) -> dict[str, np.ndarray]:
+    """Read spectra into numpy, ordered by source_id.
+
+    ``selection``: a Selection, a list/array of source ids (stars not stored are simply absent), or None for
+    every stored spectrum. ``source_id_range`` (inclusive lo, hi) narrows it further (a shard).
+    Returns ``source_id`` (N,) int64, ``coefficients`` (N, 110) float64 BP then RP, ``errors`` (N, 110)
+    float32, ``phot_g_mean_flux`` (N,) float64 (NaN without photometry), ``bp_missing``/``rp_missing`` (N,)
+    bool (a missing band's coefficients and errors are NaN); with ``with_correlations``: ``correlations``
+    (N, 2, 1485) float32 (NaN where absent) and ``has_correlations`` (N,) bool.
+    Memory: about twice the result while reading (raw rows, then the arrays); use ``iter_spectra`` to
+    stream instead.
+    """
+    selection = _as_selection(selection)
+    if source_id_range is not None:
+        lo, hi = source_id_range
+        lo = lo if selection.source_id_lo is None else max(lo, selection.source_id_lo)
+        hi = hi if selection.source_id_hi is None else min(hi, selection.source_id_hi)
+        selection = selection.replace(source_id_lo=lo, source_id_hi=hi)
+    # Keep each chunk's raw rows (views, no copy) and fill one result at the end: no COUNT query needed.
+    chunks = list(_iter_parts(engine, selection, with_correlations, chunk_rows, progress, None))
+    out = _allocate(sum(len(c["source_id"]) for c in chunks), with_correlations)
+    filled = 0
+    while chunks:
+        filled += _fill(out, filled, chunks.pop(0))     # pop: each raw buffer is freed once copied
+    return _trim(out, filled)
+
+
+def selected_source_ids(engine: Engine, selection: Selection | Sequence[int] | np.ndarray | None = None
+                        ) -> np.ndarray:
+    """The selected source ids, sorted (int64)."""
+    selection = _as_selection(selection)
+    with engine.connect() as conn:
+        _prepare_ids(conn, selection)
+        try:
+            sql = selection.sql("s.source_id")
+            if conn.dialect.name == "postgresql":
+                rows = _parse_binary_rows(_pg_copy_out(conn, sql), [("source_id", ">i8", 8)])
+                ids = rows["source_id"].astype(np.int64)
+            else:
+                ids = np.array([r[0] for r in conn.exec_driver_sql(sql)], np.int64)
+        finally:
+            _drop_ids(conn, selection)
+            conn.commit()
+    return ids
+
+
+def count(engine: Engine, selection: Selection | Sequence[int] | np.ndarray | None = None) -> int:
+    """How many stars the selection holds."""
+    selection = _as_selection(selection)
+    with engine.connect() as conn:
+        _prepare_ids(conn, selection)
+        try:
+            if selection.limit is None:
+                sql = f"SELECT COUNT(*) FROM {selection.from_clause()} WHERE {selection.where_clause()}"
+            else:
+                sql = f"SELECT COUNT(*) FROM ({selection.sql('s.source_id')}) q"
+            n = conn.exec_driver_sql(sql).scalar_one()
+        finally:
+            _drop_ids(conn, selection)
+            conn.commit()
+    return int(n)
+
+
+def source_id_quantiles(engine: Engine, selection: Selection | None, n_shards: int) -> list[tuple[int, int, int]]:
+    """Split a selection into at most ``n_shards`` contiguous source_id ranges of near-equal size:
+    [(lo, hi, n)], inclusive bounds, together covering every selected star exactly once."""
+    if n_shards < 1:
+        raise ValueError(f"n_shards must be >= 1, not {n_shards}")
+    ids = selected_source_ids(engine, selection)
+    return [(int(part[0]), int(part[-1]), int(len(part))) for part in np.array_split(ids, n_shards) if len(part)]

@@ -1,0 +1,311 @@
+"""Loading files into the database: the plain functions behind the ingest jobs and `xpvae ingest …`.
+
+Contract, for every loader:
+- each file is loaded in ONE transaction: a file that fails part-way (unreadable, truncated gzip, database
+  error) leaves nothing of itself in the database, is reported, and the other files still load;
+- a bad row is reported (file, row, column, why) and skipped; the rest of its file loads;
+- memory stays bounded: readers yield chunks, each chunk is written before the next is read;
+- re-loading a file changes nothing (upserts on the natural keys);
+- ``progress(done, total, message)`` is called after every chunk (done/total count files).
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+from sqlalchemy.engine import Engine
+
+from db.bulk import analyze
+from db.labels import write_apogee
+from db.spectra import write_photometry, write_xp_batch
+from shared.settings import get_settings
+from shared.xp import PHOTOMETRY_COLUMNS, BadRow, ReadReport, XPBatch
+
+Progress = Callable[[int, "int | None", str], None] | None
+CATALOGUE_ID_PREFIX = "xp_apogee_cat:"   # apogee_id given to catalogue rows that carry no APOGEE_ID
+
+
+@dataclass
+class FileResult:
+    """What happened to one file."""
+    path: str
+    rows_read: int = 0
+    rows_loaded: int = 0
+    bad_rows: list[BadRow] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def rows_skipped(self) -> int:
+        return len(self.bad_rows)
+
+
+@dataclass
+class IngestSummary:
+    """The outcome of one ingest call: per file counts, bad rows and failures (JSON-able via to_dict)."""
+    source: str
+    files: list[FileResult] = field(default_factory=list)
+    norm_path: str | None = None
+
+    @property
+    def files_ok(self) -> int:
+        return sum(f.ok for f in self.files)
+
+    @property
+    def files_failed(self) -> int:
+        return sum(not f.ok for f in self.files)
+
+    @property
+    def rows_read(self) -> int:
+        return sum(f.rows_read for f in self.files)
+
+    @property
+    def rows_loaded(self) -> int:
+        return sum(f.rows_loaded for f in self.files if f.ok)
+
+    @property
+    def rows_skipped(self) -> int:
+        return sum(f.rows_skipped for f in self.files)
+
+    @property
+    def bad_rows(self) -> list[BadRow]:
+        return [b for f in self.files for b in f.bad_rows]
+
+    def to_dict(self, max_bad_rows: int = 1000) -> dict[str, Any]:
+        bad = self.bad_rows
+        return {
+            "source": self.source, "files_ok": self.files_ok, "files_failed": self.files_failed,
+            "rows_read": self.rows_read, "rows_loaded": self.rows_loaded, "rows_skipped": self.rows_skipped,
+            "failed_files": [f.error for f in self.files if not f.ok],     # each names its file
+            "bad_rows": [str(b) for b in bad[:max_bad_rows]], "bad_rows_total": len(bad),
+            "files": [{"path": f.path, "rows_read": f.rows_read, "rows_loaded": f.rows_loaded if f.ok else 0,
+                       "rows_skipped": f.rows_skipped, "error": f.error} for f in self.files],
+            "norm_path": self.norm_path,
+        }
+
+
+# --- helpers ------------------------------------------------------------------------------------------------------
+def expand_paths(paths: Iterable[str | Path] | str | Path, summary: IngestSummary,
+                 expander: Callable[[Any], Iterator[Path]] | None = None) -> list[Path]:
+    """Files named by ``paths`` (files, directories, globs); a path matching nothing becomes a failed entry."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    expander = expander or _plain_files
+    out: list[Path] = []
+    for item in paths:
+        try:
+            out.extend(p for p in expander([item]) if p not in out)
+        except FileNotFoundError as exc:
+            message = str(exc) or "no such file or directory"
+            summary.files.append(FileResult(str(item), error=message if str(item) in message
+                                            else f"{item}: {message}"))
+    return out
+
+
+def _plain_files(paths: Iterable[str | Path]) -> Iterator[Path]:
+    import glob
+    for item in paths:
+        text = os.path.expanduser(str(item))
+        found = [Path(p) for p in sorted(glob.glob(text, recursive=True))] if any(c in text for c in "*?[") \
+            else [Path(text)]
+        if not found or not all(p.exists() for p in found):
+            raise FileNotFoundError(f"{item}: no such file or directory")
+        for p in found:
+            if p.is_dir():
+                yield from sorted(q for q in p.rglob("*") if q.is_file() and not q.name.startswith("."))
+            else:
+                yield p
+
+
+def _reader_kwargs(fn: Callable, **candidates: Any) -> dict[str, Any]:
+    """The keyword arguments ``fn`` accepts among ``candidates`` (readers differ in what they take)."""
+    params = inspect.signature(fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return candidates
+    return {k: v for k, v in candidates.items() if k in params}
+
+
+def _load_file(engine: Engine, summary: IngestSummary, path: Path, n_files: int, progress: Progress,
+               load: Callable[[Any, FileResult, ReadReport], None]) -> FileResult:
+    """Run ``load(conn, result, report)`` for one file inside one transaction; failures roll it back."""
+    result = FileResult(str(path))
+    report = ReadReport(str(path))
+    try:
+        with engine.begin() as conn:
+            load(conn, result, report)
+    except Exception as exc:   # one bad file must not stop the others; its transaction is rolled back
+        result.error = report.error or f"{type(exc).__name__}: {exc}"
+        result.rows_loaded = 0     # rolled back
+        if str(path) not in result.error:
+            result.error = f"{path}: {result.error}"
+    result.rows_read = max(result.rows_read, report.rows_read)
+    result.bad_rows = list(report.bad_rows)
+    summary.files.append(result)
+    if progress:
+        progress(len(summary.files), n_files, f"{path.name}: " + (
+            f"{result.rows_loaded} rows loaded" if result.ok else f"FAILED ({result.error})"))
+    return result
+
+
+def _analyze_if_loaded(engine: Engine, summary: IngestSummary, tables: tuple[str, ...]) -> None:
+    if summary.rows_loaded:
+        analyze(engine, tables)
+
+
+def _chunk_progress(progress: Progress, n_done: int, n_files: int, path: Path, rows: int) -> None:
+    if progress:
+        progress(n_done, n_files, f"{path.name}: {rows} rows so far")
+
+
+# --- Gaia XP ------------------------------------------------------------------------------------------------------
+def ingest_gaia_xp(engine: Engine, paths: Iterable[str | Path] | str | Path, correlations: bool = True,
+                   progress: Progress = None, chunk_rows: int = 5000) -> IngestSummary:
+    """Load XP continuous spectra from files of any supported format (files, directories, globs).
+    ``correlations=False`` drops the correlation arrays and leaves any stored ones untouched."""
+    from ingest.readers.xp import iter_xp_paths, read_xp
+    summary = IngestSummary("gaia-xp")
+    files = expand_paths(paths, summary, iter_xp_paths)
+    n_files = len(files) + len(summary.files)
+
+    for path in files:
+        def load(conn, result: FileResult, report: ReadReport, path=path) -> None:
+            for batch in read_xp(path, correlations=correlations, chunk_rows=chunk_rows, report=report):
+                result.rows_loaded += write_xp_batch(conn, batch, str(path))
+                _chunk_progress(progress, len(summary.files), n_files, path, result.rows_loaded)
+        _load_file(engine, summary, path, n_files, progress, load)
+    _analyze_if_loaded(engine, summary, ("xp_spectra", "xp_correlations"))
+    return summary
+
+
+# --- photometry ---------------------------------------------------------------------------------------------------
+def _photometry_columns(chunk: dict[str, Any]) -> dict[str, Any]:
+    cols = {k: np.asarray(v) for k, v in chunk.items() if k in PHOTOMETRY_COLUMNS}
+    if "source_id" not in cols:
+        raise KeyError("photometry: the source_id column is required")
+    return cols
+
+
+def ingest_photometry(engine: Engine, paths: Iterable[str | Path] | str | Path,
+                      progress: Progress = None) -> IngestSummary:
+    """Load Gaia photometry tables (source_id, phot_g_mean_flux, phot_*_mean_mag)."""
+    from ingest.readers.photometry import read_photometry
+    summary = IngestSummary("photometry")
+    files = expand_paths(paths, summary)
+    n_files = len(files) + len(summary.files)
+    for path in files:
+        def load(conn, result: FileResult, report: ReadReport, path=path) -> None:
+            for chunk in read_photometry(path, **_reader_kwargs(read_photometry, report=report)):
+                cols = _photometry_columns(chunk)
+                result.rows_loaded += write_photometry(conn, cols)
+                if not report.rows_read:   # readers without a report: count what they yielded
+                    result.rows_read += len(cols["source_id"])
+                _chunk_progress(progress, len(summary.files), n_files, path, result.rows_loaded)
+        _load_file(engine, summary, path, n_files, progress, load)
+    _analyze_if_loaded(engine, summary, ("photometry",))
+    return summary
+
+
+# --- APOGEE -------------------------------------------------------------------------------------------------------
+def ingest_apogee(engine: Engine, path: str | Path, progress: Progress = None) -> IngestSummary:
+    """Load an APOGEE allStar file (or a subset with the same columns); computes the cross-match primary and
+    the quality flags for every Gaia source it touches."""
+    from ingest.readers.apogee import read_apogee
+    summary = IngestSummary("apogee")
+    files = expand_paths(path, summary)
+    n_files = len(files) + len(summary.files)
+    for p in files:
+        def load(conn, result: FileResult, report: ReadReport, p=p) -> None:
+            for labels in read_apogee(p, **_reader_kwargs(read_apogee, report=report)):
+                n = write_apogee(conn, labels, str(p))
+                result.rows_loaded += n
+                if not report.rows_read:
+                    result.rows_read += len(labels["apogee_id"])
+                _chunk_progress(progress, len(summary.files), n_files, p, result.rows_loaded)
+        _load_file(engine, summary, p, n_files, progress, load)
+    _analyze_if_loaded(engine, summary, ("apogee_labels",))
+    return summary
+
+
+# --- the published catalogue --------------------------------------------------------------------------------------
+def catalogue_labels(labels: dict[str, Any], source_id: np.ndarray) -> dict[str, Any]:
+    """Catalogue label rows keyed for apogee_labels: the catalogue has one row per Gaia source and may carry
+    no APOGEE_ID, so rows without one get ``xp_apogee_cat:<source_id>`` (unique, stable across re-loads)."""
+    out = dict(labels)
+    n = len(source_id)
+    gaia = np.asarray(out.get("gaia_source_id", source_id), dtype=np.int64)
+    out["gaia_source_id"] = gaia
+    ids = out.get("apogee_id")
+    ids = [""] * n if ids is None else [("" if v is None else str(v).strip()) for v in np.asarray(ids, object)]
+    out["apogee_id"] = [v or f"{CATALOGUE_ID_PREFIX}{g}" for v, g in zip(ids, gaia.tolist())]
+    return out
+
+
+def store_norm(norm: str | Path) -> Path:
+    """Validate a normalisation .npz (mu, sig: 110 finite values each, sig > 0) and keep a copy under
+    $XPVAE_HOME/norms, named by content hash so re-importing the same file reuses it."""
+    norm = Path(norm)
+    try:
+        from ingest.readers.catalogue import read_norm_npz
+        loaded = read_norm_npz(norm)
+        mu, sig = (loaded["mu"], loaded["sig"]) if isinstance(loaded, dict) else loaded
+    except ImportError:
+        with np.load(norm) as data:
+            missing = {"mu", "sig"} - set(data.files)
+            if missing:
+                raise ValueError(f"{norm}: normalisation file lacks array(s) {sorted(missing)}") from None
+            mu, sig = data["mu"], data["sig"]
+    mu, sig = np.asarray(mu, np.float64).ravel(), np.asarray(sig, np.float64).ravel()
+    if mu.shape != (110,) or sig.shape != (110,):
+        raise ValueError(f"{norm}: mu and sig must have 110 values each, got {mu.shape} and {sig.shape}")
+    if not (np.all(np.isfinite(mu)) and np.all(np.isfinite(sig)) and np.all(sig > 0)):
+        raise ValueError(f"{norm}: mu/sig must be finite and sig > 0")
+    digest = hashlib.sha256(norm.read_bytes()).hexdigest()[:12]
+    target_dir = get_settings().home / "norms"
+    target_dir.mkdir(parents=True, exist_ok=True)
+    target = target_dir / f"{norm.stem}-{digest}.npz"
+    if not target.exists():
+        tmp = target.with_suffix(".tmp")
+        shutil.copyfile(norm, tmp)
+        os.replace(tmp, target)
+    return target
+
+
+def ingest_catalogue(engine: Engine, path: str | Path, norm: str | Path | None = None,
+                     progress: Progress = None) -> IngestSummary:
+    """Load the published XP×APOGEE catalogue: spectra (no correlations), G flux into photometry, labels.
+    With ``norm`` the release's apogee_norm.npz is stored and its path returned as ``norm_path``."""
+    from ingest.readers.catalogue import read_catalogue
+    summary = IngestSummary("catalogue")
+    if norm is not None:
+        try:
+            summary.norm_path = str(store_norm(norm))
+        except Exception as exc:
+            message = str(exc)
+            summary.files.append(FileResult(str(norm), error=message if str(norm) in message
+                                            else f"{norm}: {message}"))
+    files = expand_paths(path, summary)
+    n_files = len(files) + len(summary.files)
+    for p in files:
+        def load(conn, result: FileResult, report: ReadReport, p=p) -> None:
+            for batch, labels, phot in read_catalogue(p, **_reader_kwargs(read_catalogue, report=report)):
+                batch = batch if isinstance(batch, XPBatch) else XPBatch(batch)
+                result.rows_loaded += write_xp_batch(conn, batch, str(p))
+                if phot:
+                    write_photometry(conn, _photometry_columns(phot))
+                if labels:
+                    write_apogee(conn, catalogue_labels(labels, batch["source_id"]), str(p))
+                if not report.rows_read:
+                    result.rows_read += len(batch)
+                _chunk_progress(progress, len(summary.files), n_files, p, result.rows_loaded)
+        _load_file(engine, summary, p, n_files, progress, load)
+    _analyze_if_loaded(engine, summary, ("xp_spectra", "photometry", "apogee_labels"))
+    return summary
