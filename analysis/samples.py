@@ -169,7 +169,9 @@ def alpha_split(labels: Arrays, *, fallback: bool = True) -> AlphaSplit:
     Fallback (per star, only when ``fallback``): where MG_FE or FE_H is missing or non-finite but ALPHA_M and
     M_H are finite, the *same* cubic is applied with x = [M/H] and y = [α/M]. ASPCAP's [α/M] averages several
     α elements and [M/H] differs from [Fe/H] by a few hundredths of a dex in the disc, so this boundary is an
-    approximation: stars near it may swap class. How many stars used it is in ``source`` and ``notes``.
+    approximation: stars near it may swap class. On the 1612 real DR17 stars of ../shared/data/apogee the two
+    splits agree for 91.5 % of stars, the fallback calling slightly more stars high-α (73.6 % vs 70.4 %).
+    How many stars used it is in ``source`` and ``notes``.
     """
     n = _length(labels)
     def pair(a: str, b: str) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,204 @@
+"""The [α/M] analysis end to end on plain arrays (science.md §9): samples → classifier comparison →
+bimodality per [M/H] bin (labels and latents side by side) → unsupervised clustering → latent tracks →
+rows, figures, report. Every statistic is computed for each sample in ``samples`` — by default all pristine
+stars, all good stars, and the Teff < 5000 K giants of each (the subset the papers' abstract makes its claim for).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from analysis import figures as figs
+from analysis.bimodality import (DEFAULT_M_H_EDGES, bimodality_by_bin, bimodality_rows, cluster_rows,
+                                 fisher_oof_coordinate, unsupervised_by_bin)
+from analysis.classify import (DESCRIPTIONS, FEATURE_SETS, MAX_FEATURES, ClassifierComparison, compare_feature_sets,
+                               fold_ids)
+from analysis.report import Report, fmt_ci
+from analysis.rows import AnalysisResult, Progress, make_row, no_progress
+from analysis.samples import alpha_split, select_samples
+from analysis.tracks import fixed_metallicity_track, sequence_tracks
+
+DEFAULT_SAMPLES = ("pristine", "good", "pristine_cool_giants", "good_cool_giants")
+KEY_DIFFERENCE = "labels_latents-labels"
+
+
+def _wilson(k: int, n: int) -> tuple[float, float]:
+    """95 % Wilson interval of a binomial fraction."""
+    if n == 0:
+        return float("nan"), float("nan")
+    z, p = 1.96, k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def _triple(t: tuple[float, float, float]) -> list[float | None]:
+    return [None if not np.isfinite(v) else round(float(v), 5) for v in t]
+
+
+def run_alpha_analysis(latents: np.ndarray, labels: Mapping[str, np.ndarray],
+                       photometry: Mapping[str, np.ndarray] | None = None, *, out_dir: Path | str, seed: int = 0,
+                       n_folds: int = 5, n_boot: int = 1000, n_trees: int = 100, n_jobs: int = 2,
+                       samples: Sequence[str] = DEFAULT_SAMPLES, feature_sets: Sequence[str] = FEATURE_SETS,
+                       m_h_edges=DEFAULT_M_H_EDGES, min_stars: int = 100, min_bin: int = 30,
+                       max_features: float | str | None = MAX_FEATURES, draw_figures: bool = True,
+                       progress: Progress | None = None) -> AnalysisResult:
+    """Run the whole [α/M] analysis and write figures and report.md/report.html into ``out_dir``.
+
+    latents: (N, d) posterior means; labels: (N,) arrays keyed as in shared.xp.APOGEE_COLUMNS (teff, teff_err,
+    logg, logg_err, m_h, m_h_err, alpha_m, fe_h, mg_fe, j, h, k, aspcapflag, starflag); photometry: optional
+    phot_g_mean_mag and bp_rp (see analysis.samples for what happens without it). A sample with fewer than
+    ``min_stars`` usable stars is reported as skipped, never silently dropped."""
+    progress = progress or no_progress
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    latents = np.asarray(latents, np.float64)
+    n_all = len(latents)
+    for k, v in labels.items():
+        if len(v) != n_all:
+            raise ValueError(f"labels[{k!r}] has {len(v)} rows but latents have {n_all}")
+    selection = select_samples(labels, photometry)
+    split = alpha_split(labels)
+    usable = split.valid & np.all(np.isfinite(latents), axis=1)
+    for k in ("teff", "logg", "m_h"):
+        usable &= np.isfinite(np.asarray(labels[k], np.float64))
+    result = AnalysisResult()
+    notes = selection.notes + split.notes
+    headline: dict[str, Any] = {"n_stars_input": n_all, "seed": seed, "n_folds": n_folds, "n_boot": n_boot,
+                                "n_trees": n_trees, "notes": notes, "samples": {}}
+    comparisons: dict[str, ClassifierComparison] = {}
+    report = Report("[α/M] bimodality analysis")
+    per_sample_blocks: list[tuple[str, dict]] = []
+    step, total = 0, len(samples) * 4 + 1
+    for sample in samples:
+        if sample not in selection.masks:
+            raise ValueError(f"unknown sample {sample!r}; choose from {sorted(selection.masks)}")
+        mask = selection.masks[sample] & usable
+        idx = np.flatnonzero(mask)
+        y = split.high[idx]
+        n, n_high = len(idx), int(y.sum())
+        result.rows.append(make_row("alpha", sample, "n_stars", "sample", n, n=n))
+        result.rows.append(make_row("alpha", sample, "high_alpha_fraction", "patil_split", n_high / n if n else np.nan,
+                                    ci=_wilson(n_high, n), n=n))
+        result.rows.append(make_row("alpha", sample, "n_fallback_split", "patil_split",
+                                    int(np.sum(split.source[idx] == 2)), n=n))
+        info: dict[str, Any] = {"n": n, "n_high": n_high, "high_fraction": round(n_high / n, 5) if n else None}
+        headline["samples"][sample] = info
+        if n < min_stars or min(n_high, n - n_high) < 2 * n_folds:
+            info["skipped"] = (f"{n} usable stars ({n_high} high-α): fewer than {min_stars} stars or "
+                               f"{2 * n_folds} of a class")
+            notes.append(f"sample {sample} skipped: {info['skipped']}")
+            step += 4
+            continue
+        z = latents[idx]
+        lab = {k: np.asarray(v)[idx] for k, v in labels.items()}
+        progress(step, total, f"{sample}: classifiers on {n} stars")
+        comp = compare_feature_sets(z, lab, y, feature_sets=tuple(feature_sets), n_folds=n_folds, n_boot=n_boot,
+                                    n_trees=n_trees, seed=seed, n_jobs=n_jobs, max_features=max_features)
+        comparisons[sample] = comp
+        result.rows += comp.rows(sample)
+        info["balanced_accuracy"] = {k: _triple(r.metrics["balanced_accuracy"]) for k, r in comp.results.items()}
+        info["accuracy"] = {k: _triple(r.metrics["accuracy"]) for k, r in comp.results.items()}
+        info["differences_balanced_accuracy"] = {k: _triple(d["balanced_accuracy"]) for k, d in comp.differences.items()}
+        if KEY_DIFFERENCE in comp.differences:
+            _, lo, hi = comp.differences[KEY_DIFFERENCE]["balanced_accuracy"]
+            info["latents_add_alpha_information"] = bool(lo > 0)
+        step += 1
+
+        progress(step, total, f"{sample}: bimodality per [M/H] bin")
+        m_h = np.asarray(lab["m_h"], np.float64)
+        fisher = fisher_oof_coordinate(z, y, fold_ids(y, n_folds, seed))
+        coords = {"latent_fisher": fisher}
+        for label_name in ("alpha_m", "mg_fe"):
+            if label_name in lab and np.isfinite(np.asarray(lab[label_name], np.float64)).any():
+                coords[label_name] = np.asarray(lab[label_name], np.float64)
+        tests = bimodality_by_bin(coords, m_h, edges=m_h_edges, min_n=min_bin, seed=seed)
+        result.rows += bimodality_rows(tests, sample)
+        step += 1
+
+        progress(step, total, f"{sample}: latent-space mixtures")
+        clusters = unsupervised_by_bin(z, m_h, y, edges=m_h_edges, min_n=min_bin, seed=seed)
+        result.rows += cluster_rows(clusters, sample)
+        whole = [c for c in clusters if c.bin_lo is None]
+        if whole:
+            info["latent_gmm2_ari"] = round(whole[0].ari, 5)
+            info["latent_gmm2_purity"] = [round(whole[0].purity, 5), round(whole[0].purity_baseline, 5)]
+        step += 1
+
+        progress(step, total, f"{sample}: latent tracks")
+        seq = sequence_tracks(z, m_h, y)
+        fixed = fixed_metallicity_track(z, m_h, lab["alpha_m"]) if "alpha_m" in lab else None
+        for tr in seq + ([fixed] if fixed is not None else []):
+            result.rows += tr.rows(sample)
+        step += 1
+        if draw_figures:
+            result.figures.append(figs.latent_pairs(z, y, out_dir / f"latents_{sample}.png",
+                                                    title=f"{sample}: latent means by Patil class", seed=seed))
+            result.figures.append(figs.latent_tracks(seq, fixed, out_dir / f"tracks_{sample}.png", title=sample))
+            result.figures.append(figs.bimodality_per_bin(tests, out_dir / f"bimodality_{sample}.png", title=sample))
+        per_sample_blocks.append((sample, {"comp": comp, "tests": tests, "clusters": clusters}))
+    progress(step, total, "figures and report")
+    if draw_figures and comparisons:
+        result.figures.insert(0, figs.classifier_comparison(comparisons, out_dir / "classifiers.png"))
+    headline["notes"] = notes
+    result.headline = headline
+    _write_report(report, headline, per_sample_blocks, result.figures, out_dir)
+    result.report_path = report.write(out_dir)
+    progress(total, total, "done")
+    return result
+
+
+def _write_report(report: Report, headline: dict, blocks, figures: list[Path], out_dir: Path) -> None:
+    report.paragraph(f"{headline['n_stars_input']} stars in; {headline['n_folds']}-fold stratified cross-validation "
+                     f"(out-of-fold predictions), random forests of {headline['n_trees']} trees, "
+                     f"{headline['n_boot']} bootstrap resamples of stars for 95 % intervals, seed {headline['seed']}.")
+    report.bullets(headline["notes"])
+    report.heading("Samples")
+    report.table(["sample", "stars", "high-α", "high-α fraction", "status"],
+                 [[s, i["n"], i["n_high"], i["high_fraction"], i.get("skipped", "analysed")]
+                  for s, i in headline["samples"].items()])
+    report.heading("Do the latents add [α/M] information beyond Teff, log g, [M/H]?")
+    report.paragraph("Balanced accuracy (mean of the two class recalls, so the class imbalance cannot inflate "
+                     "it) with 95 % bootstrap intervals; the last columns are PAIRED intervals of differences on the "
+                     "same stars. 'yes' when the interval of (e) − (c) lies above 0.")
+    rows = []
+    for sample, b in blocks:
+        comp = b["comp"]
+        row = [sample]
+        for name in FEATURE_SETS:
+            row.append(fmt_ci(*comp.results[name].metrics["balanced_accuracy"]) if name in comp.results else "–")
+        for key in (KEY_DIFFERENCE, "latents-labels"):
+            row.append(fmt_ci(*comp.differences[key]["balanced_accuracy"]) if key in comp.differences else "–")
+        info = headline["samples"][sample]
+        row.append({True: "yes", False: "no"}.get(info.get("latents_add_alpha_information"), "–"))
+        rows.append(row)
+    report.table(["sample"] + [DESCRIPTIONS[k] for k in FEATURE_SETS] + ["(e) − (c)", "(a) − (c)", "gain excludes 0"],
+                 rows)
+    report.heading("Accuracy and per-class recall", 3)
+    rows = []
+    for sample, b in blocks:
+        for name, res in b["comp"].results.items():
+            rows.append([sample, DESCRIPTIONS[name], res.n] + [fmt_ci(*res.metrics[m]) for m in
+                                                                ("accuracy", "recall_high", "recall_low")])
+    report.table(["sample", "features", "stars", "accuracy", "recall high-α", "recall low-α"], rows)
+    report.heading("Bimodality of α at fixed [M/H]")
+    report.paragraph("Hartigan dip test (p < 0.05 rejects unimodality) and ΔBIC = BIC(1) − BIC(2) Gaussians "
+                     "(> 10: two components strongly favoured), for the latent Fisher coordinate (fitted out of fold) "
+                     "and the abundance labels. Unsupervised: 2-Gaussian mixture in latent space scored against the "
+                     "Patil split (ARI; purity vs the majority-class baseline).")
+    rows = []
+    for sample, b in blocks:
+        for t in b["tests"]:
+            rows.append([sample, f"[{t.bin_lo:g}, {t.bin_hi:g})", t.coordinate, t.n, t.dip, t.dip_p, t.delta_bic])
+    report.table(["sample", "[M/H]", "coordinate", "stars", "dip", "dip p", "ΔBIC"], rows)
+    rows = []
+    for sample, b in blocks:
+        for c in b["clusters"]:
+            rng = "all" if c.bin_lo is None else f"[{c.bin_lo:g}, {c.bin_hi:g})"
+            rows.append([sample, rng, c.n, c.ari, c.purity, c.purity_baseline])
+    report.table(["sample", "[M/H]", "stars", "ARI", "purity", "majority baseline"], rows)
+    report.heading("Figures")
+    for f in figures:
+        report.image(f, f.stem.replace("_", " "))

@@ -1,0 +1,110 @@
+"""One report per analysis run: ``report.md`` (tables of headline statistics, links to the PNGs) and a minimal
+``report.html`` rendered from the same blocks, both in out_dir."""
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """Numbers to short text; None/NaN as an en dash."""
+    if value is None:
+        return "–"
+    if isinstance(value, (int,)) and not isinstance(value, bool):
+        return str(value)
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if not math.isfinite(v):
+        return "–"
+    if v != 0 and (abs(v) < 10 ** -digits or abs(v) >= 10 ** 5):
+        return f"{v:.{digits}g}"
+    return f"{v:.{digits}f}"
+
+
+def fmt_ci(value: Any, lo: Any, hi: Any, digits: int = 3) -> str:
+    return f"{fmt(value, digits)} [{fmt(lo, digits)}, {fmt(hi, digits)}]"
+
+
+@dataclass
+class Report:
+    """An ordered list of blocks: ('h', level, text), ('p', text), ('table', headers, rows), ('img', path, caption)."""
+    title: str
+    blocks: list[tuple] = field(default_factory=list)
+
+    def heading(self, text: str, level: int = 2) -> None:
+        self.blocks.append(("h", level, text))
+
+    def paragraph(self, text: str) -> None:
+        self.blocks.append(("p", text))
+
+    def bullets(self, items: Sequence[str]) -> None:
+        if items:
+            self.blocks.append(("ul", list(items)))
+
+    def table(self, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        self.blocks.append(("table", list(headers), [[fmt(c) if not isinstance(c, str) else c for c in r] for r in rows]))
+
+    def image(self, path: Path, caption: str) -> None:
+        self.blocks.append(("img", Path(path), caption))
+
+    def markdown(self, base: Path) -> str:
+        out = [f"# {self.title}", ""]
+        for b in self.blocks:
+            if b[0] == "h":
+                out += ["#" * b[1] + " " + b[2], ""]
+            elif b[0] == "p":
+                out += [b[1], ""]
+            elif b[0] == "ul":
+                out += [f"- {item}" for item in b[1]] + [""]
+            elif b[0] == "table":
+                out.append("| " + " | ".join(b[1]) + " |")
+                out.append("|" + "---|" * len(b[1]))
+                out += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in b[2]]
+                out.append("")
+            elif b[0] == "img":
+                out += [f"![{b[2]}]({_rel(b[1], base)})", "", f"*{b[2]}*", ""]
+        return "\n".join(out)
+
+    def html(self, base: Path) -> str:
+        e = html.escape
+        out = ["<!doctype html>", "<html><head><meta charset='utf-8'>", f"<title>{e(self.title)}</title>",
+               "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
+               "table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}"
+               "img{max-width:100%}</style></head><body>", f"<h1>{e(self.title)}</h1>"]
+        for b in self.blocks:
+            if b[0] == "h":
+                out.append(f"<h{b[1]}>{e(b[2])}</h{b[1]}>")
+            elif b[0] == "p":
+                out.append(f"<p>{e(b[1])}</p>")
+            elif b[0] == "ul":
+                out.append("<ul>" + "".join(f"<li>{e(i)}</li>" for i in b[1]) + "</ul>")
+            elif b[0] == "table":
+                out.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in b[1]) + "</tr>")
+                out += ["<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in b[2]]
+                out.append("</table>")
+            elif b[0] == "img":
+                out.append(f"<figure><img src='{e(_rel(b[1], base))}' alt='{e(b[2])}'>"
+                           f"<figcaption>{e(b[2])}</figcaption></figure>")
+        out.append("</body></html>")
+        return "\n".join(out)
+
+    def write(self, out_dir: Path) -> Path:
+        """Write report.md and report.html into ``out_dir``; returns the Markdown path."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        md = out_dir / "report.md"
+        md.write_text(self.markdown(out_dir), encoding="utf-8")
+        (out_dir / "report.html").write_text(self.html(out_dir), encoding="utf-8")
+        return md
+
+
+def _rel(path: Path, base: Path) -> str:
+    try:
+        return Path(path).resolve().relative_to(Path(base).resolve()).as_posix()
+    except ValueError:
+        return Path(path).as_posix()

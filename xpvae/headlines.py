@@ -1,0 +1,29 @@
+"""The headline lines of an [α/M] analysis, for the demo and the CLI."""
+from __future__ import annotations
+
+from analysis.classify import DESCRIPTIONS
+
+
+def _ci(t) -> str:
+    if not t or t[0] is None:
+        return "n/a"
+    v, lo, hi = t
+    return f"{v:.3f} [{lo:.3f}, {hi:.3f}]" if lo is not None else f"{v:.3f}"
+
+
+def alpha_lines(headline: dict) -> list[str]:
+    lines = []
+    for sample, info in (headline.get("samples") or {}).items():
+        if info.get("skipped"):
+            lines.append(f"\n{sample}: skipped ({info['skipped']})")
+            continue
+        lines.append(f"\n{sample}: {info['n']:,} stars, {info['high_fraction']:.1%} high-α (Patil et al. 2023 split)")
+        lines.append("  balanced accuracy (5-fold CV, 95 % bootstrap interval):")
+        for key, t in (info.get("balanced_accuracy") or {}).items():
+            lines.append(f"    {DESCRIPTIONS.get(key, key):<38} {_ci(t)}")
+        for key, t in (info.get("differences_balanced_accuracy") or {}).items():
+            lines.append(f"    gain {key:<33} {_ci(t)}")
+        if "latents_add_alpha_information" in info:
+            verdict = "yes" if info["latents_add_alpha_information"] else "no"
+            lines.append(f"  latents add [α/M] information beyond Teff, log g, [M/H] (gain interval > 0): {verdict}")
+    return lines
