@@ -1,0 +1,100 @@
+"""Turn per-column arrays (from any format) into an XPBatch, enforcing the band rules of data-formats.md §1.
+
+A band is missing when its coefficients are absent (empty field, NaN, zero-length array); then its arrays are
+NaN and its scalars -1/NaN. A row whose band is half there (coefficients without errors, or the reverse) or
+whose present arrays contain NaN is bad: reported and dropped, never half-loaded.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from shared.xp import BAND_SCALAR_DTYPES, BANDS, N_COEFF, XPBatch
+
+RowProblems = dict[int, tuple[str, str]]     # row index in the block -> (column, message); first one wins
+
+
+@dataclass
+class BandColumns:
+    """One band's columns for n rows; ``None`` means the file has no such column (or it was not wanted)."""
+    coefficients: np.ndarray | None = None           # (n, 55) float64, NaN rows where absent
+    coefficients_present: np.ndarray | None = None   # (n,) bool
+    errors: np.ndarray | None = None                 # (n, 55) float32
+    errors_present: np.ndarray | None = None
+    correlations: np.ndarray | None = None           # (n, 1485) float32
+    correlations_present: np.ndarray | None = None
+    scalars: dict[str, np.ndarray] = field(default_factory=dict)   # subset of BAND_SCALAR_DTYPES
+
+
+def add_problems(problems: RowProblems, bad: dict[int, str], column: str) -> None:
+    for i, msg in bad.items():
+        problems.setdefault(int(i), (column, msg))
+
+
+def missing_scalar(dtype) -> float | int:
+    return np.nan if np.issubdtype(dtype, np.floating) else -1
+
+
+def assemble(source_id: np.ndarray, solution_id: np.ndarray | None, bands: dict[str, BandColumns],
+             problems: RowProblems, with_correlations: bool) -> XPBatch:
+    """Build the batch of the rows without problems (``problems`` is extended in place)."""
+    n = len(source_id)
+    cols: dict[str, np.ndarray] = {
+        "source_id": np.asarray(source_id, np.int64),
+        "solution_id": (np.full(n, -1, np.int64) if solution_id is None else np.asarray(solution_id, np.int64)),
+    }
+    keep_corr = with_correlations and all(bands[b].correlations is not None for b in BANDS)
+    for b in BANDS:
+        bc = bands[b]
+        if bc.coefficients is None:
+            present = np.zeros(n, bool)
+            coef = np.full((n, N_COEFF), np.nan, np.float64)
+        else:
+            present = bc.coefficients_present
+            coef = bc.coefficients
+        _check_companion(problems, present, bc.errors_present, f"{b}_coefficient_errors", f"{b}_coefficients")
+        if keep_corr:
+            _check_companion(problems, present, bc.correlations_present, f"{b}_coefficient_correlations",
+                             f"{b}_coefficients")
+        errs = bc.errors if bc.errors is not None else np.full((n, N_COEFF), np.nan, np.float32)
+        checked = [(f"{b}_coefficients", coef)]
+        if bc.errors is not None:      # an absent errors column is allowed (NaN errors); NaN inside is not
+            checked.append((f"{b}_coefficient_errors", errs))
+        for name, arr in checked:
+            nan_rows = np.flatnonzero(present & np.isnan(arr).any(axis=1))
+            for i in nan_rows:
+                k = int(np.isnan(arr[i]).sum())
+                problems.setdefault(int(i), (name, f"{k} of {N_COEFF} values are NaN"))
+        cols[f"{b}_missing"] = ~present
+        absent = ~present
+        for f, dt in BAND_SCALAR_DTYPES.items():
+            v = bc.scalars.get(f)
+            v = np.full(n, missing_scalar(dt), dt) if v is None else np.asarray(v).astype(dt, copy=True)
+            v[absent] = missing_scalar(dt)
+            cols[f"{b}_{f}"] = v
+        cols[f"{b}_coefficients"] = np.asarray(coef, np.float64)
+        cols[f"{b}_coefficient_errors"] = np.asarray(errs, np.float32)
+        if keep_corr:
+            cols[f"{b}_coefficient_correlations"] = np.asarray(bc.correlations, np.float32)
+    batch = XPBatch(cols)
+    if problems:
+        keep = np.ones(n, bool)
+        keep[list(problems)] = False
+        batch = batch.take(keep)
+    return batch
+
+
+def _check_companion(problems: RowProblems, present: np.ndarray, other: np.ndarray | None, name: str,
+                     main: str) -> None:
+    """Errors/correlations must be there exactly when the coefficients are."""
+    if other is None:
+        return
+    for i in np.flatnonzero(present != other):
+        what = "missing while" if present[i] else "present although"
+        problems.setdefault(int(i), (name, f"{what} {main} is {'present' if present[i] else 'missing'}"))
+
+
+def empty_band_columns() -> dict[str, BandColumns]:
+    return {b: BandColumns() for b in BANDS}
+

@@ -1,0 +1,71 @@
+"""Gaia photometry (G flux and G/BP/RP magnitudes) for the sources, from CSV/ECSV/FITS/VOTable."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ingest.readers.errors import ReaderError
+from ingest.readers.tables import ROW, add_note, iter_table_chunks
+from shared.xp import PHOTOMETRY_COLUMNS, BadRow, ReadReport
+
+G_ZERO_POINT = 25.6874   # Gaia (E)DR3 G zero point in the Vega system (Riello et al. 2021): G = -2.5 log10(flux) + ZP
+
+# Accepted spellings (lower case) of each output column, first match wins.
+ALIASES: dict[str, tuple[str, ...]] = {
+    "source_id": ("source_id", "gaia_source_id", "dr3_source_id", "gaiaedr3_source_id", "ids"),
+    "phot_g_mean_flux": ("phot_g_mean_flux",),
+    "phot_g_mean_mag": ("phot_g_mean_mag", "gaiaedr3_phot_g_mean_mag"),
+    "phot_bp_mean_mag": ("phot_bp_mean_mag", "gaiaedr3_phot_bp_mean_mag"),
+    "phot_rp_mean_mag": ("phot_rp_mean_mag", "gaiaedr3_phot_rp_mean_mag"),
+}
+
+
+def g_mag_from_flux(flux: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = np.asarray(flux, np.float64)
+        return np.where(f > 0, -2.5 * np.log10(np.where(f > 0, f, 1.0)) + G_ZERO_POINT, np.nan)
+
+
+def g_flux_from_mag(mag: np.ndarray) -> np.ndarray:
+    return 10.0 ** (-0.4 * (np.asarray(mag, np.float64) - G_ZERO_POINT))
+
+
+def read_photometry(path: str | Path, chunk_rows: int = 100_000,
+                    report: ReadReport | None = None) -> Iterator[dict[str, np.ndarray]]:
+    """Yield dicts with the PHOTOMETRY_COLUMNS (source_id int64, the rest float64; NaN when unknown).
+
+    Extra columns are ignored. If only one of G flux / G mag is given the other is derived from it; a
+    source without source_id is a BadRow. Raises ReaderError if the file has no source_id column or none of
+    the photometry columns.
+    """
+    path = Path(path)
+    report = report if report is not None else ReadReport(str(path))
+    spec = {alias: ("int" if out == "source_id" else "float") for out, names in ALIASES.items() for alias in names}
+    for chunk, present in iter_table_chunks(path, spec, chunk_rows, report):
+        found = {out: next((a for a in names if a in present), None) for out, names in ALIASES.items()}
+        if found["source_id"] is None:
+            raise ReaderError(str(path), "no source_id column")
+        if all(found[c] is None for c in PHOTOMETRY_COLUMNS[1:]):
+            raise ReaderError(str(path), f"none of the photometry columns {PHOTOMETRY_COLUMNS[1:]}")
+        n = len(chunk[found["source_id"]])
+        out = {c: (chunk[found[c]] if found[c] else np.full(n, np.nan)) for c in PHOTOMETRY_COLUMNS}
+        out["source_id"] = out["source_id"].astype(np.int64)
+        if found["phot_g_mean_flux"] is None and found["phot_g_mean_mag"] is not None:
+            out["phot_g_mean_flux"] = g_flux_from_mag(out["phot_g_mean_mag"])
+            add_note(report, "phot_g_mean_flux derived from phot_g_mean_mag")
+        elif found["phot_g_mean_mag"] is None and found["phot_g_mean_flux"] is not None:
+            out["phot_g_mean_mag"] = g_mag_from_flux(out["phot_g_mean_flux"])
+            add_note(report, "phot_g_mean_mag derived from phot_g_mean_flux")
+        for c in PHOTOMETRY_COLUMNS[1:]:
+            if found[c] is None and c not in ("phot_g_mean_flux", "phot_g_mean_mag"):
+                add_note(report, f"column {c} absent: filled with NaN")
+        bad = out["source_id"] <= 0
+        if bad.any():
+            for i in np.flatnonzero(bad):
+                report.bad_rows.append(BadRow(str(path), int(chunk[ROW][i]), found["source_id"],
+                                              "missing or non-positive source_id"))
+            report.rows_ok -= int(bad.sum())
+            out = {k: v[~bad] for k, v in out.items()}
+        yield out

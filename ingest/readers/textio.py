@@ -1,0 +1,162 @@
+"""Line-oriented access to CSV/ECSV text: bounded-memory line blocks, the header, quote-aware field splitting.
+
+Rows are numbered from 1 at the first line after the column-name line ("data row"); blank lines keep their
+number but are skipped, so data row r is physical line (header lines + r) of the (decompressed) file.
+"""
+from __future__ import annotations
+
+import queue
+import re
+import threading
+import zipfile
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator
+
+from ingest.readers.errors import ReaderError
+from ingest.readers.gz import GZIP_ERRORS
+from ingest.readers.sniff import BOM
+
+READ_BYTES = 1 << 20       # 1 MiB raw reads: amortises calls; a truncated gzip loses at most this much
+
+
+class FieldError(ValueError):
+    """A line whose quoting cannot be split into fields."""
+
+
+_STREAM_ERRORS = GZIP_ERRORS + (zipfile.BadZipFile,)
+_DONE = object()
+
+
+def _read_blocks(stream: BinaryIO, read_bytes: int, prefetch: bool) -> Iterator[bytes]:
+    """Raw blocks of the stream. With ``prefetch`` a helper thread reads (and, for gzip, inflates: zlib
+    releases the GIL) the next block while the caller parses this one; at most 2 blocks wait in memory."""
+    if not prefetch:
+        while True:
+            data = stream.read(read_bytes)
+            if not data:
+                return
+            yield data
+    q: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def hand_over(item) -> None:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def work() -> None:
+        try:
+            while not stop.is_set():
+                data = stream.read(read_bytes)
+                hand_over(data if data else _DONE)
+                if not data:
+                    return
+        except BaseException as exc:  # handed to the consumer, which re-raises it in its own thread
+            hand_over(exc)
+
+    thread = threading.Thread(target=work, name="xpvae-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def iter_lines(stream: BinaryIO, file: str, read_bytes: int = READ_BYTES,
+               prefetch: bool = False) -> Iterator[bytes]:
+    """Yield the lines of a binary stream without their line ends (\\n or \\r\\n).
+
+    ``prefetch`` (use it for compressed streams) overlaps decompression with parsing. A truncated or
+    corrupt compressed stream raises ReaderError naming the file and how far it got."""
+    tail = b""
+    n_lines = 0
+    blocks = _read_blocks(stream, read_bytes, prefetch)
+    while True:
+        try:
+            data = next(blocks, b"")
+        except _STREAM_ERRORS as exc:
+            raise ReaderError(file, f"truncated or corrupt compressed data after {n_lines} complete lines: "
+                                    f"{exc}") from exc
+        if not data:
+            break
+        lines = (tail + data).split(b"\n") if tail else data.split(b"\n")
+        tail = lines.pop()
+        n_lines += len(lines)
+        for line in lines:
+            yield line[:-1] if line.endswith(b"\r") else line
+    if tail:
+        yield tail[:-1] if tail.endswith(b"\r") else tail
+
+
+def split_fields(line: bytes, delim: bytes = b",") -> list[bytes]:
+    """Split one CSV line; a quoted field loses its quotes. Doubled quotes inside a field are not used by
+    any XP format and are rejected (FieldError) rather than guessed at."""
+    if b'"' not in line:
+        return line.split(delim)
+    segs = line.split(b'"')
+    if len(segs) % 2 == 0:
+        raise FieldError("unbalanced quotes")
+    fields = segs[0].split(delim)
+    step = len(delim)
+    for j in range(1, len(segs), 2):
+        if fields[-1]:
+            raise FieldError("a quote inside an unquoted field")
+        fields[-1] = segs[j]
+        rest = segs[j + 1]
+        if rest:
+            if not rest.startswith(delim):
+                raise FieldError("text right after a closing quote")
+            fields.extend(rest[step:].split(delim))
+    return fields
+
+
+@dataclass
+class TextHeader:
+    names: list[str]          # column names, lower-cased
+    delimiter: bytes
+    ecsv: bool
+    header_lines: int         # physical lines before data row 1
+
+
+_DELIM = re.compile(rb"^#\s*delimiter:\s*['\"]?(.)['\"]?\s*$")
+
+
+def read_header(lines: Iterator[bytes], file: str) -> TextHeader:
+    """Consume the ECSV YAML block (if any) and the column-name line."""
+    n = 0
+    ecsv = False
+    delimiter = None      # ECSV's default is a space, plain CSV's a comma
+    for line in lines:
+        n += 1
+        if n == 1 and line.startswith(BOM):
+            line = line[len(BOM):]
+        if line.startswith(b"#"):
+            ecsv = ecsv or line.startswith(b"# %ECSV")
+            m = _DELIM.match(line)
+            if m:
+                delimiter = m.group(1)
+            continue
+        if not line.strip():
+            continue
+        if delimiter is None:
+            delimiter = b" " if ecsv else b","
+        if delimiter == b" ":
+            names = [f for f in line.split(b" ") if f]
+        else:
+            try:
+                names = split_fields(line, delimiter)
+            except FieldError as exc:
+                raise ReaderError(file, f"line {n}: unreadable column-name line ({exc})") from exc
+        return TextHeader([nm.strip().strip(b'"').decode("utf-8", "replace").lower() for nm in names],
+                          delimiter, ecsv, n)
+    raise ReaderError(file, "no column-name line (empty file?)")

@@ -1,0 +1,185 @@
+"""XP spectra from binary tables: FITS BINTABLE (memory-mapped, read in row slices) and VOTable.
+
+FITS: variable-length ``PD(55)``/``PE(55)``/``PE(1485)`` arrays (zero length = missing band), integer
+``TNULL`` (-32768 in the archive files) mapped to -1. VOTable: astropy parses TABLEDATA and BINARY2; only the
+needed columns are parsed, but the whole table is in memory (DataLink VOTables hold at most 5000 sources).
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from ingest.readers.errors import ReaderError
+from ingest.readers.layout import build_batch, flat_names, layout_of
+from ingest.readers.progress import Progress, report_progress
+from shared.xp import BAND_FIELDS, BANDS, BadRow, ReadReport, XPBatch
+
+
+def _filled(a: Any, fill) -> np.ndarray:
+    return np.ma.filled(a, fill) if np.ma.isMaskedArray(a) else np.asarray(a)
+
+
+class TableColumns:
+    """A ColumnSource over already-decoded columns (numpy / masked / variable-length object arrays)."""
+
+    def __init__(self, columns: Mapping[str, Any], n: int, nulls: Mapping[str, int] | None = None):
+        self._columns = columns
+        self._n = n
+        self._nulls = nulls or {}
+        self.names = set(columns)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def ints(self, name, dtype, required=False):
+        if name not in self._columns:
+            return None
+        a = self._columns[name]
+        missing = np.ma.getmaskarray(a) if np.ma.isMaskedArray(a) else np.zeros(self._n, bool)
+        raw = _filled(a, -1)
+        if np.issubdtype(raw.dtype, np.floating):      # ints stored as floats: NaN is missing
+            missing = missing | np.isnan(raw)
+            raw = np.where(np.isnan(raw), -1, raw)
+        if name in self._nulls:
+            missing = missing | (raw == self._nulls[name])
+        out = np.where(missing, -1, raw).astype(dtype)
+        bad = {int(i): "missing value" for i in np.flatnonzero(missing)} if required else {}
+        return out, bad
+
+    def floats(self, name, dtype):
+        if name not in self._columns:
+            return None
+        a = self._columns[name]
+        out = _filled(a.astype(np.float64) if np.ma.isMaskedArray(a) else a, np.nan).astype(dtype)
+        if name in self._nulls and np.issubdtype(np.asarray(a).dtype, np.integer):
+            out[np.asarray(a) == self._nulls[name]] = np.nan
+        return out, {}
+
+    def arrays(self, name, length, dtype):
+        if name not in self._columns:
+            return None
+        a = self._columns[name]
+        n = self._n
+        out = np.full((n, length), np.nan, dtype)
+        present = np.zeros(n, bool)
+        bad: dict[int, str] = {}
+        if isinstance(a, np.ndarray) and a.dtype != object and a.ndim == 2:   # fixed-length column
+            if a.shape[1] != length:
+                raise ValueError(f"column {name} holds {a.shape[1]} values per row, expected {length}")
+            vals = _filled(a.astype(dtype) if np.ma.isMaskedArray(a) else a, np.nan).astype(dtype)
+            present = ~np.isnan(vals).all(axis=1)
+            out[present] = vals[present]
+            return out, present, bad
+        rows = list(a)
+        lens = np.fromiter((0 if r is None or r is np.ma.masked else len(r) for r in rows), np.int64, n)
+        ok = lens == length
+        if ok.all() and not any(np.ma.isMaskedArray(r) and r.mask.any() for r in rows):
+            return np.asarray(np.stack(rows), dtype), ok, bad
+        for i in range(n):
+            if lens[i] == length:
+                out[i] = _filled(np.ma.asarray(rows[i]).astype(np.float64), np.nan)
+                present[i] = True
+            elif lens[i]:
+                bad[i] = f"expected {length} values, found {lens[i]}"
+        return out, present, bad
+
+
+def _wanted(names: set[str], correlations: bool) -> set[str]:
+    want = {"source_id", "solution_id"}
+    for b in BANDS:
+        want |= {f"{b}_{f}" for f in BAND_FIELDS if correlations or f != "coefficient_correlations"}
+        want |= set(flat_names(b, False)) | set(flat_names(b, True))
+    return want & names
+
+
+def _emit(src: TableColumns, layout: str, file: str, first_row: int, correlations: bool,
+          report: ReadReport) -> XPBatch:
+    try:
+        batch, problems = build_batch(src, layout, correlations)
+    except ValueError as exc:
+        raise ReaderError(file, str(exc)) from exc
+    for i in sorted(problems):
+        col, msg = problems[i]
+        report.bad_rows.append(BadRow(file, first_row + i, col, msg))
+    report.rows_read += len(src)
+    report.rows_ok += len(batch)
+    return batch
+
+
+def read_fits_xp(path: str | Path, file: str | None = None, *, correlations: bool = True,
+                 chunk_rows: int = 5000, report: ReadReport | None = None,
+                 progress: Progress = None) -> Iterator[XPBatch]:
+    """Yield batches from the first BINTABLE HDU holding XP columns, ``chunk_rows`` rows at a time."""
+    from astropy.io import fits
+
+    file = file or str(path)
+    report = report if report is not None else ReadReport(file)
+    try:
+        hdul = fits.open(path, memmap=True, lazy_load_hdus=True)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ReaderError(file, f"not a readable FITS file: {exc}") from exc
+    with hdul, warnings.catch_warnings():
+        warnings.simplefilter("ignore")          # astropy's unit/ucd chatter on archive headers
+        try:
+            hdu, actual = None, {}
+            for h in hdul[1:]:
+                if isinstance(h, fits.BinTableHDU):
+                    cand = {c.name.lower(): c.name for c in h.columns}
+                    if layout_of(set(cand)) and "source_id" in cand:
+                        hdu, actual = h, cand
+                        break
+        except (OSError, ValueError, IndexError) as exc:
+            raise ReaderError(file, f"unreadable FITS structure: {exc}") from exc
+        if hdu is None:
+            raise ReaderError(file, "no BINTABLE HDU with source_id and XP coefficient columns")
+        layout = layout_of(set(actual))
+        want = _wanted(set(actual), correlations)
+        nulls = {c.name.lower(): int(c.null) for c in hdu.columns
+                 if c.null is not None and str(c.null).lstrip("-").isdigit()}
+        nrows = int(hdu.header["NAXIS2"])
+        try:
+            data = hdu.data
+            for start in range(0, nrows, chunk_rows):
+                part = data[start:start + chunk_rows]
+                cols = {nm: part[actual[nm]] for nm in want}
+                batch = _emit(TableColumns(cols, len(part), nulls), layout, file, start + 1, correlations, report)
+                report_progress(progress, min(start + chunk_rows, nrows), nrows, f"{file}: rows")
+                if len(batch):
+                    yield batch
+        except (OSError, ValueError, IndexError, TypeError) as exc:
+            raise ReaderError(file, f"FITS data unreadable after {report.rows_read} rows "
+                                    f"(truncated file?): {exc}") from exc
+
+
+def read_votable_xp(path_or_stream, file: str, *, correlations: bool = True, chunk_rows: int = 5000,
+                    report: ReadReport | None = None, progress: Progress = None) -> Iterator[XPBatch]:
+    """Yield batches from the first VOTable TABLE holding XP columns (TABLEDATA or BINARY/BINARY2)."""
+    from astropy.io.votable import parse
+
+    report = report if report is not None else ReadReport(file)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            vot = parse(path_or_stream, verify="ignore")
+        except Exception as exc:   # astropy raises many types (ValueError, ExpatError, VOTableSpecError…)
+            raise ReaderError(file, f"not a readable VOTable: {exc}") from exc
+    for table in vot.iter_tables():
+        arr = table.array
+        actual = {nm.lower(): nm for nm in (arr.dtype.names or ())}
+        layout = layout_of(set(actual))
+        if layout and "source_id" in actual:
+            break
+    else:
+        raise ReaderError(file, "no VOTable TABLE with source_id and XP coefficient columns")
+    want = _wanted(set(actual), correlations)
+    n = len(arr)
+    for start in range(0, n, chunk_rows):
+        part = arr[start:start + chunk_rows]
+        cols = {nm: part[actual[nm]] for nm in want}
+        batch = _emit(TableColumns(cols, len(part)), layout, file, start + 1, correlations, report)
+        report_progress(progress, min(start + chunk_rows, n), n, f"{file}: rows")
+        if len(batch):
+            yield batch

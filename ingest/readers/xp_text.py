@@ -1,0 +1,157 @@
+"""XP spectra from CSV / ECSV text (archive and DataLink CSV, DataLink ECSV, gzipped bulk ECSV, flat tables).
+
+The text is read in raw 1 MiB blocks and handled in blocks of ``BLOCK_ROWS`` lines: the fields of a block are
+split per line (cheap), then each array column of the whole block is parsed in one vectorised call (see
+numbers.py). A row that fails is reported as a BadRow (file, data row, column) and skipped.
+"""
+from __future__ import annotations
+
+from typing import BinaryIO, Iterator, Sequence
+
+
+from ingest.readers.errors import ReaderError
+from ingest.readers.layout import build_batch, layout_of
+from ingest.readers.numbers import parse_array_column, parse_float_column, parse_int_column
+from ingest.readers.progress import Progress, report_progress
+from ingest.readers.textio import FieldError, iter_lines, read_header, split_fields
+from shared.xp import BadRow, ReadReport, XPBatch
+
+BLOCK_ROWS = 256     # rows parsed per vectorised call: ~10 MB of text with correlations, cache-friendly
+
+
+class TextColumns:
+    """A ColumnSource over the split fields of one block (column-major tuples of bytes)."""
+
+    def __init__(self, columns: Sequence[Sequence[bytes]], index: dict[str, int], n: int):
+        self._columns = columns
+        self._index = index
+        self._n = n
+        self.names = set(index)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def _col(self, name: str):
+        j = self._index.get(name)
+        return None if j is None else self._columns[j]
+
+    def ints(self, name, dtype, required=False):
+        col = self._col(name)
+        return None if col is None else parse_int_column(col, dtype, required=required)
+
+    def floats(self, name, dtype):
+        col = self._col(name)
+        return None if col is None else parse_float_column(col, dtype)
+
+    def arrays(self, name, length, dtype):
+        col = self._col(name)
+        return None if col is None else parse_array_column(col, length, dtype)
+
+
+def _broken_quote_column(line: bytes, delim: bytes, names: list[str]) -> str:
+    """Best guess of the column whose quoting is broken: the first array text found outside quotes."""
+    k = 0
+    for j, seg in enumerate(line.split(b'"')):
+        if j % 2:
+            continue                       # quoted text belongs to the current field
+        parts = seg.split(delim)
+        for m, part in enumerate(parts):
+            if part[:1] in (b"(", b"[") or part[-1:] in (b")", b"]"):
+                return names[min(k + m, len(names) - 1)]
+        k += len(parts) - 1
+    return names[min(k, len(names) - 1)]
+
+
+def read_text_xp(stream: BinaryIO, file: str, *, correlations: bool = True, chunk_rows: int = 5000,
+                 report: ReadReport | None = None, progress: Progress = None,
+                 prefetch: bool = False) -> Iterator[XPBatch]:
+    """Yield batches of at most ``chunk_rows`` good rows from CSV/ECSV text (``prefetch``: read ahead in a
+    thread, for compressed streams).
+
+    Raises ReaderError (naming ``file``) when the header has no XP columns or the stream breaks mid-way;
+    the batches yielded before stay valid, and the report says how far it got.
+    """
+    report = report if report is not None else ReadReport(file)
+    lines = iter_lines(stream, file, prefetch=prefetch)
+    header = read_header(lines, file)
+    names = header.names
+    index = {nm: j for j, nm in enumerate(names)}
+    layout = layout_of(set(index))
+    if layout is None or "source_id" not in index:
+        raise ReaderError(file, "no XP columns: need source_id and bp_/rp_coefficients (or bp_coeff_0…)")
+    ncols, delim = len(names), header.delimiter
+    pending: list[XPBatch] = []
+    n_pending = 0
+
+    def parse_block(block: list[bytes], rows: list[int]) -> XPBatch:
+        good_fields, good_rows = [], []
+        for line, r in zip(block, rows):
+            try:
+                fields = split_fields(line, delim)
+            except FieldError as exc:
+                report.bad_rows.append(BadRow(file, r, _broken_quote_column(line, delim, names),
+                                              f"broken quoting: {exc}"))
+                continue
+            if len(fields) != ncols:
+                col = names[len(fields)] if len(fields) < ncols else names[-1]
+                report.bad_rows.append(BadRow(file, r, col, f"expected {ncols} columns, found {len(fields)}"))
+                continue
+            good_fields.append(fields)
+            good_rows.append(r)
+        if not good_fields:
+            return XPBatch.empty(0, correlations)
+        src = TextColumns(list(zip(*good_fields)), index, len(good_fields))
+        try:
+            batch, problems = build_batch(src, layout, correlations)
+        except ValueError as exc:
+            raise ReaderError(file, str(exc)) from exc
+        for i in sorted(problems):
+            col, msg = problems[i]
+            report.bad_rows.append(BadRow(file, good_rows[i], col, msg))
+        return batch
+
+    block: list[bytes] = []
+    rows: list[int] = []
+    row = 0
+    for line in lines:
+        row += 1
+        if not line or line.isspace():
+            continue
+        block.append(line)
+        rows.append(row)
+        if len(block) < min(BLOCK_ROWS, chunk_rows):
+            continue
+        batch = parse_block(block, rows)
+        report.rows_read += len(block)
+        block, rows = [], []
+        pending.append(batch)
+        n_pending += len(batch)
+        if n_pending >= chunk_rows:
+            yield from _flush(pending, chunk_rows, report, final=False)
+            n_pending = sum(len(p) for p in pending)
+            report_progress(progress, report.rows_read, None, f"{file}: {report.rows_read} rows read")
+    if block:
+        pending.append(parse_block(block, rows))
+        report.rows_read += len(block)
+    yield from _flush(pending, chunk_rows, report, final=True)
+    report_progress(progress, report.rows_read, report.rows_read, f"{file}: done")
+
+
+def _flush(pending: list[XPBatch], chunk_rows: int, report: ReadReport, final: bool) -> Iterator[XPBatch]:
+    """Yield full chunks from ``pending`` (in place); with ``final`` also the remainder."""
+    merged = XPBatch.concat(pending) if len(pending) > 1 else (pending[0] if pending else None)
+    pending.clear()
+    if merged is None or not len(merged):
+        return
+    start = 0
+    while len(merged) - start >= chunk_rows:
+        out = merged.take(slice(start, start + chunk_rows))
+        report.rows_ok += len(out)
+        yield out
+        start += chunk_rows
+    rest = merged.take(slice(start, None)) if start else merged
+    if final and len(rest):
+        report.rows_ok += len(rest)
+        yield rest
+    elif len(rest):
+        pending.append(rest)

@@ -1,0 +1,93 @@
+"""From true stellar properties to XP records: SED → noise-free coefficients at the drawn G → observed
+coefficients with calibrated, correlated noise and the archive's fit columns. Everything is vectorised over
+stars (one matrix product for the projection, one Cholesky factor per correlation template)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from shared.xp import BAND_SCALAR_DTYPES, BANDS, N_COEFF, XPBatch
+
+from .noise import (SHRINK_RANGE, CorrelationTemplates, ErrorModel, fit_columns, n_relevant_bases,
+                    relative_shrinking)
+from .populations import Stars
+from .sed import SEDModel
+from .xp_basis import xp_basis
+
+BASIS_FUNCTION_ID = {"bp": 56, "rp": 57}
+#: Gaia DR3's solution_id of the XP continuous mean spectra (as in the real archive records).
+SOLUTION_ID = 4545469030156206080
+#: Probability that a record lacks its BP (resp. RP) band; BP is missing more often (faint blue flux).
+MISSING_RATE = {"bp": 0.004, "rp": 0.001}
+
+
+@lru_cache(maxsize=1)
+def sed_model() -> SEDModel:
+    return SEDModel(xp_basis().wavelength)
+
+
+@dataclass
+class NoiseFree:
+    coefficients: np.ndarray    # (N, 110) BP then RP, at the star's G magnitude
+    mags: np.ndarray            # (N, 3) synthetic G, BP, RP of those coefficients (G equals the drawn G)
+
+
+def noise_free_coefficients(stars: Stars, alpha_signal: float = 1.0) -> NoiseFree:
+    """Project each star's SED on the DR3 bases and scale it so its synthetic G equals its drawn G."""
+    basis = xp_basis()
+    sed = sed_model()(stars.teff, stars.logg, stars.m_h, stars.alpha_m, stars.ebv, stars.carbon,
+                      alpha_signal=alpha_signal)
+    unit = sed @ basis.projection                              # (N, 110) for the SED in arbitrary units
+    g_unit = unit @ basis.passbands[:, 0]
+    scale = 10.0 ** ((basis.zero_points[0] - stars.g_mag) / 2.5) / g_unit
+    coefficients = unit * scale[:, None]
+    return NoiseFree(coefficients=coefficients, mags=basis.synthetic_mags(coefficients))
+
+
+def observe(rng: np.random.Generator, truth: NoiseFree, error_model: ErrorModel,
+            templates: CorrelationTemplates, source_id: np.ndarray, with_correlations: bool = True) -> XPBatch:
+    """Noisy XP records (an XPBatch) for noise-free coefficients."""
+    n = truth.coefficients.shape[0]
+    errors, shared = error_model.draw(rng, truth.mags[:, 1:])
+    template = rng.integers(0, templates.cholesky.shape[1], size=(n, 2))
+    shrink = rng.uniform(*SHRINK_RANGE, size=(n, 2))
+    noise = templates.draw_unit_noise(rng, template, shrink)
+    observed = truth.coefficients + errors * noise
+    missing_u = rng.random(n)
+    missing = {"bp": missing_u < MISSING_RATE["bp"],
+               "rp": (missing_u >= MISSING_RATE["bp"]) & (missing_u < MISSING_RATE["bp"] + MISSING_RATE["rp"])}
+
+    cols: dict[str, np.ndarray] = {"source_id": np.asarray(source_id, np.int64),
+                                   "solution_id": np.full(n, SOLUTION_ID, np.int64)}
+    for b, band in enumerate(BANDS):
+        sl = slice(b * N_COEFF, (b + 1) * N_COEFF)
+        c = observed[:, sl]
+        e = errors[:, sl].astype(np.float32)
+        fit = fit_columns(rng, shared)
+        n_rel = n_relevant_bases(c, e)
+        band_cols = {
+            "basis_function_id": np.full(n, BASIS_FUNCTION_ID[band], np.int16),
+            "n_parameters": np.full(n, N_COEFF, np.int16),
+            **fit,
+            "n_relevant_bases": n_rel,
+            "relative_shrinking": relative_shrinking(c, n_rel),
+        }
+        miss = missing[band]
+        cols[f"{band}_missing"] = miss
+        for field, dtype in BAND_SCALAR_DTYPES.items():
+            v = band_cols[field].astype(dtype)
+            v[miss] = np.nan if np.issubdtype(dtype, np.floating) else -1
+            cols[f"{band}_{field}"] = v
+        c = c.copy()
+        c[miss] = np.nan
+        e[miss] = np.nan
+        cols[f"{band}_coefficients"] = c
+        cols[f"{band}_coefficient_errors"] = e
+        if with_correlations:
+            corr = templates.flat_correlations(b, template[:, b], shrink[:, b])
+            corr[miss] = np.nan
+            cols[f"{band}_coefficient_correlations"] = corr
+    return XPBatch(cols)
+
