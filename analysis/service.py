@@ -36,8 +36,10 @@ def read_latents(engine: Engine, model_id: int, latent_dim: int, split: str | No
     if not rows:
         raise ValueError(f"model {model_id} has no inference results{f' in the {split} split' if split else ''}: "
                          f"run `xpvae infer --model {model_id}` first")
-    arr = np.array(rows, dtype=np.float64)
-    return arr[:, 0].astype(np.int64), arr[:, 1:]
+    # source ids (~1e18) do not survive a trip through float64: keep them apart from the latents
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    latents = np.array([r[1:] for r in rows], dtype=np.float64).reshape(len(rows), latent_dim)
+    return ids, latents
 
 
 def read_photometry(engine: Engine, source_id: np.ndarray) -> dict[str, np.ndarray]:
@@ -45,8 +47,8 @@ def read_photometry(engine: Engine, source_id: np.ndarray) -> dict[str, np.ndarr
     with engine.connect() as conn:
         rows = conn.execute(sa.select(photometry.c.source_id, photometry.c.phot_g_mean_mag,
                                       photometry.c.phot_bp_mean_mag, photometry.c.phot_rp_mean_mag)).all()
-    table = np.array(rows, dtype=np.float64).reshape(-1, 4)
-    ids = table[:, 0].astype(np.int64)
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    table = np.array([(0.0,) + tuple(r[1:]) for r in rows], dtype=np.float64).reshape(-1, 4)
     order = np.argsort(ids)
     pos = np.searchsorted(ids[order], source_id).clip(max=max(len(ids) - 1, 0))
     found = (ids[order][pos] == source_id) if len(ids) else np.zeros(len(source_id), bool)

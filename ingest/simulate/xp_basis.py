@@ -31,8 +31,21 @@ RIDGE_POWER = 2.0
 G_ZERO_POINT = 25.6874
 
 
+def _import_gaiaxpy_quietly():
+    """Import gaiaxpy without letting it change matplotlib's global settings: its plotting module turns on
+    `text.usetex`, which breaks every later figure of this process on a machine without LaTeX."""
+    import matplotlib
+    saved = dict(matplotlib.rcParams)
+    try:
+        import gaiaxpy.config.paths  # noqa: F401  (imported lazily: importing gaiaxpy is slow)
+        import gaiaxpy.core.xml_utils  # noqa: F401
+    finally:
+        matplotlib.rcParams.update(saved)
+
+
 def _config_dir() -> str:
-    import gaiaxpy.config.paths as paths  # imported lazily: importing gaiaxpy is slow
+    _import_gaiaxpy_quietly()
+    import gaiaxpy.config.paths as paths
     return os.path.join(paths.config_path, "filters")
 
 
@@ -86,6 +99,7 @@ def ridge_projection(design: np.ndarray, mask: np.ndarray, strength: float = RID
 @lru_cache(maxsize=1)
 def xp_basis() -> XPBasis:
     """Load GaiaXPy's DR3 sampled bases and the DR3 Vega passbands (≈2 s the first time, cached after)."""
+    _import_gaiaxpy_quietly()
     from gaiaxpy.core.xml_utils import get_array_text, get_file_root, get_xp_merge, get_xp_sampling_matrix
 
     root = get_file_root(os.path.join(_config_dir(), f"XpFilter_{BASIS_VERSION}.xml"))
