@@ -38,7 +38,7 @@ class Stack:
         proc.wait(timeout=30)
 
     def cli(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-        res = subprocess.run([sys.executable, "-m", "xpvae.cli", *args], env=self.env, cwd=REPO,
+        res = subprocess.run([sys.executable, "-m", "xpvae", *args], env=self.env, cwd=REPO,
                              capture_output=True, text=True, timeout=timeout)
         if check and res.returncode != 0:
             raise AssertionError(f"xpvae {' '.join(args)} exited {res.returncode}\n{res.stdout}\n{res.stderr}")

@@ -130,11 +130,11 @@ def test_queues_do_not_block_each_other(stack, pg_engine, shared_dir):
 def test_cli_reports_unreachable_broker_and_database(stack, tmp_path):
     """Exit code 3 and a message naming what is unreachable, never a traceback."""
     env = dict(stack.env, XPVAE_BROKER_URL="amqp://guest:guest@127.0.0.1:1//")
-    res = subprocess.run([sys.executable, "-m", "xpvae.cli", "train", "--epochs", "1"], env=env, cwd=REPO,
+    res = subprocess.run([sys.executable, "-m", "xpvae", "train", "--epochs", "1"], env=env, cwd=REPO,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 3, res.stderr
     assert "cannot reach the message broker" in res.stderr and "Traceback" not in res.stderr
     env = dict(stack.env, XPVAE_DATABASE_URL="postgresql+psycopg2://postgres@127.0.0.1:1/nowhere")
-    res = subprocess.run([sys.executable, "-m", "xpvae.cli", "jobs"], env=env, cwd=REPO,
+    res = subprocess.run([sys.executable, "-m", "xpvae", "jobs"], env=env, cwd=REPO,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 3 and "cannot reach the database" in res.stderr and "Traceback" not in res.stderr

@@ -32,7 +32,7 @@ def test_outputs_at_mu_match_golden(model_and_golden, fold_bn, rel):
     assert np.allclose(r["latent_sigma"], np.exp(0.5 * g["log_var"]), rtol=2e-5)
     z = zscores(g["x"], r["xhat"], g["x_err"], r["scatter"])
     assert np.allclose(r["zscore_rms_scatter"], np.sqrt((z ** 2).mean(1)), rtol=1e-5)
-    assert r["chi2_method"] == CHI2_NO_CORRELATIONS and np.isnan(r["chi2_bp"]).all()
+    assert r["chi2_method"] == CHI2_NO_CORRELATIONS and np.isnan(r["chi2_bp"]).all() and np.isnan(r["chi2_dof_rp"]).all()
 
 
 def test_chunking_does_not_change_results(model_and_golden):
@@ -56,7 +56,8 @@ def test_full_covariance_chi2_when_correlations_given(model_and_golden):
     r = infer_all(model, g["x"], g["x_err"], correlations={"bp": zero, "rp": zero})
     assert r["chi2_method"] == CHI2_FULL
     z = zscores(g["x"], r["xhat"], g["x_err"], r["scatter"])
-    assert np.allclose(r["chi2_rp_scatter"], (z[:, 55:] ** 2).sum(1) / 55, rtol=1e-6)
+    assert np.allclose(r["chi2_dof_rp_scatter"], (z[:, 55:] ** 2).sum(1) / 55, rtol=1e-6)
+    assert np.allclose(r["chi2_rp_scatter"], (z[:, 55:] ** 2).sum(1), rtol=1e-6)       # plain χ², not per dof
     assert (r["chi2_bp"] >= r["chi2_bp_scatter"]).all()      # adding ŝ² to Σ can only lower χ²
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
 from shared.model import ScatterVAE, VAEConfig, gaussian_nll, kl_divergence
