@@ -1,14 +1,12 @@
 """Job commands: ingest, train, infer, analyze, plus simulate, model import and demo."""
 from __future__ import annotations
 
-import functools
 import glob
-import json
 from pathlib import Path
 
 import click
 
-from xpvae.cli import EXIT_NOT_FOUND, _die, _engine, run_job
+from xpvae.jobrun import EXIT_NOT_FOUND, _die, _engine, run_job
 
 
 def selection_options(fn):

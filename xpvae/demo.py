@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import click
 
@@ -42,7 +41,7 @@ def demo(n_stars, epochs, baseline_epochs, label_fraction, alpha_signal, bootstr
     from db.engine import get_engine
     from db.migrate import upgrade
     from ingest.simulate.survey import simulate_survey
-    from xpvae.cli import run_job
+    from xpvae.jobrun import run_job
     from xpvae.progress import ProgressLine
     settings = get_settings()
     t_start = time.perf_counter()

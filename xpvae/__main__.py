@@ -1,0 +1,3 @@
+from xpvae.cli import main
+
+main()
