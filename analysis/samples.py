@@ -19,19 +19,13 @@ from typing import Mapping
 
 import numpy as np
 
+# The cut values, the giant definition and the Patil et al. 2023 boundary are defined once, in
+# shared.selections (the database flags use them too); this module adds the analysis' sample bookkeeping.
+from shared import selections
+from shared.selections import (ASPCAP_M_H_WARN_BIT, ASPCAP_VMICRO_WARN_BIT, BP_RP_RANGE, COOL_GIANT_TEFF,  # noqa: F401
+                               G_RANGE, PATIL_COEFFS, QUALITY_CUTS, patil_boundary)
+
 Arrays = Mapping[str, np.ndarray]
-
-ASPCAP_VMICRO_WARN_BIT = 2
-ASPCAP_M_H_WARN_BIT = 3
-COOL_GIANT_TEFF = 5000.0          # K: the abstract's claim is for giants cooler than this
-
-# (Teff/σ_Teff lower bound, σ_logg upper bound, σ_[M/H] upper bound) per quality level
-QUALITY_CUTS = {"pristine": (100.0, 0.1, 0.05), "good": (20.0, 0.4, 0.2)}
-G_RANGE = (6.0, 17.5)
-BP_RP_RANGE = (0.0, 4.0)
-
-# Patil et al. 2023: high-α if [Mg/Fe] > c3 x³ + c2 x² + c1 x + c0 with x = [Fe/H]
-PATIL_COEFFS = (0.1754, 0.1119, -0.1253, 0.1353)
 
 SPLIT_NONE, SPLIT_MG_FE, SPLIT_ALPHA_M = 0, 1, 2
 
@@ -103,20 +97,21 @@ def common_cuts(labels: Arrays, photometry: Arrays | None = None,
     return ok
 
 
+def _require(labels: Arrays, *names: str) -> None:
+    for name in names:
+        _column(labels, name)      # the analysis insists: a missing defining column is a KeyError naming it
+
+
 def quality_mask(labels: Arrays, level: str) -> np.ndarray:
     """The label-precision part of the 'pristine' or 'good' definition (science.md §9.1)."""
-    snr_teff, max_logg_err, max_m_h_err = QUALITY_CUTS[level]
-    teff, teff_err = _column(labels, "teff"), _column(labels, "teff_err")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        teff_ratio = teff / teff_err
-    return ((teff_ratio > snr_teff) & (_column(labels, "logg_err") < max_logg_err)
-            & (_column(labels, "m_h_err") < max_m_h_err) & np.isfinite(_column(labels, "logg"))
-            & np.isfinite(_column(labels, "m_h")))
+    _require(labels, "teff", "teff_err", "logg", "logg_err", "m_h", "m_h_err")
+    return selections.quality_mask(labels, level)
 
 
 def giant_mask(labels: Arrays) -> np.ndarray:
     """Giants: log g < 5.9 − 4·(Teff / 10⁴)."""
-    return _column(labels, "logg") < 5.9 - 4.0 * _column(labels, "teff") / 1e4
+    _require(labels, "logg", "teff")
+    return selections.giant_mask(labels)
 
 
 def cool_giant_mask(labels: Arrays, teff_max: float = COOL_GIANT_TEFF) -> np.ndarray:
@@ -136,13 +131,6 @@ def select_samples(labels: Arrays, photometry: Arrays | None = None) -> SampleSe
         masks[f"{level}_giants"] = base & giants
         masks[f"{level}_cool_giants"] = base & cool
     return SampleSelection(masks, notes)
-
-
-def patil_boundary(x: np.ndarray) -> np.ndarray:
-    """The Patil et al. 2023 boundary value of [Mg/Fe] at [Fe/H] = x."""
-    c3, c2, c1, c0 = PATIL_COEFFS
-    x = np.asarray(x, dtype=np.float64)
-    return ((c3 * x + c2) * x + c1) * x + c0
 
 
 @dataclass

@@ -2,10 +2,10 @@
 photometry, APOGEE DR17 labels, and the authors' published catalogue. See data-formats.md."""
 from ingest.readers.apogee import read_apogee
 from ingest.readers.catalogue import read_catalogue, read_norm_npz
-from ingest.readers.crossmatch import primary_mask, primary_mask_from_labels, quality_flags
 from ingest.readers.errors import ReaderError, UnknownFormatError
 from ingest.readers.photometry import read_photometry
 from ingest.readers.xp import iter_xp_paths, read_xp
 
 __all__ = ["read_xp", "iter_xp_paths", "read_photometry", "read_apogee", "read_catalogue", "read_norm_npz",
-           "primary_mask", "primary_mask_from_labels", "quality_flags", "ReaderError", "UnknownFormatError"]
+           "ReaderError", "UnknownFormatError"]
+# The cross-match duplicate rule and the quality flags live in shared.selections (one implementation).
