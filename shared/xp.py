@@ -141,3 +141,4 @@ class ReadReport:
     rows_ok: int = 0
     bad_rows: list[BadRow] = field(default_factory=list)
     error: str | None = None    # set when the whole file failed (unreadable, truncated gzip, …)
+    notes: list[str] = field(default_factory=list)   # e.g. "column SNR absent: filled with NaN"

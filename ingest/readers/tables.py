@@ -183,12 +183,6 @@ def _votable_chunks(path, file, spec, chunk_rows, report):
 
 
 def add_note(report: ReadReport, note: str) -> None:
-    """Attach a remark (e.g. "column SNR absent: filled with NaN") to a report.
-
-    ReadReport has no notes field yet, so the list is attached as ``report.notes``."""
-    notes = getattr(report, "notes", None)
-    if notes is None:
-        notes = []
-        setattr(report, "notes", notes)
-    if note not in notes:
-        notes.append(note)
+    """Attach a remark (e.g. "column SNR absent: filled with NaN") to a report, once."""
+    if note not in report.notes:
+        report.notes.append(note)
