@@ -218,7 +218,7 @@ def import_published(weights, norm, name):
     path = settings.models_dir / f"{name}.pt"
     art.save(path)
     mid = register_model(_engine(), name=name, kind=art.kind, path=str(path), config=art.config,
-                         summary=art.summary, n_train=art.summary.get("n_train"))
+                         summary={**art.training, "source": art.source})
     click.echo(f"registered model {mid} {name!r} from {weights}" + ("" if norm else
                " (no normalisation given: pass --norm apogee_norm.npz before running it on physical spectra)"))
 
