@@ -13,6 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from db import bulk
@@ -60,6 +61,19 @@ def run_infer_job(ctx: JobContext) -> dict:
     ranges = source_id_quantiles(ctx.engine, selection, n_shards)
     fan_out(ctx, ranges)      # does not return: the shards complete the job
     return {}
+
+
+def summarise_infer_job(engine: Engine, job: dict, shards: list[dict]) -> dict:
+    """The finished job's result: counts, where the time went, and whether χ² could use full covariances."""
+    model_id = job["params"]["model_id"]
+    with engine.connect() as conn:
+        n, n_chi2 = conn.execute(sa.select(sa.func.count(), sa.func.count(inference_results.c.bp_chi2_dof))
+                                 .where(inference_results.c.model_id == model_id)).one()
+    timing = {k: round(sum(s[k] or 0.0 for s in shards), 3) for k in ("seconds_read", "seconds_model", "seconds_write")}
+    chi2 = ("full covariance for every star" if n_chi2 == n else
+            f"unavailable for {n - n_chi2} of {n} stars: no correlations stored (ingested with --no-correlations?)")
+    return {"model_id": model_id, "n_shards": len(shards), "n_stars": int(sum(s["n_stars"] for s in shards)),
+            "n_results": int(n), "chi2": chi2, **timing}
 
 
 def _split_labels(source_id: np.ndarray, splits: dict[str, np.ndarray]) -> list[str | None]:

@@ -43,6 +43,7 @@ KINDS: dict[str, JobKind] = {
 }
 QUEUES = ("ingest", "trainer", "inferencer", "analysis")
 SHARD_HANDLER = "inferencer.service:run_infer_shard"
+SHARD_SUMMARY = "inferencer.service:summarise_infer_job"     # the job's result once every shard is done
 
 
 class JobCancelled(Exception):
@@ -264,9 +265,9 @@ def execute_shard(job_id: int, shard: int, *, engine: Engine | None = None, on_p
 
 def _shard_result(engine: Engine, job_id: int) -> dict:
     shards = jobs_db.get_shards(engine, job_id)
-    job = jobs_db.get_job(engine, job_id)
-    return {"model_id": job["params"].get("model_id"), "n_shards": len(shards),
-            "n_stars": int(sum(s["n_stars"] for s in shards))}
+    if any(s["status"] != "done" for s in shards):
+        return {}
+    return _resolve(SHARD_SUMMARY)(engine, jobs_db.get_job(engine, job_id), shards)
 
 
 def fan_out(ctx: JobContext, ranges: list[tuple[int, int, int]]) -> None:

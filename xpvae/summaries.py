@@ -25,7 +25,7 @@ def describe_result(kind: str, result: dict) -> str:
     keys = {"train": ("name", "model_id", "epochs_completed", "resumed_from_epoch", "n_train", "val_nll", "test_nll",
                       "test_zscore_std", "seconds", "artifact"),
             "train_baseline": ("name", "model_id", "epochs_completed", "n_train", "test_nll", "artifact"),
-            "infer": ("model_id", "n_shards", "n_stars"),
+            "infer": ("model_id", "n_shards", "n_results", "chi2", "seconds_read", "seconds_model", "seconds_write"),
             }.get(kind)
     items = result.items() if keys is None else ((k, result[k]) for k in keys if k in result)
     return "\n".join(f"  {k:>20}: {_fmt(v)}" for k, v in items)

@@ -44,6 +44,8 @@ def test_catalogue_published_weights_infer(tmp_path, shared_dir, monkeypatch):
         assert res.exit_code == 0 and "published-svae" in res.output, res.output
         res = run.invoke(main, ["infer", "--model", "published-svae"])
         assert res.exit_code == 0, res.output
+        # the catalogue has no correlations: χ² is reported unavailable, never silently diagonal
+        assert f"unavailable for {len(ids)} of {len(ids)} stars" in res.output, res.output
         with get_engine().connect() as conn:
             rows = conn.execute(sa.text("SELECT source_id, z1, z2, z3, z4, z5, z6 FROM inference_results "
                                         "ORDER BY source_id")).all()
