@@ -103,6 +103,10 @@ class ModelOutputs:
     def _chi2_dof(self, band: str, with_scatter: bool) -> np.ndarray:
         sl = BAND_SLICES[band]
         corr = self.bp_correlations if band == "bp" else self.rp_correlations
+        if corr is None:
+            # Without the archive correlations the χ² is unavailable (NaN → NULL rows, "–" in the report):
+            # a diagonal χ² would silently understate correlated residuals.
+            return np.full(len(self.x), np.nan)
         scatter = self.scatter[:, sl] if (with_scatter and self.scatter is not None) else None
         return band_chi2(self.delta[:, sl], self.sigma[:, sl], corr, scatter) / (sl.stop - sl.start)
 

@@ -140,7 +140,7 @@ def _cell_dict(c) -> dict[str, Any]:
 def _write_report(report: Report, headline: dict, cell_tables, figures, rows, sample: str) -> None:
     report.paragraph("z = δ/σ without and δ/√(σ²+ŝ²) with the learned scatter (a calibrated model gives N(0,1)); "
                      "msz = per-coefficient mean of z²; χ²/dof per band with the full archive covariance when "
-                     "correlations were given (dof = 55). Intervals: normal 95 % for means, paired bootstrap over "
+                     "correlations were given (dof = 55), unavailable (–) without them. Intervals: normal 95 % for means, paired bootstrap over "
                      "stars for ratios.")
     report.heading("Models")
     table = []
