@@ -138,3 +138,27 @@ def test_cli_reports_unreachable_broker_and_database(stack, tmp_path):
     res = subprocess.run([sys.executable, "-m", "xpvae", "jobs"], env=env, cwd=REPO,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 3 and "cannot reach the database" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_worker_waits_for_the_broker_then_serves(stack, pg_engine, broker_url, shared_dir):
+    """A worker started before its broker is reachable (here: its vhost does not exist yet) keeps retrying the
+    connection instead of exiting, and serves jobs once the broker is there."""
+    import shutil
+    import uuid
+    ctl = shutil.which("rabbitmqctl")
+    vhost = f"xpvae_late_{uuid.uuid4().hex[:8]}"
+    stack.env["XPVAE_BROKER_URL"] = broker_url.rsplit("/", 1)[0] + "/" + vhost
+    worker = stack.start_worker("ingest")
+    try:
+        import time
+        time.sleep(4)
+        assert worker.poll() is None, stack.logs()          # still alive, retrying
+        subprocess.run([ctl, "add_vhost", vhost], check=True, capture_output=True)
+        subprocess.run([ctl, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"], check=True,
+                       capture_output=True)
+        csv = shared_dir / "data/gaia_xp/gaiaxpy_tests/XP_CONTINUOUS_RAW.csv"
+        res = stack.cli("ingest", "gaia-xp", str(csv), "--wait", timeout=120)
+        assert "rows read 2, loaded 2" in res.stdout
+    finally:
+        stack.stop()
+        subprocess.run([ctl, "delete_vhost", vhost], capture_output=True)
