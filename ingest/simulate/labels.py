@@ -83,7 +83,16 @@ def simulate_labels(rng: np.random.Generator, stars: Stars, source_id: np.ndarra
     star_pos = {s: i for i, s in enumerate(primary)}
     labels["apogee_id"] = np.array([ids[star_pos[s]] for s in index])
     labels["telescope"] = TELESCOPES[rng.choice(3, n, p=[0.7, 0.25, 0.05])]
-    labels["field"] = FIELDS[rng.integers(0, FIELDS.size, n)]
+    # allStar rows are unique on (APOGEE_ID, TELESCOPE, FIELD): a duplicate observation of a star comes from
+    # another field, so give each duplicate a field different from its primary row's (and from each other).
+    field_idx = rng.integers(0, FIELDS.size, n)
+    primary_field = {s: f for s, f, d in zip(index, field_idx, is_dup) if not d}
+    seen: dict[int, int] = {}
+    for row in np.flatnonzero(is_dup):
+        star = index[row]
+        seen[star] = seen.get(star, 0) + 1
+        field_idx[row] = (primary_field.get(star, 0) + seen[star]) % FIELDS.size
+    labels["field"] = FIELDS[field_idx]
     matched = rng.random(primary.size) >= UNMATCHED_RATE
     labels["gaia_source_id"] = np.where(matched[[star_pos[s] for s in index]], source_id[index], 0).astype(np.int64)
 
