@@ -27,3 +27,21 @@ def alpha_lines(headline: dict) -> list[str]:
             verdict = "yes" if info["latents_add_alpha_information"] else "no"
             lines.append(f"  latents add [α/M] information beyond Teff, log g, [M/H] (gain interval > 0): {verdict}")
     return lines
+
+
+def reconstruction_lines(headline: dict) -> list[str]:
+    lines = [f"{headline.get('n_stars', 0):,} held-out stars ({headline.get('sample')})"]
+    for name, m in (headline.get("models") or {}).items():
+        def f(key):
+            v = m.get(key)
+            return "n/a" if v is None else f"{v:.3f}"
+        lines.append(f"  {name}: median z-score width {f('zscore_width_median')} without scatter, "
+                     f"{f('zscore_width_scatter_median')} with; median χ²/dof BP {f('chi2_dof_scatter_bp_median')}, "
+                     f"RP {f('chi2_dof_scatter_rp_median')} (Σ + ŝ², full covariance: {m.get('full_covariance')})")
+    for pair, c in (headline.get("comparisons") or {}).items():
+        a, b = pair.split("/", 1)
+        lines.append(f"  {pair}: {c.get('coefficients_a_better')} coefficients reconstructed better by {a}, "
+                     f"{c.get('coefficients_b_better')} by {b} (beyond the interval); "
+                     f"{len(c.get('cells_b_worse') or [])} (Teff, log g) cells where {b} is worse, "
+                     f"{len(c.get('cells_a_worse') or [])} where {a} is")
+    return lines

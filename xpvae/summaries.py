@@ -22,6 +22,16 @@ def describe_result(kind: str, result: dict) -> str:
         if result.get("norm_path"):
             lines.append(f"normalisation stored at {result['norm_path']}")
         return "\n".join(lines)
+    if kind == "analyze_alpha":
+        from xpvae.headlines import alpha_lines
+        lines = [f"report: {result['report']} ({len(result.get('figures', []))} figures beside it, "
+                 f"{result.get('n_statistics', 0)} statistics in analysis_statistics)"]
+        return "\n".join(lines + alpha_lines(result.get("headline") or {}))
+    if kind == "analyze_reconstruction":
+        from xpvae.headlines import reconstruction_lines
+        lines = [f"report: {result['report']} ({len(result.get('figures', []))} figures beside it, "
+                 f"{result.get('n_statistics', 0)} statistics in analysis_statistics)"]
+        return "\n".join(lines + reconstruction_lines(result.get("headline") or {}))
     keys = {"train": ("name", "model_id", "epochs_completed", "resumed_from_epoch", "n_train", "val_nll", "test_nll",
                       "test_zscore_std", "seconds", "artifact"),
             "train_baseline": ("name", "model_id", "epochs_completed", "n_train", "test_nll", "artifact"),
