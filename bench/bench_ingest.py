@@ -124,7 +124,7 @@ def _rate(n: int, seconds: float) -> str:
 
 
 def main(quick: bool) -> None:
-    n_csv, n_base, n_read = (300, 100, 20_000) if quick else (3000, 500, 200_000)
+    n_csv, n_base, n_read = (300, 100, 20_000) if quick else (3000, 1000, 200_000)
     name = f"xpvae_bench_{os.getpid()}"
     admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -136,31 +136,44 @@ def main(quick: bool) -> None:
             csv = _replicated_csv(get_settings().shared_dir, n_csv, Path(tmp) / "xp.csv")
             small = _replicated_csv(get_settings().shared_dir, n_base, Path(tmp) / "xp_small.csv")
             print(f"archive CSV with correlations: {n_csv} records, {csv.stat().st_size / 1e6:.0f} MB; "
-                  f"cores available: {os.cpu_count()}")
-
-            ingest_gaia_xp(engine, [small])      # warm-up: imports, first connections
-            _truncate(engine)
-            t = time.perf_counter()
-            summary = ingest_gaia_xp(engine, [csv])
-            t_ours = time.perf_counter() - t
-            assert summary.files_failed == 0 and summary.rows_loaded == n_csv, summary.to_dict()
-            t = time.perf_counter()
-            ingest_gaia_xp(engine, [csv])
-            t_again = time.perf_counter() - t
-            _truncate(engine)
-            baseline_astropy_sqlalchemy(engine, small)   # warm-up for the baseline too
-            _truncate(engine)
-            t = time.perf_counter()
-            n = baseline_astropy_sqlalchemy(engine, small)
-            t_base = time.perf_counter() - t
-            _truncate(engine)
-            r_ours, r_base = n_csv / t_ours, n / t_base
-            print(f"  ingest (read_xp + COPY upsert)  : {_rate(n_csv, t_ours)}   (target >= 1,000/s per core)")
-            print(f"  re-ingest, nothing changes      : {_rate(n_csv, t_again)}")
-            print(f"  baseline astropy + SA insert    : {_rate(n, t_base)}")
-            print(f"  ratio ingest / baseline         : {r_ours / r_base:.1f}x   (target >= 5x)")
+                  f"cores available: {os.cpu_count()}; load average {os.getloadavg()[0]:.1f}")
 
             from ingest.readers.xp import read_xp
+            ingest_gaia_xp(engine, [small])      # warm-up: imports, first connections
+            _truncate(engine)
+            # best of two for each side: the machine is shared, and the first run of each warms caches
+            t_ours, t_again = float("inf"), float("inf")
+            for _ in range(2):
+                t = time.perf_counter()
+                summary = ingest_gaia_xp(engine, [csv])
+                t_ours = min(t_ours, time.perf_counter() - t)
+                assert summary.files_failed == 0 and summary.rows_loaded == n_csv, summary.to_dict()
+                t = time.perf_counter()
+                ingest_gaia_xp(engine, [csv])
+                t_again = min(t_again, time.perf_counter() - t)
+                _truncate(engine)
+            t_parse = float("inf")
+            for _ in range(2):
+                t = time.perf_counter()
+                for _b in read_xp(csv):
+                    pass
+                t_parse = min(t_parse, time.perf_counter() - t)
+            baseline_astropy_sqlalchemy(engine, small)   # warm-up for the baseline too
+            _truncate(engine)
+            t_base = float("inf")
+            for _ in range(2):
+                t = time.perf_counter()
+                n = baseline_astropy_sqlalchemy(engine, small)
+                t_base = min(t_base, time.perf_counter() - t)
+                _truncate(engine)
+            r_ours, r_base = n_csv / t_ours, n / t_base
+            print(f"  ingest (read_xp + COPY, overlapped): {_rate(n_csv, t_ours)}   (target >= 1,000/s per core)")
+            print(f"  re-ingest, nothing changes         : {_rate(n_csv, t_again)}")
+            print(f"  the parser alone (read_xp)         : {_rate(n_csv, t_parse)}   (ingest = "
+                  f"{100 * t_parse / t_ours:.0f}% of its speed)")
+            print(f"  baseline astropy + SA insert       : {_rate(n, t_base)}")
+            print(f"  ratio ingest / baseline            : {r_ours / r_base:.1f}x   (target >= 5x)")
+
             parsed = list(read_xp(csv))
             t = time.perf_counter()
             with engine.begin() as conn:
@@ -192,7 +205,7 @@ def main(quick: bool) -> None:
         t_write = time.perf_counter() - t
         print(f"coefficients-only write (COPY upsert, spectra + photometry): {_rate(n_read, t_write)}"
               "   (target >= 20,000/s)")
-        for label in ("first read after the load (sets hint bits)", "steady state"):
+        for label in ("first read after the load (sets hint bits)", "steady state", "steady state, again"):
             t = time.perf_counter()
             out = read_spectra(engine, Selection())
             t_read = time.perf_counter() - t

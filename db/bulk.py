@@ -3,9 +3,12 @@
 ``upsert_rows(conn, table, columns, key)`` writes column arrays into a table, inserting new keys and updating
 existing ones, inside the caller's transaction (pass the connection of ``engine.begin()``):
 
-- PostgreSQL: the rows are encoded in numpy as one ``COPY … (FORMAT binary)`` stream (no per-row Python),
-  copied into a TEMP table, then ``INSERT … SELECT … ON CONFLICT (key) DO UPDATE`` — rows whose values are
-  unchanged are not rewritten, so a re-load leaves the table (and its dead-tuple count) as it was.
+- PostgreSQL: the rows are encoded in numpy as one ``COPY … (FORMAT binary)`` stream (no per-row Python).
+  When none of the batch's keys exists yet (an index probe; the usual case for a first load or an
+  inference shard that cleared its range) they are COPYed straight into the table, under a savepoint that
+  falls back to the upsert if another writer got there first. Otherwise they are copied into a TEMP table,
+  then ``INSERT … SELECT … ON CONFLICT (key) DO UPDATE`` — rows whose values are unchanged are not
+  rewritten, so a re-load leaves the table (and its dead-tuple count) as it was.
 - SQLite: ``executemany`` of ``INSERT … ON CONFLICT (key) DO UPDATE``.
 
 Column values (one entry per table column to write, all of length N):
@@ -17,9 +20,11 @@ Rows repeating a key within one call: the last one wins (a file that lists a sou
 from __future__ import annotations
 
 import io
+import queue
 import struct
+import threading
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import sqlalchemy as sa
@@ -148,6 +153,38 @@ def _take(cols: list[_Col], idx: np.ndarray | None) -> list[_Col]:
 
 
 # --- PostgreSQL binary COPY encoding ----------------------------------------------------------------------------
+# Most batches have few NULL patterns (a spectrum has both bands, or misses one, …): rows sharing a pattern
+# have one fixed layout, so each group is encoded as one numpy structured array (one copy per column). Rows
+# go out grouped by pattern — the order of COPY rows does not matter (keys are unique by then). Batches with
+# many patterns or variable-width values take the general path: a padded byte matrix and a keep-mask.
+MAX_NULL_PATTERNS = 8
+
+
+def _fixed_width(col: _Col) -> int | None:
+    """Payload bytes per value, or None for variable-width values (text, object bytes)."""
+    if col.kind == "text" or (col.kind == "bytes" and col.values.dtype == object):
+        return None
+    return col.values.shape[1] if col.kind == "bytes" else np.dtype(col.kind).itemsize
+
+
+def _encode_fixed(cols: list[_Col], rows: slice | np.ndarray, null: np.ndarray, n: int) -> bytes:
+    """Binary-COPY rows for ``rows`` (all with NULL pattern ``null`` per column) as one structured array."""
+    spec: list[tuple] = [("nfields", ">i2")]
+    for j, c in enumerate(cols):
+        spec.append((f"len{j}", ">i4"))
+        if not null[j]:
+            spec.append((f"val{j}", (np.uint8, (c.values.shape[1],)) if c.kind == "bytes" else c.kind))
+    rec = np.empty(n, np.dtype(spec))
+    rec["nfields"] = len(cols)
+    for j, c in enumerate(cols):
+        if null[j]:
+            rec[f"len{j}"] = -1
+            continue
+        rec[f"len{j}"] = _fixed_width(c)
+        rec[f"val{j}"] = c.values[rows]        # converts to the wire type (big-endian scalars) in the copy
+    return rec.tobytes()
+
+
 def _field_payload(col: _Col, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
     """(payload (n, w) uint8 zero-padded, byte lengths (n,) int32 with -1 for NULL) for rows lo:hi."""
     null = col.null[lo:hi]
@@ -168,8 +205,8 @@ def _field_payload(col: _Col, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]
     return payload, lengths
 
 
-def _encode_binary_copy(cols: list[_Col], lo: int, hi: int) -> bytes:
-    """One binary-COPY body (no header) for rows lo:hi, built as a padded byte matrix and a keep-mask."""
+def _encode_masked(cols: list[_Col], lo: int, hi: int) -> bytes:
+    """The general path for rows lo:hi: a padded byte matrix and a keep-mask."""
     n = hi - lo
     parts, keeps = [np.broadcast_to(np.frombuffer(struct.pack(">h", len(cols)), np.uint8), (n, 2))], []
     keeps.append(np.ones((n, 2), bool))
@@ -184,29 +221,93 @@ def _encode_binary_copy(cols: list[_Col], lo: int, hi: int) -> bytes:
     return matrix[keep].tobytes()
 
 
+def _as_fixed(col: _Col, lo: int, hi: int) -> _Col | None:
+    """Rows lo:hi of a text / object column as fixed-width bytes when every non-NULL value has the same
+    encoded length (a file name repeated down a batch, a column of NULLs); None otherwise."""
+    null = col.null[lo:hi]
+    encoded = [b"" if v is None else (v.encode() if isinstance(v, str) else bytes(v)) for v in col.values[lo:hi]]
+    widths = {len(e) for e, z in zip(encoded, null) if not z}
+    if len(widths) > 1:
+        return None
+    width = widths.pop() if widths else 0
+    encoded = [b"\0" * width if z else e for e, z in zip(encoded, null)]
+    payload = (np.frombuffer(b"".join(encoded), np.uint8).reshape(hi - lo, width) if width
+               else np.zeros((hi - lo, 0), np.uint8))
+    return _Col(col.name, "bytes", payload, null)
+
+
+def _encode_binary_copy(cols: list[_Col], lo: int, hi: int) -> list[bytes]:
+    """Binary-COPY rows (no header) for rows lo:hi, as one or more byte strings."""
+    if any(_fixed_width(c) is None for c in cols):
+        window = []          # rows lo:hi of every column, variable-width ones as fixed-width bytes if they can be
+        for c in cols:
+            f = _Col(c.name, c.kind, c.values[lo:hi], c.null[lo:hi]) if _fixed_width(c) is not None \
+                else _as_fixed(c, lo, hi)
+            if f is None:
+                return [_encode_masked(cols, lo, hi)]
+            window.append(f)
+        cols, lo, hi = window, 0, hi - lo
+    nulls = np.stack([c.null[lo:hi] for c in cols], axis=1)
+    if not nulls.any():
+        return [_encode_fixed(cols, slice(lo, hi), nulls[0] if len(nulls) else np.zeros(len(cols), bool), hi - lo)]
+    patterns, group = np.unique(np.packbits(nulls, axis=1), axis=0, return_inverse=True)
+    if len(patterns) > MAX_NULL_PATTERNS:
+        return [_encode_masked(cols, lo, hi)]
+    group = group.reshape(-1)
+    out = []
+    for g in range(len(patterns)):
+        rows = np.flatnonzero(group == g)
+        out.append(_encode_fixed(cols, rows + lo, nulls[rows[0]], len(rows)))
+    return out
+
+
 def _row_width_estimate(cols: list[_Col]) -> int:
     width = 2
     for c in cols:
-        if c.kind == "bytes" and c.values.dtype != object:
-            width += 4 + c.values.shape[1]
-        elif c.kind in ("text", "bytes"):
-            width += 4 + 256
-        else:
-            width += 4 + np.dtype(c.kind).itemsize
+        w = _fixed_width(c)
+        width += 4 + (256 if w is None else w)
     return width
 
 
+class _CopyStream:
+    """A file-like object for ``copy_expert``: header, rows encoded chunk by chunk on demand (bounded memory),
+    trailer. ``read`` hands over whole encoded chunks whatever size is asked (psycopg2 sends what it gets)."""
+
+    def __init__(self, cols: list[_Col]):
+        self._cols = cols
+        n = cols[0].values.shape[0] if cols else 0
+        step = max(1, ENCODE_CHUNK_BYTES // _row_width_estimate(cols))
+        self._pending: list[bytes] = [PG_COPY_HEADER]
+        self._ranges = iter([(lo, min(n, lo + step)) for lo in range(0, n, step)])
+        self._done = False
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._pending and not self._done:
+            rng = next(self._ranges, None)
+            if rng is None:
+                self._pending.append(PG_COPY_TRAILER)
+                self._done = True
+            else:
+                self._pending.extend(_encode_binary_copy(self._cols, *rng))
+        return self._pending.pop(0) if self._pending else b""
+
+
 def binary_copy_stream(cols: list[_Col]) -> io.BytesIO:
-    """The full binary COPY stream (header, rows, trailer) for normalised columns."""
-    n = cols[0].values.shape[0] if cols else 0
-    step = max(1, ENCODE_CHUNK_BYTES // _row_width_estimate(cols))
-    buf = io.BytesIO()
-    buf.write(PG_COPY_HEADER)
-    for lo in range(0, n, step):
-        buf.write(_encode_binary_copy(cols, lo, min(n, lo + step)))
-    buf.write(PG_COPY_TRAILER)
+    """The full binary COPY stream (header, rows, trailer) for normalised columns, in memory."""
+    stream, buf = _CopyStream(cols), io.BytesIO()
+    while chunk := stream.read():
+        buf.write(chunk)
     buf.seek(0)
     return buf
+
+
+def _pg_copy_in(conn: Connection, table: str, cols: list[_Col]) -> None:
+    cur = conn.connection.cursor()
+    try:
+        cur.copy_expert(f"COPY {table} ({', '.join(c.name for c in cols)}) FROM STDIN WITH (FORMAT binary)",
+                        _CopyStream(cols))
+    finally:
+        cur.close()
 
 
 def _pg_copy_into_temp(conn: Connection, temp: str, cols: list[_Col], like: str | None) -> None:
@@ -216,11 +317,7 @@ def _pg_copy_into_temp(conn: Connection, temp: str, cols: list[_Col], like: str 
     else:
         spec = ", ".join(f"{c.name} {_PG_TYPE_NAMES[c.kind]}" for c in cols)
         conn.exec_driver_sql(f"CREATE TEMP TABLE {temp} ({spec})")
-    cur = conn.connection.cursor()
-    try:
-        cur.copy_expert(f"COPY {temp} ({names}) FROM STDIN WITH (FORMAT binary)", binary_copy_stream(cols))
-    finally:
-        cur.close()
+    _pg_copy_in(conn, temp, cols)
 
 
 # --- SQLite -------------------------------------------------------------------------------------------------------
@@ -249,6 +346,58 @@ def _sqlite_rows(cols: list[_Col]):
     return zip(*(_python_values(c) for c in cols))
 
 
+_END = object()
+
+
+def read_ahead(items: Iterable[Any], depth: int = 2) -> Iterator[Any]:
+    """Iterate ``items`` in a background thread, up to ``depth`` items ahead of the consumer.
+
+    For pipelines whose stages release the GIL: parsing a file (pyarrow) while the previous chunk is written
+    (psycopg2 waiting on the server), or fetching the next block of rows while the previous one is copied. The producer's exception is
+    re-raised in the consumer at the point it happened; if the consumer stops early (a database error),
+    the producer is told to stop and its generator is closed in its own thread."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        it = iter(items)
+        try:
+            for item in it:
+                if not put(item):
+                    break
+            else:
+                put(_END)
+        except BaseException as exc:   # noqa: BLE001 — handed to the consumer, which re-raises it
+            put(exc)
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=work, name="xpvae-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
 # --- public interface -----------------------------------------------------------------------------------------
 def _table(table: sa.Table | str) -> sa.Table:
     if isinstance(table, sa.Table):
@@ -256,6 +405,43 @@ def _table(table: sa.Table | str) -> sa.Table:
     if table not in metadata.tables:
         raise KeyError(f"db.bulk: unknown table {table!r}")
     return metadata.tables[table]
+
+
+_INT_KINDS = (">i2", ">i4", ">i8")
+
+
+def _pg_keys_absent(conn: Connection, table: str, cols: list[_Col], key: Sequence[str]) -> bool:
+    """True when none of the batch's (integer) keys is in ``table`` yet: first a range probe on the index
+    (fresh loads stop there), then an exact probe with the key arrays. False for non-integer keys."""
+    kcols = [next(c for c in cols if c.name == k) for k in key]
+    if any(c.kind not in _INT_KINDS for c in kcols):
+        return False
+    box = " AND ".join(f"{c.name} BETWEEN {int(c.values.min())} AND {int(c.values.max())}" for c in kcols)
+    cur = conn.connection.cursor()
+    try:
+        cur.execute(f"SELECT EXISTS (SELECT 1 FROM {table} WHERE {box})")
+        if not cur.fetchone()[0]:
+            return True
+        names = ", ".join(f"k{j}" for j in range(len(kcols)))
+        on = " AND ".join(f"t.{c.name} = u.k{j}" for j, c in enumerate(kcols))
+        arrays = ", ".join("%s::bigint[]" for _ in kcols)
+        cur.execute(f"SELECT EXISTS (SELECT 1 FROM {table} t JOIN unnest({arrays}) AS u({names}) ON {on})",
+                    [c.values.astype(np.int64).tolist() for c in kcols])
+        return not cur.fetchone()[0]
+    finally:
+        cur.close()
+
+
+def _pg_copy_new_rows(conn: Connection, table: str, cols: list[_Col]) -> bool:
+    """COPY rows with new keys straight into ``table`` (no temp table, no INSERT … SELECT). Under a savepoint:
+    if another transaction inserted one of the keys meanwhile, undo and return False (the caller upserts)."""
+    from psycopg2.errors import UniqueViolation
+    try:
+        with conn.begin_nested():
+            _pg_copy_in(conn, table, cols)
+    except UniqueViolation:
+        return False
+    return True
 
 
 def upsert_rows(conn: Connection, table: sa.Table | str, columns: Mapping[str, Any],
@@ -282,6 +468,8 @@ def upsert_rows(conn: Connection, table: sa.Table | str, columns: Mapping[str, A
     conflict = f"ON CONFLICT ({', '.join(key)}) DO " + (
         "UPDATE SET " + ", ".join(f"{n} = excluded.{n}" for n in updates) if updates else "NOTHING")
     if conn.dialect.name == "postgresql":
+        if _pg_keys_absent(conn, tbl.name, cols, key) and _pg_copy_new_rows(conn, tbl.name, cols):
+            return int(cols[0].values.shape[0])
         temp = f"_bulk_{tbl.name}"
         _pg_copy_into_temp(conn, temp, cols, like=tbl.name)
         unchanged = ""

@@ -4,9 +4,16 @@ Writes go through db.bulk (COPY on PostgreSQL). Reads return numpy arrays in the
 PostgreSQL streams ``COPY (SELECT …) TO STDOUT (FORMAT binary)`` whose rows all have the same size (missing
 values are COALESCEd to NaN blobs), so one ``np.frombuffer`` with a structured dtype parses them; SQLite runs
 one SELECT and joins the blobs. No per-row Python on either path beyond what the driver does.
+
+Where the read time went, and what was done about it (200k spectra, bench/bench_ingest.py): collecting
+psycopg2's per-row bytes in a list and joining them, then copying into fresh arrays, spent most of its time
+in page faults. Now the rows land in one BytesIO reused query after query (blocks of ~QUERY_BYTES, so it
+stays mapped), array payloads are copied as raw bytes rows, and the result grows in place by realloc.
+(Fetching the next block in a thread while copying this one was measured slower on two busy cores.)
 """
 from __future__ import annotations
 
+import io
 import sys
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -19,6 +26,9 @@ from shared.xp import BAND_SCALAR_DTYPES, BANDS, N_COEFF, N_CORR, PHOTOMETRY_COL
 
 Progress = Callable[[int, "int | None", str], None] | None
 DEFAULT_CHUNK_ROWS = 100_000
+# Raw bytes per COPY query while reading: the buffer is reused from query to query, so it stays mapped and
+# mostly cached (~24k rows without correlations, ~2.4k with).
+QUERY_BYTES = 32 << 20
 
 _NAN64 = np.full(N_COEFF, np.nan, "<f8").tobytes()
 _NAN32 = np.full(N_COEFF, np.nan, "<f4").tobytes()
@@ -115,33 +125,57 @@ def _selection_sql(selection: Selection, select: str, with_correlations: bool) -
     return sql
 
 
+def _blob_sizes(fields: list[tuple[str, str, int]]) -> dict[str, int]:
+    return {name: size for name, dt, size in fields if dt.startswith("<")}
+
+
 def _row_dtype(fields: list[tuple[str, str, int]]) -> np.dtype:
+    """One binary-COPY row: field count, then (length, payload) per field; array payloads stay raw bytes."""
     spec: list[tuple] = [("_nfields", ">i2")]
     for name, dt, size in fields:
         spec.append((f"_len_{name}", ">i4"))
-        itemsize = np.dtype(dt).itemsize
-        spec.append((name, dt, (size // itemsize,)) if size > itemsize else (name, dt))
+        spec.append((name, np.uint8, (size,)) if dt.startswith("<") else (name, dt))
     return np.dtype(spec)
 
 
-def _pg_copy_out(conn: Connection, sql: str) -> bytes:
-    """The whole binary COPY output of ``sql`` (psycopg2 hands it over row by row: collect, join once)."""
-    parts: list[bytes] = []
-
-    class _Sink:
-        write = parts.append
-
-    cur = conn.connection.cursor()
-    try:
-        cur.copy_expert(f"COPY ({sql}) TO STDOUT WITH (FORMAT binary)", _Sink())
-    finally:
-        cur.close()
-    return b"".join(parts)
+def _rows_per_query(fields: list[tuple[str, str, int]]) -> int:
+    return max(1, QUERY_BYTES // _row_dtype(fields).itemsize)
 
 
-def _parse_binary_rows(raw: bytes, fields: list[tuple[str, str, int]]) -> np.ndarray:
+class _CopyBuffer:
+    """A reusable in-memory sink for ``COPY … TO STDOUT``. psycopg2 calls ``write`` once per row; BytesIO
+    appends in C and, rewound for the next query, keeps its (already mapped) memory — collecting the rows as
+    bytes objects and joining them instead costs as much again in allocation and page faults."""
+
+    def __init__(self) -> None:
+        self._io = io.BytesIO()
+
+    def fetch(self, conn: Connection, sql: str) -> memoryview:
+        """The whole binary COPY output of ``sql``. The previous output's memory is reused only once nothing
+        refers to it any more (arrays over it keep it exported; then a new buffer is taken instead)."""
+        self._io.seek(0)
+        try:
+            self._io.write(b"")          # BytesIO refuses writes while its memory is exported
+        except BufferError:
+            self._io = io.BytesIO()
+        cur = conn.connection.cursor()
+        try:
+            cur.copy_expert(f"COPY ({sql}) TO STDOUT WITH (FORMAT binary)", self._io)
+        finally:
+            cur.close()
+        return self._io.getbuffer()[:self._io.tell()]
+
+
+def _pg_copy_out(conn: Connection, sql: str) -> memoryview:
+    """The whole binary COPY output of ``sql`` in a fresh buffer (for one-off queries)."""
+    return _CopyBuffer().fetch(conn, sql)
+
+
+def _parse_binary_rows(raw, fields: list[tuple[str, str, int]]) -> np.ndarray:
+    """The rows of a binary COPY as a structured array over ``raw`` (no copy); array fields are raw bytes."""
     dtype = _row_dtype(fields)
-    header = 19 + int.from_bytes(raw[15:19], "big")   # signature, flags, extension length (+ extension)
+    head = bytes(raw[15:19])
+    header = 19 + int.from_bytes(head, "big")   # signature, flags, extension length (+ extension)
     body = len(raw) - header - 2
     if body % dtype.itemsize:
         raise RuntimeError("database returned rows of unexpected size: a stored array has the wrong length "
@@ -156,6 +190,7 @@ def _parse_binary_rows(raw: bytes, fields: list[tuple[str, str, int]]) -> np.nda
 
 # --- reading: SQLite ----------------------------------------------------------------------------------------------
 def _sqlite_rows(conn: Connection, sql: str, fields: list[tuple[str, str, int]]) -> dict[str, np.ndarray]:
+    """One SELECT's rows as columns; array fields as raw bytes (n, size) uint8, like the PostgreSQL rows."""
     cur = conn.connection.cursor()
     try:
         cur.execute(sql)
@@ -173,7 +208,7 @@ def _sqlite_rows(conn: Connection, sql: str, fields: list[tuple[str, str, int]])
                 bad = np.asarray([r[0] for r in rows])[lengths != size][:5]
                 raise RuntimeError(f"database: field {name} has the wrong byte length for source_id(s) "
                                    f"{bad.tolist()}")
-            out[name] = np.frombuffer(joined, dtype=dt).reshape(n, size // np.dtype(dt).itemsize)
+            out[name] = np.frombuffer(joined, dtype=np.uint8).reshape(n, size)
         elif name == "phot_g_mean_flux":
             out[name] = np.array([np.nan if v is None else v for v in col], np.float64)
         else:
@@ -212,64 +247,69 @@ def _allocate(n: int, with_correlations: bool) -> dict[str, np.ndarray]:
     return out
 
 
-def _copy_le(dst: np.ndarray, src: np.ndarray) -> None:
-    """dst[...] = src for little-endian array payloads. The raw rows are packed (fields are not aligned), and
-    numpy's unaligned element copies are slow, so on little-endian machines copy the bytes instead."""
-    if sys.byteorder == "little" and src.strides[-1] == src.dtype.itemsize and len(src):
-        block = f"V{src.shape[-1] * src.dtype.itemsize}"      # one memcpy per row
-        dst.view(np.uint8).view(block)[...] = src.view(np.uint8).view(block)
-    else:
-        dst[...] = src
+def _resize(out: dict[str, np.ndarray], n: int) -> None:
+    """Grow or shrink the output arrays in place to ``n`` rows. realloc moves large blocks without copying
+    (measured: ~2x faster than fresh arrays plus a copy, which fault in twice the pages)."""
+    for arr in out.values():
+        arr.resize((n,) + arr.shape[1:], refcheck=False)
 
 
-def _fill(out: dict[str, np.ndarray], lo: int, parts: Mapping[str, np.ndarray]) -> int:
-    """Copy one chunk's parts (views of the raw rows) into the output arrays at row ``lo``; returns its size."""
-    n = len(parts["source_id"])
-    hi = lo + n
-    out["source_id"][lo:hi] = parts["source_id"]
-    _copy_le(out["coefficients"][lo:hi, :N_COEFF], parts["bp_coefficients"])
-    _copy_le(out["coefficients"][lo:hi, N_COEFF:], parts["rp_coefficients"])
-    _copy_le(out["errors"][lo:hi, :N_COEFF], parts["bp_errors"])
-    _copy_le(out["errors"][lo:hi, N_COEFF:], parts["rp_errors"])
-    out["phot_g_mean_flux"][lo:hi] = parts["phot_g_mean_flux"]
-    out["bp_missing"][lo:hi] = parts["bp_missing"]
-    out["rp_missing"][lo:hi] = parts["rp_missing"]
+def _put_le(dst: np.ndarray, src: np.ndarray) -> None:
+    """dst[...] = the little-endian values whose raw bytes are ``src`` (rows of uint8). On little-endian
+    machines that is a plain byte copy per row (fast even though the raw rows are unaligned)."""
+    if sys.byteorder == "little":
+        dst.view(np.uint8)[...] = src
+    else:   # pragma: no cover - big-endian hosts
+        dst[...] = np.ascontiguousarray(src).view(dst.dtype.newbyteorder("<")).reshape(dst.shape)
+
+
+def _fill(out: dict[str, np.ndarray], lo: int, parts: Mapping[str, np.ndarray], a: int = 0,
+          b: int | None = None) -> int:
+    """Copy rows a:b of one block's parts (views of the raw rows) into the output arrays at row ``lo``;
+    returns the number of rows copied."""
+    b = len(parts["source_id"]) if b is None else b
+    hi = lo + b - a
+    out["source_id"][lo:hi] = parts["source_id"][a:b]
+    _put_le(out["coefficients"][lo:hi, :N_COEFF], parts["bp_coefficients"][a:b])
+    _put_le(out["coefficients"][lo:hi, N_COEFF:], parts["rp_coefficients"][a:b])
+    _put_le(out["errors"][lo:hi, :N_COEFF], parts["bp_errors"][a:b])
+    _put_le(out["errors"][lo:hi, N_COEFF:], parts["rp_errors"][a:b])
+    out["phot_g_mean_flux"][lo:hi] = parts["phot_g_mean_flux"][a:b]
+    out["bp_missing"][lo:hi] = parts["bp_missing"][a:b]
+    out["rp_missing"][lo:hi] = parts["rp_missing"][a:b]
     if "correlations" in out:
-        out["has_correlations"][lo:hi] = parts["has_correlations"]
-        _copy_le(out["correlations"][lo:hi, 0], parts["bp_correlations"])
-        _copy_le(out["correlations"][lo:hi, 1], parts["rp_correlations"])
-    return n
+        out["has_correlations"][lo:hi] = parts["has_correlations"][a:b]
+        _put_le(out["correlations"][lo:hi, 0], parts["bp_correlations"][a:b])
+        _put_le(out["correlations"][lo:hi, 1], parts["rp_correlations"][a:b])
+    return hi - lo
 
 
-def _trim(out: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
-    return out if len(out["source_id"]) == n else {k: v[:n] for k, v in out.items()}
-
-
-def _read_parts(conn: Connection, selection: Selection, with_correlations: bool) -> dict[str, np.ndarray]:
-    """One query's rows as views: fields of the parsed COPY buffer (PostgreSQL) or joined blobs (SQLite)."""
-    pg = conn.dialect.name == "postgresql"
-    select, fields = _select_list(pg, with_correlations)
-    sql = _selection_sql(selection, select, with_correlations)
-    if pg:
-        rows = _parse_binary_rows(_pg_copy_out(conn, sql), fields)
-        return {name: rows[name] for name, _, _ in fields}
-    return _sqlite_rows(conn, sql, fields)
-
-
-def _iter_parts(engine: Engine, selection: Selection, with_correlations: bool, chunk_rows: int,
-                progress: Progress, total: int | None) -> Iterator[dict[str, np.ndarray]]:
-    """Keyset pagination over source_id: each chunk is one query of at most ``chunk_rows`` rows."""
+def _iter_blocks(engine: Engine, selection: Selection, with_correlations: bool, block_rows: int | None,
+                 progress: Progress, total: int | None) -> Iterator[dict[str, np.ndarray]]:
+    """Keyset pagination over source_id: each block is one query of at most ``block_rows`` rows (default:
+    ~QUERY_BYTES of raw rows). On PostgreSQL the yielded arrays are views of a reused buffer, valid only until
+    the next block is requested: copy what you keep."""
     remaining = selection.limit
     last: int | None = None
     done = 0
     with engine.connect() as conn:
+        pg = conn.dialect.name == "postgresql"
+        select, fields = _select_list(pg, with_correlations)
+        block_rows = block_rows or _rows_per_query(fields)
+        buffer = _CopyBuffer() if pg else None
         _prepare_ids(conn, selection)
         try:
             while remaining is None or remaining > 0:
-                take = chunk_rows if remaining is None else min(chunk_rows, remaining)
+                take = block_rows if remaining is None else min(block_rows, remaining)
                 lo = selection.source_id_lo if last is None else (
                     last + 1 if selection.source_id_lo is None else max(last + 1, selection.source_id_lo))
-                parts = _read_parts(conn, selection.replace(source_id_lo=lo, limit=take), with_correlations)
+                sql = _selection_sql(selection.replace(source_id_lo=lo, limit=take), select, with_correlations)
+                if pg:
+                    rows = _parse_binary_rows(buffer.fetch(conn, sql), fields)
+                    parts = {name: rows[name] for name, _, _ in fields}
+                    del rows
+                else:
+                    parts = _sqlite_rows(conn, sql, fields)
                 n = len(parts["source_id"])
                 if n == 0:
                     break
@@ -280,6 +320,7 @@ def _iter_parts(engine: Engine, selection: Selection, with_correlations: bool, c
                 if progress:
                     progress(done, total, f"read {done} spectra")
                 yield parts
+                del parts
                 if n < take:
                     break
         finally:
@@ -292,17 +333,30 @@ def iter_spectra(engine: Engine, selection: Selection | Sequence[int] | np.ndarr
                  progress: Progress = None) -> Iterator[dict[str, np.ndarray]]:
     """Yield the selected spectra in source_id order, ``chunk_rows`` at a time (bounded memory).
     Each chunk is a dict as described in ``read_spectra``."""
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be >= 1, not {chunk_rows}")
     selection = _as_selection(selection)
     total = count(engine, selection) if progress else None
-    for parts in _iter_parts(engine, selection, with_correlations, chunk_rows, progress, total):
-        out = _allocate(len(parts["source_id"]), with_correlations)
-        _fill(out, 0, parts)
+    out, filled = _allocate(chunk_rows, with_correlations), 0
+    for parts in _iter_blocks(engine, selection, with_correlations, None, progress, total):
+        n, a = len(parts["source_id"]), 0
+        while a < n:
+            take = min(n - a, chunk_rows - filled)
+            filled += _fill(out, filled, parts, a, a + take)
+            a += take
+            if filled == chunk_rows:
+                yield out
+                out, filled = _allocate(chunk_rows, with_correlations), 0
+        del parts        # let the next block reuse the raw buffer
+    if filled:
+        _resize(out, filled)
         yield out
 
 
 def read_spectra(engine: Engine, selection: Selection | Sequence[int] | np.ndarray | None = None, *,
                  with_correlations: bool = False, source_id_range: tuple[int, int] | None = None,
-                 chunk_rows: int = DEFAULT_CHUNK_ROWS, progress: Progress = None) -> dict[str, np.ndarray]:
+                 chunk_rows: int | None = None, progress: Progress = None,
+                 expected_rows: int | None = None) -> dict[str, np.ndarray]:
     """Read spectra into numpy, ordered by source_id.
 
     ``selection``: a Selection, a list/array of source ids (stars not stored are simply absent), or None for
@@ -311,8 +365,10 @@ def read_spectra(engine: Engine, selection: Selection | Sequence[int] | np.ndarr
     float32, ``phot_g_mean_flux`` (N,) float64 (NaN without photometry), ``bp_missing``/``rp_missing`` (N,)
     bool (a missing band's coefficients and errors are NaN); with ``with_correlations``: ``correlations``
     (N, 2, 1485) float32 (NaN where absent) and ``has_correlations`` (N,) bool.
-    Memory: about twice the result while reading (raw rows, then the arrays); use ``iter_spectra`` to
-    stream instead.
+    ``chunk_rows``: rows per query (default: about QUERY_BYTES of raw rows). ``expected_rows``: how many
+    rows the caller expects (e.g. a shard's size), so the result is allocated once at the right size.
+    Memory: the result plus one query's raw rows (and, while the result grows, possibly its old block); use
+    ``iter_spectra`` to stream instead.
     """
     selection = _as_selection(selection)
     if source_id_range is not None:
@@ -320,13 +376,17 @@ def read_spectra(engine: Engine, selection: Selection | Sequence[int] | np.ndarr
         lo = lo if selection.source_id_lo is None else max(lo, selection.source_id_lo)
         hi = hi if selection.source_id_hi is None else min(hi, selection.source_id_hi)
         selection = selection.replace(source_id_lo=lo, source_id_hi=hi)
-    # Keep each chunk's raw rows (views, no copy) and fill one result at the end: no COUNT query needed.
-    chunks = list(_iter_parts(engine, selection, with_correlations, chunk_rows, progress, None))
-    out = _allocate(sum(len(c["source_id"]) for c in chunks), with_correlations)
-    filled = 0
-    while chunks:
-        filled += _fill(out, filled, chunks.pop(0))     # pop: each raw buffer is freed once copied
-    return _trim(out, filled)
+    # No COUNT query: the output grows geometrically in place (realloc) and is trimmed at the end.
+    out, filled = _allocate(max(0, int(expected_rows or 0)), with_correlations), 0
+    for parts in _iter_blocks(engine, selection, with_correlations, chunk_rows, progress, None):
+        n = len(parts["source_id"])
+        capacity = len(out["source_id"])
+        if filled + n > capacity:
+            _resize(out, max(filled + n, 2 * capacity))
+        filled += _fill(out, filled, parts)
+        del parts        # let the next block reuse the raw buffer
+    _resize(out, filled)
+    return out
 
 
 def selected_source_ids(engine: Engine, selection: Selection | Sequence[int] | np.ndarray | None = None
@@ -370,5 +430,11 @@ def source_id_quantiles(engine: Engine, selection: Selection | None, n_shards: i
     [(lo, hi, n)], inclusive bounds, together covering every selected star exactly once."""
     if n_shards < 1:
         raise ValueError(f"n_shards must be >= 1, not {n_shards}")
-    ids = selected_source_ids(engine, selection)
+    return quantile_ranges(selected_source_ids(engine, selection), n_shards)
+
+
+def quantile_ranges(ids: np.ndarray, n_shards: int) -> list[tuple[int, int, int]]:
+    """Sorted ids cut into at most ``n_shards`` contiguous runs of near-equal size: [(lo, hi, n)]."""
+    if n_shards < 1:
+        raise ValueError(f"n_shards must be >= 1, not {n_shards}")
     return [(int(part[0]), int(part[-1]), int(len(part))) for part in np.array_split(ids, n_shards) if len(part)]

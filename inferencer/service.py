@@ -8,27 +8,30 @@ row per star. The last shard to finish completes the job.
 from __future__ import annotations
 
 import math
+import os
 import time
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import sqlalchemy as sa
+import torch
 from sqlalchemy.engine import Engine
 
 from db import bulk
 from db import jobs as jobs_db
 from db.models_registry import get_model
-from db.schema import LATENT_MAX, inference_results
+from db.schema import LATENT_MAX, inference_results, xp_correlations
 from db.selection import Selection
-from db.spectra import read_spectra, source_id_quantiles
-from db.spectra import count as count_spectra
+from db.spectra import quantile_ranges, read_spectra, selected_source_ids
 from shared.artifact import ModelArtifact
 from shared.inference import infer
 from shared.jobs import JobContext, fan_out
 from shared.preprocessing import normalise_by_flux
 
-STARS_PER_SHARD = 50_000
+# 25k stars a shard: ~0.5 s of work for one process, small enough to balance two or more workers
+# without a long tail, large enough that per-shard overhead (messages, queries) stays a few per cent.
+STARS_PER_SHARD = 25_000
 
 
 @lru_cache(maxsize=4)
@@ -54,11 +57,12 @@ def run_infer_job(ctx: JobContext) -> dict:
     p = ctx.params
     load_model(ctx.engine, p["model_id"])            # fail early, before any shard, if the model is unusable
     selection = Selection.from_dict(p.get("selection"))
-    n = count_spectra(ctx.engine, selection)
+    ids = selected_source_ids(ctx.engine, selection)      # one pass: the count and the shard bounds
+    n = len(ids)
     if n == 0:
         raise ValueError(f"the selection {selection.to_dict()} matches no spectra with photometry")
     n_shards = int(p.get("shards") or 0) or max(1, math.ceil(n / STARS_PER_SHARD))
-    ranges = source_id_quantiles(ctx.engine, selection, n_shards)
+    ranges = quantile_ranges(ids, n_shards)
     fan_out(ctx, ranges)      # does not return: the shards complete the job
     return {}
 
@@ -76,6 +80,28 @@ def summarise_infer_job(engine: Engine, job: dict, shards: list[dict]) -> dict:
             "n_results": int(n), "chi2": chi2, **timing}
 
 
+def configure_torch_threads() -> None:
+    """Torch threads per inference process from XPVAE_TORCH_THREADS (unset: torch's default, i.e. every
+    core). Two worker processes on two cores want 1 each: more threads per process only contend."""
+    value = os.environ.get("XPVAE_TORCH_THREADS", "").strip()
+    if value:
+        threads = int(value)
+        if threads < 1:
+            raise ValueError(f"XPVAE_TORCH_THREADS must be >= 1, not {value!r}")
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+
+
+def _has_correlations(engine: Engine, source_id: np.ndarray) -> bool:
+    """Whether any of these (sorted) stars has stored correlations — one index probe over their range."""
+    if not len(source_id):
+        return False
+    with engine.connect() as conn:
+        return bool(conn.execute(
+            sa.select(sa.exists().where(xp_correlations.c.source_id.between(int(source_id[0]),
+                                                                            int(source_id[-1]))))).scalar())
+
+
 def _split_labels(source_id: np.ndarray, splits: dict[str, np.ndarray]) -> list[str | None]:
     out = np.full(len(source_id), None, dtype=object)
     for name, ids in splits.items():
@@ -86,29 +112,51 @@ def _split_labels(source_id: np.ndarray, splits: dict[str, np.ndarray]) -> list[
 
 
 def infer_range(engine: Engine, model_id: int, selection: Selection, *, batch_size: int = 8192,
-                chi2: bool = True, progress=None, batch_pause_s: float = 0.0) -> tuple[dict, dict]:
-    """Read, infer and build the result columns for one selection (no writing). Returns (columns, timings)."""
+                chi2: bool = True, progress=None, batch_pause_s: float = 0.0,
+                expected_rows: int | None = None) -> tuple[dict, dict]:
+    """Read, infer and build the result columns for one selection (no writing). Returns (columns, timings).
+    ``expected_rows``: the selection's size when known (a shard's), to allocate the read once."""
     row, art, model, splits = load_model(engine, model_id)
+    configure_torch_threads()
     t0 = time.perf_counter()
-    data = read_spectra(engine, selection, with_correlations=chi2)
+    data = read_spectra(engine, selection, expected_rows=expected_rows)
+    corr, corr_rows = None, None
+    if chi2 and _has_correlations(engine, data["source_id"]):
+        # Only now the correlations (12 kB a star): a range without any costs one index probe, not a read
+        # of NaN blobs. Same selection, same rows, same order.
+        with_corr = read_spectra(engine, selection, with_correlations=True)
+        if not np.array_equal(with_corr["source_id"], data["source_id"]):   # rows loaded in between: use these
+            data = with_corr
+        has = with_corr["has_correlations"]
+        if has.any():
+            # χ² in the model's standardised units: Σ_std = diag(e/(g·s))·R·diag(e/(g·s)) — the correlations
+            # are unit-free, and es already carries the division by G flux and s (science.md §7).
+            corr_rows = None if has.all() else np.flatnonzero(has)
+            pick = (lambda a: a) if corr_rows is None else (lambda a: a[corr_rows])
+            corr = {"bp": pick(with_corr["correlations"][:, 0]), "rp": pick(with_corr["correlations"][:, 1])}
+        del with_corr
     t1 = time.perf_counter()
     x, e = normalise_by_flux(data["coefficients"], data["errors"], data["phot_g_mean_flux"])
     xs, es = art.normalisation.apply(x, e)
-    corr = None
-    if chi2 and data.get("has_correlations") is not None and data["has_correlations"].any():
-        # χ² in the model's standardised units: Σ_std = diag(e/(g·s))·R·diag(e/(g·s)) — the correlations are
-        # unit-free, and es already carries the division by G flux and s (science.md §7).
-        corr = {"bp": data["correlations"][:, 0], "rp": data["correlations"][:, 1]}
     n = len(data["source_id"])
     parts = []
-    for res in infer(model, xs, es, correlations=corr, batch_size=batch_size, include_reconstructions=False):
+    # With correlations for only some stars, the (costly: ~15x the network) χ² runs on those alone; the
+    # others get NaN, as they would from NaN correlations.
+    for res in infer(model, xs, es, correlations=corr if corr_rows is None else None, batch_size=batch_size,
+                     include_reconstructions=False):
         parts.append(res)
         if progress:
             progress(min(res["start"] + batch_size, n), n)
         if batch_pause_s:
             time.sleep(batch_pause_s)
-    t2 = time.perf_counter()
     cat = lambda k: np.concatenate([q[k] for q in parts]) if parts else np.zeros(0)
+    chi2_cols = {k: cat(k) for k in ("chi2_bp", "chi2_rp", "chi2_bp_scatter", "chi2_rp_scatter")}
+    if corr_rows is not None:
+        sub = list(infer(model, xs[corr_rows], es[corr_rows], correlations=corr, batch_size=batch_size,
+                         include_reconstructions=False))
+        for k in chi2_cols:
+            chi2_cols[k][corr_rows] = np.concatenate([q[k] for q in sub])
+    t2 = time.perf_counter()
     mu, sig = cat("latent_mu"), cat("latent_sigma")
     cols: dict[str, object] = {"model_id": np.full(n, model_id, np.int64), "source_id": data["source_id"],
                                "split": _split_labels(data["source_id"], splits)}
@@ -119,8 +167,8 @@ def infer_range(engine: Engine, model_id: int, selection: Selection, *, batch_si
     cols["zscore_rms"] = cat("zscore_rms")
     cols["zscore_rms_scatter"] = cat("zscore_rms_scatter")
     for b in ("bp", "rp"):
-        cols[f"{b}_chi2_dof"] = cat(f"chi2_{b}") / 55.0
-        cols[f"{b}_chi2_dof_scatter"] = cat(f"chi2_{b}_scatter") / 55.0
+        cols[f"{b}_chi2_dof"] = chi2_cols[f"chi2_{b}"] / 55.0
+        cols[f"{b}_chi2_dof_scatter"] = chi2_cols[f"chi2_{b}_scatter"] / 55.0
     return cols, {"seconds_read": t1 - t0, "seconds_model": t2 - t1}
 
 
@@ -139,7 +187,8 @@ def run_infer_shard(ctx: JobContext, shard: dict) -> None:
     base = Selection.from_dict(p.get("selection"))
     selection = base.replace(source_id_lo=lo, source_id_hi=hi, limit=None)
     cols, timings = infer_range(ctx.engine, p["model_id"], selection, batch_size=int(p.get("batch_size", 8192)),
-                                chi2=bool(p.get("chi2", True)), batch_pause_s=float(p.get("batch_pause_s", 0)))
+                                chi2=bool(p.get("chi2", True)), batch_pause_s=float(p.get("batch_pause_s", 0)),
+                                expected_rows=int(shard["n_stars"]))
     ctx.check_cancelled()
     t = time.perf_counter()
     with ctx.engine.begin() as conn:

@@ -21,14 +21,18 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 from sqlalchemy.engine import Engine
 
-from db.bulk import analyze
+from db.bulk import analyze, read_ahead
 from db.labels import write_apogee
 from db.spectra import write_photometry, write_xp_batch
 from shared.settings import get_settings
 from shared.xp import PHOTOMETRY_COLUMNS, BadRow, ReadReport, XPBatch
 
 Progress = Callable[[int, "int | None", str], None] | None
-CATALOGUE_ID_PREFIX = "xp_apogee_cat:"   # apogee_id given to catalogue rows that carry no APOGEE_ID
+CATALOGUE_ID_PREFIX = "xp_apogee_cat:"
+# Rows per XP write: small enough that parsing the next chunk overlaps writing this one (with correlations a
+# row is ~12.7 kB, so ~13 MB a chunk), large enough that per-chunk round trips stay negligible.
+XP_CHUNK_ROWS = 1024
+XP_CHUNK_ROWS_NO_CORRELATIONS = 8192   # apogee_id given to catalogue rows that carry no APOGEE_ID
 
 
 @dataclass
@@ -168,17 +172,21 @@ def _chunk_progress(progress: Progress, n_done: int, n_files: int, path: Path, r
 
 # --- Gaia XP ------------------------------------------------------------------------------------------------------
 def ingest_gaia_xp(engine: Engine, paths: Iterable[str | Path] | str | Path, correlations: bool = True,
-                   progress: Progress = None, chunk_rows: int = 5000) -> IngestSummary:
+                   progress: Progress = None, chunk_rows: int | None = None) -> IngestSummary:
     """Load XP continuous spectra from files of any supported format (files, directories, globs).
-    ``correlations=False`` drops the correlation arrays and leaves any stored ones untouched."""
+    ``correlations=False`` drops the correlation arrays and leaves any stored ones untouched.
+    ``chunk_rows``: rows per database write (default: ~13 MB of parsed data a chunk, so that reading the
+    next chunk overlaps writing this one)."""
     from ingest.readers.xp import iter_xp_paths, read_xp
     summary = IngestSummary("gaia-xp")
     files = expand_paths(paths, summary, iter_xp_paths)
     n_files = len(files) + len(summary.files)
+    chunk_rows = chunk_rows or (XP_CHUNK_ROWS if correlations else XP_CHUNK_ROWS_NO_CORRELATIONS)
 
     for path in files:
         def load(conn, result: FileResult, report: ReadReport, path=path) -> None:
-            for batch in read_xp(path, correlations=correlations, chunk_rows=chunk_rows, report=report):
+            batches = read_xp(path, correlations=correlations, chunk_rows=chunk_rows, report=report)
+            for batch in read_ahead(batches):
                 result.rows_loaded += write_xp_batch(conn, batch, str(path))
                 _chunk_progress(progress, len(summary.files), n_files, path, result.rows_loaded)
         _load_file(engine, summary, path, n_files, progress, load)

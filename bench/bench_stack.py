@@ -1,0 +1,264 @@
+"""End-to-end inference through the stack: real RabbitMQ, real Celery inferencer workers, real PostgreSQL.
+
+What it does (everything private to this run, removed at the end even on failure):
+1. creates a bench database and a RabbitMQ vhost; seeds N simulated spectra (``ingest.simulate.survey``,
+   2,000 real simulations replicated under new source ids) with photometry, correlations for the first
+   N_CORR of them only (12 kB a star);
+2. registers an untrained sVAE (its normalisation fitted to the seed, so the numbers are realistic);
+3. starts one Celery inferencer worker with two processes (this machine has two cores; each process runs
+   torch with one thread, XPVAE_TORCH_THREADS=1), warms both up with a small job;
+4. times an ``infer`` job over all N stars from submit to success, and reports where the shards' time went
+   (job_shards.seconds_read / seconds_model / seconds_write, summed over shards = process-seconds);
+5. runs the same selection in this one process (``infer_range`` + ``write_results``) for the ratio;
+6. χ² with the full covariance: the N_CORR stars with correlations, in this process, with and without.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import sqlalchemy as sa
+
+ADMIN_URL = os.environ.get("XPVAE_TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+BROKER_ROOT = os.environ.get("XPVAE_BENCH_BROKER", "amqp://guest:guest@127.0.0.1:5672")
+SEED_STARS = 2000
+
+
+def _seed(engine, n: int, n_corr: int) -> None:
+    """n + n_corr stars: the seed survey tiled under new source ids 1..n+n_corr; the last n_corr (ids above n)
+    with correlations, the first n without (as after ``ingest --no-correlations`` or a catalogue import)."""
+    from db.bulk import Nullable, analyze, upsert_rows
+    from db.spectra import write_photometry, write_xp_batch
+    from ingest.simulate.survey import generate
+    base, _, _, phot = generate(SEED_STARS, 1, with_correlations=True)
+    plain = base.without_correlations()
+    step = 20_000
+    with engine.begin() as conn:
+        for lo in range(0, n + n_corr, step):
+            ids = np.arange(lo + 1, min(n + n_corr, lo + step) + 1)
+            idx = (ids - 1) % len(base)
+            batch = plain.take(idx)
+            batch.columns["source_id"][:] = ids
+            write_xp_batch(conn, batch, "bench-seed")
+            write_photometry(conn, {"source_id": ids, **{k: np.asarray(v)[idx] for k, v in phot.items()
+                                                         if k != "source_id"}})
+            if lo + step > n:
+                keep = ids > n
+                upsert_rows(conn, "xp_correlations", {"source_id": ids[keep], **{
+                    f"{b}_coefficient_correlations": Nullable(base[f"{b}_coefficient_correlations"][idx[keep]],
+                                                              base[f"{b}_missing"][idx[keep]]) for b in ("bp", "rp")}})
+    analyze(engine, ("xp_spectra", "xp_correlations", "photometry"))
+
+
+def _register_model(engine, home: Path) -> int:
+    """An untrained sVAE whose normalisation is fitted to the seed (so inputs are standardised as usual)."""
+    import torch
+
+    from db.models_registry import register_model
+    from db.spectra import read_spectra
+    from shared.artifact import ModelArtifact
+    from shared.model import ScatterVAE, VAEConfig
+    from shared.preprocessing import Normalisation, normalise_by_flux
+    data = read_spectra(engine, list(range(1, SEED_STARS + 1)))
+    x, _ = normalise_by_flux(data["coefficients"], data["errors"], data["phot_g_mean_flux"])
+    x = x[np.isfinite(x).all(axis=1)]
+    cfg = VAEConfig()
+    torch.manual_seed(0)
+    model = ScatterVAE(cfg).eval()
+    art = ModelArtifact(kind="svae", config=cfg.to_dict(),
+                        normalisation=Normalisation(x.mean(axis=0), x.std(axis=0) + 1e-12),
+                        state_dict={k: v.clone() for k, v in model.state_dict().items()},
+                        training={"note": "untrained, for the stack benchmark"}, source="bench")
+    path = art.save(home / "models" / "bench-svae.pt")
+    return register_model(engine, name="bench-svae", kind="svae", path=str(path), config=cfg.to_dict())
+
+
+class _Stack:
+    """A private vhost + bench database URL, and the worker processes of this run."""
+
+    def __init__(self, db_url: str, home: Path):
+        self.vhost = f"xpvae_bench_{os.getpid()}"
+        self.broker = f"{BROKER_ROOT}/{self.vhost}"
+        self.env = dict(os.environ, XPVAE_DATABASE_URL=db_url, XPVAE_BROKER_URL=self.broker, XPVAE_HOME=str(home),
+                        XPVAE_DEVICE="cpu", XPVAE_TORCH_THREADS="1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+        self.home = home
+        self.procs: list[subprocess.Popen] = []
+        self.ctl = shutil.which("rabbitmqctl")
+        if self.ctl is None:
+            raise RuntimeError("rabbitmqctl not found: the stack benchmark needs a local RabbitMQ")
+        subprocess.run([self.ctl, "add_vhost", self.vhost], check=True, capture_output=True)
+        subprocess.run([self.ctl, "set_permissions", "-p", self.vhost, "guest", ".*", ".*", ".*"], check=True,
+                       capture_output=True)
+
+    def start_worker(self, processes: int) -> None:
+        from xpvae.stack import worker_command
+        log = open(self.home / f"worker-{len(self.procs)}.log", "ab")
+        cmd = worker_command("inferencer", processes, ["-n", f"bench{len(self.procs)}@%h", "--loglevel", "WARNING"])
+        repo = Path(__file__).resolve().parents[1]
+        self.procs.append(subprocess.Popen(cmd, env=self.env, cwd=repo, stdout=log, stderr=subprocess.STDOUT,
+                                           start_new_session=True))
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-2000:] for p in sorted(self.home.glob("worker-*.log")))
+
+    def close(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(timeout=10)
+        subprocess.run([self.ctl, "delete_vhost", self.vhost], capture_output=True)
+
+
+def _use_stack(stack: _Stack) -> dict[str, str | None]:
+    """Point this process's settings and Celery app at the bench stack; returns the env to restore."""
+    import importlib
+
+    from db.engine import get_engine
+    from shared.settings import get_settings
+    keys = ("XPVAE_DATABASE_URL", "XPVAE_BROKER_URL", "XPVAE_HOME", "XPVAE_DEVICE")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update({k: stack.env[k] for k in keys})
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+    import shared.celery_app
+    importlib.reload(shared.celery_app)       # the app reads the broker URL at import
+    return saved
+
+
+def _restore(saved: dict[str, str | None]) -> None:
+    import importlib
+
+    from db.engine import get_engine
+    from shared.settings import get_settings
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+    import shared.celery_app
+    importlib.reload(shared.celery_app)
+
+
+def _run_job(engine, params: dict, stack: _Stack, timeout: float) -> tuple[float, dict]:
+    """Submit an infer job through the broker, wait for it; (seconds submit → success, job row)."""
+    from db import jobs as jobs_db
+    from shared import jobs
+    t = time.perf_counter()
+    job_id = jobs.submit("infer", params, engine=engine)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        job = jobs_db.get_job(engine, job_id)
+        if job["status"] in jobs_db.TERMINAL:
+            break
+        time.sleep(0.05)
+    else:
+        raise RuntimeError(f"infer job {job_id} did not finish in {timeout:.0f} s\n{stack.logs()}")
+    seconds = time.perf_counter() - t
+    if job["status"] != "succeeded":
+        raise RuntimeError(f"infer job {job_id} {job['status']}: {job['error']}\n{stack.logs()}")
+    return seconds, job
+
+
+def _shard_split(engine, job_id: int) -> dict[str, float]:
+    from db import jobs as jobs_db
+    shards = jobs_db.get_shards(engine, job_id)
+    return {k: float(sum(s[k] or 0.0 for s in shards)) for k in ("seconds_read", "seconds_model", "seconds_write")}
+
+
+def _in_process(engine, model_id: int, selection, chi2: bool) -> tuple[float, int, dict]:
+    """infer_range + write_results for one selection in this process (torch's default threads)."""
+    from inferencer.service import infer_range, write_results
+    t = time.perf_counter()
+    cols, timings = infer_range(engine, model_id, selection, chi2=chi2)
+    t_w = time.perf_counter()
+    ids = cols["source_id"]
+    with engine.begin() as conn:
+        write_results(conn, model_id, int(ids[0]), int(ids[-1]), cols)
+    timings["seconds_write"] = time.perf_counter() - t_w
+    return time.perf_counter() - t, len(ids), timings
+
+
+def _split_text(split: dict[str, float]) -> str:
+    total = sum(split.values()) or 1.0
+    return ", ".join(f"{k[8:]} {v:.2f} s ({100 * v / total:.0f}%)" for k, v in split.items())
+
+
+def main(quick: bool) -> None:
+    from db.engine import create_engine
+    from db.migrate import upgrade
+    from db.selection import Selection
+    from db.spectra import count
+    n, n_corr = (20_000, 2_000) if quick else (200_000, 20_000)
+    name = f"xpvae_bench_stack_{os.getpid()}"
+    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    db_url = sa.engine.make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    home = Path(tempfile.mkdtemp(prefix="xpvae-bench-stack-"))
+    engine = create_engine(db_url)
+    stack: _Stack | None = None
+    saved: dict | None = None
+    try:
+        upgrade(engine)
+        stack = _Stack(db_url, home)
+        stack.start_worker(processes=2)           # start early: it boots while we seed
+        t = time.perf_counter()
+        _seed(engine, n, n_corr)
+        print(f"seeded {n:,} stars without correlations + {n_corr:,} with in {time.perf_counter() - t:.1f} s; "
+              f"cores: {os.cpu_count()}; load average {os.getloadavg()[0]:.1f}")
+        model_id = _register_model(engine, home)
+        saved = _use_stack(stack)
+
+        # warm-up: both worker processes import torch and load the model
+        _run_job(engine, {"model_id": model_id, "selection": {"limit": 4000}, "shards": 4}, stack, timeout=300)
+
+        main_sel = Selection(source_id_hi=n)
+        secs, job = _run_job(engine, {"model_id": model_id, "selection": main_sel.to_dict()}, stack, timeout=600)
+        shards = int(job["result"]["n_shards"])          # the inferencer's default: STARS_PER_SHARD a shard
+        done = int(job["result"]["n_stars"])
+        assert done == count(engine, main_sel), job["result"]     # stars missing a band are not selected
+        split = _shard_split(engine, job["id"])
+        rate_stack = done / secs
+        print(f"stack, 2 worker processes x 1 torch thread, {shards} shards: {done:,} spectra in {secs:.2f} s "
+              f"= {rate_stack:,.0f}/s   (target >= 30,000/s)")
+        print(f"  shard time (process-seconds): {_split_text(split)}")
+
+        _in_process(engine, model_id, Selection(limit=2000), chi2=False)      # warm-up: model load, torch
+        t_in, n_in, tim = _in_process(engine, model_id, main_sel, chi2=True)
+        rate_in = n_in / t_in
+        print(f"in-process, one process ({__import__('torch').get_num_threads()} torch threads): {n_in:,} spectra "
+              f"in {t_in:.2f} s = {rate_in:,.0f}/s;  {_split_text(tim)}")
+        print(f"  ratio stack / in-process: {rate_stack / rate_in:.2f}x")
+
+        sel = Selection(source_id_lo=n + 1)
+        for label, chi2 in (("with chi2 (full covariance)", True), ("without chi2", False)):
+            t_c, n_c, tim = _in_process(engine, model_id, sel, chi2=chi2)
+            print(f"  {n_c:,} stars with correlations, in-process, {label}: {n_c / t_c:,.0f}/s;  {_split_text(tim)}")
+        secs_c, job_c = _run_job(engine, {"model_id": model_id, "selection": sel.to_dict(), "shards": 4}, stack,
+                                 timeout=600)
+        print(f"  the same through the stack with chi2: {job_c['result']['n_stars'] / secs_c:,.0f}/s;  "
+              f"{_split_text(_shard_split(engine, job_c['id']))}")
+    finally:
+        if saved is not None:
+            _restore(saved)
+        if stack is not None:
+            stack.close()
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.dispose()
+        shutil.rmtree(home, ignore_errors=True)

@@ -1,0 +1,74 @@
+"""The inferencer's χ² when only some stars have stored correlations.
+
+For speed it computes χ² only for the stars that have correlations (and skips reading correlations for a
+range that has none). This checks the result against the reference computed directly with
+``shared.inference.infer`` over the same standardised inputs: the same χ² for stars with correlations, NaN
+for the others, and identical latents — for a range with some, none and all stars carrying correlations.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from db.bulk import Nullable, upsert_rows
+from db.models_registry import register_model
+from db.selection import Selection
+from db.spectra import read_spectra, write_photometry, write_xp_batch
+from inferencer.service import infer_range
+from ingest.simulate.survey import generate
+from shared.artifact import ModelArtifact
+from shared.inference import infer_all
+from shared.model import ScatterVAE, VAEConfig
+from shared.preprocessing import Normalisation, normalise_by_flux
+
+
+def _seed(engine, tmp_path):
+    batch, _, _, phot = generate(120, 5, with_correlations=True)
+    order = np.argsort(batch["source_id"])
+    batch = batch.take(order)
+    ids = batch["source_id"]
+    with_corr = np.zeros(len(ids), bool)
+    with_corr[10:50] = True            # the first 10 none, then 40 with, then none again
+    with engine.begin() as conn:
+        write_xp_batch(conn, batch.without_correlations(), "t")
+        write_photometry(conn, phot)
+        upsert_rows(conn, "xp_correlations", {"source_id": ids[with_corr], **{
+            f"{b}_coefficient_correlations": Nullable(batch[f"{b}_coefficient_correlations"][with_corr],
+                                                      batch[f"{b}_missing"][with_corr]) for b in ("bp", "rp")}})
+    data = read_spectra(engine, Selection())
+    x, _ = normalise_by_flux(data["coefficients"], data["errors"], data["phot_g_mean_flux"])
+    torch.manual_seed(1)
+    cfg = VAEConfig()
+    art = ModelArtifact(kind="svae", config=cfg.to_dict(), normalisation=Normalisation(x.mean(0), x.std(0)),
+                        state_dict=ScatterVAE(cfg).state_dict())
+    path = art.save(tmp_path / "m.pt")
+    model_id = register_model(engine, name="m", kind="svae", path=str(path))
+    return batch, with_corr, art, model_id
+
+
+def test_chi2_only_where_correlations_are_stored(engine, tmp_path):
+    batch, with_corr, art, model_id = _seed(engine, tmp_path)
+    stored = dict(zip(batch["source_id"].tolist(), with_corr.tolist()))
+    ids_all = read_spectra(engine, Selection())["source_id"]
+    ids_corr = [i for i in ids_all.tolist() if stored[i]]
+    for sel in (Selection(),                                                    # some stars
+                Selection(source_id_hi=ids_corr[0] - 1),                        # none
+                Selection(source_id_lo=ids_corr[0], source_id_hi=ids_corr[-1])):  # all
+        cols, _ = infer_range(engine, model_id, sel, chi2=True, batch_size=16)
+        data = read_spectra(engine, sel, with_correlations=True)
+        assert cols["source_id"].tolist() == data["source_id"].tolist()
+        x, e = normalise_by_flux(data["coefficients"], data["errors"], data["phot_g_mean_flux"])
+        xs, es = art.normalisation.apply(x, e)
+        model = art.build_model()
+        ref = infer_all(model, xs, es, correlations={"bp": data["correlations"][:, 0],
+                                                     "rp": data["correlations"][:, 1]})
+        has = data["has_correlations"]
+        assert has.tolist() == [stored[i] for i in data["source_id"].tolist()]
+        np.testing.assert_allclose(cols["z1"], ref["latent_mu"][:, 0], rtol=1e-5, atol=1e-6)
+        for b in ("bp", "rp"):
+            for suffix in ("", "_scatter"):
+                got = np.asarray(cols[f"{b}_chi2_dof{suffix}"])
+                want = ref[f"chi2_{b}{suffix}"] / 55.0
+                assert np.isnan(got[~has]).all()
+                np.testing.assert_allclose(got[has], want[has], rtol=1e-6)
+                assert np.isfinite(got[has]).any() or not has.any()
