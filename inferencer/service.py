@@ -8,7 +8,6 @@ row per star. The last shard to finish completes the job.
 from __future__ import annotations
 
 import math
-import os
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -28,6 +27,7 @@ from shared.artifact import ModelArtifact
 from shared.inference import infer
 from shared.jobs import JobContext, fan_out
 from shared.preprocessing import normalise_by_flux
+from shared.settings import get_settings
 
 # 25k stars a shard: ~0.5 s of work for one process, small enough to balance two or more workers
 # without a long tail, large enough that per-shard overhead (messages, queries) stays a few per cent.
@@ -81,15 +81,11 @@ def summarise_infer_job(engine: Engine, job: dict, shards: list[dict]) -> dict:
 
 
 def configure_torch_threads() -> None:
-    """Torch threads per inference process from XPVAE_TORCH_THREADS (unset: torch's default, i.e. every
-    core). Two worker processes on two cores want 1 each: more threads per process only contend."""
-    value = os.environ.get("XPVAE_TORCH_THREADS", "").strip()
-    if value:
-        threads = int(value)
-        if threads < 1:
-            raise ValueError(f"XPVAE_TORCH_THREADS must be >= 1, not {value!r}")
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
+    """Torch threads per inference process from Settings.torch_threads (XPVAE_TORCH_THREADS; unset: torch's
+    default, i.e. every core). Two worker processes on two cores want 1 each: more only contend."""
+    threads = get_settings().torch_threads
+    if threads and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 def _has_correlations(engine: Engine, source_id: np.ndarray) -> bool:

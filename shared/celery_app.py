@@ -2,7 +2,6 @@
 (`<queue>.run_job`). Messages carry only ids; the jobs table is the source of truth, so no result backend."""
 from __future__ import annotations
 
-import os
 
 from celery import Celery
 from kombu import Queue
@@ -22,6 +21,6 @@ app.conf.update(
     task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1,
     # Workers keep trying to reach the broker rather than dying at start-up.
     broker_connection_retry_on_startup=True, broker_connection_max_retries=None,
-    broker_heartbeat=int(os.environ.get("XPVAE_BROKER_HEARTBEAT", "60")),
+    broker_heartbeat=60,
     worker_hijack_root_logger=False, worker_send_task_events=False, task_send_sent_event=False,
 )

@@ -120,8 +120,7 @@ class JobContext:
 
 def retry_backoff(attempt: int) -> float:
     """Seconds before retry `attempt` (1-based): exponential, capped; XPVAE_RETRY_BACKOFF_S scales it."""
-    base = float(os.environ.get("XPVAE_RETRY_BACKOFF_S", "2"))
-    return min(base * 2 ** (attempt - 1), 300.0)
+    return min(get_settings().retry_backoff_s * 2 ** (attempt - 1), 300.0)
 
 
 def execute(job_id: int, *, engine: Engine | None = None, on_progress=None) -> str:

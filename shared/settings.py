@@ -7,6 +7,8 @@
 | XPVAE_BROKER_URL     | unset: jobs run in-process            | e.g. amqp://guest:guest@127.0.0.1:5672//       |
 | XPVAE_DEVICE         | auto                                  | auto, cpu or cuda (cuda:N)                     |
 | XPVAE_SHARED         | ../shared                             | reference material (real files, weights)       |
+| XPVAE_TORCH_THREADS  | unset: torch's default (every core)   | CPU threads per worker process for torch       |
+| XPVAE_RETRY_BACKOFF_S| 2                                     | first retry delay of a failed job (doubles)    |
 """
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ class Settings:
     broker_url: str | None
     device: str
     shared_dir: Path
+    torch_threads: int | None = None
+    retry_backoff_s: float = 2.0
 
     @property
     def embedded(self) -> bool:
@@ -51,8 +55,15 @@ class Settings:
         if not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
             raise ValueError(f"XPVAE_DEVICE must be auto, cpu, cuda or cuda:N, not {device!r}")
         shared_dir = Path(env.get("XPVAE_SHARED") or "../shared").expanduser().resolve()
+        threads = (env.get("XPVAE_TORCH_THREADS") or "").strip()
+        if threads and (not threads.isdigit() or int(threads) < 1):
+            raise ValueError(f"XPVAE_TORCH_THREADS must be an integer >= 1, not {threads!r}")
+        backoff = float(env.get("XPVAE_RETRY_BACKOFF_S") or 2.0)
+        if backoff < 0:
+            raise ValueError(f"XPVAE_RETRY_BACKOFF_S must be >= 0, not {backoff}")
         return cls(home=home, database_url=database_url, broker_url=env.get("XPVAE_BROKER_URL") or None,
-                   device=device, shared_dir=shared_dir)
+                   device=device, shared_dir=shared_dir, torch_threads=int(threads) if threads else None,
+                   retry_backoff_s=backoff)
 
 
 @lru_cache(maxsize=1)

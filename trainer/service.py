@@ -33,7 +33,9 @@ def train_config(params: dict, device: str) -> TrainConfig:
     unknown = set(params) - _TRAIN_KEYS
     if unknown:
         raise ValueError(f"unknown training parameter(s): {sorted(unknown)}")
-    return TrainConfig.from_dict({**params, "device": device})
+    from shared.settings import get_settings
+    defaults = {"threads": get_settings().torch_threads} if get_settings().torch_threads else {}
+    return TrainConfig.from_dict({**defaults, **params, "device": device})
 
 
 def load_training_set(engine: Engine, selection: Selection, progress=None) -> dict[str, np.ndarray]:

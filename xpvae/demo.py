@@ -29,8 +29,8 @@ def _step(title: str):
 
 
 @click.command("demo")
-@click.option("--n-stars", type=int, default=30000, show_default=True, help="size of the simulated survey")
-@click.option("--epochs", type=int, default=200, show_default=True, help="sVAE training epochs")
+@click.option("--n-stars", type=int, default=25000, show_default=True, help="size of the simulated survey")
+@click.option("--epochs", type=int, default=150, show_default=True, help="sVAE training epochs")
 @click.option("--batch-size", type=int, default=256, show_default=True,
               help="sVAE batch size (small batches: enough optimiser steps on a small survey)")
 @click.option("--lr", type=float, default=2e-3, show_default=True, help="sVAE peak learning rate (one cosine cycle)")
@@ -42,7 +42,7 @@ def _step(title: str):
 @click.option("--threads", type=int, default=1, show_default=True,
               help="CPU threads for training: batches of 256 through a 67k-parameter network gain little from "
                    "more, and two threads on two busy cores wait on each other")
-@click.option("--bootstrap", type=int, default=300, show_default=True, help="bootstrap resamples for intervals")
+@click.option("--bootstrap", type=int, default=200, show_default=True, help="bootstrap resamples for intervals")
 @click.option("--seed", type=int, default=1, show_default=True)
 def demo(n_stars, epochs, batch_size, lr, baseline_epochs, label_fraction, alpha_signal, mag_max, threads, bootstrap,
          seed) -> None:

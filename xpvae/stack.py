@@ -29,6 +29,8 @@ WORKERS = {
     "inferencer": (2, []),
     "analysis": (1, []),
 }
+# Two inference processes on a small machine: one torch thread each, or they contend (bench/bench_stack.py).
+WORKER_ENV = {"inferencer": {"XPVAE_TORCH_THREADS": "1"}}
 
 
 def stack_dir() -> Path:
@@ -131,8 +133,8 @@ def up() -> None:
             click.echo(f"{queue:<11} already running (pid {_pid(queue)})")
             continue
         log = open(d / f"{queue}.log", "ab")
-        proc = subprocess.Popen(worker_command(queue), env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(worker_command(queue), env={**WORKER_ENV.get(queue, {}), **env}, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
         (d / f"{queue}.pid").write_text(str(proc.pid))
         click.echo(f"{queue:<11} worker started (pid {proc.pid}, log {d / (queue + '.log')})")
     (d / "env").write_text(f"export XPVAE_DATABASE_URL={env['XPVAE_DATABASE_URL']}\n"

@@ -40,11 +40,15 @@ def cancels_itself(ctx):
 
 @pytest.fixture(autouse=True)
 def test_kinds(monkeypatch):
+    from shared.settings import get_settings
     monkeypatch.setenv("XPVAE_RETRY_BACKOFF_S", "0")
+    get_settings.cache_clear()
     CALLS.clear()
     for name, fn in (("t_fail", "always_fails"), ("t_flaky", "fails_once"), ("t_count", "counts"),
                      ("t_cancel", "cancels_itself")):
         monkeypatch.setitem(jobs.KINDS, name, jobs.JobKind("analysis", f"test_jobs_runner:{fn}"))
+    yield
+    get_settings.cache_clear()
 
 
 def test_success_records_result_progress_and_timestamps(engine):
