@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from shared.device import resolve_device
-from shared.metrics import chi2_per_band, zscore_rms, zscores
+from shared.metrics import chi2_bands, zscore_rms, zscores
 from shared.model import fold_batchnorm, gaussian_nll, kl_divergence
 from shared.xp import N_COEFF
 
@@ -70,10 +70,9 @@ def infer_batch(model: nn.Module, x: np.ndarray | None, x_err: np.ndarray | None
         out["xhat"], out["scatter"] = xhat, scatter
     if x is not None and x_err is not None:
         if correlations and all(correlations.get(b) is not None for b in ("bp", "rp")):
-            plain = chi2_per_band(x, xhat, x_err, correlations)
-            with_s = chi2_per_band(x, xhat, x_err, correlations, scatter=scatter)
+            chi = chi2_bands(x, xhat, x_err, correlations, scatter=scatter)
             for b in ("bp", "rp"):
-                out[f"chi2_dof_{b}"], out[f"chi2_dof_{b}_scatter"] = plain[b], with_s[b]
+                out[f"chi2_dof_{b}"], out[f"chi2_dof_{b}_scatter"] = chi[b], chi[f"{b}_scatter"]
             out["chi2_method"] = CHI2_FULL
         else:
             for b in ("bp", "rp"):
