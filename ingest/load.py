@@ -43,6 +43,7 @@ class FileResult:
     rows_loaded: int = 0
     bad_rows: list[BadRow] = field(default_factory=list)
     error: str | None = None
+    notes: list[str] = field(default_factory=list)     # e.g. optional columns the file lacks
 
     @property
     def ok(self) -> bool:
@@ -92,7 +93,7 @@ class IngestSummary:
             "failed_files": [f.error for f in self.files if not f.ok],     # each names its file
             "bad_rows": [str(b) for b in bad[:max_bad_rows]], "bad_rows_total": len(bad),
             "files": [{"path": f.path, "rows_read": f.rows_read, "rows_loaded": f.rows_loaded if f.ok else 0,
-                       "rows_skipped": f.rows_skipped, "error": f.error} for f in self.files],
+                       "rows_skipped": f.rows_skipped, "error": f.error, "notes": f.notes} for f in self.files],
             "norm_path": self.norm_path,
         }
 
@@ -153,6 +154,7 @@ def _load_file(engine: Engine, summary: IngestSummary, path: Path, n_files: int,
             result.error = f"{path}: {result.error}"
     result.rows_read = max(result.rows_read, report.rows_read)
     result.bad_rows = list(report.bad_rows)
+    result.notes = list(report.notes)
     summary.files.append(result)
     if progress:
         progress(len(summary.files), n_files, f"{path.name}: " + (
@@ -232,15 +234,37 @@ def ingest_apogee(engine: Engine, path: str | Path, progress: Progress = None) -
     n_files = len(files) + len(summary.files)
     for p in files:
         def load(conn, result: FileResult, report: ReadReport, p=p) -> None:
+            seen: dict[int, int] = {}     # hash of (APOGEE_ID, TELESCOPE, FIELD) -> first data row
+            offset = 0
             for labels in read_apogee(p, **_reader_kwargs(read_apogee, report=report)):
+                n_rows = len(labels["apogee_id"])
+                labels = _drop_repeated_stars(labels, seen, offset, str(p), report)
+                offset += n_rows
                 n = write_apogee(conn, labels, str(p))
                 result.rows_loaded += n
                 if not report.rows_read:
-                    result.rows_read += len(labels["apogee_id"])
+                    result.rows_read += n_rows
                 _chunk_progress(progress, len(summary.files), n_files, p, result.rows_loaded)
         _load_file(engine, summary, p, n_files, progress, load)
     _analyze_if_loaded(engine, summary, ("apogee_labels",))
     return summary
+
+
+def _drop_repeated_stars(labels: dict[str, Any], seen: dict[int, int], offset: int, path: str,
+                         report: ReadReport) -> dict[str, Any]:
+    """allStar rows are unique on (APOGEE_ID, TELESCOPE, FIELD), the table's key. A repeat would silently
+    overwrite the first row in an upsert: report it as a bad row and keep the first."""
+    keys = zip(labels["apogee_id"], labels["telescope"], labels["field"])
+    keep = np.ones(len(labels["apogee_id"]), bool)
+    for i, key in enumerate(keys):
+        h = hash(tuple(str(k).strip() for k in key))
+        if h in seen:
+            keep[i] = False
+            report.bad_rows.append(BadRow(path, offset + i + 1, "APOGEE_ID", f"repeats data row {seen[h]} (same "
+                                          "APOGEE_ID, TELESCOPE, FIELD): skipped, the first row is kept"))
+        else:
+            seen[h] = offset + i + 1
+    return labels if keep.all() else {k: (np.asarray(v)[keep] if np.ndim(v) else v) for k, v in labels.items()}
 
 
 # --- the published catalogue --------------------------------------------------------------------------------------

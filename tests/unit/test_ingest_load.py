@@ -194,3 +194,24 @@ def test_cli_summary_and_exit_codes(sqlite_url, xp_dir, tmp_path, monkeypatch):
     finally:
         get_settings.cache_clear()
         get_engine.cache_clear()
+
+
+def test_repeated_apogee_rows_are_reported_not_silently_merged(engine, tmp_path):
+    """Two rows with the same (APOGEE_ID, TELESCOPE, FIELD) would collapse into one in the upsert: the repeat
+    is reported with its row and skipped, the first row is kept, nothing else is lost."""
+    from astropy.table import Table
+    from ingest.load import ingest_apogee
+    n = 4
+    t = Table({"APOGEE_ID": ["2M1", "2M2", "2M1", "2M3"], "TELESCOPE": ["apo25m"] * n,
+               "FIELD": ["F1", "F1", "F1", "F2"], "GAIAEDR3_SOURCE_ID": np.array([11, 12, 11, 13], np.int64),
+               "TEFF": np.array([4800.0, 5000.0, 9999.0, 5200.0], np.float32), "SNR": np.full(n, 100.0, np.float32),
+               "EXTRATARG": np.zeros(n, np.int32)})
+    path = tmp_path / "allStar-repeat.fits"
+    t.write(path)
+    summary = ingest_apogee(engine, path)
+    assert summary.rows_read == 4 and summary.rows_loaded == 3 and summary.rows_skipped == 1
+    bad = summary.bad_rows[0]
+    assert (bad.row, bad.column) == (3, "APOGEE_ID") and "repeats data row 1" in bad.message
+    with engine.connect() as conn:
+        teff = conn.execute(sa.text("SELECT teff FROM apogee_labels WHERE apogee_id = '2M1'")).scalar_one()
+    assert teff == 4800.0
