@@ -11,7 +11,6 @@ Contract, for every loader:
 from __future__ import annotations
 
 import hashlib
-import inspect
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -131,14 +130,6 @@ def _plain_files(paths: Iterable[str | Path]) -> Iterator[Path]:
                 yield p
 
 
-def _reader_kwargs(fn: Callable, **candidates: Any) -> dict[str, Any]:
-    """The keyword arguments ``fn`` accepts among ``candidates`` (readers differ in what they take)."""
-    params = inspect.signature(fn).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return candidates
-    return {k: v for k, v in candidates.items() if k in params}
-
-
 def _load_file(engine: Engine, summary: IngestSummary, path: Path, n_files: int, progress: Progress,
                load: Callable[[Any, FileResult, ReadReport], None]) -> FileResult:
     """Run ``load(conn, result, report)`` for one file inside one transaction; failures roll it back."""
@@ -213,7 +204,7 @@ def ingest_photometry(engine: Engine, paths: Iterable[str | Path] | str | Path,
     n_files = len(files) + len(summary.files)
     for path in files:
         def load(conn, result: FileResult, report: ReadReport, path=path) -> None:
-            for chunk in read_photometry(path, **_reader_kwargs(read_photometry, report=report)):
+            for chunk in read_photometry(path, report=report):
                 cols = _photometry_columns(chunk)
                 result.rows_loaded += write_photometry(conn, cols)
                 if not report.rows_read:   # readers without a report: count what they yielded
@@ -236,7 +227,7 @@ def ingest_apogee(engine: Engine, path: str | Path, progress: Progress = None) -
         def load(conn, result: FileResult, report: ReadReport, p=p) -> None:
             seen: dict[int, int] = {}     # hash of (APOGEE_ID, TELESCOPE, FIELD) -> first data row
             offset = 0
-            for labels in read_apogee(p, **_reader_kwargs(read_apogee, report=report)):
+            for labels in read_apogee(p, report=report):
                 n_rows = len(labels["apogee_id"])
                 labels = _drop_repeated_stars(labels, seen, offset, str(p), report)
                 offset += n_rows
@@ -285,16 +276,8 @@ def store_norm(norm: str | Path) -> Path:
     """Validate a normalisation .npz (mu, sig: 110 finite values each, sig > 0) and keep a copy under
     $XPVAE_HOME/norms, named by content hash so re-importing the same file reuses it."""
     norm = Path(norm)
-    try:
-        from ingest.readers.catalogue import read_norm_npz
-        loaded = read_norm_npz(norm)
-        mu, sig = (loaded["mu"], loaded["sig"]) if isinstance(loaded, dict) else loaded
-    except ImportError:
-        with np.load(norm) as data:
-            missing = {"mu", "sig"} - set(data.files)
-            if missing:
-                raise ValueError(f"{norm}: normalisation file lacks array(s) {sorted(missing)}") from None
-            mu, sig = data["mu"], data["sig"]
+    from ingest.readers.catalogue import read_norm_npz
+    mu, sig = read_norm_npz(norm)
     mu, sig = np.asarray(mu, np.float64).ravel(), np.asarray(sig, np.float64).ravel()
     if mu.shape != (110,) or sig.shape != (110,):
         raise ValueError(f"{norm}: mu and sig must have 110 values each, got {mu.shape} and {sig.shape}")
@@ -328,7 +311,7 @@ def ingest_catalogue(engine: Engine, path: str | Path, norm: str | Path | None =
     n_files = len(files) + len(summary.files)
     for p in files:
         def load(conn, result: FileResult, report: ReadReport, p=p) -> None:
-            for batch, labels, phot in read_catalogue(p, **_reader_kwargs(read_catalogue, report=report)):
+            for batch, labels, phot in read_catalogue(p, report=report):
                 batch = batch if isinstance(batch, XPBatch) else XPBatch(batch)
                 result.rows_loaded += write_xp_batch(conn, batch, str(p))
                 if phot:
