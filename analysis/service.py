@@ -125,8 +125,8 @@ def run_reconstruction_job(ctx: JobContext) -> dict:
     labels = read_labels(ctx.engine, source_id)
     baseline = get_model(ctx.engine, p["baseline_id"]) if p.get("baseline_id") else None
     if baseline is not None:
-        # The label model needs labels: compare both models on the held-out stars that have them.
-        names = ("teff", "logg", "m_h", "alpha_m")
+        # The label model needs its labels: compare both models on the held-out stars that have them all.
+        names = (baseline["config"] or {}).get("label_names") or ("teff", "logg", "m_h", "alpha_m")
         ok = labels["labelled"] & np.all([np.isfinite(labels[n]) for n in names], axis=0)
         source_id = source_id[ok]
         labels = {k: v[ok] for k, v in labels.items()}

@@ -131,6 +131,19 @@ def train_cmd(name, epochs, batch_size, lr, weight_decay, t0, latent_dim, hidden
     _print_result(run_job("train", params, wait=wait, label="train"))
 
 
+def _label_names(text: str) -> list[str]:
+    """Parse --labels: known real-valued APOGEE columns, no repeats; a clear error otherwise."""
+    import numpy as np
+    from shared.xp import APOGEE_COLUMNS
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    numeric = sorted(k for k, t in APOGEE_COLUMNS.items() if t is not str and np.issubdtype(t, np.floating))
+    unknown = [n for n in names if n not in numeric]
+    if not names or unknown or len(set(names)) != len(names):
+        raise click.BadParameter(f"{text!r}: give distinct label columns from {', '.join(numeric)}"
+                                 + (f" (unknown: {', '.join(unknown)})" if unknown else ""), param_hint="--labels")
+    return names
+
+
 @click.command("train-baseline")
 @click.option("--name", help="model name (default: baseline-<job id>)")
 @click.option("--epochs", type=int, default=50, show_default=True)
@@ -138,13 +151,15 @@ def train_cmd(name, epochs, batch_size, lr, weight_decay, t0, latent_dim, hidden
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--labels-from", type=click.Choice(["good", "pristine"]), default="good", show_default=True)
+@click.option("--labels", "label_names", default="teff,logg,m_h,alpha_m", show_default=True,
+              help="comma list of APOGEE label columns the baseline maps from, e.g. add sfd_ebv as a reddening proxy")
 @selection_options
 @wait_option
-def train_baseline_cmd(name, epochs, batch_size, lr, seed, labels_from, wait, **kw):
+def train_baseline_cmd(name, epochs, batch_size, lr, seed, labels_from, label_names, wait, **kw):
     """Train the label-dependent baseline (labels → spectrum + scatter) on stars with good labels."""
     sel = _selection(kw)
     sel.setdefault("quality", labels_from)
-    params = {"name": name, "selection": sel,
+    params = {"name": name, "selection": sel, "model": {"label_names": _label_names(label_names)},
               "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}}
     _print_result(run_job("train_baseline", params, wait=wait, label="train-baseline"))
 

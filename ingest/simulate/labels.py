@@ -7,21 +7,60 @@ Realism that readers and cross-match code must cope with (data-formats.md §3):
 - ~2 % STAR_BAD (ASPCAPFLAG bit 23), half of them with NaN chemistry; a few M_H_WARN/VMICRO_WARN and
   BRIGHT_NEIGHBOR/SUSPECT_BROAD_LINES; ~2 % unmatched (GAIAEDR3_SOURCE_ID = 0); ~3 % NaN MG_FE;
 - 2MASS J/H/K from Teff-based colours and the CCM extinction, 99.999 for ~1 % bad photometry.
+Which stars get labels (``label_probability``) follows APOGEE-like targeting: giants favoured, dwarfs less,
+cool dwarfs rare — so a label-dependent model has a label-poor region, as with the real survey.
 Also Galactic actions (Lz, jz, jr) for the catalogue layout, drawn per population (thin/thick/halo).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .populations import Stars
+from .populations import Stars, is_giant
 
 BIT_STAR_BAD, BIT_M_H_WARN, BIT_VMICRO_WARN = 23, 3, 2
 BIT_BRIGHT_NEIGHBOR, BIT_SUSPECT_BROAD_LINES = 2, 17
 BIT_DUPLICATE, BIT_COMMISSIONING = 4, 1
+# APOGEE-like targeting weights (relative labelling rates). APOGEE selects mostly red giants by 2MASS colour
+# (Zasowski et al. 2013, 2017), so dwarfs are under-represented and cool (K/M) dwarfs rarely observed.
+TARGET_WEIGHT_GIANT, TARGET_WEIGHT_DWARF, TARGET_WEIGHT_COOL_DWARF = 1.0, 0.5, 0.05
+COOL_DWARF_TEFF, COOL_DWARF_LOGG = 4500.0, 4.0        # Teff below and log g above: the label-poor region
 DUPLICATE_RATE, STAR_BAD_RATE, UNMATCHED_RATE = 0.05, 0.02, 0.02
 TELESCOPES = np.array(["apo25m", "lco25m", "apo1m"])
 FIELDS = np.array(["060+00", "120+18", "K2_C5", "M67", "LMC1", "030-04", "300+10", "N6791", "ROSAT_HYADES",
                    "180+04", "BAADEWIN", "TESS_NEP", "COMMISSIONING", "HD_BULGE", "045+02", "210-10"])
+
+
+def is_cool_dwarf(teff: np.ndarray, logg: np.ndarray) -> np.ndarray:
+    """The label-poor region of the targeting: Teff < 4500 K and log g > 4."""
+    return (np.asarray(teff) < COOL_DWARF_TEFF) & (np.asarray(logg) > COOL_DWARF_LOGG)
+
+
+def targeting_weights(teff: np.ndarray, logg: np.ndarray) -> np.ndarray:
+    """Relative labelling rate per star: giant 1, dwarf 0.5, cool dwarf 0.05 (1/20 of the giant rate)."""
+    w = np.where(is_giant(teff, logg), TARGET_WEIGHT_GIANT, TARGET_WEIGHT_DWARF)
+    return np.where(is_cool_dwarf(teff, logg), TARGET_WEIGHT_COOL_DWARF, w)
+
+
+def label_probability(teff: np.ndarray, logg: np.ndarray, label_fraction: float) -> np.ndarray:
+    """Per-star probability of an APOGEE label: min(1, c·weight) with c chosen so that the mean probability is
+    exactly ``label_fraction`` (0 → none, 1 → every star). Capping at 1 moves the surplus to the lower-weight
+    stars, so at high fractions the contrast shrinks (at 1 it vanishes) while the total stays right."""
+    w = targeting_weights(teff, logg)
+    n = w.size
+    if n == 0 or label_fraction <= 0.0:
+        return np.zeros(n)
+    if label_fraction >= 1.0:
+        return np.ones(n)
+    # mean(min(1, c·w)) is piecewise linear and increasing in c: with the weights sorted in decreasing order and
+    # the first k stars capped, c = (n·f − k) / Σ_{i≥k} w_i; the right k is the first one whose c keeps star k
+    # (the largest uncapped weight) below the cap.
+    ws = np.sort(w)[::-1]
+    tail = np.cumsum(ws[::-1])[::-1]                      # tail[k] = Σ_{i≥k} w_i
+    target = n * float(label_fraction)
+    k = np.arange(n)
+    c = (target - k) / tail
+    c = c[np.argmax(c * ws <= 1.0)]                       # exists: at k = n−1, c·w = target − n + 1 < 1
+    return np.minimum(1.0, c * w)
 
 
 def _apogee_ids(rng: np.random.Generator, n: int) -> np.ndarray:

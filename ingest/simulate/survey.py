@@ -20,7 +20,7 @@ import numpy as np
 
 from shared.xp import XPBatch
 
-from .labels import simulate_actions, simulate_labels
+from .labels import label_probability, simulate_actions, simulate_labels
 from .noise import CorrelationTemplates, ErrorModel, stored_error_model
 from .populations import POPULATIONS, Stars, draw_stars, is_giant, is_high_alpha, normalise_mix
 from .spectra import noise_free_coefficients, observe
@@ -114,7 +114,8 @@ def simulate_block(seed: int, k: int, n_total: int, *, alpha_signal: float, labe
                   "phot_g_mean_mag": g_obs.astype(np.float32),
                   "phot_bp_mean_mag": (truth_flux.mags[:, 1] + rng.normal(0, 0.003, n)).astype(np.float32),
                   "phot_rp_mean_mag": (truth_flux.mags[:, 2] + rng.normal(0, 0.003, n)).astype(np.float32)}
-    labelled = rng.random(n) < label_fraction
+    # APOGEE-like targeting (labels.label_probability); one uniform draw per star whatever the fraction.
+    labelled = rng.random(n) < label_probability(stars.teff, stars.logg, label_fraction)
     labels, label_index = simulate_labels(rng, stars, source_id, truth_flux.mags[:, 1], truth_flux.mags[:, 2],
                                           labelled)
     actions = simulate_actions(rng, stars)
