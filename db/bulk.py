@@ -20,11 +20,9 @@ Rows repeating a key within one call: the last one wins (a file that lists a sou
 from __future__ import annotations
 
 import io
-import queue
 import struct
-import threading
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import sqlalchemy as sa
@@ -346,56 +344,6 @@ def _sqlite_rows(cols: list[_Col]):
     return zip(*(_python_values(c) for c in cols))
 
 
-_END = object()
-
-
-def read_ahead(items: Iterable[Any], depth: int = 2) -> Iterator[Any]:
-    """Iterate ``items`` in a background thread, up to ``depth`` items ahead of the consumer.
-
-    For pipelines whose stages release the GIL: parsing a file (pyarrow) while the previous chunk is written
-    (psycopg2 waiting on the server), or fetching the next block of rows while the previous one is copied. The producer's exception is
-    re-raised in the consumer at the point it happened; if the consumer stops early (a database error),
-    the producer is told to stop and its generator is closed in its own thread."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work() -> None:
-        it = iter(items)
-        try:
-            for item in it:
-                if not put(item):
-                    break
-            else:
-                put(_END)
-        except BaseException as exc:   # noqa: BLE001 — handed to the consumer, which re-raises it
-            put(exc)
-        finally:
-            close = getattr(it, "close", None)
-            if close is not None:
-                close()
-
-    thread = threading.Thread(target=work, name="xpvae-read-ahead", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
 
 
 # --- public interface -----------------------------------------------------------------------------------------

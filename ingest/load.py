@@ -20,7 +20,8 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 from sqlalchemy.engine import Engine
 
-from db.bulk import analyze, read_ahead
+from db.bulk import analyze
+from shared.streams import read_ahead
 from db.labels import write_apogee
 from db.spectra import write_photometry, write_xp_batch
 from shared.settings import get_settings

@@ -5,9 +5,7 @@ number but are skipped, so data row r is physical line (header lines + r) of the
 """
 from __future__ import annotations
 
-import queue
 import re
-import threading
 import zipfile
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
@@ -15,6 +13,7 @@ from typing import BinaryIO, Iterator
 from ingest.readers.errors import ReaderError
 from ingest.readers.gz import GZIP_ERRORS
 from ingest.readers.sniff import BOM
+from shared.streams import read_ahead
 
 READ_BYTES = 1 << 20       # 1 MiB raw reads: amortises calls; a truncated gzip loses at most this much
 
@@ -24,52 +23,13 @@ class FieldError(ValueError):
 
 
 _STREAM_ERRORS = GZIP_ERRORS + (zipfile.BadZipFile,)
-_DONE = object()
 
 
 def _read_blocks(stream: BinaryIO, read_bytes: int, prefetch: bool) -> Iterator[bytes]:
     """Raw blocks of the stream. With ``prefetch`` a helper thread reads (and, for gzip, inflates: zlib
     releases the GIL) the next block while the caller parses this one; at most 2 blocks wait in memory."""
-    if not prefetch:
-        while True:
-            data = stream.read(read_bytes)
-            if not data:
-                return
-            yield data
-    q: queue.Queue = queue.Queue(maxsize=2)
-    stop = threading.Event()
-
-    def hand_over(item) -> None:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def work() -> None:
-        try:
-            while not stop.is_set():
-                data = stream.read(read_bytes)
-                hand_over(data if data else _DONE)
-                if not data:
-                    return
-        except BaseException as exc:  # handed to the consumer, which re-raises it in its own thread
-            hand_over(exc)
-
-    thread = threading.Thread(target=work, name="xpvae-read-ahead", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
+    blocks = iter(lambda: stream.read(read_bytes), b"")
+    return read_ahead(blocks, depth=2) if prefetch else blocks
 
 
 def iter_lines(stream: BinaryIO, file: str, read_bytes: int = READ_BYTES,

@@ -141,7 +141,7 @@ def test_copy_buffer_never_overwrites_rows_still_in_use(pg_engine):
 
 
 def test_read_ahead_passes_items_errors_and_stops_its_producer():
-    from ingest.load import read_ahead
+    from shared.streams import read_ahead
     assert list(read_ahead(iter(range(50)))) == list(range(50))
 
     def failing():
