@@ -22,8 +22,8 @@ import numpy as np
 # The cut values, the giant definition and the Patil et al. 2023 boundary are defined once, in
 # shared.selections (the database flags use them too); this module adds the analysis' sample bookkeeping.
 from shared import selections
-from shared.selections import (ASPCAP_M_H_WARN_BIT, ASPCAP_VMICRO_WARN_BIT, BP_RP_RANGE, COOL_GIANT_TEFF,  # noqa: F401
-                               G_RANGE, PATIL_COEFFS, QUALITY_CUTS, patil_boundary)
+from shared.selections import (ASPCAP_M_H_WARN_BIT, ASPCAP_VMICRO_WARN_BIT, BP_RP_RANGE, COOL_GIANT_TEFF,
+                               G_RANGE, QUALITY_CUTS, patil_boundary)
 
 Arrays = Mapping[str, np.ndarray]
 

@@ -105,7 +105,7 @@ def _select_list(pg: bool, with_correlations: bool) -> tuple[str, list[tuple[str
              ("s.rp_missing", "rp_missing", "u1", 1),
              (f"COALESCE(p.phot_g_mean_flux, {nan_flux})", "phot_g_mean_flux", ">f8", 8)]
     for b in BANDS:
-        items.append((f"COALESCE(s.{b}_coefficients, {blob(_NAN64)})", f"{b}_coefficients", f"<f8", 8 * N_COEFF))
+        items.append((f"COALESCE(s.{b}_coefficients, {blob(_NAN64)})", f"{b}_coefficients", "<f8", 8 * N_COEFF))
     for b in BANDS:
         items.append((f"COALESCE(s.{b}_coefficient_errors, {blob(_NAN32)})", f"{b}_errors", "<f4", 4 * N_COEFF))
     if with_correlations:

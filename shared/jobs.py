@@ -58,10 +58,6 @@ class BrokerUnavailable(RuntimeError):
     pass
 
 
-class JobFailed(RuntimeError):
-    pass
-
-
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 

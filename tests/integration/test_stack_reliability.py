@@ -4,7 +4,6 @@ Each test states the failure it injects and the guarantee it checks."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 
