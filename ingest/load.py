@@ -28,11 +28,11 @@ from shared.settings import get_settings
 from shared.xp import PHOTOMETRY_COLUMNS, BadRow, ReadReport, XPBatch
 
 Progress = Callable[[int, "int | None", str], None] | None
-CATALOGUE_ID_PREFIX = "xp_apogee_cat:"
+CATALOGUE_ID_PREFIX = "xp_apogee_cat:"   # apogee_id given to catalogue rows that carry no APOGEE_ID
 # Rows per XP write: small enough that parsing the next chunk overlaps writing this one (with correlations a
 # row is ~12.7 kB, so ~13 MB a chunk), large enough that per-chunk round trips stay negligible.
 XP_CHUNK_ROWS = 1024
-XP_CHUNK_ROWS_NO_CORRELATIONS = 8192   # apogee_id given to catalogue rows that carry no APOGEE_ID
+XP_CHUNK_ROWS_NO_CORRELATIONS = 8192
 
 
 @dataclass

@@ -41,7 +41,6 @@ KINDS: dict[str, JobKind] = {
     "analyze_alpha": JobKind("analysis", "analysis.service:run_alpha_job"),
     "analyze_reconstruction": JobKind("analysis", "analysis.service:run_reconstruction_job"),
 }
-QUEUES = ("ingest", "trainer", "inferencer", "analysis")
 SHARD_HANDLER = "inferencer.service:run_infer_shard"
 SHARD_SUMMARY = "inferencer.service:summarise_infer_job"     # the job's result once every shard is done
 

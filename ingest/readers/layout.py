@@ -6,12 +6,13 @@ ColumnSource hides how a format stores a column; ``build_batch`` applies the lay
 """
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, Sequence
 
 import numpy as np
 
 from ingest.readers.assemble import BandColumns, RowProblems, add_problems, assemble
-from shared.xp import BAND_SCALAR_DTYPES, BANDS, N_COEFF, N_CORR, XPBatch
+from ingest.readers.errors import ReaderError
+from shared.xp import BAND_SCALAR_DTYPES, BANDS, N_COEFF, N_CORR, BadRow, ReadReport, XPBatch
 
 ARRAY_FIELDS = {"coefficients": (N_COEFF, np.float64), "coefficient_errors": (N_COEFF, np.float32),
                 "coefficient_correlations": (N_CORR, np.float32)}
@@ -108,3 +109,17 @@ def _flat_band(src: ColumnSource, b: str, n: int, problems: RowProblems) -> Band
         else:
             bc.coefficients, bc.coefficients_present = arr, present
     return bc
+
+
+def build_reported(src: ColumnSource, layout: str, with_correlations: bool, file: str, row_numbers: Sequence[int],
+                   report: ReadReport) -> XPBatch:
+    """``build_batch`` for a reader: each problem row becomes a BadRow with its data-row number
+    (``row_numbers[i]`` for row i of ``src``); a block that cannot be built at all is a ReaderError."""
+    try:
+        batch, problems = build_batch(src, layout, with_correlations)
+    except ValueError as exc:
+        raise ReaderError(file, str(exc)) from exc
+    for i in sorted(problems):
+        col, msg = problems[i]
+        report.bad_rows.append(BadRow(file, row_numbers[i], col, msg))
+    return batch

@@ -13,9 +13,9 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from ingest.readers.errors import ReaderError
-from ingest.readers.layout import build_batch, flat_names, layout_of
+from ingest.readers.layout import build_reported, flat_names, layout_of
 from ingest.readers.progress import Progress, report_progress
-from shared.xp import BAND_FIELDS, BANDS, BadRow, ReadReport, XPBatch
+from shared.xp import BAND_FIELDS, BANDS, ReadReport, XPBatch
 
 
 def _filled(a: Any, fill) -> np.ndarray:
@@ -97,13 +97,7 @@ def _wanted(names: set[str], correlations: bool) -> set[str]:
 
 def _emit(src: TableColumns, layout: str, file: str, first_row: int, correlations: bool,
           report: ReadReport) -> XPBatch:
-    try:
-        batch, problems = build_batch(src, layout, correlations)
-    except ValueError as exc:
-        raise ReaderError(file, str(exc)) from exc
-    for i in sorted(problems):
-        col, msg = problems[i]
-        report.bad_rows.append(BadRow(file, first_row + i, col, msg))
+    batch = build_reported(src, layout, correlations, file, range(first_row, first_row + len(src)), report)
     report.rows_read += len(src)
     report.rows_ok += len(batch)
     return batch

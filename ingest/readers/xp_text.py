@@ -10,7 +10,7 @@ from typing import BinaryIO, Iterator, Sequence
 
 
 from ingest.readers.errors import ReaderError
-from ingest.readers.layout import build_batch, layout_of
+from ingest.readers.layout import build_reported, layout_of
 from ingest.readers.numbers import parse_array_column, parse_float_column, parse_int_column
 from ingest.readers.progress import Progress, report_progress
 from ingest.readers.textio import FieldError, iter_lines, read_header, split_fields
@@ -101,14 +101,7 @@ def read_text_xp(stream: BinaryIO, file: str, *, correlations: bool = True, chun
         if not good_fields:
             return XPBatch.empty(0, correlations)
         src = TextColumns(list(zip(*good_fields)), index, len(good_fields))
-        try:
-            batch, problems = build_batch(src, layout, correlations)
-        except ValueError as exc:
-            raise ReaderError(file, str(exc)) from exc
-        for i in sorted(problems):
-            col, msg = problems[i]
-            report.bad_rows.append(BadRow(file, good_rows[i], col, msg))
-        return batch
+        return build_reported(src, layout, correlations, file, good_rows, report)
 
     block: list[bytes] = []
     rows: list[int] = []

@@ -46,13 +46,13 @@ def stack(pg_engine, pg_url, broker_url, tmp_path, monkeypatch):
 
     import shared.celery_app
     importlib.reload(shared.celery_app)   # the app reads the broker URL at import
-    from shared.celery_app import app
-    with app.connection_for_write() as conn:
-        for q in ("ingest", "trainer", "inferencer", "analysis"):
+    from shared.celery_app import QUEUES, app
+    for q in QUEUES:   # messages an earlier test left in this run's vhost
+        with app.connection_for_write() as conn:
             try:
                 conn.default_channel.queue_purge(q)
-            except Exception:   # the queue does not exist yet
-                conn = app.connection_for_write()
+            except conn.channel_errors:   # the queue does not exist yet (and the channel is closed)
+                pass
     yield st
     st.stop()
     get_settings.cache_clear()
