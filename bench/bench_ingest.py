@@ -158,6 +158,17 @@ def main(quick: bool) -> None:
                 for _b in read_xp(csv):
                     pass
                 t_parse = min(t_parse, time.perf_counter() - t)
+            from ingest.readers import numbers
+            t_pure = float("inf")
+            compiled, numbers.COMPILED = numbers.COMPILED, False
+            try:
+                for _ in range(2):
+                    t = time.perf_counter()
+                    for _b in read_xp(csv):
+                        pass
+                    t_pure = min(t_pure, time.perf_counter() - t)
+            finally:
+                numbers.COMPILED = compiled
             baseline_astropy_sqlalchemy(engine, small)   # warm-up for the baseline too
             _truncate(engine)
             t_base = float("inf")
@@ -171,6 +182,8 @@ def main(quick: bool) -> None:
             print(f"  re-ingest, nothing changes         : {_rate(n_csv, t_again)}")
             print(f"  the parser alone (read_xp)         : {_rate(n_csv, t_parse)}   (ingest = "
                   f"{100 * t_parse / t_ours:.0f}% of its speed)")
+            print(f"  the parser, pure (pyarrow) engine  : {_rate(n_csv, t_pure)}   (compiled engine "
+                  f"{'built' if compiled else 'NOT BUILT'}: {t_pure / t_parse:.1f}x faster)")
             print(f"  baseline astropy + SA insert       : {_rate(n, t_base)}")
             print(f"  ratio ingest / baseline            : {r_ours / r_base:.1f}x   (target >= 5x)")
 

@@ -1,9 +1,11 @@
 """Streaming helpers shared by the readers and the loaders."""
 from __future__ import annotations
 
+import collections
 import queue
 import threading
-from typing import Any, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, Iterable, Iterator
 
 _END = object()
 
@@ -55,3 +57,39 @@ def read_ahead(items: Iterable[Any], depth: int = 2) -> Iterator[Any]:
     finally:
         stop.set()
         thread.join()
+
+
+def ordered_map(fn: Callable[[Any], Any], items: Iterable[Any], workers: int = 2) -> Iterator[Any]:
+    """``map(fn, items)`` on ``workers`` threads, results in input order, at most ``workers + 1`` items in
+    flight (bounded memory however long ``items`` is).
+
+    Pays off when ``fn`` spends much of its time outside the GIL (the compiled array parser, numpy, pyarrow):
+    one thread's GIL-free part overlaps another's Python part. An exception from ``fn`` is re-raised at
+    its item's turn; items not yet started are dropped. If ``items`` itself raises, the results of the items
+    before come out first."""
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    pending: collections.deque[Future] = collections.deque()
+    it = iter(items)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="xpvae-parse") as pool:
+        try:
+            while True:
+                try:
+                    item = next(it)
+                except StopIteration:
+                    break
+                except BaseException:
+                    # the source broke (a truncated gzip): what was already submitted still comes out
+                    # first, as it would have without threads
+                    while pending:
+                        yield pending.popleft().result()
+                    raise
+                pending.append(pool.submit(fn, item))
+                if len(pending) > workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for f in pending:
+                f.cancel()

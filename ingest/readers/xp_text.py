@@ -14,9 +14,11 @@ from ingest.readers.layout import build_reported, layout_of
 from ingest.readers.numbers import parse_array_column, parse_float_column, parse_int_column
 from ingest.readers.progress import Progress, report_progress
 from ingest.readers.textio import FieldError, iter_lines, read_header, split_fields
+from shared.streams import ordered_map
 from shared.xp import BadRow, ReadReport, XPBatch
 
 BLOCK_ROWS = 256     # rows parsed per vectorised call: ~10 MB of text with correlations, cache-friendly
+PARSE_THREADS = 2    # blocks parsed at once (see ordered_map); 1 parses in the caller's thread
 
 
 class TextColumns:
@@ -83,49 +85,57 @@ def read_text_xp(stream: BinaryIO, file: str, *, correlations: bool = True, chun
     pending: list[XPBatch] = []
     n_pending = 0
 
-    def parse_block(block: list[bytes], rows: list[int]) -> XPBatch:
+    def parse_block(item: tuple[list[bytes], list[int]]) -> tuple[XPBatch, ReadReport]:
+        # runs on a parse thread: problems go to a report of its own, merged in file order by the caller
+        block, rows = item
+        local = ReadReport(file)
         good_fields, good_rows = [], []
         for line, r in zip(block, rows):
             try:
                 fields = split_fields(line, delim)
             except FieldError as exc:
-                report.bad_rows.append(BadRow(file, r, _broken_quote_column(line, delim, names),
-                                              f"broken quoting: {exc}"))
+                local.bad_rows.append(BadRow(file, r, _broken_quote_column(line, delim, names),
+                                             f"broken quoting: {exc}"))
                 continue
             if len(fields) != ncols:
                 col = names[len(fields)] if len(fields) < ncols else names[-1]
-                report.bad_rows.append(BadRow(file, r, col, f"expected {ncols} columns, found {len(fields)}"))
+                local.bad_rows.append(BadRow(file, r, col, f"expected {ncols} columns, found {len(fields)}"))
                 continue
             good_fields.append(fields)
             good_rows.append(r)
+        local.rows_read = len(block)
         if not good_fields:
-            return XPBatch.empty(0, correlations)
+            return XPBatch.empty(0, correlations), local
         src = TextColumns(list(zip(*good_fields)), index, len(good_fields))
-        return build_reported(src, layout, correlations, file, good_rows, report)
+        return build_reported(src, layout, correlations, file, good_rows, local), local
 
-    block: list[bytes] = []
-    rows: list[int] = []
-    row = 0
-    for line in lines:
-        row += 1
-        if not line or line.isspace():
-            continue
-        block.append(line)
-        rows.append(row)
-        if len(block) < min(BLOCK_ROWS, chunk_rows):
-            continue
-        batch = parse_block(block, rows)
-        report.rows_read += len(block)
-        block, rows = [], []
+    def blocks() -> Iterator[tuple[list[bytes], list[int]]]:
+        block: list[bytes] = []
+        rows: list[int] = []
+        row = 0
+        for line in lines:
+            row += 1
+            if not line or line.isspace():
+                continue
+            block.append(line)
+            rows.append(row)
+            if len(block) >= min(BLOCK_ROWS, chunk_rows):
+                yield block, rows
+                block, rows = [], []
+        if block:
+            yield block, rows
+
+    # two parse threads: the compiled array parser runs without the GIL, so one block's numbers are parsed
+    # while the next block's lines are split
+    for batch, local in ordered_map(parse_block, blocks(), workers=PARSE_THREADS):
+        report.rows_read += local.rows_read
+        report.bad_rows.extend(local.bad_rows)
         pending.append(batch)
         n_pending += len(batch)
         if n_pending >= chunk_rows:
             yield from _flush(pending, chunk_rows, report, final=False)
             n_pending = sum(len(p) for p in pending)
             report_progress(progress, report.rows_read, None, f"{file}: {report.rows_read} rows read")
-    if block:
-        pending.append(parse_block(block, rows))
-        report.rows_read += len(block)
     yield from _flush(pending, chunk_rows, report, final=True)
     report_progress(progress, report.rows_read, report.rows_read, f"{file}: done")
 

@@ -167,3 +167,44 @@ def test_read_ahead_passes_items_errors_and_stops_its_producer():
         if item == 3:
             break
     assert closed.wait(5), "the abandoned producer's generator was not closed"
+
+
+def test_ordered_map_keeps_order_bounds_work_and_passes_errors():
+    import time
+    from shared.streams import ordered_map
+
+    def slow_first(i):                  # early items finish last: order must come from the input
+        time.sleep(0.02 if i % 3 == 0 else 0.0)
+        return i * i
+    assert list(ordered_map(slow_first, range(30), workers=3)) == [i * i for i in range(30)]
+    assert list(ordered_map(slow_first, range(5), workers=1)) == [i * i for i in range(5)]
+
+    started = []
+
+    def record(i):
+        started.append(i)
+        return i
+    gen = ordered_map(record, range(100), workers=2)
+    assert next(gen) == 0
+    time.sleep(0.05)
+    assert len(started) <= 3, started     # bounded: never more than workers + 1 items taken
+    gen.close()
+
+    def fails_at_4(i):
+        if i == 4:
+            raise ValueError("item 4")
+        return i
+    got = []
+    with pytest.raises(ValueError, match="item 4"):
+        for x in ordered_map(fails_at_4, range(10)):
+            got.append(x)
+    assert got == [0, 1, 2, 3]
+
+    def source_breaks():
+        yield from range(5)
+        raise OSError("truncated")
+    got = []
+    with pytest.raises(OSError, match="truncated"):
+        for x in ordered_map(lambda i: i, source_breaks(), workers=2):
+            got.append(x)
+    assert got == [0, 1, 2, 3, 4]       # what was read before the break still comes out, in order

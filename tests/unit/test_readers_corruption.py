@@ -13,6 +13,14 @@ import pytest
 from ingest.readers import ReaderError, UnknownFormatError, read_xp
 from shared.xp import ReadReport, XPBatch
 
+@pytest.fixture(autouse=True, params=["compiled", "pure"])
+def engine(request, monkeypatch):
+    """Every case here runs on both array-text engines: the fast path must not change what is reported."""
+    from ingest.readers import numbers
+    monkeypatch.setattr(numbers, "COMPILED", request.param == "compiled")
+    return request.param
+
+
 N_ROWS = 300          # > 1 parse block of 256 rows; the bad row sits inside a vectorised block
 BAD_INDEX = 150       # data row 151, a full record (150 % 3 == 0)
 
