@@ -14,6 +14,8 @@ stays mapped), array payloads are copied as raw bytes rows, and the result grows
 from __future__ import annotations
 
 import io
+import json
+import os
 import sys
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -22,6 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from db.bulk import Nullable, fill_temp_table, upsert_rows
 from db.selection import ID_TABLE, Selection
+from shared.streams import read_ahead
 from shared.xp import BAND_SCALAR_DTYPES, BANDS, N_COEFF, N_CORR, PHOTOMETRY_COLUMNS, XPBatch
 
 Progress = Callable[[int, "int | None", str], None] | None
@@ -237,6 +240,27 @@ def _drop_ids(conn: Connection, selection: Selection) -> None:
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {ID_TABLE}")
 
 
+def _estimated_rows(engine: Engine, selection: Selection, with_correlations: bool) -> int:
+    """Rows to allocate up front: the id list's length, or the PostgreSQL planner's estimate (``EXPLAIN``,
+    no scan; ingest runs ANALYZE), a little padded; 0 when unknown (SQLite) or implausibly large. Over-
+    estimates cost only address space: pages of ``np.empty`` that are never written are never mapped."""
+    if selection.source_ids is not None:
+        rows = len(set(selection.source_ids))
+        if selection.limit is not None:
+            rows = min(rows, selection.limit)
+    elif engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            plan = conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + selection.sql("s.source_id")).scalar()
+        if isinstance(plan, str):
+            plan = json.loads(plan)
+        rows = int(plan[0]["Plan"]["Plan Rows"] * 1.05) + 64
+    else:
+        return 0
+    row_bytes = sum(a.itemsize * int(np.prod(a.shape[1:])) for a in _allocate(0, with_correlations).values())
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return rows if rows * row_bytes < memory // 2 else 0
+
+
 def _allocate(n: int, with_correlations: bool) -> dict[str, np.ndarray]:
     out = {"source_id": np.empty(n, np.int64), "coefficients": np.empty((n, 2 * N_COEFF), np.float64),
            "errors": np.empty((n, 2 * N_COEFF), np.float32), "phot_g_mean_flux": np.empty(n, np.float64),
@@ -367,8 +391,9 @@ def read_spectra(engine: Engine, selection: Selection | Sequence[int] | np.ndarr
     (N, 2, 1485) float32 (NaN where absent) and ``has_correlations`` (N,) bool.
     ``chunk_rows``: rows per query (default: about QUERY_BYTES of raw rows). ``expected_rows``: how many
     rows the caller expects (e.g. a shard's size), so the result is allocated once at the right size.
-    Memory: the result plus one query's raw rows (and, while the result grows, possibly its old block); use
-    ``iter_spectra`` to stream instead.
+    Memory: the result plus up to three queries' raw rows (~QUERY_BYTES each: one being copied out, one
+    fetched ahead, one arriving); use ``iter_spectra`` to stream instead. ``progress`` is called from the
+    fetching thread.
     """
     selection = _as_selection(selection)
     if source_id_range is not None:
@@ -376,9 +401,12 @@ def read_spectra(engine: Engine, selection: Selection | Sequence[int] | np.ndarr
         lo = lo if selection.source_id_lo is None else max(lo, selection.source_id_lo)
         hi = hi if selection.source_id_hi is None else min(hi, selection.source_id_hi)
         selection = selection.replace(source_id_lo=lo, source_id_hi=hi)
-    # No COUNT query: the output grows geometrically in place (realloc) and is trimmed at the end.
-    out, filled = _allocate(max(0, int(expected_rows or 0)), with_correlations), 0
-    for parts in _iter_blocks(engine, selection, with_correlations, chunk_rows, progress, None):
+    # Sized once from the planner's estimate (no COUNT scan); grown geometrically in place if it was low,
+    # trimmed at the end. Blocks are fetched one ahead on a thread: the server encodes the next block while
+    # this thread copies the last one out.
+    size = expected_rows if expected_rows is not None else _estimated_rows(engine, selection, with_correlations)
+    out, filled = _allocate(max(0, int(size)), with_correlations), 0
+    for parts in read_ahead(_iter_blocks(engine, selection, with_correlations, chunk_rows, progress, None), 1):
         n = len(parts["source_id"])
         capacity = len(out["source_id"])
         if filled + n > capacity:

@@ -155,3 +155,31 @@ def test_selection_round_trips_through_json():
     assert Selection.from_dict(sel.to_dict()) == sel
     with pytest.raises(ValueError, match="unknown quality 'shiny'"):
         Selection(quality="shiny")
+
+
+def test_output_sizing_never_changes_what_is_read(engine, monkeypatch):
+    """read_spectra sizes its output from an estimate (planner rows or id-list length), grows it when low and
+    trims it when high: with the estimate forced far too low or far too high, the arrays are the same."""
+    import db.spectra as spectra
+    ids = np.arange(5000, 5300, dtype=np.int64)
+    with engine.begin() as conn:
+        write_xp_batch(conn, make_batch(ids, seed=3, missing_rp=[7]), "s.csv")
+        write_photometry(conn, {"source_id": ids, "phot_g_mean_flux": np.arange(300.0)})
+    sel = Selection(source_id_lo=5010, source_id_hi=5250)
+    ref = read_spectra(engine, sel, chunk_rows=64, expected_rows=241)
+    assert len(ref["source_id"]) == 241
+    for forced in (0, 5, 241, 10_000):
+        monkeypatch.setattr(spectra, "_estimated_rows", lambda *a, forced=forced: forced)
+        got = read_spectra(engine, sel, chunk_rows=64)
+        assert got.keys() == ref.keys()
+        for k in ref:
+            assert got[k].shape == ref[k].shape and np.array_equal(_bits(got[k]), _bits(ref[k])), (forced, k)
+    monkeypatch.undo()
+    from db.bulk import analyze
+    analyze(engine, ("xp_spectra", "photometry"))
+    est = spectra._estimated_rows(engine, sel, False)
+    if engine.dialect.name == "postgresql":
+        assert 241 <= est <= 1.3 * 241 + 64, est      # the planner's figure after ANALYZE, padded
+    else:
+        assert est == 0
+    assert spectra._estimated_rows(engine, Selection(source_ids=(5001, 5002, 5002)), False) == 2
