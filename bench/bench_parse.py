@@ -67,7 +67,10 @@ def main(quick: bool) -> None:
         with open(csv, "rb") as fi, gzip.open(gz, "wb", compresslevel=6) as fo:
             fo.write(fi.read())
         mb = csv.stat().st_size / 1e6
-        print(f"records: {n}, CSV {mb:.1f} MB, gzip {gz.stat().st_size / 1e6:.1f} MB")
+        from ingest.readers.gz import ACCELERATED
+        from ingest.readers.numbers import COMPILED
+        print(f"records: {n}, CSV {mb:.1f} MB, gzip {gz.stat().st_size / 1e6:.1f} MB; compiled array parser: "
+              f"{'yes' if COMPILED else 'NO'}; ISA-L gzip: {'yes' if ACCELERATED else 'NO (zlib)'}")
         t_base, nb = timed(lambda: baseline(csv))
         rate_base = nb / t_base
         print(f"baseline astropy Table.read + per-row split: {rate_base:8.0f} records/s ({t_base:.2f} s)")
