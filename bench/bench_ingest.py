@@ -119,6 +119,25 @@ def _synthetic_batch(lo: int, n: int, rng) -> XPBatch:
     return b
 
 
+def _server_floor(engine, n: int, t_read: float) -> None:
+    """The server's own speed on the same query, writing the binary COPY to /dev/null on its side (no client,
+    no network): the ceiling for any client. Needs a superuser (or pg_write_server_files)."""
+    from db.spectra import _select_list, _selection_sql
+    select, _ = _select_list(True, False)
+    sql = _selection_sql(Selection(), select, False)
+    try:
+        with engine.connect() as conn:
+            t = time.perf_counter()
+            conn.exec_driver_sql(f"COPY ({sql}) TO '/dev/null' WITH (FORMAT binary)")
+            t_server = time.perf_counter() - t
+            conn.rollback()
+    except sa.exc.DBAPIError as exc:
+        print(f"server alone (COPY to its /dev/null): not measured ({str(exc.orig).strip()[:80]})")
+        return
+    print(f"server alone (COPY to its /dev/null): {_rate(n, t_server)}; the last read-back reached "
+          f"{100 * t_server / t_read:.0f}% of it")
+
+
 def _rate(n: int, seconds: float) -> str:
     return f"{n:,} in {seconds:.2f} s = {n / seconds:,.0f}/s"
 
@@ -230,6 +249,7 @@ def main(quick: bool) -> None:
             t_read = time.perf_counter() - t
             assert len(out["source_id"]) == n_read
             print(f"read-back into numpy, PostgreSQL, {label}: {_rate(n_read, t_read)}   (target >= 200,000/s)")
+        _server_floor(engine, n_read, t_read)
 
         lite_dir = tempfile.mkdtemp(prefix="xpvae-bench-sqlite-")
         lite = create_engine(f"sqlite:///{lite_dir}/bench.sqlite")
