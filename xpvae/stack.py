@@ -7,6 +7,7 @@ first if they are installed but stopped. Logs, pid files and an env file live in
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -20,6 +21,7 @@ import click
 from shared.settings import get_settings
 
 DEFAULT_DB_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/xpvae"
+PG_SOCKET_DIR = "/var/run/postgresql"       # Debian/Ubuntu's; libpq's own default
 DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672//"
 # queue -> (concurrency, extra celery options). The trainer owns the GPU: one process, a fresh child per task,
 # so CUDA is only ever touched inside the task and never in the parent.
@@ -39,9 +41,24 @@ def stack_dir() -> Path:
     return d
 
 
+def local_database_url(socket_dir: str = PG_SOCKET_DIR) -> str:
+    """The local stack's database URL: through PostgreSQL's Unix socket when it is there and lets us in
+    (bulk reads of training sets run 1.5-2x faster than over loopback TCP: `python -m bench ingest`), else
+    TCP on 127.0.0.1 (e.g. when the socket only allows 'peer' logins of another OS user)."""
+    if (Path(socket_dir) / ".s.PGSQL.5432").exists():
+        import psycopg2
+        try:
+            psycopg2.connect(host=socket_dir, user="postgres", dbname="postgres", connect_timeout=3).close()
+        except psycopg2.Error:
+            return DEFAULT_DB_URL
+        return f"postgresql+psycopg2://postgres@/xpvae?host={socket_dir}"
+    return DEFAULT_DB_URL
+
+
 def stack_env() -> dict[str, str]:
     env = dict(os.environ)
-    env.setdefault("XPVAE_DATABASE_URL", DEFAULT_DB_URL)
+    if "XPVAE_DATABASE_URL" not in env:
+        env["XPVAE_DATABASE_URL"] = local_database_url()
     env.setdefault("XPVAE_BROKER_URL", DEFAULT_BROKER_URL)
     env["XPVAE_HOME"] = str(get_settings().home)
     return env
@@ -137,9 +154,9 @@ def up() -> None:
                                 stderr=subprocess.STDOUT, start_new_session=True)
         (d / f"{queue}.pid").write_text(str(proc.pid))
         click.echo(f"{queue:<11} worker started (pid {proc.pid}, log {d / (queue + '.log')})")
-    (d / "env").write_text(f"export XPVAE_DATABASE_URL={env['XPVAE_DATABASE_URL']}\n"
-                           f"export XPVAE_BROKER_URL={env['XPVAE_BROKER_URL']}\n"
-                           f"export XPVAE_HOME={env['XPVAE_HOME']}\n")
+    # quoted: a socket URL holds '?', which a shell would treat as a glob
+    (d / "env").write_text("".join(f"export {k}={shlex.quote(env[k])}\n"
+                                   for k in ("XPVAE_DATABASE_URL", "XPVAE_BROKER_URL", "XPVAE_HOME")))
     click.echo(f"\nstack up. To use it from this shell:  source {d / 'env'}")
 
 
