@@ -13,10 +13,10 @@ COPY trainer trainer
 COPY inferencer inferencer
 COPY analysis analysis
 COPY xpvae xpvae
-# gcc only while installing: it builds the compiled array-text parser (optional, 2-3x faster XP ingest)
+# gcc only while installing: it builds the two optional C extensions (XP array-text parser, COPY receiver)
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
     && pip install --no-cache-dir . \
-    && python -c "import ingest.readers._arraytext" \
+    && python -c "import ingest.readers._arraytext, db._pgcopy" \
     && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
 USER nobody
 CMD ["xpvae", "--help"]

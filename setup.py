@@ -1,9 +1,15 @@
-"""Only the compiled part of the build lives here; everything else is in pyproject.toml.
+"""Only the compiled parts of the build live here; everything else is in pyproject.toml.
 
-The array-text parser is optional: without a C compiler the install still succeeds and the readers use
-their pure-Python/pyarrow path (same results, ~2x slower on correlations; see ingest/readers/numbers.py).
+Both extensions are optional: without a C compiler the install still succeeds and the pure paths run
+(same results, slower):
+- ingest.readers._arraytext: the XP array-text parser (ingest/readers/numbers.py), ~2x faster parsing;
+- db._pgcopy: COPY TO STDOUT received without the GIL on psycopg2's own connection, which lets large
+  training-set reads run as parallel streams (db/spectra.py).
 """
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("ingest.readers._arraytext", ["ingest/readers/_arraytext.c"],
-                             extra_compile_args=["-O3"], optional=True)])
+setup(ext_modules=[
+    Extension("ingest.readers._arraytext", ["ingest/readers/_arraytext.c"], extra_compile_args=["-O3"],
+              optional=True),
+    Extension("db._pgcopy", ["db/_pgcopy.c"], extra_compile_args=["-O2"], libraries=["dl"], optional=True),
+])

@@ -17,6 +17,8 @@ import io
 import json
 import os
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -144,19 +146,46 @@ def _rows_per_query(fields: list[tuple[str, str, int]]) -> int:
     return max(1, QUERY_BYTES // _row_dtype(fields).itemsize)
 
 
-class _CopyBuffer:
-    """A reusable in-memory sink for ``COPY … TO STDOUT``. psycopg2 calls ``write`` once per row; BytesIO
-    appends in C and, rewound for the next query, keeps its (already mapped) memory — collecting the rows as
-    bytes objects and joining them instead costs as much again in allocation and page faults. (Receiving
-    the rows in C instead, on psycopg2's own libpq connection, was measured: no faster — libpq's per-row
-    work and the socket dominate, not the Python call.)"""
+try:
+    import psycopg2  # noqa: F401 — loads the libpq that _pgcopy looks for
+    from db import _pgcopy
+except ImportError:          # built without a C compiler: one stream through psycopg2's copy_expert
+    _pgcopy = None
 
-    def __init__(self) -> None:
+
+def fast_copy_available() -> bool:
+    """Whether COPY output can be received without the GIL (db/_pgcopy.c), which parallel reads need."""
+    return _pgcopy is not None and _pgcopy.available()
+
+
+class _CopyBuffer:
+    """Reusable in-memory sinks for ``COPY … TO STDOUT``.
+
+    Default: psycopg2's copy_expert into a BytesIO, which appends in C and, rewound for the next query,
+    keeps its (already mapped) memory. With ``reserve`` (the most bytes one query can return) the rows are
+    received by db/_pgcopy.c instead, without the GIL, into a reused numpy buffer: no faster for one stream
+    (libpq and the socket dominate), but two streams on two threads then really run in parallel. A buffer
+    that arrays over the last block still use is never overwritten: a new one is taken instead."""
+
+    def __init__(self, reserve: int = 0) -> None:
         self._io = io.BytesIO()
+        self._reserve = reserve if fast_copy_available() else 0
+        self._buf: np.ndarray | None = None
 
     def fetch(self, conn: Connection, sql: str) -> memoryview:
-        """The whole binary COPY output of ``sql``. The previous output's memory is reused only once nothing
-        refers to it any more (arrays over it keep it exported; then a new buffer is taken instead)."""
+        """The whole binary COPY output of ``sql``."""
+        copy = f"COPY ({sql}) TO STDOUT WITH (FORMAT binary)"
+        if self._reserve:
+            if self._buf is None or sys.getrefcount(self._buf) > 2:    # still referenced by the caller
+                self._buf = np.empty(self._reserve, np.uint8)
+            try:
+                n = _pgcopy.copy_out(conn.connection.dbapi_connection.pgconn_ptr, copy, self._buf)
+            except RuntimeError as exc:
+                raise _dbapi_error(str(exc)) from None
+            if n >= 0:
+                return memoryview(self._buf)[:n]
+            # more than a block can hold (a stored array of the wrong length): fetch it all the usual way,
+            # and the row parser names the problem
         self._io.seek(0)
         try:
             self._io.write(b"")          # BytesIO refuses writes while its memory is exported
@@ -164,10 +193,18 @@ class _CopyBuffer:
             self._io = io.BytesIO()
         cur = conn.connection.cursor()
         try:
-            cur.copy_expert(f"COPY ({sql}) TO STDOUT WITH (FORMAT binary)", self._io)
+            cur.copy_expert(copy, self._io)
         finally:
             cur.close()
         return self._io.getbuffer()[:self._io.tell()]
+
+
+def _dbapi_error(message: str) -> Exception:
+    """The psycopg2 exception psycopg2 itself would raise, as near as libpq's message tells."""
+    lost = ("server closed the connection", "no connection to the server", "could not receive data",
+            "terminating connection")
+    cls = psycopg2.OperationalError if any(t in message for t in lost) else psycopg2.DatabaseError
+    return cls(message.strip())
 
 
 def _pg_copy_out(conn: Connection, sql: str) -> memoryview:
@@ -310,10 +347,11 @@ def _fill(out: dict[str, np.ndarray], lo: int, parts: Mapping[str, np.ndarray], 
 
 
 def _iter_blocks(engine: Engine, selection: Selection, with_correlations: bool, block_rows: int | None,
-                 progress: Progress, total: int | None) -> Iterator[dict[str, np.ndarray]]:
+                 progress: Progress, total: int | None, gil_free: bool = False) -> Iterator[dict[str, np.ndarray]]:
     """Keyset pagination over source_id: each block is one query of at most ``block_rows`` rows (default:
     ~QUERY_BYTES of raw rows). On PostgreSQL the yielded arrays are views of a reused buffer, valid only until
-    the next block is requested: copy what you keep."""
+    the next block is requested: copy what you keep. ``gil_free``: receive through db/_pgcopy.c (for
+    parallel streams)."""
     remaining = selection.limit
     last: int | None = None
     done = 0
@@ -321,7 +359,8 @@ def _iter_blocks(engine: Engine, selection: Selection, with_correlations: bool, 
         pg = conn.dialect.name == "postgresql"
         select, fields = _select_list(pg, with_correlations)
         block_rows = block_rows or _rows_per_query(fields)
-        buffer = _CopyBuffer() if pg else None
+        reserve = block_rows * _row_dtype(fields).itemsize + 64 if gil_free else 0
+        buffer = _CopyBuffer(reserve) if pg else None
         _prepare_ids(conn, selection)
         try:
             while remaining is None or remaining > 0:
@@ -404,6 +443,11 @@ def read_spectra(engine: Engine, selection: Selection | Sequence[int] | np.ndarr
     # trimmed at the end. No read-ahead thread: psycopg2 takes the GIL for every row it receives, and
     # a second thread copying blocks out made reads no faster while costing 55 % more CPU (measured).
     size = expected_rows if expected_rows is not None else _estimated_rows(engine, selection, with_correlations)
+    if size >= PARALLEL_MIN_ROWS and PARALLEL_STREAMS > 1 and engine.dialect.name == "postgresql" \
+            and selection.source_ids is None and selection.limit is None and fast_copy_available():
+        out = _read_two_streams(engine, selection, with_correlations, chunk_rows, progress)
+        if out is not None:
+            return out
     out, filled = _allocate(max(0, int(size)), with_correlations), 0
     for parts in _iter_blocks(engine, selection, with_correlations, chunk_rows, progress, None):
         n = len(parts["source_id"])
@@ -414,6 +458,87 @@ def read_spectra(engine: Engine, selection: Selection | Sequence[int] | np.ndarr
         del parts        # let the next block reuse the raw buffer
     _resize(out, filled)
     return out
+
+
+# Large PostgreSQL reads run as two streams on two connections: over loopback TCP one stream is bound by
+# libpq and the socket (the server alone is 2-3x faster), so a second stream on another core adds ~1.5x.
+PARALLEL_STREAMS = 2
+PARALLEL_MIN_ROWS = 50_000
+
+
+def _histogram_median(engine: Engine, selection: Selection) -> int | None:
+    """A source_id splitting the selection's id range in about two halves, from the planner's histogram of
+    xp_spectra.source_id (no scan); None without statistics."""
+    with engine.connect() as conn:
+        bounds = conn.exec_driver_sql(
+            "SELECT histogram_bounds::text FROM pg_stats WHERE schemaname = current_schema() "
+            "AND tablename = 'xp_spectra' AND attname = 'source_id'").scalar()
+    if not bounds:
+        return None
+    ids = np.array([int(v) for v in bounds.strip("{}").split(",")], np.int64)
+    lo = selection.source_id_lo if selection.source_id_lo is not None else ids[0]
+    hi = selection.source_id_hi if selection.source_id_hi is not None else ids[-1]
+    inside = ids[(ids >= lo) & (ids < hi)]
+    return int(inside[len(inside) // 2]) if len(inside) >= 4 else None
+
+
+def _count_halves(engine: Engine, selection: Selection, mid: int) -> tuple[int, int]:
+    """(stars with source_id <= mid, all stars) of the selection."""
+    with engine.connect() as conn:
+        first, total = conn.exec_driver_sql(
+            f"SELECT count(*) FILTER (WHERE s.source_id <= {mid}), count(*) "
+            f"FROM {selection.from_clause()} WHERE {selection.where_clause()}").one()
+    return int(first), int(total)
+
+
+def _read_two_streams(engine: Engine, selection: Selection, with_correlations: bool, chunk_rows: int | None,
+                      progress: Progress) -> dict[str, np.ndarray] | None:
+    """Read the two halves of the selection on two threads, each with its own connection, straight into
+    their rows of one output. A third connection counts the halves meanwhile (each stream has its first
+    block in hand before it waits for the count). None when it cannot split, or when a half did not hold
+    the rows counted (a concurrent write): the caller then reads in one stream."""
+    mid = _histogram_median(engine, selection)
+    if mid is None:
+        return None
+    halves = [selection.replace(source_id_hi=mid), selection.replace(source_id_lo=mid + 1)]
+    state: dict[str, Any] = {}
+    ready = threading.Event()
+    lock = threading.Lock()
+    done = [0, 0]
+
+    def count() -> None:
+        try:
+            first, total = _count_halves(engine, selection, mid)
+            state["rows"] = [first, total - first]
+            state["out"] = _allocate(int(total), with_correlations)
+        finally:
+            ready.set()
+
+    def stream(k: int) -> bool:
+        filled = 0
+        for parts in _iter_blocks(engine, halves[k], with_correlations, chunk_rows, None, None, gil_free=True):
+            ready.wait()
+            if "out" not in state:
+                return False               # the count failed: its exception is raised below
+            expected, offset = state["rows"][k], (0 if k == 0 else state["rows"][0])
+            m = len(parts["source_id"])
+            if filled + m > expected:
+                return False
+            filled += _fill(state["out"], offset + filled, parts)
+            del parts
+            if progress:
+                with lock:
+                    done[k] = filled
+                    progress(sum(done), sum(state["rows"]), f"read {sum(done)} spectra")
+        ready.wait()
+        return "rows" in state and filled == state["rows"][k]
+
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="xpvae-read") as pool:
+        counted = pool.submit(count)
+        streams = [pool.submit(stream, k) for k in (0, 1)]
+        ok = [f.result() for f in streams]
+        counted.result()
+    return state["out"] if all(ok) else None
 
 
 def selected_source_ids(engine: Engine, selection: Selection | Sequence[int] | np.ndarray | None = None
