@@ -443,9 +443,10 @@ def read_spectra(engine: Engine, selection: Selection | Sequence[int] | np.ndarr
     # trimmed at the end. No read-ahead thread: psycopg2 takes the GIL for every row it receives, and
     # a second thread copying blocks out made reads no faster while costing 55 % more CPU (measured).
     size = expected_rows if expected_rows is not None else _estimated_rows(engine, selection, with_correlations)
-    if size >= PARALLEL_MIN_ROWS and PARALLEL_STREAMS > 1 and engine.dialect.name == "postgresql" \
+    streams = read_streams()
+    if size >= PARALLEL_MIN_ROWS and streams > 1 and engine.dialect.name == "postgresql" \
             and selection.source_ids is None and selection.limit is None and fast_copy_available():
-        out = _read_two_streams(engine, selection, with_correlations, chunk_rows, progress)
+        out = _read_streams(engine, selection, streams, with_correlations, chunk_rows, progress)
         if out is not None:
             return out
     out, filled = _allocate(max(0, int(size)), with_correlations), 0
@@ -460,82 +461,93 @@ def read_spectra(engine: Engine, selection: Selection | Sequence[int] | np.ndarr
     return out
 
 
-# Large PostgreSQL reads run as two streams on two connections: over loopback TCP one stream is bound by
-# libpq and the socket (the server alone is 2-3x faster), so a second stream on another core adds ~1.5x.
-PARALLEL_STREAMS = 2
+# Large PostgreSQL reads run as parallel streams on their own connections: over loopback TCP one stream is
+# bound by libpq and the socket (the server alone is 2-3x faster), so a second stream on another core adds
+# 1.2-1.4x on 2 cores. XPVAE_READ_STREAMS sets how many (1 = one stream); PARALLEL_STREAMS overrides it.
+PARALLEL_STREAMS: int | None = None
 PARALLEL_MIN_ROWS = 50_000
 
 
-def _histogram_median(engine: Engine, selection: Selection) -> int | None:
-    """A source_id splitting the selection's id range in about two halves, from the planner's histogram of
-    xp_spectra.source_id (no scan); None without statistics."""
+def read_streams() -> int:
+    from shared.settings import get_settings
+    return PARALLEL_STREAMS if PARALLEL_STREAMS is not None else get_settings().read_streams
+
+
+def _histogram_splits(engine: Engine, selection: Selection, k: int) -> list[int]:
+    """Up to k-1 increasing source_ids cutting the selection's id range into about equal parts, from the
+    planner's histogram of xp_spectra.source_id (no scan); [] without statistics."""
     with engine.connect() as conn:
         bounds = conn.exec_driver_sql(
             "SELECT histogram_bounds::text FROM pg_stats WHERE schemaname = current_schema() "
             "AND tablename = 'xp_spectra' AND attname = 'source_id'").scalar()
     if not bounds:
-        return None
+        return []
     ids = np.array([int(v) for v in bounds.strip("{}").split(",")], np.int64)
     lo = selection.source_id_lo if selection.source_id_lo is not None else ids[0]
     hi = selection.source_id_hi if selection.source_id_hi is not None else ids[-1]
     inside = ids[(ids >= lo) & (ids < hi)]
-    return int(inside[len(inside) // 2]) if len(inside) >= 4 else None
+    if len(inside) < 2 * k:
+        return []
+    return sorted({int(inside[len(inside) * j // k]) for j in range(1, k)})
 
 
-def _count_halves(engine: Engine, selection: Selection, mid: int) -> tuple[int, int]:
-    """(stars with source_id <= mid, all stars) of the selection."""
+def _count_parts(engine: Engine, selection: Selection, splits: list[int]) -> list[int]:
+    """Stars of the selection in each part: source_id <= splits[0], …, > splits[-1]."""
+    below = ", ".join(f"count(*) FILTER (WHERE s.source_id <= {m})" for m in splits)
     with engine.connect() as conn:
-        first, total = conn.exec_driver_sql(
-            f"SELECT count(*) FILTER (WHERE s.source_id <= {mid}), count(*) "
-            f"FROM {selection.from_clause()} WHERE {selection.where_clause()}").one()
-    return int(first), int(total)
+        row = conn.exec_driver_sql(
+            f"SELECT {below}, count(*) FROM {selection.from_clause()} WHERE {selection.where_clause()}").one()
+    cumulative = [int(v) for v in row]
+    return [b - a for a, b in zip([0] + cumulative[:-1], cumulative)]
 
 
-def _read_two_streams(engine: Engine, selection: Selection, with_correlations: bool, chunk_rows: int | None,
-                      progress: Progress) -> dict[str, np.ndarray] | None:
-    """Read the two halves of the selection on two threads, each with its own connection, straight into
-    their rows of one output. A third connection counts the halves meanwhile (each stream has its first
-    block in hand before it waits for the count). None when it cannot split, or when a half did not hold
-    the rows counted (a concurrent write): the caller then reads in one stream."""
-    mid = _histogram_median(engine, selection)
-    if mid is None:
+def _read_streams(engine: Engine, selection: Selection, k: int, with_correlations: bool,
+                  chunk_rows: int | None, progress: Progress) -> dict[str, np.ndarray] | None:
+    """Read k parts of the selection on k threads, each with its own connection, straight into their rows
+    of one output. One more connection counts the parts meanwhile (each stream has its first block in hand
+    before it waits for the count). None when it cannot split, or when a part did not hold the rows counted
+    (a concurrent write): the caller then reads in one stream."""
+    splits = _histogram_splits(engine, selection, k)
+    if not splits:
         return None
-    halves = [selection.replace(source_id_hi=mid), selection.replace(source_id_lo=mid + 1)]
+    los = [selection.source_id_lo] + [m + 1 for m in splits]
+    his = splits + [selection.source_id_hi]
+    parts_sel = [selection.replace(source_id_lo=lo, source_id_hi=hi) for lo, hi in zip(los, his)]
     state: dict[str, Any] = {}
     ready = threading.Event()
     lock = threading.Lock()
-    done = [0, 0]
+    done = [0] * len(parts_sel)
 
     def count() -> None:
         try:
-            first, total = _count_halves(engine, selection, mid)
-            state["rows"] = [first, total - first]
-            state["out"] = _allocate(int(total), with_correlations)
+            rows = _count_parts(engine, selection, splits)
+            state["rows"] = rows
+            state["offsets"] = [sum(rows[:j]) for j in range(len(rows))]
+            state["out"] = _allocate(sum(rows), with_correlations)
         finally:
             ready.set()
 
-    def stream(k: int) -> bool:
+    def stream(j: int) -> bool:
         filled = 0
-        for parts in _iter_blocks(engine, halves[k], with_correlations, chunk_rows, None, None, gil_free=True):
+        for parts in _iter_blocks(engine, parts_sel[j], with_correlations, chunk_rows, None, None, gil_free=True):
             ready.wait()
             if "out" not in state:
                 return False               # the count failed: its exception is raised below
-            expected, offset = state["rows"][k], (0 if k == 0 else state["rows"][0])
             m = len(parts["source_id"])
-            if filled + m > expected:
+            if filled + m > state["rows"][j]:
                 return False
-            filled += _fill(state["out"], offset + filled, parts)
+            filled += _fill(state["out"], state["offsets"][j] + filled, parts)
             del parts
             if progress:
                 with lock:
-                    done[k] = filled
+                    done[j] = filled
                     progress(sum(done), sum(state["rows"]), f"read {sum(done)} spectra")
         ready.wait()
-        return "rows" in state and filled == state["rows"][k]
+        return "rows" in state and filled == state["rows"][j]
 
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="xpvae-read") as pool:
+    with ThreadPoolExecutor(max_workers=len(parts_sel) + 1, thread_name_prefix="xpvae-read") as pool:
         counted = pool.submit(count)
-        streams = [pool.submit(stream, k) for k in (0, 1)]
+        streams = [pool.submit(stream, j) for j in range(len(parts_sel))]
         ok = [f.result() for f in streams]
         counted.result()
     return state["out"] if all(ok) else None

@@ -9,6 +9,7 @@
 | XPVAE_SHARED         | ../shared                             | reference material (real files, weights)       |
 | XPVAE_TORCH_THREADS  | unset: torch's default (every core)   | CPU threads per worker process for torch       |
 | XPVAE_RETRY_BACKOFF_S| 2                                     | first retry delay of a failed job (doubles)    |
+| XPVAE_READ_STREAMS   | 2                                     | parallel PostgreSQL streams for large reads    |
 """
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Mapping
+
+
+MAX_READ_STREAMS = 8      # each stream holds a pooled connection (db/engine.py: 5 + 5 overflow), plus one counting
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,7 @@ class Settings:
     shared_dir: Path
     torch_threads: int | None = None
     retry_backoff_s: float = 2.0
+    read_streams: int = 2
 
     @property
     def embedded(self) -> bool:
@@ -61,9 +66,12 @@ class Settings:
         backoff = float(env.get("XPVAE_RETRY_BACKOFF_S") or 2.0)
         if backoff < 0:
             raise ValueError(f"XPVAE_RETRY_BACKOFF_S must be >= 0, not {backoff}")
+        streams = (env.get("XPVAE_READ_STREAMS") or "2").strip()
+        if not streams.isdigit() or not 1 <= int(streams) <= MAX_READ_STREAMS:
+            raise ValueError(f"XPVAE_READ_STREAMS must be an integer from 1 to {MAX_READ_STREAMS}, not {streams!r}")
         return cls(home=home, database_url=database_url, broker_url=env.get("XPVAE_BROKER_URL") or None,
                    device=device, shared_dir=shared_dir, torch_threads=int(threads) if threads else None,
-                   retry_backoff_s=backoff)
+                   retry_backoff_s=backoff, read_streams=int(streams))
 
 
 @lru_cache(maxsize=1)

@@ -35,17 +35,23 @@ def _one_stream(engine, sel, **kw):
     return read_spectra(engine, sel, expected_rows=1, **kw)      # expected_rows set: never parallel
 
 
-@pytest.mark.parametrize("sel", [Selection(), Selection(require_photometry=False),
-                                 Selection(source_id_lo=70_100, source_id_hi=71_900)])
-def test_two_streams_read_exactly_what_one_stream_reads(loaded, monkeypatch, sel):
+@pytest.mark.parametrize("streams,sel", [(2, Selection()), (2, Selection(require_photometry=False)),
+                                         (2, Selection(source_id_lo=70_100, source_id_hi=71_900)),
+                                         (3, Selection()), (5, Selection(source_id_lo=70_500))])
+def test_parallel_streams_read_exactly_what_one_stream_reads(loaded, monkeypatch, streams, sel):
     monkeypatch.setattr(spectra, "PARALLEL_MIN_ROWS", 10)
+    monkeypatch.setattr(spectra, "PARALLEL_STREAMS", streams)
     calls = []
-    real = spectra._read_two_streams
-    monkeypatch.setattr(spectra, "_read_two_streams", lambda *a: calls.append(1) or real(*a))
+    real = spectra._read_streams
+    monkeypatch.setattr(spectra, "_read_streams", lambda *a: calls.append(a[2]) or real(*a))
+    parts = []
+    real_count = spectra._count_parts
+    monkeypatch.setattr(spectra, "_count_parts", lambda *a: parts.append(real_count(*a)) or parts[-1])
     seen = []
     two = read_spectra(loaded, sel, chunk_rows=97, progress=lambda d, t, m: seen.append((d, t)))
-    assert calls == [1]
+    assert calls == [streams]
     one = _one_stream(loaded, sel, chunk_rows=97)
+    assert len(parts) == 1 and len(parts[0]) == streams and min(parts[0]) > 0     # really split that many ways
     assert len(two["source_id"]) == len(one["source_id"]) > 1000
     for k in one:
         assert np.array_equal(_bits(two[k]), _bits(one[k])), k
@@ -55,11 +61,13 @@ def test_two_streams_read_exactly_what_one_stream_reads(loaded, monkeypatch, sel
 
 @pytest.mark.parametrize("off", [-1, +1])
 def test_miscounted_halves_fall_back_to_one_stream(loaded, monkeypatch, off):
-    """A write between the count and the read (simulated: a count off by one either way) must not leave a
-    gap or clip a row: the read is redone in one stream."""
+    """A write between the count and the read (simulated: the first part's count off by one either way) must
+    not leave a gap or clip a row: the read is redone in one stream."""
     monkeypatch.setattr(spectra, "PARALLEL_MIN_ROWS", 10)
-    real_count = spectra._count_halves
-    monkeypatch.setattr(spectra, "_count_halves", lambda *a: tuple(v + off for v in real_count(*a)))
+    real_count = spectra._count_parts
+    # a write between the count and the read lands in the first part
+    monkeypatch.setattr(spectra, "_count_parts", lambda *a: [v + (off if j == 0 else 0)
+                                                            for j, v in enumerate(real_count(*a))])
     fallback = []
     real_blocks = spectra._iter_blocks
     monkeypatch.setattr(spectra, "_iter_blocks",
