@@ -138,6 +138,17 @@ def _server_floor(engine, n: int, t_read: float) -> None:
           f"{100 * t_server / t_read:.0f}% of it")
 
 
+def _timed_reads(engine, n: int, reps: int = 5) -> list[float]:
+    """Seconds for each of ``reps`` reads of the whole training set (each checked complete)."""
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        got = read_spectra(engine, Selection())
+        times.append(time.perf_counter() - t)
+        assert len(got["source_id"]) == n
+    return times
+
+
 def _read_over_unix_socket(engine, n: int) -> None:
     """The same read through the server's Unix socket, when it is on this machine (what `make up` uses when
     it can): loopback TCP costs more per message than a local socket."""
@@ -148,12 +159,7 @@ def _read_over_unix_socket(engine, n: int) -> None:
     url = engine.url.set(host=None, port=None, query={"host": sock_dir})
     local = create_engine(url.render_as_string(hide_password=False))
     try:
-        times = []
-        for _ in range(5):
-            t = time.perf_counter()
-            got = read_spectra(local, Selection())
-            times.append(time.perf_counter() - t)
-            assert len(got["source_id"]) == n
+        times = _timed_reads(local, n)
         print(f"read-back into numpy, PostgreSQL over its Unix socket, 5 reads: median "
               f"{_rate(n, float(np.median(times)))}, best {n / min(times):,.0f}/s   (target >= 200,000/s)")
     except sa.exc.OperationalError as exc:      # e.g. peer authentication for this OS user
@@ -272,12 +278,7 @@ def main(quick: bool) -> None:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("VACUUM xp_spectra, photometry")
             conn.exec_driver_sql("CHECKPOINT")
-        times = []
-        for _ in range(5):
-            t = time.perf_counter()
-            out = read_spectra(engine, Selection())
-            times.append(time.perf_counter() - t)
-            assert len(out["source_id"]) == n_read
+        times = _timed_reads(engine, n_read)
         t_read = float(np.median(times))
         print(f"read-back into numpy, PostgreSQL (loopback TCP), steady state, 5 reads: median "
               f"{_rate(n_read, t_read)}, best {n_read / min(times):,.0f}/s   (target >= 200,000/s)")

@@ -25,21 +25,9 @@ COOL_DWARF = (4500.0, 4.0)            # Teff below, log g above: the region the 
 
 
 def _survey(n: int, seed: int, alpha_signal: float, g_max: float, label_fraction: float, db: Path) -> dict:
-    from db.engine import create_engine
-    from db.labels import read_labels, write_apogee
-    from db.migrate import upgrade
-    from ingest.simulate.survey import generate
-    from shared.preprocessing import normalise_by_flux
-    batch, truth, labels, phot = generate(n, seed, alpha_signal=alpha_signal, label_fraction=label_fraction,
-                                          mag_range=(9.0, g_max), with_correlations=False)
-    engine = create_engine(f"sqlite:///{db}")
-    upgrade(engine)
-    with engine.begin() as conn:
-        write_apogee(conn, labels, "sim")
-    lab = read_labels(engine, np.asarray(batch["source_id"]))
-    engine.dispose()
-    x, e = normalise_by_flux(batch.coefficients110(), batch.errors110(), phot["phot_g_mean_flux"])
-    return {"x": x, "e": e, "labels": lab, "phot": phot, "truth": truth}
+    from ingest.simulate.survey import labelled_survey
+    return labelled_survey(n, seed, alpha_signal=alpha_signal, label_fraction=label_fraction, g_max=g_max,
+                           db_path=db)
 
 
 def _train(d: dict, epochs: int, batch_size: int, lr: float, seed: int):

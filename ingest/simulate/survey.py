@@ -323,3 +323,26 @@ def _write_catalogue(parts: list[tuple], path: Path) -> None:
 
 
 __all__ = ["generate", "simulate_survey", "iter_blocks", "SimulationSummary", "FORMATS"]
+
+
+def labelled_survey(n_stars: int, seed: int, *, alpha_signal: float, label_fraction: float, g_max: float,
+                    db_path: str | Path) -> dict:
+    """An in-memory survey ready for training and the [α/M] analysis, as the pipeline sees it: labels
+    cross-matched through a SQLite database at ``db_path`` (primary rows only) and G-flux-normalised spectra.
+    Returns x, e (N, 110), labels (per star, ``labelled`` marks matches), phot, truth and the XP batch."""
+    from db.engine import create_engine
+    from db.labels import read_labels, write_apogee
+    from db.migrate import upgrade
+    from shared.preprocessing import normalise_by_flux
+    batch, truth, labels, phot = generate(n_stars, seed, alpha_signal=alpha_signal, label_fraction=label_fraction,
+                                          mag_range=(9.0, g_max), with_correlations=False)
+    engine = create_engine(f"sqlite:///{db_path}")
+    try:
+        upgrade(engine)
+        with engine.begin() as conn:
+            write_apogee(conn, labels, "sim")
+        lab = read_labels(engine, np.asarray(batch["source_id"]))
+    finally:
+        engine.dispose()
+    x, e = normalise_by_flux(batch.coefficients110(), batch.errors110(), phot["phot_g_mean_flux"])
+    return {"x": x, "e": e, "labels": lab, "phot": phot, "truth": truth, "batch": batch}

@@ -18,13 +18,9 @@ import pytest
 import torch
 
 from analysis.alpha import KEY_DIFFERENCE, run_alpha_analysis
-from db.engine import create_engine
-from db.labels import read_labels, write_apogee
-from db.migrate import upgrade
-from ingest.simulate.survey import generate
+from ingest.simulate.survey import labelled_survey
 from shared.inference import infer_all
 from shared.model import VAEConfig
-from shared.preprocessing import normalise_by_flux
 from shared.training import TrainConfig, fit_scatter_vae
 
 N_STARS, SEED, G_MAX = 6000, 7, 15.0
@@ -35,15 +31,8 @@ FEATURES = ("latents", "labels", "labels_latents")
 def _survey_and_latents(alpha_signal: float, db_path) -> dict:
     """Simulate, cross-match labels through the database (primary rows, as the pipeline does), train the sVAE on
     the G-flux-normalised spectra and return posterior-mean latents with the labels and photometry."""
-    batch, truth, labels, phot = generate(N_STARS, SEED, alpha_signal=alpha_signal, label_fraction=1.0,
-                                          mag_range=(9.0, G_MAX), with_correlations=False)
-    engine = create_engine(f"sqlite:///{db_path}")
-    upgrade(engine)
-    with engine.begin() as conn:
-        write_apogee(conn, labels, "sim")
-    lab = read_labels(engine, np.asarray(batch["source_id"]))
-    engine.dispose()
-    x, e = normalise_by_flux(batch.coefficients110(), batch.errors110(), phot["phot_g_mean_flux"])
+    d = labelled_survey(N_STARS, SEED, alpha_signal=alpha_signal, label_fraction=1.0, g_max=G_MAX, db_path=db_path)
+    batch, truth, lab, phot, x, e = d["batch"], d["truth"], d["labels"], d["phot"], d["x"], d["e"]
     threads = torch.get_num_threads()
     try:
         res = fit_scatter_vae(x, e, VAEConfig(), TrainConfig(**TRAIN))
