@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from xpvae.compose import worker_path
 from xpvae.jobrun import EXIT_NOT_FOUND, _die, _engine, run_job
 
 
@@ -56,7 +57,7 @@ def _expand(paths: tuple[str, ...]) -> list[str]:
         for m in matches:
             if not Path(m).exists():
                 raise click.BadParameter(f"{m}: no such file or directory")
-            out.append(str(Path(m).resolve()))   # workers may run elsewhere: absolute paths
+            out.append(worker_path(m))   # as the workers will open it (absolute; /data/... in containers)
     return out
 
 
@@ -105,7 +106,7 @@ def ingest_apogee(path, wait) -> None:
 @wait_option
 def ingest_catalogue(path, norm, wait) -> None:
     """The authors' published XP×APOGEE catalogue (xp_apogee_cat.h5)."""
-    _ingest("catalogue", _expand((path,)), wait, norm=str(Path(norm).resolve()) if norm else None)
+    _ingest("catalogue", _expand((path,)), wait, norm=worker_path(norm) if norm else None)
 
 
 # --- train ---------------------------------------------------------------------------------------------------

@@ -1,13 +1,13 @@
 """`make up` / `make down` / `make status` / `make logs`, and the `xpvae worker` command.
 
-With a Docker engine: `docker compose up -d --wait` (docker-compose.yml). Without one (this project's own
-machines): local Celery worker processes, one per queue, against the local PostgreSQL and RabbitMQ — started
-first if they are installed but stopped. Logs, pid files and an env file live in $XPVAE_HOME/stack/.
+With a Docker engine: docker-compose.yml, built once and started (xpvae/compose.py). Without one (this
+project's own machines): local Celery worker processes, one per queue, against the local PostgreSQL and
+RabbitMQ — started first if they are installed but stopped. Logs, pid files and the env file to `source` live
+in $XPVAE_HOME/stack/; its file `mode` says which kind of stack `make up` started, for down, status and logs.
 """
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
 import signal
 import socket
@@ -15,10 +15,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Mapping
 
 import click
 
-from shared.settings import get_settings
+from shared.settings import Settings, get_settings
 
 DEFAULT_DB_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/xpvae"
 PG_SOCKET_DIR = "/var/run/postgresql"       # Debian/Ubuntu's; libpq's own default
@@ -134,10 +135,61 @@ def _docker_engine() -> bool:
     return bool(shutil.which("docker")) and subprocess.run(["docker", "info"], capture_output=True).returncode == 0
 
 
+def _mode() -> str:
+    """'docker', 'docker-gpu' or 'local': what `make up` started, else what it would start."""
+    f = stack_dir() / "mode"
+    recorded = f.read_text().strip() if f.exists() else ""
+    return recorded or ("docker" if _docker_engine() else "local")
+
+
+def _compose(gpu: bool) -> tuple[list[str], bool]:
+    """The compose command line for this stack (its env file and files) and whether it is compose v2."""
+    from xpvae import compose
+    env_file = stack_dir() / "compose.env"
+    if not env_file.exists():
+        raise click.ClickException(f"no {env_file}: start the stack with `make up`")
+    program, v2 = compose.compose_program()
+    return compose.compose_args(program, env_file, gpu), v2
+
+
+def _run(cmd: list[str]) -> None:
+    if subprocess.run(cmd).returncode != 0:
+        raise click.ClickException(f"`{' '.join(cmd)}` failed")
+
+
 def up() -> None:
     if _docker_engine():
-        subprocess.run(["docker", "compose", "up", "-d", "--wait"], check=True)
-        return
+        docker_up()
+    else:
+        local_up()
+
+
+def prepare_docker_stack(d: Path, environ: Mapping[str, str]) -> tuple[dict[str, str], bool]:
+    """Write compose.env, mode and env into the stack folder d, before anything starts, so that status, logs
+    and down also work on a stack that failed to come up. Returns the compose variables and the GPU choice."""
+    from xpvae import compose
+    gpu = compose.gpu_requested(environ)
+    values = compose.compose_settings(compose.read_env_file(d / "compose.env"), environ)
+    Path(values["XPVAE_DATA_DIR"]).mkdir(parents=True, exist_ok=True)   # else the engine creates it, root-owned
+    compose.write_compose_env(d / "compose.env", values)
+    (d / "mode").write_text("docker-gpu\n" if gpu else "docker\n")
+    compose.write_shell_env(d / "env", compose.cli_env(values, Settings.from_env(environ).home))
+    return values, gpu
+
+
+def docker_up() -> None:
+    """Write the env files, build the one image and start the stack (docker-compose.yml)."""
+    from xpvae import compose
+    d = stack_dir()
+    values, gpu = prepare_docker_stack(d, os.environ)
+    cmd, v2 = _compose(gpu)
+    _run([*cmd, "build"])      # the one image, tagged once; the workers reuse it
+    _run([*cmd, "up", "-d", "--no-build", *(["--wait"] if v2 else [])])
+    click.echo(f"stack up in containers; input files go in {values['XPVAE_DATA_DIR']} (seen there as "
+               f"{compose.CONTAINER_DATA_DIR}).\nTo use it from this shell:  source {d / 'env'}")
+
+
+def local_up() -> None:
     env = stack_env()
     ensure_local_services()
     ensure_database(env["XPVAE_DATABASE_URL"])
@@ -154,16 +206,24 @@ def up() -> None:
                                 stderr=subprocess.STDOUT, start_new_session=True)
         (d / f"{queue}.pid").write_text(str(proc.pid))
         click.echo(f"{queue:<11} worker started (pid {proc.pid}, log {d / (queue + '.log')})")
-    # quoted: a socket URL holds '?', which a shell would treat as a glob
-    (d / "env").write_text("".join(f"export {k}={shlex.quote(env[k])}\n"
-                                   for k in ("XPVAE_DATABASE_URL", "XPVAE_BROKER_URL", "XPVAE_HOME")))
+    from xpvae.compose import write_shell_env
+    (d / "mode").write_text("local\n")
+    # local workers open host paths as they are: no container path mapping (XPVAE_WORKER_DATA_DIR)
+    write_shell_env(d / "env", {k: env[k] for k in ("XPVAE_DATABASE_URL", "XPVAE_BROKER_URL", "XPVAE_HOME")},
+                    unset=("XPVAE_DATA_DIR", "XPVAE_WORKER_DATA_DIR"))
     click.echo(f"\nstack up. To use it from this shell:  source {d / 'env'}")
 
 
 def down() -> None:
-    if _docker_engine():
-        subprocess.run(["docker", "compose", "down"], check=True)
-        return
+    mode = _mode()
+    if mode.startswith("docker"):
+        _run([*_compose(mode == "docker-gpu")[0], "down"])   # volumes kept: the database survives
+    else:
+        _stop_local_workers()
+    (stack_dir() / "mode").unlink(missing_ok=True)
+
+
+def _stop_local_workers() -> None:
     for queue in WORKERS:
         pid = _pid(queue)
         if pid is None:
@@ -180,6 +240,15 @@ def down() -> None:
 
 
 def status() -> None:
+    mode = _mode()
+    if mode.startswith("docker"):
+        from xpvae import compose
+        _run([*_compose(mode == "docker-gpu")[0], "ps"])
+        env = compose.cli_env(compose.read_env_file(stack_dir() / "compose.env"), get_settings().home)
+        click.echo(f"database {compose.mask_password(env['XPVAE_DATABASE_URL'])}\n"
+                   f"broker   {compose.mask_password(env['XPVAE_BROKER_URL'])}\n"
+                   f"inputs   {env['XPVAE_DATA_DIR']} (seen by the workers as {env['XPVAE_WORKER_DATA_DIR']})")
+        return
     env = stack_env()
     click.echo(f"PostgreSQL 127.0.0.1:5432  {'up' if _port_open('127.0.0.1', 5432) else 'DOWN'}")
     click.echo(f"RabbitMQ   127.0.0.1:5672  {'up' if _port_open('127.0.0.1', 5672) else 'DOWN'}")
@@ -190,6 +259,10 @@ def status() -> None:
 
 
 def logs() -> None:
+    mode = _mode()
+    if mode.startswith("docker"):
+        cmd = [*_compose(mode == "docker-gpu")[0], "logs", "-f", "--tail", "50"]
+        os.execvp(cmd[0], cmd)
     files = [str(stack_dir() / f"{q}.log") for q in WORKERS if (stack_dir() / f"{q}.log").exists()]
     if not files:
         raise click.ClickException("no worker logs yet: run `make up`")
