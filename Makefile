@@ -41,7 +41,7 @@ demo: venv ## simulate, ingest, train, infer and analyse a survey on the embedde
 db-upgrade: venv ## apply the database migrations to XPVAE_DATABASE_URL
 	$(VENV)/bin/xpvae db upgrade
 
-up: venv ## start the stack: docker compose if a Docker engine runs, else local workers on local PostgreSQL + RabbitMQ
+up: venv ## start the stack: containers if a Docker engine runs (XPVAE_GPU=1: CUDA image, GPU trainer), else local workers
 	@$(PY) -m xpvae.stack up
 
 down: venv ## stop the stack started by `make up`
