@@ -39,6 +39,8 @@ assert p.available(), 'db._pgcopy does not find the libpq of psycopg2'" \
     && xpvae --help >/dev/null
 # XPVAE_HOME owned by the user the services run as; a fresh named volume mounted here inherits the ownership.
 RUN mkdir -p "$XPVAE_HOME" /data && chown nobody:nogroup "$XPVAE_HOME"
+# nobody's own home does not exist: caches (matplotlib, torch) go to XPVAE_HOME
+ENV HOME=/var/lib/xpvae
 USER nobody
 WORKDIR /var/lib/xpvae
 CMD ["xpvae", "--help"]

@@ -25,7 +25,7 @@ DOCKER_ENV = {"XPVAE_BROKER_URL": "amqp://xpvae:x@127.0.0.1:55672//", "XPVAE_WOR
 # --- Dockerfile and .dockerignore ------------------------------------------------------------------------------
 def _stages() -> list[list[str]]:
     """The Dockerfile's instructions (continuation lines joined), one list per build stage."""
-    text = re.sub(r"\\\n", " ", (REPO / "Dockerfile").read_text())
+    text = re.sub(r"\\\n", "", (REPO / "Dockerfile").read_text())   # as BuildKit joins lines
     stages: list[list[str]] = []
     for line in text.splitlines():
         line = line.strip()
