@@ -267,3 +267,21 @@ def test_cli_refuses_an_input_outside_the_data_folder_before_any_job(data_tree, 
     assert result.exit_code == 2, result.output
     assert "copy or move the file there" in result.output and str(data_tree) in result.output
     assert not (tmp_path / "never.sqlite").exists()
+
+
+@pytest.mark.parametrize("action", ["status", "logs", "down"])
+def test_status_logs_and_down_follow_the_recorded_docker_stack(tmp_path, monkeypatch, action):
+    """A stack recorded as containers is never mistaken for local processes: without its compose.env the
+    command says how to start it (and does not report or stop local workers)."""
+    from shared.settings import get_settings
+    from xpvae import stack
+    monkeypatch.setenv("XPVAE_HOME", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        (tmp_path / "stack").mkdir()
+        (tmp_path / "stack" / "mode").write_text("docker\n")
+        with pytest.raises(click.ClickException, match="compose.env: start the stack with `make up`"):
+            getattr(stack, action)()
+        assert (tmp_path / "stack" / "mode").exists()
+    finally:
+        get_settings.cache_clear()
