@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from xpvae.compose import worker_path
+from xpvae.compose import refuse_host_artifacts, worker_path
 from xpvae.jobrun import EXIT_NOT_FOUND, _die, _engine, run_job
 
 
@@ -223,6 +223,7 @@ def model_group() -> None:
 @click.option("--name", default="published-svae", show_default=True)
 def import_published(weights, norm, name):
     """Register the authors' released sVAE (Laroche & Speagle, MIT) as a model."""
+    refuse_host_artifacts("xpvae model import-published --weights /data/... --norm /data/...")
     from db.models_registry import register_model
     from shared.artifact import ModelArtifact
     from shared.settings import get_settings

@@ -157,3 +157,13 @@ def worker_path(path: str, environ: Mapping[str, str] | None = None) -> str:
         raise click.BadParameter(f"{path}: the workers run in containers and see only {data_dir} (XPVAE_DATA_DIR, "
                                  f"mounted at {mount}); copy or move the file there") from None
     return str(PurePosixPath(mount, *inside.parts))
+
+
+def refuse_host_artifacts(in_container: str, environ: Mapping[str, str] | None = None) -> None:
+    """A command that writes a model file here, for workers in containers that could not read it, stops with
+    the command to run inside a container instead (exit 2)."""
+    env = os.environ if environ is None else environ
+    if env.get("XPVAE_WORKER_DATA_DIR") and not Settings.from_env(env).embedded:
+        raise click.UsageError("the workers run in containers and cannot read model files saved on this host; "
+                               "run it there: docker compose --env-file var/stack/compose.env exec trainer-worker "
+                               + in_container)

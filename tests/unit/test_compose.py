@@ -285,3 +285,15 @@ def test_status_logs_and_down_follow_the_recorded_docker_stack(tmp_path, monkeyp
         assert (tmp_path / "stack" / "mode").exists()
     finally:
         get_settings.cache_clear()
+
+
+def test_model_import_on_the_host_is_refused_for_workers_in_containers(data_tree, tmp_path):
+    from xpvae.cli import main
+    weights = data_tree / "weight.pt"
+    weights.write_bytes(b"not read")
+    env = {**DOCKER_ENV, "XPVAE_DATA_DIR": str(data_tree), "XPVAE_HOME": str(tmp_path / "home"),
+           "XPVAE_DATABASE_URL": f"sqlite:///{tmp_path / 'never.sqlite'}"}
+    result = CliRunner().invoke(main, ["model", "import-published", "--weights", str(weights)], env=env)
+    assert result.exit_code == 2, result.output
+    assert "exec trainer-worker xpvae model import-published" in result.output
+    assert not (tmp_path / "home" / "models").exists() and not (tmp_path / "never.sqlite").exists()
