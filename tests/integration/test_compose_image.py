@@ -146,3 +146,32 @@ def test_wheel_carries_the_extensions_and_the_dockerfile_check_passes_outside_th
                               capture_output=True, text=True, timeout=300)
     assert upgraded.returncode == 0, upgraded.stderr[-3000:]
     assert "is at migration" in upgraded.stdout
+
+
+# --- the /data rule through a real worker --------------------------------------------------------------------------
+def _photometry(path: Path, ids: range) -> None:
+    rows = "".join(f"{i},{10000 + i}.5,15.1,15.5,14.6\n" for i in ids)
+    path.write_text("source_id,phot_g_mean_flux,phot_g_mean_mag,phot_bp_mean_mag,phot_rp_mean_mag\n" + rows)
+
+
+def test_worker_opens_the_translated_path_not_the_host_one(stack, pg_engine, tmp_path):
+    """The host folder and the worker's view of it are different folders here (as a container mount is): the
+    host holds a 3-row file, the 'mount' a 7-row file of the same name. The job is checked against the host
+    and runs on the mount's file."""
+    import sqlalchemy as sa
+    host, mount = tmp_path / "host data", tmp_path / "mount"
+    (host / "phot").mkdir(parents=True)
+    (mount / "phot").mkdir(parents=True)
+    _photometry(host / "phot" / "g.csv", range(1001, 1004))
+    _photometry(mount / "phot" / "g.csv", range(2001, 2008))
+    _photometry(tmp_path / "elsewhere.csv", range(3001, 3003))      # exists on the host, outside the folder
+    stack.start_worker("ingest")
+    stack.env.update(XPVAE_DATA_DIR=str(host), XPVAE_WORKER_DATA_DIR=str(mount))    # the CLI's view only
+    stack.cli("ingest", "photometry", str(host / "phot" / "g.csv"), "--wait")
+    refused = stack.cli("ingest", "photometry", str(tmp_path / "elsewhere.csv"), check=False)
+    assert refused.returncode == 2 and "XPVAE_DATA_DIR" in refused.stderr
+    with pg_engine.connect() as conn:
+        ids = sorted(conn.execute(sa.text("SELECT source_id FROM photometry")).scalars())
+        params = [p for p in conn.execute(sa.text("SELECT params FROM jobs")).scalars()]
+    assert ids == list(range(2001, 2008))
+    assert len(params) == 1 and str(mount / "phot" / "g.csv") in str(params[0])
