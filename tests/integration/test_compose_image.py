@@ -39,9 +39,8 @@ def _compose_cli() -> list[str]:
                     "(.ci/run installs it)")
 
 
-def _config(env_file: Path | None, gpu: bool) -> subprocess.CompletedProcess:
-    args = compose.compose_args(_compose_cli(), env_file, gpu) if env_file else \
-        [*_compose_cli(), "-f", str(compose.COMPOSE_FILE)]
+def _config(env_file: Path, gpu: bool) -> subprocess.CompletedProcess:
+    args = compose.compose_args(_compose_cli(), env_file, gpu)
     return subprocess.run([*args, "config"], capture_output=True, text=True, env=_clean_env(), cwd=REPO, timeout=120)
 
 
@@ -87,8 +86,9 @@ def test_compose_file_renders_from_the_env_file_make_up_writes(tmp_path, gpu):
     assert not any("deploy" in s for n, s in services.items() if n != "trainer-worker")
 
 
-def test_compose_refuses_to_run_without_passwords():
-    result = _config(None, gpu=False)
+def test_compose_refuses_to_run_without_passwords(tmp_path):
+    (tmp_path / "compose.env").write_text("XPVAE_PG_PORT=55432\n")
+    result = _config(tmp_path / "compose.env", gpu=False)
     assert result.returncode != 0
     assert re.search(r"XPVAE_(DB|BROKER)_PASSWORD", result.stderr), result.stderr
 
