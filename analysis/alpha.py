@@ -1,4 +1,4 @@
-"""The [α/M] analysis end to end on plain arrays (science.md §9): samples → classifier comparison →
+"""The [α/M] analysis end to end on plain arrays (docs/science.md §9): samples → classifier comparison →
 bimodality per [M/H] bin (labels and latents side by side) → unsupervised clustering → latent tracks →
 rows, figures, report. Every statistic is computed for each sample in ``samples`` — by default all pristine
 stars, all good stars, and the Teff < 5000 K giants of each (the subset the papers' abstract makes its claim for).

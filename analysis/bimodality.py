@@ -1,4 +1,4 @@
-"""Is [α/M] bimodal at fixed [M/H], in the labels and in the latent space? (science.md §9.4)
+"""Is [α/M] bimodal at fixed [M/H], in the labels and in the latent space? (docs/science.md §9.4)
 
 Per [M/H] bin, for a one-dimensional α coordinate: Hartigan's dip test (dip statistic and p-value; small p
 rejects unimodality) and ΔBIC = BIC(1 Gaussian) − BIC(2 Gaussians) (positive favours two components; above

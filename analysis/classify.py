@@ -1,6 +1,6 @@
 """Does the latent space know [α/M] beyond what the labels know? Random forests predicting the Patil high/low-α
 class from five feature sets, scored out of fold (stratified k-fold, the same folds for every feature set) and
-compared with seeded bootstrap intervals (science.md §9.3).
+compared with seeded bootstrap intervals (docs/science.md §9.3).
 
 Feature sets (built with ``np.column_stack``: one row per star, never the release's row-scrambling reshape):
   latents         the 6 latent means                                   (a)

@@ -1,5 +1,5 @@
 """How well do models reconstruct held-out XP spectra, per coefficient and per region of label space?
-(science.md §7–8)
+(docs/science.md §7–8)
 
 Per model, on the same held-out stars: per-coefficient z-score bias and width without and with the learned
 scatter, per-coefficient mean squared z (msz, msz_scatter), per-band χ²/dof with the full covariance when the

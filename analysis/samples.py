@@ -1,4 +1,4 @@
-"""Star selections of the [α/M] analysis (science.md §9.1) and the Patil et al. 2023 high/low-α split (§9.2).
+"""Star selections of the [α/M] analysis (docs/science.md §9.1) and the Patil et al. 2023 high/low-α split (§9.2).
 
 Inputs are plain arrays: ``labels`` maps the lower-case APOGEE names of ``shared.xp.APOGEE_COLUMNS`` to (N,)
 arrays; ``photometry`` (optional) maps ``phot_g_mean_mag`` and ``bp_rp`` (or ``phot_bp_mean_mag`` and
@@ -103,7 +103,7 @@ def _require(labels: Arrays, *names: str) -> None:
 
 
 def quality_mask(labels: Arrays, level: str) -> np.ndarray:
-    """The label-precision part of the 'pristine' or 'good' definition (science.md §9.1)."""
+    """The label-precision part of the 'pristine' or 'good' definition (docs/science.md §9.1)."""
     _require(labels, "teff", "teff_err", "logg", "logg_err", "m_h", "m_h_err")
     return selections.quality_mask(labels, level)
 
@@ -157,7 +157,7 @@ def alpha_split(labels: Arrays, *, fallback: bool = True) -> AlphaSplit:
     Fallback (per star, only when ``fallback``): where MG_FE or FE_H is missing or non-finite but ALPHA_M and
     M_H are finite, the *same* cubic is applied with x = [M/H] and y = [α/M]. ASPCAP's [α/M] averages several
     α elements and [M/H] differs from [Fe/H] by a few hundredths of a dex in the disc, so this boundary is an
-    approximation: stars near it may swap class. On the 1612 real DR17 stars of ../shared/data/apogee the two
+    approximation: stars near it may swap class. On the 1612 real DR17 stars of reference/data/apogee the two
     splits agree for 91.5 % of stars, the fallback calling slightly more stars high-α (73.6 % vs 70.4 %).
     How many stars used it is in ``source`` and ``notes``.
     """

@@ -111,7 +111,7 @@ def run_alpha_job(ctx: JobContext) -> dict:
 
 
 def _flux_units(art: ModelArtifact, xhat_std: np.ndarray, scatter_std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A model's outputs in G-flux-normalised units (science.md §7: one unit system for every model)."""
+    """A model's outputs in G-flux-normalised units (docs/science.md §7: one unit system for every model)."""
     return art.normalisation.invert(xhat_std), scatter_std * art.normalisation.sig
 
 

@@ -1,4 +1,4 @@
-"""Latent tracks (science.md §9.5): where the high-α and low-α sequences run through latent space as [M/H]
+"""Latent tracks (docs/science.md §9.5): where the high-α and low-α sequences run through latent space as [M/H]
 changes, and how the latents move with [α/M] at fixed [M/H] — the mean latent position per bin with its
 standard error (std / √n over stars; the latent posterior widths are not added, they are per-star noise that
 the scatter between stars already contains)."""

@@ -1,4 +1,4 @@
-"""Per-star reconstruction statistics (science.md §7) for the analysis, built on ``shared.metrics`` so that
+"""Per-star reconstruction statistics (docs/science.md §7) for the analysis, built on ``shared.metrics`` so that
 trainer, inferencer and analysis share one definition. Arrays must be in ONE unit system (standardised units,
 or flux units — the caller converts x, x̂, σ, ŝ alike; correlations are unit-free).
 

@@ -1,7 +1,7 @@
 """Parsing speed of the XP readers on archive CSV / bulk-style gzipped CSV built from real records.
 
 Baseline (same file, same process): astropy ``Table.read`` + per-row ``split`` + ``numpy.array`` of the
-tuple strings — the ~750 records/s approach quoted in data-formats.md.
+tuple strings — the ~750 records/s approach quoted in docs/data-formats.md.
 """
 from __future__ import annotations
 

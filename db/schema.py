@@ -71,8 +71,8 @@ apogee_labels = sa.Table(
     "apogee_labels", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     *[_apogee_column(n, k) for n, k in APOGEE_COLUMNS.items()],
-    # Cross-match primary (data-formats.md §3): EXTRATARG bit 4 clear, then highest SNR per Gaia source id,
-    # gaia_source_id > 0. Quality selections of science.md §9, stored so SQL users can filter on them.
+    # Cross-match primary (docs/data-formats.md §3): EXTRATARG bit 4 clear, then highest SNR per Gaia source id,
+    # gaia_source_id > 0. Quality selections of docs/science.md §9, stored so SQL users can filter on them.
     sa.Column("is_primary", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("pristine", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("good", sa.Boolean, nullable=False, server_default=sa.false()),

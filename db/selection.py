@@ -22,7 +22,7 @@ class Selection:
     require_both_bands: only stars with both BP and RP.
     labelled: True = only stars with a primary APOGEE match; False = only stars without; None = either.
     quality: one flag name or a tuple of them, all required on the primary APOGEE row — 'pristine', 'good'
-        (label quality, science.md §9.1), 'giant', 'cool_giant' (log g / Teff cuts), 'high_alpha'.
+        (label quality, docs/science.md §9.1), 'giant', 'cool_giant' (log g / Teff cuts), 'high_alpha'.
         E.g. ('pristine', 'cool_giant') = the abstract's sample. Implies labelled.
     limit: at most this many stars (the lowest source ids).
     source_ids: an explicit list of ids (combined with the rest); kept out of ``to_dict`` when None.

@@ -126,7 +126,7 @@ def infer_range(engine: Engine, model_id: int, selection: Selection, *, batch_si
         has = with_corr["has_correlations"]
         if has.any():
             # χ² in the model's standardised units: Σ_std = diag(e/(g·s))·R·diag(e/(g·s)) — the correlations
-            # are unit-free, and es already carries the division by G flux and s (science.md §7).
+            # are unit-free, and es already carries the division by G flux and s (docs/science.md §7).
             corr_rows = None if has.all() else np.flatnonzero(has)
             pick = (lambda a: a) if corr_rows is None else (lambda a: a[corr_rows])
             corr = {"bp": pick(with_corr["correlations"][:, 0]), "rp": pick(with_corr["correlations"][:, 1])}

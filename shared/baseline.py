@@ -1,4 +1,4 @@
-"""The stellar-label-dependent comparison model (science.md §8).
+"""The stellar-label-dependent comparison model (docs/science.md §8).
 
 An MLP maps labels (Teff, log g, [M/H], [α/M], optionally a reddening proxy) to the 110 standardised XP
 coefficients, and a second MLP of the same shape maps them to the intrinsic scatter ŝ ∈ (0, 1) (Sigmoid).

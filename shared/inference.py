@@ -1,4 +1,4 @@
-"""The inference engine: run a trained model over any number of stars in bounded memory (science.md §6–7).
+"""The inference engine: run a trained model over any number of stars in bounded memory (docs/science.md §6–7).
 
 Per star it gives the posterior mean μ and σ = exp(½ log σ²) (sVAE only), the reconstruction x̂ and the
 scatter ŝ at z = μ, and — when the observed spectrum and its errors are supplied — the NLL at z = μ, the RMS

@@ -1,4 +1,4 @@
-"""Reconstruction metrics of science.md §7, implemented once for training reports, inference and analysis.
+"""Reconstruction metrics of docs/science.md §7, implemented once for training reports, inference and analysis.
 
 Everything here works in ONE unit system chosen by the caller: pass x, x̂, errors and scatter all in the
 model's standardised units (or all in flux units). Shapes: (N, k) per star and coefficient.

@@ -1,4 +1,4 @@
-"""The scatter variational auto-encoder (sVAE) of Laroche & Speagle (science.md §3–4).
+"""The scatter variational auto-encoder (sVAE) of Laroche & Speagle (docs/science.md §3–4).
 
 The network maps a standardised XP spectrum (110 coefficients) to a 6-dimensional Gaussian posterior and
 decodes a latent point into a mean spectrum x̂ and a per-coefficient intrinsic scatter ŝ ∈ (0, 1).
@@ -82,7 +82,7 @@ class LatentDecoder(nn.Module):
 
 
 def gaussian_nll(x: Tensor, x_err: Tensor, xhat: Tensor, scatter: Tensor) -> Tensor:
-    """Per-star NLL with variance w = x_err² + ŝ², summed over coefficients (½ln2π dropped), science.md §4."""
+    """Per-star NLL with variance w = x_err² + ŝ², summed over coefficients (½ln2π dropped), docs/science.md §4."""
     w = x_err.square() + scatter.square()
     return 0.5 * ((x - xhat).square() / w + torch.log(w)).sum(dim=-1)
 
@@ -150,7 +150,7 @@ class ScatterVAE(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The authors' release (data-formats.md §5): keys like encoder.0.0.weight, mu.weight, decoder.5.0.weight.
+# The authors' release (docs/data-formats.md §5): keys like encoder.0.0.weight, mu.weight, decoder.5.0.weight.
 
 def published_key_map(config: VAEConfig) -> dict[str, str]:
     """Map each module prefix of the authors' state dict to this module's prefix."""

@@ -1,4 +1,4 @@
-"""From archive XP coefficients to the model's input units (science.md §2).
+"""From archive XP coefficients to the model's input units (docs/science.md §2).
 
 1. Divide coefficients and errors by the star's G-band flux (``phot_g_mean_flux``).
 2. Standardise per coefficient with μ, s fitted on the TRAINING split only: x ← (x − μ)/s, err ← err/s.

@@ -1,4 +1,4 @@
-"""Per-star APOGEE quality flags and the high/low-α class (science.md §9.1–9.2): the one implementation that
+"""Per-star APOGEE quality flags and the high/low-α class (docs/science.md §9.1–9.2): the one implementation that
 the database loader stores in apogee_labels and that analysis can reuse.
 
 Input: a mapping of the lower-case names of ``shared.xp.APOGEE_COLUMNS`` to (N,) arrays. Missing values are
@@ -131,7 +131,7 @@ def quality_flags(labels: Mapping[str, np.ndarray], g: np.ndarray | None = None,
 
 def primary_mask(gaia_source_id: np.ndarray, extratarg: np.ndarray, snr: np.ndarray,
                  order_key: np.ndarray | None = None) -> np.ndarray:
-    """The cross-match primary per Gaia source (data-formats.md §3), in numpy: among rows with
+    """The cross-match primary per Gaia source (docs/data-formats.md §3), in numpy: among rows with
     gaia_source_id > 0 and EXTRATARG bit 4 clear (negative/NaN extratarg = unknown = clear), the highest SNR
     (unknown SNR last); ties go to the smallest ``order_key`` (default: row order). The database computes the
     same in SQL (db.labels); this version serves arrays not yet stored and tests."""

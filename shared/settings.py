@@ -6,7 +6,7 @@
 | XPVAE_DATABASE_URL   | sqlite:///$XPVAE_HOME/xpvae.sqlite    | SQLAlchemy URL (postgresql+psycopg2://… too)   |
 | XPVAE_BROKER_URL     | unset: jobs run in-process            | e.g. amqp://guest:guest@127.0.0.1:5672//       |
 | XPVAE_DEVICE         | auto                                  | auto, cpu or cuda (cuda:N)                     |
-| XPVAE_SHARED         | ../shared                             | reference material (real files, weights)       |
+| XPVAE_SHARED         | the repository's reference/ folder    | reference material (real files, weights)       |
 | XPVAE_TORCH_THREADS  | unset: torch's default (every core)   | CPU threads per worker process for torch       |
 | XPVAE_RETRY_BACKOFF_S| 2                                     | first retry delay of a failed job (doubles)    |
 | XPVAE_READ_STREAMS   | 2                                     | parallel PostgreSQL streams for large reads    |
@@ -19,6 +19,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Mapping
 
+
+# The vendored reference material (real files, published weights); XPVAE_SHARED may point at a copy laid out alike.
+REFERENCE_DIR = Path(__file__).resolve().parents[1] / "reference"
 
 MAX_READ_STREAMS = 8      # each stream holds a pooled connection (db/engine.py: 5 + 5 overflow), plus one counting
 
@@ -59,7 +62,7 @@ class Settings:
         device = (env.get("XPVAE_DEVICE") or "auto").strip().lower()
         if not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
             raise ValueError(f"XPVAE_DEVICE must be auto, cpu, cuda or cuda:N, not {device!r}")
-        shared_dir = Path(env.get("XPVAE_SHARED") or "../shared").expanduser().resolve()
+        shared_dir = Path(env.get("XPVAE_SHARED") or REFERENCE_DIR).expanduser().resolve()
         threads = (env.get("XPVAE_TORCH_THREADS") or "").strip()
         if threads and (not threads.isdigit() or int(threads) < 1):
             raise ValueError(f"XPVAE_TORCH_THREADS must be an integer >= 1, not {threads!r}")

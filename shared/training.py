@@ -1,4 +1,4 @@
-"""The training engine: one loop for the sVAE and the label baseline (science.md §5).
+"""The training engine: one loop for the sVAE and the label baseline (docs/science.md §5).
 
 The engine is generic over a model that exposes
   ``make_noise(batch_size, generator) -> Tensor | None``  (the per-step random draw, e.g. the ε of z = μ + σε)

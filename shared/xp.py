@@ -100,7 +100,7 @@ def correlation_matrix(flat: np.ndarray) -> np.ndarray:
 
 
 def covariance_matrix(errors: np.ndarray, flat_corr: np.ndarray) -> np.ndarray:
-    """Σ = diag(e)·R·diag(e) per band (data-formats.md §1). errors (..., 55), flat_corr (..., 1485)."""
+    """Σ = diag(e)·R·diag(e) per band (docs/data-formats.md §1). errors (..., 55), flat_corr (..., 1485)."""
     e = np.asarray(errors, dtype=np.float64)
     r = correlation_matrix(flat_corr)
     return e[..., :, None] * r * e[..., None, :]
@@ -118,7 +118,7 @@ class BadRow:
         return f"{self.file}: row {self.row}, column {self.column}: {self.message}"
 
 
-# APOGEE labels in memory and in the database: lower-case DR17 names (data-formats.md §3).
+# APOGEE labels in memory and in the database: lower-case DR17 names (docs/data-formats.md §3).
 APOGEE_COLUMNS: dict[str, type] = {
     "apogee_id": str, "telescope": str, "field": str,
     "gaia_source_id": np.int64,           # GAIAEDR3_SOURCE_ID; 0 when unmatched

@@ -1,4 +1,4 @@
-"""Shared fixtures. The reference material (../shared) is found through XPVAE_SHARED."""
+"""Shared fixtures. The reference material is the repository's own reference/ folder (vendored, see its README)."""
 from __future__ import annotations
 
 import os
@@ -11,9 +11,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
-    path = Path(os.environ.get("XPVAE_SHARED") or REPO.parent / "shared").resolve()
+    path = REPO / "reference"
     if not (path / "README.md").exists():
-        pytest.fail(f"reference material not found at {path}; set XPVAE_SHARED")
+        pytest.fail(f"reference material not found at {path}: the repository's reference/ folder is incomplete")
     return path
 
 

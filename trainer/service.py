@@ -39,7 +39,7 @@ def train_config(params: dict, device: str) -> TrainConfig:
 
 
 def load_training_set(engine: Engine, selection: Selection, progress=None) -> dict[str, np.ndarray]:
-    """Spectra of the selection, G-flux normalised (science.md §2 step 1). Stars without a G flux cannot be
+    """Spectra of the selection, G-flux normalised (docs/science.md §2 step 1). Stars without a G flux cannot be
     normalised: the selection requires photometry, so they are never read."""
     data = read_spectra(engine, selection, progress=progress)
     if len(data["source_id"]) == 0:
@@ -145,7 +145,7 @@ def _register(ctx: JobContext, result: TrainResult, source_id: np.ndarray, name:
 
 
 def run_baseline_job(ctx: JobContext) -> dict:
-    """Train the label-dependent baseline (science.md §8) on stars with good labels."""
+    """Train the label-dependent baseline (docs/science.md §8) on stars with good labels."""
     p = ctx.params
     sel_dict = dict(p.get("selection") or {})
     sel_dict.setdefault("quality", "good")

@@ -16,7 +16,7 @@ def selection_options(fn):
         click.option("--source-id-min", "source_id_lo", type=int, help="smallest Gaia source_id to include"),
         click.option("--source-id-max", "source_id_hi", type=int, help="largest Gaia source_id to include"),
         click.option("--quality", type=click.Choice(["pristine", "good", "giant", "cool_giant"]),
-                     help="only stars whose APOGEE labels pass this selection (science.md §9)"),
+                     help="only stars whose APOGEE labels pass this selection (docs/science.md §9)"),
         click.option("--labelled/--any-labels", default=None, help="only stars with (or any) APOGEE labels"),
         click.option("--limit", type=int, help="at most this many stars (lowest source ids first)"),
     ]
@@ -218,7 +218,8 @@ def model_group() -> None:
 
 @model_group.command("import-published")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), help="weight.pt of the authors' release "
-              "(default: $XPVAE_SHARED/reference/scatter_vae_apogee/weight.pt)")
+              "(default: $XPVAE_SHARED/reference/scatter_vae_apogee/weight.pt; XPVAE_SHARED defaults to the "
+              "repository's reference/ folder, which holds them)")
 @click.option("--norm", type=click.Path(exists=True, dir_okay=False), help="apogee_norm.npz of the data release")
 @click.option("--name", default="published-svae", show_default=True)
 def import_published(weights, norm, name):

@@ -86,7 +86,7 @@ def demo(n_stars, epochs, batch_size, lr, baseline_epochs, label_fraction, alpha
     click.echo(f"done in {time.perf_counter() - t:.0f} s")
 
     t = _step("4/7 train the label-dependent baseline on the good-label stars")
-    # The baseline gets the reddening proxy too (science.md §8): without it the simulated extinction dominates
+    # The baseline gets the reddening proxy too (docs/science.md §8): without it the simulated extinction dominates
     # its residuals everywhere and hides where it lacks labels (docs/science-validation.md).
     base = run_job("train_baseline", {"name": f"demo-baseline-s{seed}", "selection": {"quality": "good"},
                                       "model": {"label_names": ["teff", "logg", "m_h", "alpha_m", "sfd_ebv"]},

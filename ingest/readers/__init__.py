@@ -1,5 +1,5 @@
 """Readers for every input the pipeline ingests: Gaia DR3 XP spectra in all download formats, Gaia
-photometry, APOGEE DR17 labels, and the authors' published catalogue. See data-formats.md."""
+photometry, APOGEE DR17 labels, and the authors' published catalogue. See docs/data-formats.md."""
 from ingest.readers.apogee import read_apogee
 from ingest.readers.catalogue import read_catalogue, read_norm_npz
 from ingest.readers.errors import ReaderError, UnknownFormatError

@@ -1,7 +1,7 @@
 """APOGEE DR17 labels (allStar or a subset of it) as chunks keyed by ``shared.xp.APOGEE_COLUMNS``.
 
 Accepts the DR17 upper-case names (GAIAEDR3_SOURCE_ID, TEFF, …) and lower-case variants such as the real
-subset file (``dr3_source_id``). Conventions (data-formats.md §3): DR16's -9999 sentinel and NaN both mean
+subset file (``dr3_source_id``). Conventions (docs/data-formats.md §3): DR16's -9999 sentinel and NaN both mean
 "no value" (NaN); J/H/K of 99.999 are bad (NaN); an unmatched Gaia source id is 0. A column the file lacks
 is filled (NaN for floats, 0 for flags and ids, "" for text) and a note is added to the report
 (``report.notes``). FITS files are memory-mapped and only the needed columns are decoded.

@@ -1,4 +1,4 @@
-"""Turn per-column arrays (from any format) into an XPBatch, enforcing the band rules of data-formats.md §1.
+"""Turn per-column arrays (from any format) into an XPBatch, enforcing the band rules of docs/data-formats.md §1.
 
 A band is missing when its coefficients are absent (empty field, NaN, zero-length array); then its arrays are
 NaN and its scalars -1/NaN. A row whose band is half there (coefficients without errors, or the reverse) or

@@ -1,5 +1,5 @@
 """The authors' published XP x APOGEE catalogue (``xp_apogee_cat.h5``) and model standardisation
-(``apogee_norm.npz``), data-formats.md §4.
+(``apogee_norm.npz``), docs/data-formats.md §4.
 
 The catalogue is an astropy Table written to HDF5: one compound dataset ``__astropy_table__`` (502,311 rows)
 whose ``coeffs``/``coeff_errs`` fields are (110,) sub-arrays, BP then RP. It is read with h5py, only the

@@ -1,6 +1,6 @@
 """Map a table's columns, whatever the format, onto the XPBatch fields.
 
-Two layouts exist in the wild (data-formats.md §1): the archive layout (``bp_coefficients`` arrays, 26
+Two layouts exist in the wild (docs/data-formats.md §1): the archive layout (``bp_coefficients`` arrays, 26
 columns, any subset of them) and the flat layout (``bp_coeff_0 … bp_coeff_54``, ``e_bp_coeff_0 …``). A
 ColumnSource hides how a format stores a column; ``build_batch`` applies the layout.
 """

@@ -1,6 +1,6 @@
 """``read_xp``: Gaia DR3 XP continuous spectra from any download format, as bounded-size XPBatch chunks.
 
-Formats (sniffed from content, data-formats.md §1): archive / DataLink CSV, ECSV (DataLink and bulk
+Formats (sniffed from content, docs/data-formats.md §1): archive / DataLink CSV, ECSV (DataLink and bulk
 ``XpContinuousMeanSpectrum_*.csv.gz``), FITS, VOTable (TABLEDATA / BINARY2), DataLink zips (one file per
 source or a combined file; members are read in name order), flat one-column-per-coefficient tables, and the
 published catalogue ``xp_apogee_cat.h5`` (no correlations).

@@ -1,6 +1,6 @@
 """APOGEE DR17-like labels for a fraction of the simulated stars (in-memory keys of shared.xp.APOGEE_COLUMNS).
 
-Realism that readers and cross-match code must cope with (data-formats.md §3):
+Realism that readers and cross-match code must cope with (docs/data-formats.md §3):
 - label errors that grow with falling S/N (TEFF_ERR ~10–100 K, [M/H] ~0.01–0.05 dex), the label = truth +
   error draw;
 - ~5 % duplicate rows of the same star (EXTRATARG bit 4 DUPLICATE, lower SNR, another field/telescope);

@@ -169,7 +169,7 @@ class CorrelationTemplates:
 
 def n_relevant_bases(coefficients: np.ndarray, errors: np.ndarray, threshold: float = 3.0) -> np.ndarray:
     """1 + index of the last coefficient with |c|/e > threshold (≥ 1). On the 2000 real sources this rule
-    reproduces the archive's n_relevant_bases with a median difference of 0 (data-formats.md: 3–53 seen)."""
+    reproduces the archive's n_relevant_bases with a median difference of 0 (docs/data-formats.md: 3–53 seen)."""
     sig = np.abs(coefficients) > threshold * errors
     last = N_COEFF - np.argmax(sig[:, ::-1], axis=1)
     return np.where(sig.any(axis=1), last, 1).astype(np.int16)

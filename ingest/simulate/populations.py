@@ -33,7 +33,7 @@ MAG_SLOPE = 0.25
 
 
 def patil_boundary(fe_h: np.ndarray) -> np.ndarray:
-    """[Mg/Fe] of the Patil et al. (2023) high/low-α boundary at [Fe/H] = x (science.md §9)."""
+    """[Mg/Fe] of the Patil et al. (2023) high/low-α boundary at [Fe/H] = x (docs/science.md §9)."""
     x = np.asarray(fe_h, float)
     return 0.1754 * x**3 + 0.1119 * x**2 - 0.1253 * x + 0.1353
 
@@ -43,7 +43,7 @@ def is_high_alpha(fe_h: np.ndarray, mg_fe: np.ndarray) -> np.ndarray:
 
 
 def is_giant(teff: np.ndarray, logg: np.ndarray) -> np.ndarray:
-    """Giants as in science.md §9: log g < 5.9 − 4·(Teff/10⁴)."""
+    """Giants as in docs/science.md §9: log g < 5.9 − 4·(Teff/10⁴)."""
     return np.asarray(logg) < 5.9 - 4.0 * np.asarray(teff) / 1e4
 
 

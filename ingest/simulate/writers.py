@@ -1,4 +1,4 @@
-"""Writers for every file the simulator produces, in the layouts real users download (data-formats.md §1–4).
+"""Writers for every file the simulator produces, in the layouts real users download (docs/data-formats.md §1–4).
 
 | function                | file                                                                       |
 |-------------------------|----------------------------------------------------------------------------|
@@ -187,7 +187,7 @@ def write_allstar_fits(labels: dict[str, np.ndarray], path: Path) -> Path:
 
 def write_catalogue_h5(batch: XPBatch, photometry: dict[str, np.ndarray], labels: dict[str, np.ndarray],
                        actions: dict[str, np.ndarray], path: Path) -> Path:
-    """The published XP×APOGEE catalogue layout (data-formats.md §4) for the cross-matched stars.
+    """The published XP×APOGEE catalogue layout (docs/data-formats.md §4) for the cross-matched stars.
 
     ``batch``, ``photometry``, ``actions`` and ``labels`` must be row-aligned (one primary label row per star).
     """

@@ -92,7 +92,7 @@ def test_giant_and_cool_giant_masks():
 
 
 def test_fallback_split_approximates_patil_on_real_apogee(shared_dir):
-    """On real APOGEE DR17 stars (../shared/data/apogee), [α/M] vs [M/H] with the Patil cubic must agree with
+    """On real APOGEE DR17 stars (reference/data/apogee), [α/M] vs [M/H] with the Patil cubic must agree with
     the proper [Mg/Fe] vs [Fe/H] split for the large majority of stars (> 85 %) — the fallback is an
     approximation, not a different population definition. Both splits must find both classes."""
     from astropy.table import Table

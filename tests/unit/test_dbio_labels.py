@@ -71,7 +71,7 @@ def test_sql_primary_agrees_with_numpy_on_random_duplicates(engine):
 
 
 def test_quality_flags_at_the_cut_edges():
-    """Stars just inside / outside each cut of science.md §9.1, and the Patil split on both sides of its
+    """Stars just inside / outside each cut of docs/science.md §9.1, and the Patil split on both sides of its
     boundary ([Mg/Fe]_b(0) = 0.1353): each row differs from a pristine cool giant in one value."""
     n = 9
     lab = labels_table(n)

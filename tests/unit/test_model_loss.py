@@ -1,4 +1,4 @@
-"""The sVAE loss (science.md §4) against a hand computation, and the sampling conventions of forward()."""
+"""The sVAE loss (docs/science.md §4) against a hand computation, and the sampling conventions of forward()."""
 from __future__ import annotations
 
 import math

@@ -1,4 +1,4 @@
-"""science.md §7 metrics against values worked out by hand on tiny inputs."""
+"""docs/science.md §7 metrics against values worked out by hand on tiny inputs."""
 from __future__ import annotations
 
 import numpy as np

@@ -79,7 +79,7 @@ def test_csv_values_match_an_independent_parse(xp_dir):
 
 
 def test_correlations_give_positive_definite_covariances(xp_dir):
-    """data-formats.md: every real Σ is positive definite; a mis-ordered triangle generally is not."""
+    """docs/data-formats.md: every real Σ is positive definite; a mis-ordered triangle generally is not."""
     got, _ = load(xp_dir / "XP_CONTINUOUS_RAW.ecsv")
     for b in ("bp", "rp"):
         cov = covariance_matrix(got[f"{b}_coefficient_errors"], got[f"{b}_coefficient_correlations"])

@@ -1,8 +1,8 @@
 """APOGEE labels, Gaia photometry, the published catalogue, the duplicate rules and the quality cuts.
 
 Truths: the real DR17 subset read independently with astropy; small tables built here with known values
-(sentinels, duplicates, boundary stars) where the expected output follows from data-formats.md §3-4 and
-science.md §9 by hand; a brute-force per-group loop for the duplicate rule.
+(sentinels, duplicates, boundary stars) where the expected output follows from docs/data-formats.md §3-4 and
+docs/science.md §9 by hand; a brute-force per-group loop for the duplicate rule.
 """
 from __future__ import annotations
 
@@ -145,7 +145,7 @@ def test_quality_flags_each_cut_flips_one_star():
                 {"teff": 5200.0, "teff_err": 20.0}, {"logg": 4.5}, {"gaia_g_mag": np.nan}]
     labels = {k: np.array([{**base, **v}[k] for v in variants]) for k in base}
     f = quality_flags(labels)
-    # science.md §9 names ASPCAPFLAG bits 2 and 3 only: STAR_BAD (bit 23) alone does not fail the cut
+    # docs/science.md §9 names ASPCAPFLAG bits 2 and 3 only: STAR_BAD (bit 23) alone does not fail the cut
     assert f["pristine"].tolist() == [True, False, False, False, False, False, False, False, True, True,
                                       True, False]
     assert f["good"].tolist() == [True, True, True, True, False, False, False, False, True, True, True, False]

@@ -1,4 +1,4 @@
-"""The simulator's APOGEE-like label targeting leaves cool dwarfs label-poor (science.md §8, docs/simulator.md).
+"""The simulator's APOGEE-like label targeting leaves cool dwarfs label-poor (docs/science.md §8, docs/simulator.md).
 
 The label-dependent baseline can only be worse "where labels are scarce" if the survey has such a region: the
 simulator labels giants at the highest rate, other dwarfs at half of it and cool dwarfs (Teff < 4500 K,
@@ -47,7 +47,7 @@ def test_simulated_survey_leaves_cool_dwarfs_label_poor():
 
 
 def test_label_model_reconstructs_label_poor_cool_dwarfs_worse_than_the_svae(tmp_path):
-    """The label-dependent baseline (science.md §8, with the reddening proxy SFD_EBV), trained on the survey's
+    """The label-dependent baseline (docs/science.md §8, with the reddening proxy SFD_EBV), trained on the survey's
     own sparse labels — APOGEE-like targeting leaves cool dwarfs (Teff < 4500 K, log g > 4) at 1/20 of the
     giant rate — reconstructs held-out cool dwarfs worse than the sVAE, which needs no labels: the ratio of
     mean squared z-scores baseline/sVAE is above 1 with its 95 % bootstrap interval (over stars) excluding 1.

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import Settings
+from shared.settings import REFERENCE_DIR, Settings
 
 
 def test_embedded_defaults(tmp_path):
@@ -11,8 +11,13 @@ def test_embedded_defaults(tmp_path):
     assert s.embedded and s.broker_url is None
     assert s.database_url == f"sqlite:///{tmp_path / 'xpvae.sqlite'}"
     assert s.device == "auto" and s.torch_threads is None and s.retry_backoff_s == 2.0 and s.read_streams == 2
-    assert s.shared_dir == Path("../shared").resolve()
+    assert s.shared_dir == REFERENCE_DIR == Path(__file__).resolve().parents[2] / "reference"
+    assert (s.shared_dir / "reference/scatter_vae_apogee/weight.pt").is_file()
     assert s.models_dir == tmp_path / "models" and s.checkpoints_dir == tmp_path / "checkpoints"
+
+
+def test_reference_folder_can_be_moved(tmp_path):
+    assert Settings.from_env({"XPVAE_SHARED": str(tmp_path / "ref")}).shared_dir == tmp_path / "ref"
 
 
 def test_stack_values_are_read():

@@ -22,14 +22,14 @@ def survey():
 
 
 def test_patil_boundary_values():
-    """The boundary polynomial of science.md §9 at hand-computed points."""
+    """The boundary polynomial of docs/science.md §9 at hand-computed points."""
     x = np.array([0.0, -0.5, -1.0])
     expected = [0.1353, 0.1754 * -0.125 + 0.1119 * 0.25 + 0.1253 * 0.5 + 0.1353, -0.1754 + 0.1119 + 0.1253 + 0.1353]
     assert np.allclose(patil_boundary(x), expected)
 
 
 def test_high_alpha_fraction_among_giants_is_near_apogee(survey):
-    """~28 % of APOGEE giants are high-α (science.md §9). With 6000 stars (~4200 giants) the binomial σ is
+    """~28 % of APOGEE giants are high-α (docs/science.md §9). With 6000 stars (~4200 giants) the binomial σ is
     0.7 %, so ±6 points tolerates the model's mix choice but catches a broken boundary or population."""
     truth = survey[1]
     frac = truth["high_alpha"][truth["giant"]].mean()
@@ -109,7 +109,7 @@ def test_sed_projection_reproduces_the_sed():
 
 def test_projection_round_trips_a_real_spectrum(shared_dir):
     """A real star's own sampled spectrum (bright real sources) round-trips through the projection to
-    ~1 % of its peak, as synthetic-survey.md requires."""
+    ~1 % of its peak, as docs/simulator.md ("How a star is made") states."""
     basis = xp_basis()
     c, _ = read_flat_real_sources(shared_dir / REAL)
     g = basis.synthetic_mags(c)[:, 0]
