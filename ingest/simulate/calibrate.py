@@ -2,7 +2,8 @@
 
     python -m ingest.simulate.calibrate [PATH_TO_FLAT_XP_FITS]
 
-The default path is ``<shared>/data/gaia_xp/xp_spectral_lines/xp_continuous_combined_chunk0.fits``.
+The default path is ``data/gaia_xp/xp_spectral_lines/xp_continuous_combined_chunk0.fits`` under XPVAE_SHARED (by
+default the repository's ``reference/`` folder).
 """
 from __future__ import annotations
 

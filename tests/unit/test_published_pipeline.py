@@ -1,5 +1,5 @@
 """README §"Running the published model": ingest a catalogue in the published layout with its normalisation,
-import the authors' released weights, infer, through the CLI on the embedded default.
+import the authors' released weights (their default, vendored path), infer, through the CLI on the embedded default.
 
 What this proves: the published-catalogue path works end to end with the real released weights, and the
 normalisation given at ingest is the one the imported model applies (a wrong or missing one would change the
@@ -31,7 +31,7 @@ def test_catalogue_published_weights_infer(tmp_path, shared_dir, monkeypatch):
     monkeypatch.setenv("XPVAE_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("XPVAE_DATABASE_URL", raising=False)
     monkeypatch.delenv("XPVAE_BROKER_URL", raising=False)
-    monkeypatch.setenv("XPVAE_SHARED", str(shared_dir))
+    monkeypatch.delenv("XPVAE_SHARED", raising=False)      # the weights' default: the vendored copy in reference/
     get_settings.cache_clear()
     get_engine.cache_clear()
     try:
