@@ -63,18 +63,19 @@ def shape_gaps(real_c: np.ndarray, real_g: np.ndarray, sim_c: np.ndarray, sim_g:
             "worst": np.abs(signed_a).max(axis=0), "n_real": np.array(n_real), "n_sim": np.array(n_sim)}
 
 
-def forward_of_calibrated(c110: np.ndarray) -> np.ndarray:
+def forward_of_calibrated(c110: np.ndarray, corrected: bool = True) -> np.ndarray:
     """Real coefficients → GaiaXPy-sampled SED → the instrument model's coefficients: what the forward model
     makes of the stars themselves (its own floor in the shape comparison)."""
     from .instrument import extend_sampled_sed, forward_operator
     from .xp_basis import xp_basis
     basis = xp_basis()
-    return extend_sampled_sed(basis.wavelength, basis.sample(c110)) @ forward_operator()
+    return extend_sampled_sed(basis.wavelength, basis.sample(c110)) @ forward_operator(corrected=corrected)
 
 
 def shape_comparison(real_path: Path, n_stars: int = 20000, seed: int = 3) -> dict[str, dict[str, np.ndarray]]:
     """shape_gaps of simulated (noisy, no correlations) surveys made with each coefficient model, and of the real
-    sources passed through the forward model ("forward_of_real", noise-free beyond their own)."""
+    sources passed through the forward model ("forward_of_real"; "forward_of_real_tables" without the edge
+    correction)."""
     from .noise import read_flat_real_sources
     from .spectra import COEFFICIENT_MODELS
     from .survey import generate
@@ -88,6 +89,7 @@ def shape_comparison(real_path: Path, n_stars: int = 20000, seed: int = 3) -> di
         ok = ~(batch["bp_missing"] | batch["rp_missing"])
         out[model] = shape_gaps(c_real, g_real, batch.coefficients110()[ok], truth["g_mag"][ok])
     out["forward_of_real"] = shape_gaps(c_real, g_real, forward_of_calibrated(c_real), g_real)
+    out["forward_of_real_tables"] = shape_gaps(c_real, g_real, forward_of_calibrated(c_real, False), g_real)
     return out
 
 
@@ -106,7 +108,9 @@ def plot_shape_gaps(out_path: Path = SHAPES_FIGURE, real_path: Path | None = Non
             a = ax[b]
             for name, style, label in (("ridge", "C0-o", "simulated, ridge fit (default)"),
                                        ("forward", "C3-s", "simulated, forward model"),
-                                       ("forward_of_real", "k--", "real stars: GaiaXPy calibrate → forward model")):
+                                       ("forward_of_real", "k--", "real stars: GaiaXPy calibrate → forward model"),
+                                       ("forward_of_real_tables", "k:",
+                                        "real stars → forward model, tables without edge correction")):
                 a.plot(k, gaps[name]["per_order"][b], style, ms=3, lw=1, label=label)
             a.axhline(0.2, color="grey", lw=0.8, ls=":")
             a.set(ylabel="mean |Δ median log10(|c_k|/c_0)| [dex]", yscale="log", ylim=(0.01, 3),

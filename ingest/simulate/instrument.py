@@ -15,6 +15,15 @@ s folds the telescope area, hc and the unit conventions into one number per band
 real sources (``fit_count_scale``). The simulator does not need it (it scales every star to its drawn G);
 comparisons with real coefficients do.
 
+Edge correction. The tables alone give internal spectra that match real ones to 1–7 % in the core of each
+band but fall 45–80 % short at the edges (BP beyond ~650 nm and below ~385 nm, RP below ~630 nm and beyond
+~1000 nm), where real internal spectra keep extended wings a few % of the peak high (the wings of the real LSF
+and response that a 100-term Hermite development and the tabulated response do not carry). That deficit
+spreads over every order at ~1 % of c₀, above the real mid-order coefficients (0.05–0.3 % of c₀). So the
+internal spectrum is multiplied by w(u), the median ratio real / model over bright real sources
+(``fit_edge_correction``, stored in ``instrument_calibration.py``), re-expanded in Hermite functions:
+h' = W·h with Wₙₘ = ∫ φₙ(x) w(a·x + b) φₘ(x) dx. ``forward_operator(corrected=False)`` gives the tables alone.
+
 The integral is done once, on a fine grid, for SEDs given as samples on a coarse grid and linearly
 interpolated in between: ``forward_operator(grid)`` is then one (n_grid, 110) matrix, cached per grid.
 """
@@ -36,14 +45,15 @@ FILES = {"bp": {"dispersion": "bpC03_v375wi_dispersion.csv", "response": "bpC03_
 #: DR3 scaling of the Hermite argument, x = (u − b)/a: (a, b) per band (Weiler et al. 2023).
 HERMITE_SCALE = {"bp": (3.062231, 30.00986), "rp": (3.020529, 30.00292)}
 N_LSF = 100                 # Hermite functions of the LSF's source-position dimension
-#: e⁻/s per unit of ∫ F·λ·R·L·φ dλ (F in W m⁻² nm⁻¹, λ in nm), fitted on the 2000 real sources with G < 13
-#: (``fit_count_scale``); BP and RP agree to 3 %.
-COUNT_SCALE = {"bp": 3.80e14, "rp": 3.92e14}
+#: e⁻/s per unit of ∫ F·λ·R·L·φ dλ (F in W m⁻² nm⁻¹, λ in nm), fitted on the bright real sources
+#: (``fit_count_scale`` on ``calibration_sources``); BP and RP agree to 3 %.
+COUNT_SCALE = {"bp": 3.809e14, "rp": 3.920e14}
 #: Integration step (nm) of the fine grid on which the operator is built.
 FINE_STEP = 0.1
 #: The simulator's SED grid for the forward model: covers both responses (R > 10⁻³ of its peak over
 #: 327.5–1069.5 nm), 2 nm steps like GaiaXPy's sampling.
 FORWARD_GRID = np.arange(326.0, 1080.0 + 1e-9, 2.0)
+MAX_EDGE_INDEX = 20.0
 
 
 @dataclass(frozen=True)
@@ -112,6 +122,26 @@ def kernel(band: str, wavelength: np.ndarray) -> np.ndarray:
     return COUNT_SCALE[band] * (model.rotation @ hermite) * weight
 
 
+def edge_matrix(band: str, u_grid: np.ndarray | None = None, w: np.ndarray | None = None) -> np.ndarray:
+    """(55, 55) published-basis map of "multiply the internal spectrum by w(u)" (stored w by default)."""
+    if u_grid is None or w is None:
+        from .instrument_calibration import U_GRID, W
+        u_grid, w = np.asarray(U_GRID, float), np.asarray(W[band], float)
+    model = band_model(band)
+    a, b = HERMITE_SCALE[band]
+    x = np.linspace(-20.0, 20.0, 8001)           # φ₅₄ lives within |x| < 11; w is constant beyond its grid
+    phi = hermite_functions(x, N_COEFF)
+    hermite = (phi * np.interp(a * x + b, u_grid, w)) @ phi.T * (x[1] - x[0])
+    return model.rotation @ hermite @ model.rotation.T
+
+
+def internal_spectra(band: str, coefficients55: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """(N, len(u)) internal spectra at pseudo-wavelengths u from published coefficients of one band."""
+    a, b = HERMITE_SCALE[band]
+    return (np.atleast_2d(coefficients55) @ band_model(band).rotation) @ hermite_functions((np.asarray(u) - b) / a,
+                                                                                           N_COEFF)
+
+
 def _hat_weights(grid: np.ndarray, fine: np.ndarray) -> np.ndarray:
     """(n_grid, n_fine) weights of linear interpolation from the grid onto the fine points (zero outside)."""
     w = np.zeros((grid.size, fine.size))
@@ -135,50 +165,134 @@ def _validate_grid(grid: np.ndarray) -> None:
 
 
 @lru_cache(maxsize=4)
-def _operator(grid_key: tuple[float, ...]) -> np.ndarray:
+def _operator(grid_key: tuple[float, ...], corrected: bool) -> np.ndarray:
     grid = np.asarray(grid_key)
     fine = np.arange(grid[0], grid[-1] + 0.5 * FINE_STEP, FINE_STEP)
     fine = fine[fine <= grid[-1]]
     step = np.full(fine.size, FINE_STEP)          # trapezoid weights on the fine grid
     step[[0, -1]] *= 0.5
     hats = _hat_weights(grid, fine) * step         # (n_grid, n_fine)
-    out = np.concatenate([hats @ kernel(band, fine).T for band in BANDS], axis=1)
+    parts = []
+    for band in BANDS:
+        part = hats @ kernel(band, fine).T
+        parts.append(part @ edge_matrix(band).T if corrected else part)
+    out = np.concatenate(parts, axis=1)
     out.setflags(write=False)
     return out
 
 
-def forward_operator(grid: np.ndarray = FORWARD_GRID) -> np.ndarray:
+def forward_operator(grid: np.ndarray = FORWARD_GRID, corrected: bool = True) -> np.ndarray:
     """(n_grid, 110) map from an SED sampled on ``grid`` (nm, linear in between) to BP then RP coefficients
-    (e⁻/s for F in W m⁻² nm⁻¹). Built once per grid (~0.3 s) and cached; read-only."""
+    (e⁻/s for F in W m⁻² nm⁻¹), with the edge correction unless ``corrected=False``. Built once per grid
+    (~0.2 s) and cached; read-only."""
     grid = np.asarray(grid, np.float64)
     _validate_grid(grid)
-    return _operator(tuple(grid.tolist()))
+    return _operator(tuple(grid.tolist()), bool(corrected))
 
 
 def extend_sampled_sed(wavelength: np.ndarray, flux: np.ndarray, grid: np.ndarray = FORWARD_GRID) -> np.ndarray:
     """SEDs (N, len(wavelength)) resampled onto ``grid``: linear inside, and beyond the ends continued as a
-    power law through the last 6 samples at each end (GaiaXPy samples 336–1020 nm; the responses reach 327–1070 nm)."""
+    power law through the last 6 samples at each end (GaiaXPy samples 336–1020 nm; the responses reach
+    327–1070 nm). Where those samples are not all positive (noisy faint spectra) the edge value is carried flat;
+    the power-law index is capped at ±MAX_EDGE_INDEX."""
     wl = np.asarray(wavelength, np.float64)
     flux = np.atleast_2d(np.asarray(flux, np.float64))
     out = np.stack([np.interp(grid, wl, f) for f in flux])
-    for edge, beyond in ((slice(0, 6), grid < wl[0]), (slice(-6, None), grid > wl[-1])):
+    for edge, anchor, beyond in ((slice(0, 6), 0, grid < wl[0]), (slice(-6, None), -1, grid > wl[-1])):
         if not beyond.any():
             continue
-        lw = np.log(wl[edge])
-        lf = np.log(np.clip(flux[:, edge], np.finfo(float).tiny, None))
-        slope = (lf[:, -1] - lf[:, 0]) / (lw[-1] - lw[0])
-        anchor = 0 if edge.start == 0 else -1
-        out[:, beyond] = np.exp(lf[:, [anchor]] + slope[:, None] * (np.log(grid[beyond]) - lw[anchor]))
+        f = flux[:, edge]
+        positive = np.all(f > 0, axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            index = np.log(f[:, -1] / f[:, 0]) / np.log(wl[edge][-1] / wl[edge][0])
+        index = np.clip(np.where(positive, index, 0.0), -MAX_EDGE_INDEX, MAX_EDGE_INDEX)
+        out[:, beyond] = flux[:, [anchor]] * (grid[beyond] / wl[anchor]) ** index[:, None]
     return out
 
 
 def fit_count_scale(coefficients110: np.ndarray, sampled_flux: np.ndarray, wavelength: np.ndarray) -> dict[str, float]:
-    """The COUNT_SCALE per band that best maps calibrated spectra back to their own first coefficients
-    (median over stars of c₀ / forward(F)₀ with COUNT_SCALE = 1)."""
+    """The COUNT_SCALE per band that best maps calibrated spectra back to their own first coefficients through
+    the tables alone (median over stars of c₀ / forward(F)₀)."""
     grid_flux = extend_sampled_sed(wavelength, sampled_flux)
-    pred = grid_flux @ forward_operator()
+    pred = grid_flux @ forward_operator(corrected=False)
     out = {}
     for i, band in enumerate(BANDS):
         k0 = i * N_COEFF
         out[band] = float(np.median(coefficients110[:, k0] / pred[:, k0]) * COUNT_SCALE[band])
     return out
+
+
+#: Pseudo-wavelength grid (samples) of the stored edge correction, and the floor (fraction of the real
+#: spectrum's peak) below which a ratio is too uncertain to use.
+EDGE_U_GRID = np.arange(-10.0, 70.0 + 1e-9, 1.0)
+EDGE_FLOOR = 2e-3
+EDGE_CLIP = (0.2, 5.0)
+
+
+def fit_edge_correction(coefficients110: np.ndarray, sampled_flux: np.ndarray,
+                        wavelength: np.ndarray) -> dict[str, np.ndarray]:
+    """w(u) per band on EDGE_U_GRID: the median over stars of real / model internal spectrum, where both exceed
+    EDGE_FLOOR of the real peak; carried flat beyond the last usable point and clipped to EDGE_CLIP."""
+    pred = extend_sampled_sed(wavelength, sampled_flux) @ forward_operator(corrected=False)
+    out = {}
+    for i, band in enumerate(BANDS):
+        sl = slice(i * N_COEFF, (i + 1) * N_COEFF)
+        real = internal_spectra(band, coefficients110[:, sl], EDGE_U_GRID)
+        model = internal_spectra(band, pred[:, sl], EDGE_U_GRID)
+        floor = EDGE_FLOOR * real.max(axis=1, keepdims=True)
+        usable = (real > floor) & (model > floor)
+        ratio = np.where(usable, real / np.where(usable, model, 1.0), np.nan)
+        known = usable.any(axis=0)
+        w = np.full(EDGE_U_GRID.size, np.nan)
+        w[known] = np.nanmedian(ratio[:, known], axis=0)
+        if known.sum() < 2:
+            raise ValueError(f"too few usable sources to fit the {band.upper()} edge correction")
+        out[band] = np.clip(np.interp(EDGE_U_GRID, EDGE_U_GRID[known], w[known]), *EDGE_CLIP)
+    return out
+
+
+def write_edge_calibration(w: dict[str, np.ndarray], target: Path, source: str) -> None:
+    lines = [f'"""Edge correction w(u) of the XP instrument model\'s internal spectra (instrument.fit_edge_correction),',
+             f"fitted on {source}.", 'Generated by `python -m ingest.simulate.instrument`; do not edit by hand."""',
+             f"U_GRID = [{EDGE_U_GRID[0]:g} + i for i in range({EDGE_U_GRID.size})]", "W = {"]
+    for band in BANDS:
+        values = [f"{float(v):.5f}" for v in w[band]]
+        rows = [", ".join(values[i:i + 10]) for i in range(0, len(values), 10)]
+        lines.append(f'    "{band}": [\n        ' + ",\n        ".join(rows) + "\n    ],")
+    lines.append("}")
+    target.write_text("\n".join(lines) + "\n")
+
+
+def calibration_sources(coefficients110: np.ndarray) -> np.ndarray:
+    """Which real sources calibrate COUNT_SCALE and the edge correction: both bands complete, synthetic G < 13.5
+    (the bright end, where errors are < 0.1 % of c₀)."""
+    from .xp_basis import xp_basis
+    ok = np.all(np.isfinite(coefficients110), axis=1)
+    g = xp_basis().synthetic_mags(np.where(ok[:, None], coefficients110, 1.0))[:, 0]
+    return ok & (g < CALIBRATION_G_MAX)
+
+
+CALIBRATION_G_MAX = 13.5
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m ingest.simulate.instrument [FLAT_XP_FITS]: refit the edge correction, rewrite its module."""
+    import sys
+
+    from .calibrate import REAL_SOURCES, default_real_sources
+    from .noise import read_flat_real_sources
+    from .xp_basis import xp_basis
+    argv = sys.argv[1:] if argv is None else argv
+    c, _ = read_flat_real_sources(Path(argv[0]) if argv else default_real_sources())
+    use = calibration_sources(c)
+    basis = xp_basis()
+    w = fit_edge_correction(c[use], basis.sample(c[use]), basis.wavelength)
+    target = Path(__file__).with_name("instrument_calibration.py")
+    write_edge_calibration(w, target, f"the {int(use.sum())} real Gaia DR3 sources with G < {CALIBRATION_G_MAX} in "
+                                      f"{REAL_SOURCES.as_posix()}")
+    print(f"wrote {target} from {int(use.sum())} sources")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
