@@ -53,7 +53,14 @@ FINE_STEP = 0.1
 #: The simulator's SED grid for the forward model: covers both responses (R > 10⁻³ of its peak over
 #: 327.5–1069.5 nm), 2 nm steps like GaiaXPy's sampling.
 FORWARD_GRID = np.arange(326.0, 1080.0 + 1e-9, 2.0)
+#: Largest power-law index used to continue a sampled SED beyond its ends (extend_sampled_sed).
 MAX_EDGE_INDEX = 20.0
+#: Edge correction: its pseudo-wavelength grid (samples), the floor (fraction of the real spectrum's peak)
+#: below which a ratio is too uncertain to use, the allowed range of w, and the calibration sources' G limit.
+EDGE_U_GRID = np.arange(-10.0, 70.0 + 1e-9, 1.0)
+EDGE_FLOOR = 2e-3
+EDGE_CLIP = (0.2, 5.0)
+CALIBRATION_G_MAX = 13.5
 
 
 @dataclass(frozen=True)
@@ -73,7 +80,10 @@ class BandModel:
 
 def _read_table(path: Path, shape: tuple[int, int]) -> np.ndarray:
     """A plain comma-separated numeric table of the expected shape (numbers only; nothing is evaluated)."""
-    table = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
+    try:
+        table = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
+    except ValueError as exc:
+        raise ValueError(f"{path}: not a numeric comma-separated table ({exc})") from None
     if shape[1] == -1:
         shape = (shape[0], table.shape[1])
     if table.shape != shape or not np.all(np.isfinite(table)):
@@ -112,7 +122,8 @@ def hermite_functions(x: np.ndarray, n: int) -> np.ndarray:
 
 
 def kernel(band: str, wavelength: np.ndarray) -> np.ndarray:
-    """(55, n) published-basis coefficients per unit of F(λ)·dλ at each wavelength (times COUNT_SCALE)."""
+    """(55, n) published-basis coefficients (e⁻/s, COUNT_SCALE included) per unit of F(λ)·dλ at each wavelength,
+    from the tables alone."""
     model = band_model(band)
     lam = np.asarray(wavelength, np.float64)
     a, b = HERMITE_SCALE[band]
@@ -197,7 +208,9 @@ def extend_sampled_sed(wavelength: np.ndarray, flux: np.ndarray, grid: np.ndarra
     the power-law index is capped at ±MAX_EDGE_INDEX."""
     wl = np.asarray(wavelength, np.float64)
     flux = np.atleast_2d(np.asarray(flux, np.float64))
-    out = np.stack([np.interp(grid, wl, f) for f in flux])
+    out = np.empty((flux.shape[0], grid.size))
+    for i, f in enumerate(flux):
+        out[i] = np.interp(grid, wl, f)
     for edge, anchor, beyond in ((slice(0, 6), 0, grid < wl[0]), (slice(-6, None), -1, grid > wl[-1])):
         if not beyond.any():
             continue
@@ -222,12 +235,6 @@ def fit_count_scale(coefficients110: np.ndarray, sampled_flux: np.ndarray, wavel
     return out
 
 
-#: Pseudo-wavelength grid (samples) of the stored edge correction, and the floor (fraction of the real
-#: spectrum's peak) below which a ratio is too uncertain to use.
-EDGE_U_GRID = np.arange(-10.0, 70.0 + 1e-9, 1.0)
-EDGE_FLOOR = 2e-3
-EDGE_CLIP = (0.2, 5.0)
-
 
 def fit_edge_correction(coefficients110: np.ndarray, sampled_flux: np.ndarray,
                         wavelength: np.ndarray) -> dict[str, np.ndarray]:
@@ -243,10 +250,10 @@ def fit_edge_correction(coefficients110: np.ndarray, sampled_flux: np.ndarray,
         usable = (real > floor) & (model > floor)
         ratio = np.where(usable, real / np.where(usable, model, 1.0), np.nan)
         known = usable.any(axis=0)
-        w = np.full(EDGE_U_GRID.size, np.nan)
-        w[known] = np.nanmedian(ratio[:, known], axis=0)
         if known.sum() < 2:
             raise ValueError(f"too few usable sources to fit the {band.upper()} edge correction")
+        w = np.full(EDGE_U_GRID.size, np.nan)
+        w[known] = np.nanmedian(ratio[:, known], axis=0)
         out[band] = np.clip(np.interp(EDGE_U_GRID, EDGE_U_GRID[known], w[known]), *EDGE_CLIP)
     return out
 
@@ -270,9 +277,6 @@ def calibration_sources(coefficients110: np.ndarray) -> np.ndarray:
     ok = np.all(np.isfinite(coefficients110), axis=1)
     g = xp_basis().synthetic_mags(np.where(ok[:, None], coefficients110, 1.0))[:, 0]
     return ok & (g < CALIBRATION_G_MAX)
-
-
-CALIBRATION_G_MAX = 13.5
 
 
 def main(argv: list[str] | None = None) -> int:

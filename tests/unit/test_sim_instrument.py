@@ -83,8 +83,11 @@ def test_bad_grids_and_tables_are_refused(tmp_path):
     for name in instrument.FILES["bp"].values():
         (tmp_path / name).write_bytes((src / name).read_bytes())
     (tmp_path / "LSFModel_BP.csv").write_text("__import__('os').system('echo hacked')\n")
-    with pytest.raises(ValueError):                    # text is parsed as numbers, never evaluated
+    with pytest.raises(ValueError, match="not a numeric"):     # parsed as numbers, never evaluated
         band_model("bp", tmp_path)
+    wavelength = xp_basis().wavelength
+    with pytest.raises(ValueError, match="too few usable sources"):
+        instrument.fit_edge_correction(np.zeros((0, 2 * N_COEFF)), np.zeros((0, wavelength.size)), wavelength)
     rows = (src / "BasisTransformationMatrix_BP.csv").read_text().splitlines()
     (tmp_path / "LSFModel_BP.csv").write_bytes((src / "LSFModel_BP.csv").read_bytes())
     (tmp_path / "BasisTransformationMatrix_BP.csv").write_text("\n".join(rows[:-1]) + "\n")
