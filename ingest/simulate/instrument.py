@@ -16,9 +16,9 @@ real sources (``fit_count_scale``). The simulator does not need it (it scales ev
 comparisons with real coefficients do.
 
 Edge correction. The tables alone give internal spectra that match real ones to 1–7 % in the core of each
-band but fall 45–80 % short at the edges (BP beyond ~650 nm and below ~385 nm, RP below ~630 nm and beyond
-~1000 nm), where real internal spectra keep extended wings a few % of the peak high (the wings of the real LSF
-and response that a 100-term Hermite development and the tabulated response do not carry). That deficit
+band but fall 10–80 % short towards the edges (BP beyond ~700 nm and below ~385 nm, RP below ~625 nm and
+beyond ~1000 nm), where real internal spectra keep extended wings a few % of the peak high (wings of the real
+LSF and response that a 100-term Hermite development and the tabulated response do not carry). That deficit
 spreads over every order at ~1 % of c₀, above the real mid-order coefficients (0.05–0.3 % of c₀). So the
 internal spectrum is multiplied by w(u), the median ratio real / model over bright real sources
 (``fit_edge_correction``, stored in ``instrument_calibration.py`` by ``python -m ingest.simulate.calibrate

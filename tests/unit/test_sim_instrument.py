@@ -1,9 +1,10 @@
 """The DR3 XP instrument model (ingest/simulate/instrument.py) and the simulator's forward coefficient model.
 
 Measured limits these tests state (docs/simulator.md, "Forward model"): the vendored tables alone reproduce a
-real star's coefficients from its GaiaXPy-calibrated spectrum to 0.3–5 % of c₀ per order, above the real
-mid-order coefficients (0.05–0.3 % of c₀); with the edge correction fitted on bright real sources, to ~0.1–0.5 %
-of c₀ (held-out sources). That is still 10–70 σ for bright stars: not within their errors.
+real star's coefficients from its GaiaXPy-calibrated spectrum to ≲ 5 % of c₀ per order, above the real
+mid-order coefficients (0.05–0.3 % of c₀); with the edge correction fitted on bright real sources, to ~0.02–0.5 %
+of c₀ per order (held-out sources). That is still typically 5–40 σ, up to 70 σ, for bright stars: not within
+their errors.
 """
 from __future__ import annotations
 
