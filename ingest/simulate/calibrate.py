@@ -1,6 +1,7 @@
-"""Refit the XP error model on the real sources and regenerate ``error_calibration.py``.
+"""Refit the XP error model on the real sources and regenerate ``error_calibration.py``; with
+``--instrument``, refit the instrument model's edge correction and regenerate ``instrument_calibration.py``.
 
-    python -m ingest.simulate.calibrate [PATH_TO_FLAT_XP_FITS]
+    python -m ingest.simulate.calibrate [--instrument] [PATH_TO_FLAT_XP_FITS]
 
 The default path is ``data/gaia_xp/xp_spectral_lines/xp_continuous_combined_chunk0.fits`` under XPVAE_SHARED (by
 default the repository's ``reference/`` folder).
@@ -21,12 +22,31 @@ def default_real_sources() -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = sys.argv[1:] if argv is None else list(argv)
+    instrument = "--instrument" in argv
+    argv = [a for a in argv if a != "--instrument"]
     path = Path(argv[0]) if argv else default_real_sources()
+    if instrument:
+        return _calibrate_instrument(path)
     model = fit_error_model(path)
     target = Path(__file__).with_name("error_calibration.py")
     write_error_calibration(model, target, source=f"the real Gaia DR3 sources in {REAL_SOURCES.as_posix()}")
     print(f"wrote {target} (shared scatter {model.shared_sd:.3f} dex)")
+    return 0
+
+
+def _calibrate_instrument(path: Path) -> int:
+    from .instrument import CALIBRATION_G_MAX, calibration_sources, fit_edge_correction, write_edge_calibration
+    from .noise import read_flat_real_sources
+    from .xp_basis import xp_basis
+    c, _ = read_flat_real_sources(path)
+    use = calibration_sources(c)
+    basis = xp_basis()
+    w = fit_edge_correction(c[use], basis.sample(c[use]), basis.wavelength)
+    target = Path(__file__).with_name("instrument_calibration.py")
+    write_edge_calibration(w, target, f"the {int(use.sum())} real Gaia DR3 sources with G < {CALIBRATION_G_MAX} "
+                                      f"in {REAL_SOURCES.as_posix()}")
+    print(f"wrote {target} from {int(use.sum())} sources")
     return 0
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from .spectra import COEFFICIENT_MODELS, DEFAULT_COEFFICIENTS
 from .survey import FORMATS
 
 
@@ -24,16 +25,20 @@ from .survey import FORMATS
 @click.option("--population-mix", default=None, metavar="thin=W,thick=W,halo=W",
               help="relative population weights (default thin=0.70,thick=0.26,halo=0.04)")
 @click.option("--chunk-size", type=int, default=5000, show_default=True, help="sources per XP file")
+@click.option("--coefficients", type=click.Choice(COEFFICIENT_MODELS), default=DEFAULT_COEFFICIENTS,
+              show_default=True, help="how SEDs become XP coefficients: ridge fit to GaiaXPy's bases, or "
+                                      "forward through Gaia's DR3 instrument model (docs/simulator.md)")
 def simulate(n_stars: int, seed: int, alpha_signal: float, label_fraction: float, out_dir: Path,
              formats: tuple[str, ...], mag_min: float, mag_max: float, population_mix: str | None,
-             chunk_size: int) -> None:
+             chunk_size: int, coefficients: str) -> None:
     """Simulate a Gaia DR3 XP × APOGEE DR17 survey with known truth and write its files."""
     from .populations import parse_mix
     from .survey import simulate_survey, validate_arguments
 
     try:
         mix = parse_mix(population_mix) if population_mix else None
-        validate_arguments(n_stars, seed, alpha_signal, label_fraction, (mag_min, mag_max), formats, chunk_size, mix)
+        validate_arguments(n_stars, seed, alpha_signal, label_fraction, (mag_min, mag_max), formats, chunk_size, mix,
+                           coefficients)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
 
@@ -47,7 +52,8 @@ def simulate(n_stars: int, seed: int, alpha_signal: float, label_fraction: float
         try:
             summary = simulate_survey(n_stars, seed, alpha_signal=alpha_signal, label_fraction=label_fraction,
                                       out_dir=out_dir, formats=formats, mag_range=(mag_min, mag_max),
-                                      population_mix=mix, chunk_size=chunk_size, progress=progress)
+                                      population_mix=mix, chunk_size=chunk_size, progress=progress,
+                                      coefficients=coefficients)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {summary.n_stars} stars, {summary.n_label_rows} label rows to {summary.out_dir} "

@@ -84,13 +84,14 @@ def lsf_sigma(wavelength_nm: np.ndarray) -> np.ndarray:
     return fwhm / 2.3548
 
 
-def _profiles(wavelength_nm: np.ndarray) -> np.ndarray:
+def _profiles(wavelength_nm: np.ndarray, through_lsf: bool = True) -> np.ndarray:
     """(n_features, n_wavelengths) optical-depth profiles of unit intrinsic central depth, seen through the XP
-    line-spread function: σ_eff² = σ² + σ_LSF², depth × σ/σ_eff (the equivalent width is conserved)."""
+    line-spread function: σ_eff² = σ² + σ_LSF², depth × σ/σ_eff (the equivalent width is conserved); or
+    intrinsic (σ_eff = σ) when the instrument model applies the real LSF afterwards."""
     wl = np.asarray(wavelength_nm, float)
     out = np.empty((len(FEATURES), wl.size))
     for i, f in enumerate(FEATURES):
-        sigma_eff = float(np.hypot(f.sigma_nm, lsf_sigma(f.centre_nm)))
+        sigma_eff = float(np.hypot(f.sigma_nm, lsf_sigma(f.centre_nm))) if through_lsf else f.sigma_nm
         if f.name == "balmer_jump":   # the Balmer continuum: absorption blueward of 364.6 nm, smooth edge
             out[i] = 1.0 / (1.0 + np.exp((wl - f.centre_nm) / sigma_eff))
         else:
@@ -141,11 +142,14 @@ def feature_strengths(teff: np.ndarray, logg: np.ndarray, m_h: np.ndarray, alpha
 
 
 class SEDModel:
-    """Vectorised SEDs on a fixed wavelength grid (precomputes profiles and the extinction curve)."""
+    """Vectorised SEDs on a fixed wavelength grid (precomputes profiles and the extinction curve).
 
-    def __init__(self, wavelength_nm: np.ndarray):
+    through_lsf: features pre-broadened by the approximate XP LSF (for the ridge fit to the inverse bases);
+    False for intrinsic SEDs that the instrument model (instrument.py) disperses itself."""
+
+    def __init__(self, wavelength_nm: np.ndarray, through_lsf: bool = True):
         self.wavelength = np.asarray(wavelength_nm, float)
-        self.profiles = _profiles(self.wavelength)
+        self.profiles = _profiles(self.wavelength, through_lsf)
         self.extinction = ccm_extinction(self.wavelength)
         # Blanketing shape: strongest at the blue end, e-folding over 70 nm.
         self.blanket_shape = np.exp(-(self.wavelength - self.wavelength[0]) / 70.0)

@@ -13,6 +13,7 @@ from shared.xp import BAND_SCALAR_DTYPES, BANDS, N_COEFF, XPBatch
 from .noise import (SHRINK_RANGE, CorrelationTemplates, ErrorModel, fit_columns, n_relevant_bases,
                     relative_shrinking)
 from .populations import Stars
+from .instrument import FORWARD_GRID, forward_operator
 from .sed import SEDModel
 from .xp_basis import xp_basis
 
@@ -23,9 +24,35 @@ SOLUTION_ID = 4545469030156206080
 MISSING_RATE = {"bp": 0.004, "rp": 0.001}
 
 
-@lru_cache(maxsize=1)
-def sed_model() -> SEDModel:
+#: How noise-free coefficients are made from an SED: "ridge" fits them to the sampled SED on GaiaXPy's inverse
+#: bases (xp_basis.py, the default for now); "forward" passes the SED through the DR3 instrument model
+#: (instrument.py: dispersion, response, LSF, Hermite functions, rotation to the published bases).
+COEFFICIENT_MODELS = ("ridge", "forward")
+DEFAULT_COEFFICIENTS = "ridge"
+
+
+@lru_cache(maxsize=2)
+def sed_model(coefficients: str = DEFAULT_COEFFICIENTS) -> SEDModel:
+    """The SED grid and model each coefficient model needs: GaiaXPy's grid with features pre-broadened by an
+    approximate LSF for the ridge fit; a grid covering both responses with intrinsic features for the forward
+    model (its own LSF broadens them)."""
+    if check_coefficient_model(coefficients) == "forward":
+        return SEDModel(FORWARD_GRID, through_lsf=False)
     return SEDModel(xp_basis().wavelength)
+
+
+def check_coefficient_model(coefficients: str) -> str:
+    if coefficients not in COEFFICIENT_MODELS:
+        raise ValueError(f"coefficients must be one of {list(COEFFICIENT_MODELS)}, got {coefficients!r}")
+    return coefficients
+
+
+def sed_to_coefficients(coefficients: str = DEFAULT_COEFFICIENTS) -> np.ndarray:
+    """The cached (n_grid, 110) linear map from an SED on ``sed_model(coefficients).wavelength`` to BP then RP
+    coefficients (arbitrary units until scaled to a magnitude)."""
+    if check_coefficient_model(coefficients) == "forward":
+        return forward_operator(FORWARD_GRID)
+    return xp_basis().projection
 
 
 @dataclass
@@ -34,16 +61,19 @@ class NoiseFree:
     mags: np.ndarray            # (N, 3) synthetic G, BP, RP of those coefficients (G equals the drawn G)
 
 
-def noise_free_coefficients(stars: Stars, alpha_signal: float = 1.0) -> NoiseFree:
-    """Project each star's SED on the DR3 bases and scale it so its synthetic G equals its drawn G."""
+def noise_free_coefficients(stars: Stars, alpha_signal: float = 1.0,
+                            coefficients: str = DEFAULT_COEFFICIENTS) -> NoiseFree:
+    """Each star's SED turned into DR3 coefficients (``coefficients``: "ridge" or "forward", see
+    COEFFICIENT_MODELS) and scaled so its synthetic G equals its drawn G."""
     basis = xp_basis()
-    sed = sed_model()(stars.teff, stars.logg, stars.m_h, stars.alpha_m, stars.ebv, stars.carbon,
-                      alpha_signal=alpha_signal)
-    unit = sed @ basis.projection                              # (N, 110) for the SED in arbitrary units
+    operator = sed_to_coefficients(coefficients)
+    sed = sed_model(coefficients)(stars.teff, stars.logg, stars.m_h, stars.alpha_m, stars.ebv, stars.carbon,
+                                  alpha_signal=alpha_signal)
+    unit = sed @ operator                                      # (N, 110) for the SED in arbitrary units
     g_unit = unit @ basis.passbands[:, 0]
     scale = 10.0 ** ((basis.zero_points[0] - stars.g_mag) / 2.5) / g_unit
-    coefficients = unit * scale[:, None]
-    return NoiseFree(coefficients=coefficients, mags=basis.synthetic_mags(coefficients))
+    scaled = unit * scale[:, None]
+    return NoiseFree(coefficients=scaled, mags=basis.synthetic_mags(scaled))
 
 
 def observe(rng: np.random.Generator, truth: NoiseFree, error_model: ErrorModel,

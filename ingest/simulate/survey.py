@@ -23,7 +23,7 @@ from shared.xp import XPBatch
 from .labels import label_probability, simulate_actions, simulate_labels
 from .noise import CorrelationTemplates, ErrorModel, stored_error_model
 from .populations import POPULATIONS, Stars, draw_stars, is_giant, is_high_alpha, normalise_mix
-from .spectra import noise_free_coefficients, observe
+from .spectra import DEFAULT_COEFFICIENTS, check_coefficient_model, noise_free_coefficients, observe
 from .xp_basis import g_flux_from_mag
 
 Progress = Callable[[int, "int | None", str], None]
@@ -56,6 +56,7 @@ class SimulationSummary:
     seed: int
     alpha_signal: float
     label_fraction: float
+    coefficients: str = DEFAULT_COEFFICIENTS
     n_label_rows: int = 0
     n_missing_bp: int = 0
     n_missing_rp: int = 0
@@ -71,7 +72,8 @@ class SimulationSummary:
 
 def validate_arguments(n_stars: int, seed: int, alpha_signal: float, label_fraction: float,
                        mag_range: Sequence[float], formats: Sequence[str] = ("csv",), chunk_size: int = 5000,
-                       population_mix: Mapping[str, float] | None = None) -> dict[str, float]:
+                       population_mix: Mapping[str, float] | None = None,
+                       coefficients: str = DEFAULT_COEFFICIENTS) -> dict[str, float]:
     """Raise ValueError with a message fit for click.BadParameter; return the normalised population mix."""
     if not isinstance(n_stars, (int, np.integer)) or n_stars < 1:
         raise ValueError(f"n_stars must be a positive integer, got {n_stars!r}")
@@ -90,12 +92,14 @@ def validate_arguments(n_stars: int, seed: int, alpha_signal: float, label_fract
         raise ValueError(f"unknown format(s) {bad}; choose from {list(FORMATS)}")
     if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    check_coefficient_model(coefficients)
     return normalise_mix(population_mix)
 
 
 def simulate_block(seed: int, k: int, n_total: int, *, alpha_signal: float, label_fraction: float,
                    mag_range: Sequence[float], mix: Mapping[str, float], templates: CorrelationTemplates,
-                   error_model: ErrorModel, with_correlations: bool = True) -> Block:
+                   error_model: ErrorModel, with_correlations: bool = True,
+                   coefficients: str = DEFAULT_COEFFICIENTS) -> Block:
     """Stars k·BLOCK … min((k+1)·BLOCK, n_total) − 1 of the survey."""
     start, stop = k * BLOCK, min((k + 1) * BLOCK, n_total)
     n = stop - start
@@ -106,7 +110,7 @@ def simulate_block(seed: int, k: int, n_total: int, *, alpha_signal: float, labe
     idx = np.arange(start, stop, dtype=np.int64)
     hp12 = np.minimum(((idx + rng.random(n)) / n_total * NPIX12).astype(np.int64), NPIX12 - 1)
     source_id = hp12 * 2**35 + idx + 1
-    truth_flux = noise_free_coefficients(stars, alpha_signal)
+    truth_flux = noise_free_coefficients(stars, alpha_signal, coefficients)
     batch = observe(rng, truth_flux, error_model, templates, source_id, with_correlations)
 
     g_obs = stars.g_mag + rng.normal(0.0, 0.0003 + 0.002 * 10 ** (0.4 * (stars.g_mag - 17.0)), n)
@@ -136,16 +140,18 @@ def _truth_columns(stars: Stars, source_id: np.ndarray, mags: np.ndarray, labell
 
 def iter_blocks(n_stars: int, seed: int, alpha_signal: float = 1.0, label_fraction: float = 0.3,
                 mag_range: Sequence[float] = (9.0, 17.5), population_mix: Mapping[str, float] | None = None,
-                with_correlations: bool = True, progress: Progress | None = None) -> Iterator[Block]:
+                with_correlations: bool = True, progress: Progress | None = None,
+                coefficients: str = DEFAULT_COEFFICIENTS) -> Iterator[Block]:
     """Yield the survey block by block (bounded memory for any n_stars)."""
-    mix = validate_arguments(n_stars, seed, alpha_signal, label_fraction, mag_range, population_mix=population_mix)
+    mix = validate_arguments(n_stars, seed, alpha_signal, label_fraction, mag_range, population_mix=population_mix,
+                             coefficients=coefficients)
     templates = CorrelationTemplates.make(seed)
     error_model = stored_error_model()
     n_blocks = -(-n_stars // BLOCK)
     for k in range(n_blocks):
         yield simulate_block(seed, k, n_stars, alpha_signal=alpha_signal, label_fraction=label_fraction,
                              mag_range=mag_range, mix=mix, templates=templates, error_model=error_model,
-                             with_correlations=with_correlations)
+                             with_correlations=with_correlations, coefficients=coefficients)
         if progress:
             progress(min((k + 1) * BLOCK, n_stars), n_stars, "simulating spectra")
 
@@ -156,17 +162,19 @@ def _concat_dicts(dicts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
 def generate(n_stars: int, seed: int, alpha_signal: float = 1.0, label_fraction: float = 0.3,
              mag_range: Sequence[float] = (9.0, 17.5), population_mix: Mapping[str, float] | None = None,
-             with_correlations: bool = True, progress: Progress | None = None
+             with_correlations: bool = True, progress: Progress | None = None,
+             coefficients: str = DEFAULT_COEFFICIENTS
              ) -> tuple[XPBatch, dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The survey in memory: (XPBatch, truth, labels, photometry).
 
     truth: one row per star (source_id, population name, teff, logg, m_h, alpha_m, fe_h, mg_fe, ebv, g_mag,
     bp_mag, rp_mag, carbon, high_alpha (Patil split of the true FE_H/MG_FE), giant, labelled,
-    coefficients_true (N, 110) noise-free at the star's G). labels: APOGEE rows with the lower-case keys of
+    coefficients_true (N, 110) noise-free at the star's G). coefficients: "ridge" or "forward" (how SEDs become
+    coefficients, spectra.COEFFICIENT_MODELS). labels: APOGEE rows with the lower-case keys of
     shared.xp.APOGEE_COLUMNS (duplicates, flags and NaNs included). photometry: PHOTOMETRY_COLUMNS.
     """
     blocks = list(iter_blocks(n_stars, seed, alpha_signal, label_fraction, mag_range, population_mix,
-                              with_correlations, progress))
+                              with_correlations, progress, coefficients))
     return (XPBatch.concat(b.batch for b in blocks), _concat_dicts([b.truth for b in blocks]),
             _concat_dicts([b.labels for b in blocks]), _concat_dicts([b.photometry for b in blocks]))
 
@@ -232,7 +240,8 @@ class _XPChunker:
 def simulate_survey(n_stars: int, seed: int, alpha_signal: float = 1.0, label_fraction: float = 0.3,
                     out_dir: Path | str = "survey", formats: Sequence[str] = ("csv",),
                     mag_range: Sequence[float] = (9.0, 17.5), population_mix: Mapping[str, float] | None = None,
-                    chunk_size: int = 5000, progress: Progress | None = None) -> SimulationSummary:
+                    chunk_size: int = 5000, progress: Progress | None = None,
+                    coefficients: str = DEFAULT_COEFFICIENTS) -> SimulationSummary:
     """Simulate a survey and write it to ``out_dir`` (created; must not exist or be empty).
 
     Always written: photometry.csv, allStar-dr17-synspec_rev1-sim.fits, truth.parquet, manifest.json.
@@ -244,12 +253,14 @@ def simulate_survey(n_stars: int, seed: int, alpha_signal: float = 1.0, label_fr
     from . import writers
 
     formats = tuple(dict.fromkeys(formats))
-    validate_arguments(n_stars, seed, alpha_signal, label_fraction, mag_range, formats, chunk_size, population_mix)
+    validate_arguments(n_stars, seed, alpha_signal, label_fraction, mag_range, formats, chunk_size, population_mix,
+                       coefficients)
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
     tmp = _prepare_out_dir(out_dir)
     summary = SimulationSummary(out_dir=out_dir, n_stars=int(n_stars), seed=int(seed),
-                                alpha_signal=float(alpha_signal), label_fraction=float(label_fraction))
+                                alpha_signal=float(alpha_signal), label_fraction=float(label_fraction),
+                                coefficients=coefficients)
     files = summary.files
     try:
         chunker = _XPChunker(tmp, formats, chunk_size, files)
@@ -258,7 +269,7 @@ def simulate_survey(n_stars: int, seed: int, alpha_signal: float = 1.0, label_fr
         catalogue_parts: list[tuple] = []
         giants = high_giants = 0
         for k, block in enumerate(iter_blocks(n_stars, seed, alpha_signal, label_fraction, mag_range,
-                                              population_mix)):
+                                              population_mix, coefficients=coefficients)):
             chunker.add(block.batch)
             truth = dict(block.truth)
             truth_writer.write({c: v for c, v in truth.items() if c != "coefficients_true"},

@@ -72,15 +72,20 @@ def test_alpha_signal_controls_alpha_information(alpha_signal, lo, hi):
     assert lo <= acc <= hi
 
 
-def test_alpha_signal_zero_leaves_no_trace_in_the_sed():
-    """With alpha_signal = 0 two stars differing only in [α/M] have bit-identical SEDs (no leak path)."""
+@pytest.mark.parametrize("coefficients", ["ridge", "forward"])
+def test_alpha_signal_zero_leaves_no_trace_in_the_sed(coefficients):
+    """With alpha_signal = 0 two stars differing only in [α/M] have bit-identical SEDs and coefficients (no leak
+    path), with either coefficient model."""
     rng = np.random.default_rng(4)
     s0 = _fixed_metallicity_stars(rng, 50, np.zeros(50))
     s1 = Stars(**{**s0.__dict__, "alpha_m": np.full(50, 0.4), "mg_fe": np.full(50, 0.4)})
-    a = sed_model()(s0.teff, s0.logg, s0.m_h, s0.alpha_m, s0.ebv, s0.carbon, alpha_signal=0.0)
-    b = sed_model()(s1.teff, s1.logg, s1.m_h, s1.alpha_m, s1.ebv, s1.carbon, alpha_signal=0.0)
+    model = sed_model(coefficients)
+    a = model(s0.teff, s0.logg, s0.m_h, s0.alpha_m, s0.ebv, s0.carbon, alpha_signal=0.0)
+    b = model(s1.teff, s1.logg, s1.m_h, s1.alpha_m, s1.ebv, s1.carbon, alpha_signal=0.0)
     assert np.array_equal(a, b)
-    c = sed_model()(s1.teff, s1.logg, s1.m_h, s1.alpha_m, s1.ebv, s1.carbon, alpha_signal=1.0)
+    assert np.array_equal(noise_free_coefficients(s0, 0.0, coefficients).coefficients,
+                          noise_free_coefficients(s1, 0.0, coefficients).coefficients)
+    c = model(s1.teff, s1.logg, s1.m_h, s1.alpha_m, s1.ebv, s1.carbon, alpha_signal=1.0)
     assert not np.allclose(a, c, rtol=1e-3)
 
 
