@@ -9,7 +9,7 @@ u(λ) is the dispersion relation, R(λ) the instrument response, L (55 × 100) t
 in Hermite functions (a monochromatic source at u₀ gives the internal coefficients L · φ₁₀₀((u₀ − b)/a)), λ
 turns energy into photon counts, and T (55 × 55, orthogonal) rotates the Hermite functions into the published
 XP bases. These are the DR3 tables of Weiler et al. (2023, A&A 671, A52) on top of the calibration of
-Montegriffo et al. (2023), vendored with their licence in ``reference/gaia_xp/instrument_model/``.
+Montegriffo et al. (2023), vendored with their licence in ``reference/data/gaia_xp/instrument_model/``.
 
 s folds the telescope area, hc and the unit conventions into one number per band: ``COUNT_SCALE``, fitted on
 real sources (``fit_count_scale``). The simulator does not need it (it scales every star to its drawn G);
@@ -38,7 +38,7 @@ import numpy as np
 
 from shared.xp import BANDS, N_COEFF
 
-MODEL_DIR = Path(__file__).resolve().parents[2] / "reference" / "gaia_xp" / "instrument_model"
+MODEL_DIR = Path(__file__).resolve().parents[2] / "reference" / "data" / "gaia_xp" / "instrument_model"
 FILES = {"bp": {"dispersion": "bpC03_v375wi_dispersion.csv", "response": "bpC03_v375wi_response.csv",
                 "lsf": "LSFModel_BP.csv", "rotation": "BasisTransformationMatrix_BP.csv"},
          "rp": {"dispersion": "rpC03_v142r_dispersion.csv", "response": "rpC03_v142r_response.csv",
@@ -100,7 +100,7 @@ def band_model(band: str, model_dir: Path = MODEL_DIR) -> BandModel:
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"instrument model table(s) missing: {missing} (vendored in "
-                                f"reference/gaia_xp/instrument_model/ of the repository)")
+                                f"reference/data/gaia_xp/instrument_model/ of the repository)")
     model = BandModel(dispersion=_read_table(files["dispersion"], (2, -1)),
                       response=_read_table(files["response"], (2, -1)),
                       lsf=_read_table(files["lsf"], (N_COEFF, N_LSF)),

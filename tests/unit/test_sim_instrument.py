@@ -25,7 +25,7 @@ from ingest.simulate.xp_basis import xp_basis
 from shared.xp import BANDS, N_COEFF
 
 REPO = Path(__file__).resolve().parents[2]
-REAL_RECORDS = REPO / "reference" / "gaia_xp" / "gaiaxpy_tests" / "XP_CONTINUOUS_RAW.csv"
+REAL_RECORDS = REPO / "reference" / "data" / "gaia_xp" / "gaiaxpy_tests" / "XP_CONTINUOUS_RAW.csv"
 REAL_2000 = "data/gaia_xp/xp_spectral_lines/xp_continuous_combined_chunk0.fits"
 
 
