@@ -4,6 +4,8 @@ Contract, for every loader:
 - each file is loaded in ONE transaction: a file that fails part-way (unreadable, truncated gzip, database
   error) leaves nothing of itself in the database, is reported, and the other files still load;
 - a bad row is reported (file, row, column, why) and skipped; the rest of its file loads;
+- a row repeating a key read before from the same file is reported as a duplicate and not loaded (the first
+  is kept), so that for every file that loads: rows read = loaded + skipped + duplicates;
 - memory stays bounded: readers yield chunks, each chunk is written before the next is read;
 - re-loading a file changes nothing (upserts on the natural keys);
 - ``progress(done, total, message)`` is called after every chunk (done/total count files).
@@ -44,6 +46,7 @@ class FileResult:
     bad_rows: list[BadRow] = field(default_factory=list)
     error: str | None = None
     notes: list[str] = field(default_factory=list)     # e.g. optional columns the file lacks
+    duplicates: list[BadRow] = field(default_factory=list)   # repeats of a key read before in the file
 
     @property
     def ok(self) -> bool:
@@ -52,6 +55,10 @@ class FileResult:
     @property
     def rows_skipped(self) -> int:
         return len(self.bad_rows)
+
+    @property
+    def rows_duplicate(self) -> int:
+        return len(self.duplicates)
 
 
 @dataclass
@@ -82,18 +89,29 @@ class IngestSummary:
         return sum(f.rows_skipped for f in self.files)
 
     @property
+    def rows_duplicate(self) -> int:
+        return sum(f.rows_duplicate for f in self.files)
+
+    @property
     def bad_rows(self) -> list[BadRow]:
         return [b for f in self.files for b in f.bad_rows]
 
+    @property
+    def duplicates(self) -> list[BadRow]:
+        return [d for f in self.files for d in f.duplicates]
+
     def to_dict(self, max_bad_rows: int = 1000) -> dict[str, Any]:
-        bad = self.bad_rows
+        bad, dup = self.bad_rows, self.duplicates
         return {
             "source": self.source, "files_ok": self.files_ok, "files_failed": self.files_failed,
             "rows_read": self.rows_read, "rows_loaded": self.rows_loaded, "rows_skipped": self.rows_skipped,
+            "rows_duplicate": self.rows_duplicate,
             "failed_files": [f.error for f in self.files if not f.ok],     # each names its file
             "bad_rows": [str(b) for b in bad[:max_bad_rows]], "bad_rows_total": len(bad),
+            "duplicate_rows": [str(d) for d in dup[:max_bad_rows]],
             "files": [{"path": f.path, "rows_read": f.rows_read, "rows_loaded": f.rows_loaded if f.ok else 0,
-                       "rows_skipped": f.rows_skipped, "error": f.error, "notes": f.notes} for f in self.files],
+                       "rows_skipped": f.rows_skipped, "rows_duplicate": f.rows_duplicate, "error": f.error,
+                       "notes": f.notes} for f in self.files],
             "norm_path": self.norm_path,
         }
 
@@ -146,6 +164,7 @@ def _load_file(engine: Engine, summary: IngestSummary, path: Path, n_files: int,
             result.error = f"{path}: {result.error}"
     result.rows_read = max(result.rows_read, report.rows_read)
     result.bad_rows = list(report.bad_rows)
+    result.duplicates = list(report.duplicates)
     result.notes = list(report.notes)
     summary.files.append(result)
     if progress:
@@ -245,15 +264,15 @@ def ingest_apogee(engine: Engine, path: str | Path, progress: Progress = None) -
 def _drop_repeated_stars(labels: dict[str, Any], seen: dict[int, int], offset: int, path: str,
                          report: ReadReport) -> dict[str, Any]:
     """allStar rows are unique on (APOGEE_ID, TELESCOPE, FIELD), the table's key. A repeat would silently
-    overwrite the first row in an upsert: report it as a bad row and keep the first."""
+    overwrite the first row in an upsert: report it as a duplicate and keep the first."""
     keys = zip(labels["apogee_id"], labels["telescope"], labels["field"])
     keep = np.ones(len(labels["apogee_id"]), bool)
     for i, key in enumerate(keys):
         h = hash(tuple(str(k).strip() for k in key))
         if h in seen:
             keep[i] = False
-            report.bad_rows.append(BadRow(path, offset + i + 1, "APOGEE_ID", f"repeats data row {seen[h]} (same "
-                                          "APOGEE_ID, TELESCOPE, FIELD): skipped, the first row is kept"))
+            report.duplicates.append(BadRow(path, offset + i + 1, "APOGEE_ID", f"repeats data row {seen[h]} (same "
+                                            "APOGEE_ID, TELESCOPE, FIELD): not loaded, the first row is kept"))
         else:
             seen[h] = offset + i + 1
     return labels if keep.all() else {k: (np.asarray(v)[keep] if np.ndim(v) else v) for k, v in labels.items()}

@@ -3,7 +3,7 @@ every writer consumes (readers, simulator, database layer). Column names follow 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -135,10 +135,13 @@ PHOTOMETRY_COLUMNS = ("source_id", "phot_g_mean_flux", "phot_g_mean_mag", "phot_
 
 @dataclass
 class ReadReport:
-    """What a reader did with one file: counts and the bad rows it skipped."""
+    """What a reader did with one file: counts, the bad rows it skipped and the repeats it dropped.
+    rows_read = rows_ok + len(bad_rows) + len(duplicates) once the file is read to its end."""
     file: str
     rows_read: int = 0
     rows_ok: int = 0
     bad_rows: list[BadRow] = field(default_factory=list)
     error: str | None = None    # set when the whole file failed (unreadable, truncated gzip, …)
     notes: list[str] = field(default_factory=list)   # e.g. "column SNR absent: filled with NaN"
+    duplicates: list[BadRow] = field(default_factory=list)   # rows repeating a key read before: not loaded
+    seen: Any = field(default=None, repr=False, compare=False)   # the reader's index of the keys read so far

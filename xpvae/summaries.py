@@ -12,13 +12,16 @@ def describe_result(kind: str, result: dict) -> str:
     if kind == "ingest":
         lines = [f"ingest {result.get('source')}: files ok {result.get('files_ok', 0)}, failed "
                  f"{result.get('files_failed', 0)}; rows read {result.get('rows_read', 0)}, loaded "
-                 f"{result.get('rows_loaded', 0)}, skipped {result.get('rows_skipped', 0)}"]
+                 f"{result.get('rows_loaded', 0)}, skipped {result.get('rows_skipped', 0)}, duplicates "
+                 f"{result.get('rows_duplicate', 0)}"]
         lines += [f"FAILED {f}" for f in result.get("failed_files", [])]
-        bad = result.get("bad_rows", [])
-        lines += [f"SKIPPED {b}" for b in bad[:50]]
-        total = result.get("bad_rows_total", len(bad))
-        if total > 50:
-            lines.append(f"… {total - 50} more bad rows (`xpvae job show ID --json` lists up to 1000)")
+        for label, listed, total in (("SKIPPED", result.get("bad_rows", []), result.get("bad_rows_total")),
+                                     ("DUPLICATE", result.get("duplicate_rows", []), result.get("rows_duplicate"))):
+            lines += [f"{label} {b}" for b in listed[:50]]
+            total = len(listed) if total is None else total
+            if total > 50:
+                lines.append(f"… {total - 50} more {label.lower()} rows (`xpvae job show ID --json` lists up "
+                             "to 1000)")
         if result.get("norm_path"):
             lines.append(f"normalisation stored at {result['norm_path']}")
         return "\n".join(lines)

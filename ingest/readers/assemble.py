@@ -1,8 +1,10 @@
 """Turn per-column arrays (from any format) into an XPBatch, enforcing the band rules of docs/data-formats.md §1.
 
 A band is missing when its coefficients are absent (empty field, NaN, zero-length array); then its arrays are
-NaN and its scalars -1/NaN. A row whose band is half there (coefficients without errors, or the reverse) or
-whose present arrays contain NaN is bad: reported and dropped, never half-loaded.
+NaN and its scalars -1/NaN. A row is bad — reported and dropped, never half-loaded — when its band is half
+there (coefficients without errors, or the reverse) or a present band holds a value that cannot be physical
+(``check_values``): NaN or ±inf anywhere (inf is also what an overflow parses to: 1e400, or 1e39 for a
+float32 field), errors that are not > 0, correlations outside [-1, 1], an infinite scalar.
 """
 from __future__ import annotations
 
@@ -45,6 +47,8 @@ def assemble(source_id: np.ndarray, solution_id: np.ndarray | None, bands: dict[
         "solution_id": (np.full(n, -1, np.int64) if solution_id is None else np.asarray(solution_id, np.int64)),
     }
     keep_corr = with_correlations and all(bands[b].correlations is not None for b in BANDS)
+    for i in np.flatnonzero(cols["source_id"] <= 0):       # Gaia source ids are positive; -1 is "missing"
+        problems.setdefault(int(i), ("source_id", "missing or not a positive source id"))
     for b in BANDS:
         bc = bands[b]
         if bc.coefficients is None:
@@ -58,20 +62,20 @@ def assemble(source_id: np.ndarray, solution_id: np.ndarray | None, bands: dict[
             _check_companion(problems, present, bc.correlations_present, f"{b}_coefficient_correlations",
                              f"{b}_coefficients")
         errs = bc.errors if bc.errors is not None else np.full((n, N_COEFF), np.nan, np.float32)
-        checked = [(f"{b}_coefficients", coef)]
+        check_values(problems, present, f"{b}_coefficients", coef)
         if bc.errors is not None:      # an absent errors column is allowed (NaN errors); NaN inside is not
-            checked.append((f"{b}_coefficient_errors", errs))
-        for name, arr in checked:
-            nan_rows = np.flatnonzero(present & np.isnan(arr).any(axis=1))
-            for i in nan_rows:
-                k = int(np.isnan(arr[i]).sum())
-                problems.setdefault(int(i), (name, f"{k} of {N_COEFF} values are NaN"))
+            check_values(problems, present, f"{b}_coefficient_errors", errs)
+        if keep_corr:
+            check_values(problems, present, f"{b}_coefficient_correlations", bc.correlations)
         cols[f"{b}_missing"] = ~present
         absent = ~present
         for f, dt in BAND_SCALAR_DTYPES.items():
             v = bc.scalars.get(f)
             v = np.full(n, missing_scalar(dt), dt) if v is None else np.asarray(v).astype(dt, copy=True)
             v[absent] = missing_scalar(dt)
+            if np.issubdtype(dt, np.floating):       # NaN is "not given"; inf is an overflow or a broken writer
+                for i in np.flatnonzero(np.isinf(v)):
+                    problems.setdefault(int(i), (f"{b}_{f}", f"{v[i]} is not a finite number"))
             cols[f"{b}_{f}"] = v
         cols[f"{b}_coefficients"] = np.asarray(coef, np.float64)
         cols[f"{b}_coefficient_errors"] = np.asarray(errs, np.float32)
@@ -83,6 +87,36 @@ def assemble(source_id: np.ndarray, solution_id: np.ndarray | None, bands: dict[
         keep[list(problems)] = False
         batch = batch.take(keep)
     return batch
+
+
+def check_values(problems: RowProblems, present: np.ndarray, name: str, arr: np.ndarray) -> None:
+    """Flag the present rows of an (n, k) array holding a value no XP record can hold (see module doc).
+
+    One vectorised test per array (NaN fails every comparison, so one range test catches NaN, ±inf and
+    out-of-range values at once); messages are built only for the rows that fail."""
+    with np.errstate(invalid="ignore"):
+        if name.endswith("_correlations"):
+            inside, what = np.abs(arr) <= 1, "a correlation must lie in [-1, 1]"    # False for NaN and inf too
+        elif name.endswith("_errors"):
+            inside, what = (arr > 0) & (arr < np.inf), "an error must be > 0"
+        else:
+            inside, what = np.isfinite(arr), ""
+    rows = np.flatnonzero(present & ~inside.all(axis=1))
+    k = arr.shape[1] if arr.ndim == 2 else 0
+    for i in rows:
+        row = arr[i]
+        nan = np.isnan(row)
+        if nan.any():
+            msg = f"{int(nan.sum())} of {k} values are NaN"
+        else:
+            j = int(np.argmin(inside[i]))
+            v = row[j]
+            if np.isinf(v):
+                limit = "float32's ±3.4e38" if arr.dtype == np.float32 else "float64's ±1.8e308"
+                msg = f"value {j + 1} is {v} (written as inf, or beyond {limit})"
+            else:
+                msg = f"value {j + 1} is {float(v):.9g}: {what}"
+        problems.setdefault(int(i), (name, msg))
 
 
 def _check_companion(problems: RowProblems, present: np.ndarray, other: np.ndarray | None, name: str,

@@ -15,8 +15,9 @@ import numpy as np
 from ingest.readers.apogee import normalise_labels
 from ingest.readers.assemble import BandColumns, RowProblems, assemble
 from ingest.readers.errors import ReaderError
-from ingest.readers.photometry import g_flux_from_mag, g_mag_from_flux
+from ingest.readers.photometry import g_flux_from_mag, g_mag_from_flux, unphysical
 from ingest.readers.progress import Progress, report_progress
+from ingest.readers.repeats import keep_first
 from shared.xp import BANDS, N_COEFF, PHOTOMETRY_COLUMNS, BadRow, ReadReport, XPBatch
 
 DATASET = "__astropy_table__"
@@ -29,7 +30,8 @@ def read_catalogue(path: str | Path, *, chunk_rows: int = 50_000, report: ReadRe
 
     The three parts of a chunk are row-aligned. Labels get ``gaia_source_id`` from ``ids``; photometry's
     G magnitude comes from ``phot_g_mean_flux`` (or the reverse), BP/RP from GAIAEDR3_PHOT_BP/RP_MEAN_MAG.
-    A row whose coefficients hold NaN is a BadRow and is dropped from all three parts.
+    A row whose coefficients, errors or G flux cannot be physical (NaN or infinite values, errors or flux
+    not > 0) is a BadRow and is dropped from all three parts.
     """
     import h5py
 
@@ -72,22 +74,27 @@ def _chunk(raw: dict[str, np.ndarray], file: str, start: int, report: ReadReport
     bands = {}
     for k, b in enumerate(BANDS):
         c = coeffs[:, k * N_COEFF:(k + 1) * N_COEFF]
-        e = errs[:, k * N_COEFF:(k + 1) * N_COEFF].astype(np.float32)
+        with np.errstate(over="ignore"):      # beyond float32 becomes inf: a bad row, reported below
+            e = errs[:, k * N_COEFF:(k + 1) * N_COEFF].astype(np.float32)
         present = ~np.isnan(c).all(axis=1)
         bands[b] = BandColumns(coefficients=c, coefficients_present=present, errors=e,
                                errors_present=~np.isnan(e).all(axis=1))
-    problems: RowProblems = {}
+    phot = _photometry(raw, ids, n)
+    problems: RowProblems = unphysical(phot, {c: c for c in phot})    # dropped from all three parts
     batch = assemble(ids, None, bands, problems, with_correlations=False)
     raw = {k: (np.char.decode(v, "utf-8", "replace") if v.dtype.kind == "S" else v) for k, v in raw.items()}
     raw["gaia_source_id"] = ids
     labels = normalise_labels(raw, n, report)
-    phot = _photometry(raw, ids, n)
     report.rows_read += n
-    if problems:
-        keep = np.ones(n, bool)
-        keep[list(problems)] = False
-        for i in sorted(problems):
-            report.bad_rows.append(BadRow(file, start + i + 1, *problems[i]))
+    keep = np.ones(n, bool)
+    keep[list(problems)] = False
+    for i in sorted(problems):
+        report.bad_rows.append(BadRow(file, start + i + 1, *problems[i]))
+    first = keep_first(ids[keep], start + 1 + np.flatnonzero(keep), file, report, column="ids")
+    keep[keep] = first
+    if not first.all():
+        batch = batch.take(first)
+    if not keep.all():
         labels = {k: v[keep] for k, v in labels.items()}
         phot = {k: v[keep] for k, v in phot.items()}
     report.rows_ok += len(batch)

@@ -112,9 +112,10 @@ def _flat_band(src: ColumnSource, b: str, n: int, problems: RowProblems) -> Band
 
 
 def build_reported(src: ColumnSource, layout: str, with_correlations: bool, file: str, row_numbers: Sequence[int],
-                   report: ReadReport) -> XPBatch:
+                   report: ReadReport) -> tuple[XPBatch, np.ndarray]:
     """``build_batch`` for a reader: each problem row becomes a BadRow with its data-row number
-    (``row_numbers[i]`` for row i of ``src``); a block that cannot be built at all is a ReaderError."""
+    (``row_numbers[i]`` for row i of ``src``); a block that cannot be built at all is a ReaderError.
+    Returns the batch and the data-row numbers of its rows."""
     try:
         batch, problems = build_batch(src, layout, with_correlations)
     except ValueError as exc:
@@ -122,4 +123,6 @@ def build_reported(src: ColumnSource, layout: str, with_correlations: bool, file
     for i in sorted(problems):
         col, msg = problems[i]
         report.bad_rows.append(BadRow(file, row_numbers[i], col, msg))
-    return batch
+    kept = np.ones(len(src), bool)
+    kept[list(problems)] = False
+    return batch, np.asarray(row_numbers, np.int64)[kept]

@@ -7,6 +7,7 @@ from typing import Iterator
 import numpy as np
 
 from ingest.readers.errors import ReaderError
+from ingest.readers.repeats import keep_first
 from ingest.readers.tables import ROW, add_note, iter_table_chunks
 from shared.xp import PHOTOMETRY_COLUMNS, BadRow, ReadReport
 
@@ -61,11 +62,37 @@ def read_photometry(path: str | Path, chunk_rows: int = 100_000,
         for c in PHOTOMETRY_COLUMNS[1:]:
             if found[c] is None and c not in ("phot_g_mean_flux", "phot_g_mean_mag"):
                 add_note(report, f"column {c} absent: filled with NaN")
-        bad = out["source_id"] <= 0
-        if bad.any():
-            for i in np.flatnonzero(bad):
-                report.bad_rows.append(BadRow(str(path), int(chunk[ROW][i]), found["source_id"],
-                                              "missing or non-positive source_id"))
-            report.rows_ok -= int(bad.sum())
-            out = {k: v[~bad] for k, v in out.items()}
+        problems = unphysical(out, found)
+        for i in np.flatnonzero(out["source_id"] <= 0):
+            problems[int(i)] = (found["source_id"], "missing or non-positive source_id")
+        if problems:
+            for i in sorted(problems):
+                report.bad_rows.append(BadRow(str(path), int(chunk[ROW][i]), *problems[i]))
+            report.rows_ok -= len(problems)
+            keep = np.ones(len(out["source_id"]), bool)
+            keep[list(problems)] = False
+            out = {k: v[keep] for k, v in out.items()}
+            rows = chunk[ROW][keep]
+        else:
+            rows = chunk[ROW]
+        first = keep_first(out["source_id"], rows, str(path), report, column=found["source_id"])
+        if not first.all():
+            report.rows_ok -= int((~first).sum())
+            out = {k: v[first] for k, v in out.items()}
         yield out
+
+
+def unphysical(out: dict[str, np.ndarray], found: dict[str, str | None]) -> dict[int, tuple[str, str]]:
+    """Rows whose photometry no star can have: a G flux that is not > 0, or an infinite value (an overflow,
+    or a magnitude so far off that its flux overflows). NaN stays "unknown". Returns row -> (column, why),
+    the column being the file's own (the magnitude when the flux was derived from it)."""
+    problems: dict[int, tuple[str, str]] = {}
+    for c in PHOTOMETRY_COLUMNS[1:]:
+        v = out[c]
+        with np.errstate(invalid="ignore"):
+            bad = np.isinf(v) | ((v <= 0) if c == "phot_g_mean_flux" else False)
+        source = found.get(c) or (found.get("phot_g_mean_mag") if c == "phot_g_mean_flux" else c)
+        for i in np.flatnonzero(bad):
+            why = "must be > 0" if np.isfinite(v[i]) else "is not a finite number"
+            problems.setdefault(int(i), (source, f"{c} {float(v[i]):.6g} {why}"))
+    return problems

@@ -16,7 +16,7 @@ from ingest.readers.errors import ReaderError, UnknownFormatError
 from ingest.readers.gz import open_gzip
 from ingest.readers.numbers import is_missing, parse_float_column, parse_int_column
 from ingest.readers.sniff import sniff
-from ingest.readers.textio import FieldError, iter_lines, read_header, split_fields
+from ingest.readers.textio import FieldError, LongLine, iter_lines, read_header, split_fields
 from shared.xp import BadRow, ReadReport
 
 KINDS = ("int", "float", "str")
@@ -80,6 +80,10 @@ def _text_chunks(stream, file, spec, chunk_rows, report):
 
     for line in lines:
         row += 1
+        if isinstance(line, LongLine):
+            report.bad_rows.append(BadRow(file, row, LongLine.COLUMN, str(line)))
+            report.rows_read += 1
+            continue
         if not line or line.isspace():
             continue
         try:

@@ -32,15 +32,45 @@ def _read_blocks(stream: BinaryIO, read_bytes: int, prefetch: bool) -> Iterator[
     return read_ahead(blocks, depth=2) if prefetch else blocks
 
 
-def iter_lines(stream: BinaryIO, file: str, read_bytes: int = READ_BYTES,
-               prefetch: bool = False) -> Iterator[bytes]:
-    """Yield the lines of a binary stream without their line ends (\\n or \\r\\n).
+class LongLine:
+    """Stands in for a line longer than the cap: such a line is skipped as it streams past, never held.
+
+    No XP row comes near the cap (a record with correlations is ~50 kB); a longer "line" is a broken download,
+    a binary file or a hostile one, and keeping it would cost memory in proportion to it."""
+    __slots__ = ("length", "cap")
+    COLUMN = "(whole row)"          # what a BadRow names as its column: the line was never split
+
+    def __init__(self, length: int, cap: int):
+        self.length = length
+        self.cap = cap
+
+    def __str__(self) -> str:
+        return (f"line of {self.length:,} bytes is longer than the {self.cap:,}-byte limit of a row: "
+                "skipped unread")
+
+
+MAX_LINE_BYTES = 16 << 20     # 16 MiB: ~300x the longest XP row
+
+
+def iter_lines(stream: BinaryIO, file: str, read_bytes: int = READ_BYTES, prefetch: bool = False,
+               max_line: int = MAX_LINE_BYTES) -> Iterator[bytes | LongLine]:
+    """Yield the lines of a binary stream without their line ends (\\n or \\r\\n); a line longer than
+    ``max_line`` bytes yields a LongLine instead (memory stays ~``max_line + read_bytes``, time linear).
 
     ``prefetch`` (use it for compressed streams) overlaps decompression with parsing. A truncated or
     corrupt compressed stream raises ReaderError naming the file and how far it got."""
-    tail = b""
+    carry: list[bytes] = []     # pieces of the current, unfinished line: joined once, when it ends
+    carry_len = 0
+    over = False                # the current line already passed max_line: its bytes are only counted
     n_lines = 0
     blocks = _read_blocks(stream, read_bytes, prefetch)
+
+    def finish(piece: bytes):
+        if over or carry_len + len(piece) > max_line:
+            return LongLine(carry_len + len(piece), max_line)
+        line = b"".join(carry + [piece]) if carry else piece
+        return line[:-1] if line.endswith(b"\r") else line
+
     while True:
         try:
             data = next(blocks, b"")
@@ -49,13 +79,22 @@ def iter_lines(stream: BinaryIO, file: str, read_bytes: int = READ_BYTES,
                                     f"{exc}") from exc
         if not data:
             break
-        lines = (tail + data).split(b"\n") if tail else data.split(b"\n")
-        tail = lines.pop()
-        n_lines += len(lines)
-        for line in lines:
-            yield line[:-1] if line.endswith(b"\r") else line
-    if tail:
-        yield tail[:-1] if tail.endswith(b"\r") else tail
+        pieces = data.split(b"\n")
+        last = pieces.pop()
+        if pieces:
+            yield finish(pieces[0])
+            carry, carry_len, over = [], 0, False
+            for line in pieces[1:]:
+                yield finish(line)
+            n_lines += len(pieces)
+        carry_len += len(last)
+        over = over or carry_len > max_line
+        if over:
+            carry = []
+        elif last:
+            carry.append(last)
+    if carry_len:
+        yield finish(b"")
 
 
 def split_fields(line: bytes, delim: bytes = b",") -> list[bytes]:
@@ -98,6 +137,9 @@ def read_header(lines: Iterator[bytes], file: str) -> TextHeader:
     delimiter = None      # ECSV's default is a space, plain CSV's a comma
     for line in lines:
         n += 1
+        if isinstance(line, LongLine):
+            raise ReaderError(file, f"line {n}: {line.length:,} bytes without a line end before the column "
+                                    "names: not a text table (or a broken download)")
         if n == 1 and line.startswith(BOM):
             line = line[len(BOM):]
         if line.startswith(b"#"):

@@ -15,6 +15,7 @@ import numpy as np
 from ingest.readers.errors import ReaderError
 from ingest.readers.layout import build_reported, flat_names, layout_of
 from ingest.readers.progress import Progress, report_progress
+from ingest.readers.repeats import keep_first
 from shared.xp import BAND_FIELDS, BANDS, ReadReport, XPBatch
 
 
@@ -97,7 +98,10 @@ def _wanted(names: set[str], correlations: bool) -> set[str]:
 
 def _emit(src: TableColumns, layout: str, file: str, first_row: int, correlations: bool,
           report: ReadReport) -> XPBatch:
-    batch = build_reported(src, layout, correlations, file, range(first_row, first_row + len(src)), report)
+    batch, rows = build_reported(src, layout, correlations, file, range(first_row, first_row + len(src)), report)
+    keep = keep_first(batch["source_id"], rows, file, report)
+    if not keep.all():
+        batch = batch.take(keep)
     report.rows_read += len(src)
     report.rows_ok += len(batch)
     return batch

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from typing import BinaryIO, Iterator, Sequence
 
+import numpy as np
 
 from ingest.readers.errors import ReaderError
 from ingest.readers.layout import build_reported, layout_of
 from ingest.readers.numbers import parse_array_column, parse_float_column, parse_int_column
 from ingest.readers.progress import Progress, report_progress
-from ingest.readers.textio import FieldError, iter_lines, read_header, split_fields
+from ingest.readers.repeats import keep_first
+from ingest.readers.textio import FieldError, LongLine, iter_lines, read_header, split_fields
 from shared.streams import ordered_map
 from shared.xp import BadRow, ReadReport, XPBatch
 
@@ -85,12 +87,15 @@ def read_text_xp(stream: BinaryIO, file: str, *, correlations: bool = True, chun
     pending: list[XPBatch] = []
     n_pending = 0
 
-    def parse_block(item: tuple[list[bytes], list[int]]) -> tuple[XPBatch, ReadReport]:
+    def parse_block(item: tuple[list[bytes], list[int]]) -> tuple[XPBatch, np.ndarray, ReadReport]:
         # runs on a parse thread: problems go to a report of its own, merged in file order by the caller
         block, rows = item
         local = ReadReport(file)
         good_fields, good_rows = [], []
         for line, r in zip(block, rows):
+            if isinstance(line, LongLine):
+                local.bad_rows.append(BadRow(file, r, LongLine.COLUMN, str(line)))
+                continue
             try:
                 fields = split_fields(line, delim)
             except FieldError as exc:
@@ -105,9 +110,9 @@ def read_text_xp(stream: BinaryIO, file: str, *, correlations: bool = True, chun
             good_rows.append(r)
         local.rows_read = len(block)
         if not good_fields:
-            return XPBatch.empty(0, correlations), local
+            return XPBatch.empty(0, correlations), np.zeros(0, np.int64), local
         src = TextColumns(list(zip(*good_fields)), index, len(good_fields))
-        return build_reported(src, layout, correlations, file, good_rows, local), local
+        return *build_reported(src, layout, correlations, file, good_rows, local), local
 
     def blocks() -> Iterator[tuple[list[bytes], list[int]]]:
         block: list[bytes] = []
@@ -115,7 +120,7 @@ def read_text_xp(stream: BinaryIO, file: str, *, correlations: bool = True, chun
         row = 0
         for line in lines:
             row += 1
-            if not line or line.isspace():
+            if not isinstance(line, LongLine) and (not line or line.isspace()):
                 continue
             block.append(line)
             rows.append(row)
@@ -127,9 +132,12 @@ def read_text_xp(stream: BinaryIO, file: str, *, correlations: bool = True, chun
 
     # two parse threads: the compiled array parser runs without the GIL, so one block's numbers are parsed
     # while the next block's lines are split
-    for batch, local in ordered_map(parse_block, blocks(), workers=PARSE_THREADS):
+    for batch, rows, local in ordered_map(parse_block, blocks(), workers=PARSE_THREADS):
         report.rows_read += local.rows_read
         report.bad_rows.extend(local.bad_rows)
+        keep = keep_first(batch["source_id"], rows, file, report)     # in file order: here, not on a thread
+        if not keep.all():
+            batch = batch.take(keep)
         pending.append(batch)
         n_pending += len(batch)
         if n_pending >= chunk_rows:

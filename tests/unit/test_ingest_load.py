@@ -185,7 +185,7 @@ def test_cli_summary_and_exit_codes(sqlite_url, xp_dir, tmp_path, monkeypatch):
         ok = runner.invoke(main, ["ingest", "gaia-xp", str(xp_dir / "*RAW.csv"), "--no-correlations"])
         assert ok.exit_code == 0, ok.output
         assert ok.stdout.splitlines()[0] == ("ingest gaia-xp: files ok 1, failed 0; rows read 2, loaded 2, "
-                                             "skipped 0")
+                                             "skipped 0, duplicates 0")
         broken = tmp_path / "broken.csv.gz"
         broken.write_bytes(gzip.compress((xp_dir / "XP_CONTINUOUS_RAW.csv").read_bytes())[:500])
         bad = runner.invoke(main, ["ingest", "gaia-xp", str(broken), str(xp_dir / "XP_CONTINUOUS_RAW.fits")])
@@ -198,7 +198,7 @@ def test_cli_summary_and_exit_codes(sqlite_url, xp_dir, tmp_path, monkeypatch):
 
 def test_repeated_apogee_rows_are_reported_not_silently_merged(engine, tmp_path):
     """Two rows with the same (APOGEE_ID, TELESCOPE, FIELD) would collapse into one in the upsert: the repeat
-    is reported with its row and skipped, the first row is kept, nothing else is lost."""
+    is reported as a duplicate with its row, the first row is kept, nothing else is lost."""
     from astropy.table import Table
     from ingest.load import ingest_apogee
     n = 4
@@ -209,8 +209,8 @@ def test_repeated_apogee_rows_are_reported_not_silently_merged(engine, tmp_path)
     path = tmp_path / "allStar-repeat.fits"
     t.write(path)
     summary = ingest_apogee(engine, path)
-    assert summary.rows_read == 4 and summary.rows_loaded == 3 and summary.rows_skipped == 1
-    bad = summary.bad_rows[0]
+    assert (summary.rows_read, summary.rows_loaded, summary.rows_skipped, summary.rows_duplicate) == (4, 3, 0, 1)
+    bad = summary.duplicates[0]
     assert (bad.row, bad.column) == (3, "APOGEE_ID") and "repeats data row 1" in bad.message
     with engine.connect() as conn:
         teff = conn.execute(sa.text("SELECT teff FROM apogee_labels WHERE apogee_id = '2M1'")).scalar_one()
