@@ -4,7 +4,8 @@ A band is missing when its coefficients are absent (empty field, NaN, zero-lengt
 NaN and its scalars -1/NaN. A row is bad — reported and dropped, never half-loaded — when its band is half
 there (coefficients without errors, or the reverse) or a present band holds a value that cannot be physical
 (``check_values``): NaN or ±inf anywhere (inf is also what an overflow parses to: 1e400, or 1e39 for a
-float32 field), errors that are not > 0, correlations outside [-1, 1], an infinite scalar.
+float32 field), errors that are not > 0, correlations outside [-1, 1], an infinite scalar; and a row with
+neither band, which holds no spectrum at all.
 """
 from __future__ import annotations
 
@@ -81,6 +82,8 @@ def assemble(source_id: np.ndarray, solution_id: np.ndarray | None, bands: dict[
         cols[f"{b}_coefficient_errors"] = np.asarray(errs, np.float32)
         if keep_corr:
             cols[f"{b}_coefficient_correlations"] = np.asarray(bc.correlations, np.float32)
+    for i in np.flatnonzero(cols["bp_missing"] & cols["rp_missing"]):
+        problems.setdefault(int(i), ("bp_coefficients", "neither BP nor RP coefficients: no spectrum"))
     batch = XPBatch(cols)
     if problems:
         keep = np.ones(n, bool)

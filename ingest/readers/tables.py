@@ -17,6 +17,7 @@ from ingest.readers.gz import open_gzip
 from ingest.readers.numbers import is_missing, parse_float_column, parse_int_column
 from ingest.readers.sniff import sniff
 from ingest.readers.textio import FieldError, LongLine, iter_lines, read_header, split_fields
+from ingest.readers.votable import parse_votable, tables_checked
 from shared.xp import BadRow, ReadReport
 
 KINDS = ("int", "float", "str")
@@ -171,13 +172,11 @@ def _fits_chunks(path, file, spec, chunk_rows, report):
 
 
 def _votable_chunks(path, file, spec, chunk_rows, report):
-    from astropy.io.votable import parse
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            arr = parse(str(path), verify="ignore").get_first_table().array
-        except Exception as exc:   # astropy raises many exception types for broken XML
-            raise ReaderError(file, f"not a readable VOTable: {exc}") from exc
+    vot, payloads = parse_votable(str(path), file)
+    found = next(tables_checked(vot, payloads, file), None)
+    if found is None:
+        raise ReaderError(file, "no TABLE in the VOTable")
+    arr = found[1]
     actual = {nm.lower(): nm for nm in arr.dtype.names}
     present = set(actual) & set(spec)
     for start in range(0, len(arr), chunk_rows):

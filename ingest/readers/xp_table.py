@@ -16,7 +16,8 @@ from ingest.readers.errors import ReaderError
 from ingest.readers.layout import build_reported, flat_names, layout_of
 from ingest.readers.progress import Progress, report_progress
 from ingest.readers.repeats import keep_first
-from shared.xp import BAND_FIELDS, BANDS, ReadReport, XPBatch
+from ingest.readers.votable import parse_votable, tables_checked
+from shared.xp import BAND_FIELDS, BAND_SCALAR_DTYPES, BANDS, ReadReport, XPBatch
 
 
 def _filled(a: Any, fill) -> np.ndarray:
@@ -41,13 +42,21 @@ class TableColumns:
         a = self._columns[name]
         missing = np.ma.getmaskarray(a) if np.ma.isMaskedArray(a) else np.zeros(self._n, bool)
         raw = _filled(a, -1)
+        wrong = np.zeros(self._n, bool)
         if np.issubdtype(raw.dtype, np.floating):      # ints stored as floats: NaN is missing
             missing = missing | np.isnan(raw)
             raw = np.where(np.isnan(raw), -1, raw)
+            wrong = raw != np.round(raw)
+        info = np.iinfo(dtype)            # a wider integer (or a float) must fit, not wrap around
+        with np.errstate(invalid="ignore"):
+            wrong = ~missing & (wrong | (raw < info.min) | (raw > info.max))
+        bad = {int(i): f"{raw[i]} is not an integer within {np.dtype(dtype).name}" for i in np.flatnonzero(wrong)}
+        raw = np.where(wrong, -1, raw)
         if name in self._nulls:
             missing = missing | (raw == self._nulls[name])
         out = np.where(missing, -1, raw).astype(dtype)
-        bad = {int(i): "missing value" for i in np.flatnonzero(missing)} if required else {}
+        if required:
+            bad.update({int(i): "missing value" for i in np.flatnonzero(missing)})
         return out, bad
 
     def floats(self, name, dtype):
@@ -152,20 +161,43 @@ def read_fits_xp(path: str | Path, file: str | None = None, *, correlations: boo
                                     f"(truncated file?): {exc}") from exc
 
 
+_FLOAT_TYPES = ("float", "double")
+
+
+def _is_floating(name: str) -> bool:
+    """Whether an XP column holds floating-point values (coefficients, errors, correlations, fit statistics)."""
+    for b in BANDS:
+        if name.startswith(f"{b}_") or name.startswith(f"e_{b}_"):
+            field = name.split("_", 2 if name.startswith("e_") else 1)[-1]
+            return field.startswith("coeff") or np.issubdtype(BAND_SCALAR_DTYPES.get(field, np.int16), np.floating)
+    return False
+
+
+def _check_declared(table: Any, names: set[str], file: str) -> None:
+    """A VOTable's FIELD datatypes are promises the data may not keep: a floating-point column declared as
+    an integer type of the same width decodes into plausible-looking garbage, and a source id read as a
+    float loses digits. Refuse declarations no XP file has."""
+    for f in table.fields:
+        nm = (f.name or f.ID or "").lower()
+        if nm not in names:
+            continue
+        if nm in ("source_id", "solution_id"):
+            need = ("long",)          # 64-bit ids: no float holds them exactly, no narrower int at all
+        elif _is_floating(nm):
+            need = _FLOAT_TYPES
+        else:
+            continue                  # counts: any number type, checked value by value (TableColumns.ints)
+        if f.datatype not in need:
+            raise ReaderError(file, f"column {nm} is declared datatype={f.datatype!r}, but XP files hold "
+                                    f"{' or '.join(need)} values there: a mis-declared FIELD?")
+
+
 def read_votable_xp(path_or_stream, file: str, *, correlations: bool = True, chunk_rows: int = 5000,
                     report: ReadReport | None = None, progress: Progress = None) -> Iterator[XPBatch]:
     """Yield batches from the first VOTable TABLE holding XP columns (TABLEDATA or BINARY/BINARY2)."""
-    from astropy.io.votable import parse
-
     report = report if report is not None else ReadReport(file)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            vot = parse(path_or_stream, verify="ignore")
-        except Exception as exc:   # astropy raises many types (ValueError, ExpatError, VOTableSpecError…)
-            raise ReaderError(file, f"not a readable VOTable: {exc}") from exc
-    for table in vot.iter_tables():
-        arr = table.array
+    vot, payloads = parse_votable(path_or_stream, file)
+    for table, arr in tables_checked(vot, payloads, file):
         actual = {nm.lower(): nm for nm in (arr.dtype.names or ())}
         layout = layout_of(set(actual))
         if layout and "source_id" in actual:
@@ -173,6 +205,7 @@ def read_votable_xp(path_or_stream, file: str, *, correlations: bool = True, chu
     else:
         raise ReaderError(file, "no VOTable TABLE with source_id and XP coefficient columns")
     want = _wanted(set(actual), correlations)
+    _check_declared(table, want, file)
     n = len(arr)
     for start in range(0, n, chunk_rows):
         part = arr[start:start + chunk_rows]
