@@ -28,6 +28,8 @@ class BandColumns:
     correlations: np.ndarray | None = None           # (n, 1485) float32
     correlations_present: np.ndarray | None = None
     scalars: dict[str, np.ndarray] = field(default_factory=dict)   # subset of BAND_SCALAR_DTYPES
+    # per-element column names where the file has one column per value (flat layout), for the reports
+    element_columns: dict[str, list[str]] = field(default_factory=dict)   # "coefficients"/"errors" -> names
 
 
 def add_problems(problems: RowProblems, bad: dict[int, str], column: str) -> None:
@@ -63,9 +65,9 @@ def assemble(source_id: np.ndarray, solution_id: np.ndarray | None, bands: dict[
             _check_companion(problems, present, bc.correlations_present, f"{b}_coefficient_correlations",
                              f"{b}_coefficients")
         errs = bc.errors if bc.errors is not None else np.full((n, N_COEFF), np.nan, np.float32)
-        check_values(problems, present, f"{b}_coefficients", coef)
+        check_values(problems, present, f"{b}_coefficients", coef, bc.element_columns.get("coefficients"))
         if bc.errors is not None:      # an absent errors column is allowed (NaN errors); NaN inside is not
-            check_values(problems, present, f"{b}_coefficient_errors", errs)
+            check_values(problems, present, f"{b}_coefficient_errors", errs, bc.element_columns.get("errors"))
         if keep_corr:
             check_values(problems, present, f"{b}_coefficient_correlations", bc.correlations)
         cols[f"{b}_missing"] = ~present
@@ -92,8 +94,10 @@ def assemble(source_id: np.ndarray, solution_id: np.ndarray | None, bands: dict[
     return batch
 
 
-def check_values(problems: RowProblems, present: np.ndarray, name: str, arr: np.ndarray) -> None:
-    """Flag the present rows of an (n, k) array holding a value no XP record can hold (see module doc).
+def check_values(problems: RowProblems, present: np.ndarray, name: str, arr: np.ndarray,
+                 element_columns: list[str] | None = None) -> None:
+    """Flag the present rows of an (n, k) array holding a value no XP record can hold (see module doc);
+    the report names ``element_columns[j]`` for value j when the file has a column per value.
 
     One vectorised test per array (NaN fails every comparison, so one range test catches NaN, ±inf and
     out-of-range values at once); messages are built only for the rows that fail."""
@@ -109,17 +113,18 @@ def check_values(problems: RowProblems, present: np.ndarray, name: str, arr: np.
     for i in rows:
         row = arr[i]
         nan = np.isnan(row)
+        j = int(np.argmax(nan)) if nan.any() else int(np.argmin(inside[i]))
+        column = element_columns[j] if element_columns else name
         if nan.any():
             msg = f"{int(nan.sum())} of {k} values are NaN"
         else:
-            j = int(np.argmin(inside[i]))
             v = row[j]
             if np.isinf(v):
                 limit = "float32's ±3.4e38" if arr.dtype == np.float32 else "float64's ±1.8e308"
                 msg = f"value {j + 1} is {v} (written as inf, or beyond {limit})"
             else:
                 msg = f"value {j + 1} is {float(v):.9g}: {what}"
-        problems.setdefault(int(i), (name, msg))
+        problems.setdefault(int(i), (column, msg))
 
 
 def _check_companion(problems: RowProblems, present: np.ndarray, other: np.ndarray | None, name: str,

@@ -108,6 +108,7 @@ def _flat_band(src: ColumnSource, b: str, n: int, problems: RowProblems) -> Band
             bc.errors, bc.errors_present = arr, present
         else:
             bc.coefficients, bc.coefficients_present = arr, present
+        bc.element_columns["errors" if errors else "coefficients"] = names
     return bc
 
 

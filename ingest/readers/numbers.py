@@ -180,7 +180,8 @@ def parse_float_column(values: Sequence[bytes], dtype=np.float64) -> tuple[np.nd
     """Scalars; missing tokens become NaN."""
     cleaned = [b"nan" if is_missing(v) else v for v in values]
     try:
-        return np.array(cleaned, dtype=np.bytes_).astype(dtype), {}
+        with np.errstate(over="ignore"):      # beyond float32 becomes inf, which the readers then refuse
+            return np.array(cleaned, dtype=np.bytes_).astype(dtype), {}
     except ValueError:
         pass
     out = np.full(len(values), np.nan, dtype)

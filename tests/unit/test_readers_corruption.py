@@ -3,7 +3,9 @@ unchanged; a broken file raises ReaderError naming it. The files are real archiv
 source ids and then damaged, so the truth for every good row is the undamaged original."""
 from __future__ import annotations
 
+import csv
 import gzip
+import io
 import zipfile
 from pathlib import Path
 
@@ -69,6 +71,22 @@ def replace_value(field: str, k: int, token: str) -> str:
     return "(" + ", ".join(values) + ")"
 
 
+def replace_column(row: str, header: str, name: str, token: str) -> str:
+    """Replace the scalar field ``name`` of a CSV row (array fields are quoted, so split on quotes first)."""
+    fields = next(csv.reader([row]))
+    fields[header.split(",").index(name)] = token
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow(fields)
+    return out.getvalue()
+
+
+HEADER = ("source_id,solution_id,bp_basis_function_id,bp_degrees_of_freedom,bp_n_parameters,bp_n_measurements,"
+          "bp_n_rejected_measurements,bp_standard_deviation,bp_chi_squared,bp_coefficients,bp_coefficient_errors,"
+          "bp_coefficient_correlations,bp_n_relevant_bases,bp_relative_shrinking,rp_basis_function_id,"
+          "rp_degrees_of_freedom,rp_n_parameters,rp_n_measurements,rp_n_rejected_measurements,"
+          "rp_standard_deviation,rp_chi_squared,rp_coefficients,rp_coefficient_errors,"
+          "rp_coefficient_correlations,rp_n_relevant_bases,rp_relative_shrinking")
+
 CASES = {
     # name: (row transform applied to a full (not missing-BP) row, expected column, message fragment)
     "short_array": (lambda r: corrupt_field(r, 1, lambda s: s[:s.rindex(",")] + ")"),
@@ -84,17 +102,45 @@ CASES = {
                   "bp_coefficient_errors", "missing while bp_coefficients is present"),
     "truncated_array": (lambda r: corrupt_field(r, 2, lambda s: s[:-1]), "bp_coefficient_correlations",
                         "not closed"),
+    # values no star has (issue 12.5): refused per row like NaN, whatever the spelling or overflow
+    "inf_coefficient": (lambda r: corrupt_field(r, 0, lambda s: replace_value(s, 4, "inf")),
+                        "bp_coefficients", "value 5 is inf"),
+    "minus_infinity_coefficient": (lambda r: corrupt_field(r, 3, lambda s: replace_value(s, 0, "-Infinity")),
+                                   "rp_coefficients", "value 1 is -inf"),
+    "float64_overflow": (lambda r: corrupt_field(r, 3, lambda s: replace_value(s, 54, "1e400")),
+                         "rp_coefficients", "value 55 is inf (written as inf, or beyond float64"),
+    "float32_overflow_error": (lambda r: corrupt_field(r, 1, lambda s: replace_value(s, 2, "3.5e38")),
+                               "bp_coefficient_errors", "value 3 is inf (written as inf, or beyond float32"),
+    "negative_error": (lambda r: corrupt_field(r, 4, lambda s: replace_value(s, 3, "-0.25")),
+                       "rp_coefficient_errors", "value 4 is -0.25: an error must be > 0"),
+    "zero_error": (lambda r: corrupt_field(r, 1, lambda s: replace_value(s, 54, "0.0")),
+                   "bp_coefficient_errors", "value 55 is 0: an error must be > 0"),
+    "underflow_to_zero_error": (lambda r: corrupt_field(r, 4, lambda s: replace_value(s, 0, "1e-50")),
+                                "rp_coefficient_errors", "value 1 is 0: an error must be > 0"),
+    "nan_correlation": (lambda r: corrupt_field(r, 5, lambda s: replace_value(s, 700, "NaN")),
+                        "rp_coefficient_correlations", "1 of 1485 values are NaN"),
+    "correlation_above_one": (lambda r: corrupt_field(r, 2, lambda s: replace_value(s, 7, "1.5")),
+                              "bp_coefficient_correlations", "value 8 is 1.5: a correlation must lie in [-1, 1]"),
+    "correlation_just_below_minus_one": (lambda r: corrupt_field(r, 5, lambda s: replace_value(s, 0, "-1.0000001")),
+                                         "rp_coefficient_correlations", "value 1 is -1.00000012"),
+    "inf_chi_squared": (lambda r: replace_column(r, HEADER, "bp_chi_squared", "inf"), "bp_chi_squared",
+                        "inf is not a finite number"),
+    "float32_overflow_scalar": (lambda r: replace_column(r, HEADER, "rp_standard_deviation", "1e39"),
+                                "rp_standard_deviation", "inf is not a finite number"),
+    "negative_source_id": (lambda r: "-" + r, "source_id", "not a positive source id"),
+    "int16_overflow": (lambda r: replace_column(r, HEADER, "rp_n_parameters", "40000"), "rp_n_parameters",
+                       "out of range for int16"),
 }
 
 
 @pytest.mark.parametrize("case,ext", [(c, "csv") for c in sorted(CASES)]
-                         + [("bad_number", "csv.gz"), ("broken_quoting", "csv.gz")])
+                         + [("bad_number", "csv.gz"), ("broken_quoting", "csv.gz"), ("float64_overflow", "csv.gz")])
 def test_one_bad_row_is_reported_and_the_rest_loads(clean, tmp_path, case, ext):
     transform, column, fragment = CASES[case]
     header, rows, ref = clean
     rows = list(rows)
     bad_index = BAD_INDEX
-    assert rows[bad_index].split(",")[2] == "56"
+    assert rows[bad_index].split(",")[2] == "56" and header == HEADER
     rows[bad_index] = transform(rows[bad_index])
     path = write(tmp_path / "bad.csv", header, rows)
     if ext == "csv.gz":
