@@ -30,7 +30,8 @@ def g_mag_from_flux(flux: np.ndarray) -> np.ndarray:
 
 
 def g_flux_from_mag(mag: np.ndarray) -> np.ndarray:
-    return 10.0 ** (-0.4 * (np.asarray(mag, np.float64) - G_ZERO_POINT))
+    with np.errstate(over="ignore"):          # an absurd magnitude gives inf, which read_photometry refuses
+        return 10.0 ** (-0.4 * (np.asarray(mag, np.float64) - G_ZERO_POINT))
 
 
 def read_photometry(path: str | Path, chunk_rows: int = 100_000,
