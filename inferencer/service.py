@@ -70,14 +70,30 @@ def run_infer_job(ctx: JobContext) -> dict:
 def summarise_infer_job(engine: Engine, job: dict, shards: list[dict]) -> dict:
     """The finished job's result: counts, where the time went, and whether χ² could use full covariances."""
     model_id = job["params"]["model_id"]
+    r = inference_results.c
+    has_chi2 = sa.or_(r.bp_chi2_dof.isnot(None), r.rp_chi2_dof.isnot(None))     # a missing band has none
+    stored = sa.exists().where(xp_correlations.c.source_id == r.source_id)
     with engine.connect() as conn:
-        n, n_chi2 = conn.execute(sa.select(sa.func.count(), sa.func.count(inference_results.c.bp_chi2_dof))
-                                 .where(inference_results.c.model_id == model_id)).one()
+        n, n_chi2, n_unstored = conn.execute(sa.select(
+            sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((has_chi2, 1), else_=0)), 0),
+            sa.func.coalesce(sa.func.sum(sa.case((sa.and_(~has_chi2, ~stored), 1), else_=0)), 0))
+            .where(r.model_id == model_id)).one()
     timing = {k: round(sum(s[k] or 0.0 for s in shards), 3) for k in ("seconds_read", "seconds_model", "seconds_write")}
-    chi2 = ("full covariance for every star" if n_chi2 == n else
-            f"unavailable for {n - n_chi2} of {n} stars: no correlations stored (ingested with --no-correlations?)")
+    chi2 = "full covariance for every star" if n_chi2 == n else \
+        f"unavailable for {n - n_chi2} of {n} stars: " + chi2_causes(int(n_unstored), int(n - n_chi2 - n_unstored))
     return {"model_id": model_id, "n_shards": len(shards), "n_stars": int(sum(s["n_stars"] for s in shards)),
             "n_results": int(n), "chi2": chi2, **timing}
+
+
+def chi2_causes(n_unstored: int, n_singular: int) -> str:
+    """Why χ² is missing, each cause counted apart: blaming absent correlations for a star whose stored
+    covariance cannot be inverted would send the user to re-ingest for nothing."""
+    causes = []
+    if n_unstored:
+        causes.append(f"{n_unstored} without stored correlations (ingested with --no-correlations?)")
+    if n_singular:
+        causes.append(f"{n_singular} whose covariance is not positive definite (correlations as stored)")
+    return "; ".join(causes)
 
 
 def configure_torch_threads() -> None:
