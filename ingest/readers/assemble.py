@@ -94,36 +94,39 @@ def assemble(source_id: np.ndarray, solution_id: np.ndarray | None, bands: dict[
     return batch
 
 
+# What a present value must satisfy, by column suffix: (test, what a failing value breaks). NaN fails them all.
+_VALUE_RULES = {
+    "_correlations": (lambda x: (x >= -1) & (x <= 1), "a correlation must lie in [-1, 1]"),
+    "_errors": (lambda x: (x > 0) & (x < np.inf), "an error must be > 0"),
+}
+_FINITE = (lambda x: (x > -np.inf) & (x < np.inf), "")
+
+
 def check_values(problems: RowProblems, present: np.ndarray, name: str, arr: np.ndarray,
                  element_columns: list[str] | None = None) -> None:
     """Flag the present rows of an (n, k) array holding a value no XP record can hold (see module doc);
     the report names ``element_columns[j]`` for value j when the file has a column per value.
 
-    One vectorised test per array (NaN fails every comparison, so one range test catches NaN, ±inf and
-    out-of-range values at once); messages are built only for the rows that fail."""
+    Two reductions per array, no temporary of its size: the min and max of each row propagate NaN, so one
+    range test on them catches NaN, ±inf and out-of-range values at once; messages are built only for the
+    rows that fail."""
+    inside, what = next((rule for suffix, rule in _VALUE_RULES.items() if name.endswith(suffix)), _FINITE)
     with np.errstate(invalid="ignore"):
-        if name.endswith("_correlations"):
-            inside, what = np.abs(arr) <= 1, "a correlation must lie in [-1, 1]"    # False for NaN and inf too
-        elif name.endswith("_errors"):
-            inside, what = (arr > 0) & (arr < np.inf), "an error must be > 0"
-        else:
-            inside, what = np.isfinite(arr), ""
-    rows = np.flatnonzero(present & ~inside.all(axis=1))
-    k = arr.shape[1] if arr.ndim == 2 else 0
-    for i in rows:
+        ok = inside(arr.min(axis=1)) & inside(arr.max(axis=1))
+    k = arr.shape[1]
+    for i in np.flatnonzero(present & ~ok):
         row = arr[i]
         nan = np.isnan(row)
-        j = int(np.argmax(nan)) if nan.any() else int(np.argmin(inside[i]))
+        with np.errstate(invalid="ignore"):
+            j = int(np.argmax(nan)) if nan.any() else int(np.argmin(inside(row)))
         column = element_columns[j] if element_columns else name
         if nan.any():
             msg = f"{int(nan.sum())} of {k} values are NaN"
+        elif np.isinf(row[j]):
+            limit = "float32's ±3.4e38" if arr.dtype == np.float32 else "float64's ±1.8e308"
+            msg = f"value {j + 1} is {row[j]} (written as inf, or beyond {limit})"
         else:
-            v = row[j]
-            if np.isinf(v):
-                limit = "float32's ±3.4e38" if arr.dtype == np.float32 else "float64's ±1.8e308"
-                msg = f"value {j + 1} is {v} (written as inf, or beyond {limit})"
-            else:
-                msg = f"value {j + 1} is {float(v):.9g}: {what}"
+            msg = f"value {j + 1} is {float(row[j]):.9g}: {what}"
         problems.setdefault(int(i), (column, msg))
 
 

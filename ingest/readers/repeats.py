@@ -19,22 +19,28 @@ class FirstRows:
     def __init__(self):
         self._runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []   # (sorted keys, rows, label index)
         self.labels: list[str] = []
+        self.top: int | None = None      # the largest key so far: a block above it (sorted files) needs no search
 
     def find(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(found, row, label index) for each key."""
         n = len(keys)
         found, rows, labels = np.zeros(n, bool), np.zeros(n, np.int64), np.zeros(n, np.int32)
+        order = np.argsort(keys)
+        needles = keys[order]           # sorted needles: numpy's binary search then walks, not jumps (~5x)
         for ks, rs, ls in self._runs:
-            pos = np.searchsorted(ks, keys).clip(max=len(ks) - 1)
-            hit = (ks[pos] == keys) & ~found
-            rows[hit], labels[hit] = rs[pos[hit]], ls[pos[hit]]
-            found |= hit
+            pos = np.searchsorted(ks, needles).clip(max=len(ks) - 1)
+            hit = (ks[pos] == needles) & ~found[order]
+            at = order[hit]
+            rows[at], labels[at] = rs[pos[hit]], ls[pos[hit]]
+            found[at] = True
         return found, rows, labels
 
     def add(self, keys: np.ndarray, rows: np.ndarray, label: str) -> None:
         """Record keys not seen before (the caller checked) with their data rows in ``label``."""
         if not len(keys):
             return
+        top = int(keys.max())
+        self.top = top if self.top is None else max(self.top, top)
         if not self.labels or self.labels[-1] != label:
             self.labels.append(label)
         order = np.argsort(keys, kind="stable")
@@ -58,7 +64,10 @@ def keep_first(keys, rows, file: str, report: ReadReport, column: str = "source_
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     keep = np.zeros(len(keys), bool)
     keep[first] = True
-    found, prior_rows, prior_labels = index.find(keys)
+    if index.top is None or (len(keys) and int(keys.min()) > index.top):
+        found = np.zeros(len(keys), bool)       # all above every key so far: the usual case of a sorted file
+    else:
+        found, prior_rows, prior_labels = index.find(keys)
     keep &= ~found
     for i in np.flatnonzero(~keep):
         if found[i]:
