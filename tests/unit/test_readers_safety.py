@@ -7,7 +7,7 @@
 - a VOTable whose FIELD declarations do not fit its data: the file fails, never "ok, 0 rows";
 - a line longer than the cap: reported (file, row) and skipped, without holding it in memory.
 
-Files are built from real Gaia records (../shared) with one value changed, so every other row has a truth.
+Files are built from real Gaia records (reference/data/gaia_xp) with one value changed, so every other row has a truth.
 """
 from __future__ import annotations
 
