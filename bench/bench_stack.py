@@ -76,7 +76,7 @@ def _register_model(engine, home: Path) -> int:
                         state_dict={k: v.clone() for k, v in model.state_dict().items()},
                         training={"note": "untrained, for the stack benchmark"}, source="bench")
     path = art.save(home / "models" / "bench-svae.pt")
-    return register_model(engine, name="bench-svae", kind="svae", path=str(path), config=cfg.to_dict())
+    return register_model(engine, name="bench-svae", kind="svae", path=str(path), config=cfg.to_dict()).model_id
 
 
 class _Stack:

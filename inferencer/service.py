@@ -50,6 +50,10 @@ def load_model(engine: Engine, model_id: int):
     if row["kind"] != "svae":
         raise ValueError(f"model {row['name']!r} is a {row['kind']}; inference runs the sVAE")
     art, model, splits = _load(str(path), path.stat().st_mtime)
+    if art.lacks_normalisation:
+        raise ValueError(f"model {row['name']!r} was imported without its normalisation and cannot run on spectra: "
+                         f"import it again with `xpvae model import-published --norm apogee_norm.npz "
+                         f"--name {row['name']} --replace`")
     return row, art, model, splits
 
 

@@ -1,13 +1,15 @@
 """ModelArtifact: one self-describing file per trained model.
 
-The file is ``torch.save`` of a plain dict (strings, numbers, lists, tensors only, so it loads with
-``weights_only=True``): kind ('svae' or 'label_baseline'), config, normalisation, state_dict, training summary,
-splits, xpvae version and creation time. Writing is atomic (temporary file, then rename).
+The file is ``torch.save`` of a plain dict (strings, numbers, lists, tensors only: shared.torchio reads it
+with ``weights_only=True``, so it cannot run code): kind ('svae' or 'label_baseline'), config, normalisation,
+state_dict, training summary, splits, xpvae version and creation time. Writing is atomic (temporary file, then
+rename).
 """
 from __future__ import annotations
 
 import datetime as _dt
-import os
+import logging
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -16,7 +18,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from db.models_registry import Registration, check_model_name, register_model
 from shared.preprocessing import Normalisation
+from shared.torchio import load_plain, plain, save_atomic
+
+log = logging.getLogger(__name__)
 
 FORMAT = "xpvae-model/1"
 KINDS = ("svae", "label_baseline")
@@ -28,19 +34,6 @@ def xpvae_version() -> str:
         return version("xpvae")
     except Exception:  # not installed as a distribution
         return "0+unknown"
-
-
-def _plain(obj: Any) -> Any:
-    """numpy → lists/tensors so the file needs no pickle of arbitrary classes."""
-    if isinstance(obj, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(obj))
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
 
 
 @dataclass
@@ -58,6 +51,13 @@ class ModelArtifact:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"model kind must be one of {KINDS}, not {self.kind!r}")
+
+    @property
+    def lacks_normalisation(self) -> bool:
+        """An imported release without its apogee_norm.npz: its inputs would not be standardised, so running it
+        on physical spectra gives meaningless outputs (NLLs ~1e7)."""
+        identity = np.all(self.normalisation.mu == 0) and np.all(self.normalisation.sig == 1)
+        return self.source.startswith("published:") and bool(identity)
 
     # --- construction ---
     def build_model(self) -> nn.Module:
@@ -83,15 +83,14 @@ class ModelArtifact:
     def from_published(cls, weight_pt: str | Path, norm_npz: str | Path | None = None) -> "ModelArtifact":
         """The authors' release: weight.pt (+ apogee_norm.npz when available; without it the normalisation
         is the identity and inputs must already be standardised — recorded in ``training['note']``)."""
-        from shared.model import load_published
-        model = load_published(weight_pt)
-        ckpt_epoch = None
-        try:
-            ckpt_epoch = torch.load(weight_pt, map_location="cpu", weights_only=False).get("epoch")
-        except Exception:
-            pass
+        from shared.model import published_model, read_published
+        state, meta = read_published(weight_pt)
+        model = published_model(state, origin=weight_pt)
+        ckpt_epoch = meta.get("epoch") if isinstance(meta.get("epoch"), int) else None
         n = model.config.input_dim
         norm = Normalisation.from_npz(norm_npz) if norm_npz else Normalisation(np.zeros(n), np.ones(n))
+        if norm.mu.shape != (n,):
+            raise ValueError(f"{norm_npz}: normalisation of {norm.mu.size} coefficients for a model of {n}")
         note = "published weights" + ("" if norm_npz else "; no apogee_norm.npz given: identity normalisation")
         return cls(kind="svae", config=model.config.to_dict(), normalisation=norm,
                    state_dict={k: v.clone() for k, v in model.state_dict().items()},
@@ -100,30 +99,18 @@ class ModelArtifact:
 
     # --- I/O ---
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "kind": self.kind, "config": _plain(self.config),
+        return {"format": FORMAT, "kind": self.kind, "config": plain(self.config),
                 "normalisation": self.normalisation.to_dict(), "state_dict": dict(self.state_dict),
-                "training": _plain(self.training), "splits": _plain(self.splits), "version": self.version,
+                "training": plain(self.training), "splits": plain(self.splits), "version": self.version,
                 "created": self.created, "source": self.source}
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            torch.save(self.to_dict(), tmp)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        return path
+        return save_atomic(self.to_dict(), path)
 
     @classmethod
     def load(cls, path: str | Path) -> "ModelArtifact":
         path = Path(path)
-        try:
-            d = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ValueError(f"{path}: not a readable xpvae model artifact: {exc}") from exc
+        d = load_plain(path, "xpvae model artifact")
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise ValueError(f"{path}: not an xpvae model artifact (expected format {FORMAT!r})")
         missing = [k for k in ("kind", "config", "normalisation", "state_dict") if k not in d]
@@ -132,3 +119,28 @@ class ModelArtifact:
         return cls(kind=d["kind"], config=d["config"], normalisation=Normalisation.from_dict(d["normalisation"]),
                    state_dict=d["state_dict"], training=d.get("training", {}), splits=d.get("splits", {}),
                    version=d.get("version", "?"), created=d.get("created", "?"), source=d.get("source", "?"))
+
+
+def register_artifact(engine, art: ModelArtifact, *, name: str, models_dir: str | Path, replace: bool = False,
+                      job_id: int | None = None, summary: dict | None = None,
+                      n_train: int | None = None) -> Registration:
+    """Save ``art`` in ``models_dir`` and register it as ``name`` (db.models_registry.register_model: a taken
+    name is refused unless ``replace``). The file is named from the validated name and a random token: it
+    cannot leave ``models_dir``, and a replacement never overwrites the file a committed row points at. The
+    replaced model's file is deleted after the commit, if it lies in ``models_dir``."""
+    check_model_name(name)
+    models_dir = Path(models_dir).resolve()
+    path = art.save(models_dir / f"{name}.{secrets.token_hex(4)}.pt")
+    try:
+        reg = register_model(engine, name=name, kind=art.kind, path=str(path), job_id=job_id, config=art.config,
+                             summary=summary, n_train=n_train, replace=replace)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    if reg.replaced_path:
+        old = Path(reg.replaced_path).resolve()
+        if old.parent == models_dir:        # never delete outside it (rows from older versions may point anywhere)
+            old.unlink(missing_ok=True)
+        else:
+            log.warning("replaced model's artifact %s is outside %s: left in place", old, models_dir)
+    return reg

@@ -193,20 +193,36 @@ def infer_config_from_published(state: Mapping[str, Tensor]) -> VAEConfig:
                      latent_dim=int(state["mu.weight"].shape[0]), hidden=tuple(hidden))
 
 
+def read_published(weight_pt: str | Path) -> tuple[Mapping[str, Tensor], dict[str, Any]]:
+    """The authors' ``weight.pt``: (state dict, the other entries such as ``epoch``). Read as plain data only
+    (shared.torchio): a file holding any other object is refused, never run."""
+    from shared.torchio import load_plain
+    path = Path(weight_pt)
+    ckpt = load_plain(path, "sVAE weights file")
+    state = ckpt.get("model_state_dict", ckpt) if isinstance(ckpt, Mapping) else None
+    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(f"{path}: no model_state_dict of tensors in this weights file")
+    meta = {k: v for k, v in ckpt.items() if k != "model_state_dict"} if "model_state_dict" in ckpt else {}
+    return state, meta
+
+
+def published_model(state: Mapping[str, Tensor], config: VAEConfig | None = None,
+                    origin: str | Path = "weights") -> ScatterVAE:
+    """A ScatterVAE in eval mode holding the authors' state dict; ValueError naming ``origin`` if it does not fit."""
+    try:
+        config = config or infer_config_from_published(state)
+        model = ScatterVAE(config)
+        model.load_state_dict(convert_published_state_dict(state, config), strict=True)
+    except (KeyError, RuntimeError, ValueError, IndexError) as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{origin}: not the published sVAE's weights ({detail})") from None
+    return model.eval()
+
+
 def load_published(weight_pt: str | Path, config: VAEConfig | None = None) -> ScatterVAE:
     """Load the authors' ``weight.pt`` (a dict with ``model_state_dict``) into a ScatterVAE in eval mode."""
-    path = Path(weight_pt)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise ValueError(f"{path}: cannot read torch checkpoint: {exc}") from exc
-    state = ckpt.get("model_state_dict", ckpt) if isinstance(ckpt, Mapping) else None
-    if not isinstance(state, Mapping):
-        raise ValueError(f"{path}: no model_state_dict in checkpoint")
-    config = config or infer_config_from_published(state)
-    model = ScatterVAE(config)
-    model.load_state_dict(convert_published_state_dict(state, config), strict=True)
-    return model.eval()
+    state, _ = read_published(weight_pt)
+    return published_model(state, config, origin=weight_pt)
 
 
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)  # the constant the loss drops, per coefficient

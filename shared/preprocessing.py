@@ -6,6 +6,8 @@ Rows with any non-finite value are excluded from training and reported (`finite_
 """
 from __future__ import annotations
 
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -126,14 +128,24 @@ class Normalisation:
     def from_npz(cls, path: str | Path) -> "Normalisation":
         """The authors' ``apogee_norm.npz`` (arrays ``mu`` and ``sig``)."""
         path = Path(path)
-        with np.load(path) as z:
+        def _first_line(exc: BaseException) -> str:
+            return (str(exc).strip() or type(exc).__name__).splitlines()[0]
+
+        broken = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+        try:
+            z = np.load(path)            # allow_pickle stays False: an .npz holding objects is refused
+        except broken as exc:
+            raise ValueError(f"{path}: not a readable .npz normalisation ({_first_line(exc)})") from None
+        if not hasattr(z, "files"):
+            raise ValueError(f"{path}: an .npy array, not an .npz with arrays mu and sig")
+        with z:
             missing = [k for k in ("mu", "sig") if k not in z.files]
             if missing:
                 raise ValueError(f"{path}: missing array(s) {missing}; found {z.files}")
             try:
                 return cls(z["mu"], z["sig"])
-            except ValueError as exc:
-                raise ValueError(f"{path}: {exc}") from exc
+            except broken as exc:
+                raise ValueError(f"{path}: {_first_line(exc)}") from None
 
     def save_npz(self, path: str | Path) -> None:
         np.savez(path, mu=self.mu, sig=self.sig)

@@ -7,11 +7,12 @@ Speed: all data live as tensors on the device, batches are gathered by a shuffle
 a seeded generator), losses accumulate on the device and are read once per epoch. Resuming a checkpoint
 restores model, optimiser, scheduler, every random state, split, normalisation and history, so an
 interrupted and resumed run yields bit-identical weights to an uninterrupted one (same device and threads).
+Checkpoints hold plain data only (tensors, numbers, strings, lists, dicts) and are read with
+``weights_only=True`` (shared.torchio): a file placed where a checkpoint is expected cannot run code.
 """
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -24,6 +25,7 @@ from torch import nn
 from shared.device import configure_threads, resolve_device
 from shared.model import ScatterVAE, VAEConfig
 from shared.preprocessing import Normalisation, RowExclusion, finite_rows
+from shared.torchio import load_plain, plain, save_atomic
 
 log = logging.getLogger(__name__)
 
@@ -121,13 +123,6 @@ class TrainResult:
 # ------------------------------------------------------------------------------------------------------
 # checkpoint I/O
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def _rng_states(gens: Mapping[str, torch.Generator]) -> dict[str, Any]:
     states: dict[str, Any] = {k: g.get_state() for k, g in gens.items()}
     states["torch_cpu"] = torch.get_rng_state()
@@ -145,13 +140,16 @@ def _set_rng_states(gens: Mapping[str, torch.Generator], states: Mapping[str, An
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A training checkpoint, read as plain data only; ValueError (one line, naming the file and what to do)
+    when it is refused, unreadable or of another format."""
     path = Path(path)
+    remedy = "delete it to train from the first epoch"
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise ValueError(f"{path}: unreadable training checkpoint: {exc}") from exc
+        ckpt = load_plain(path, "training checkpoint")
+    except ValueError as exc:
+        raise ValueError(f"{exc}; {remedy}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not an xpvae training checkpoint (format {CHECKPOINT_FORMAT})")
+        raise ValueError(f"{path}: not an xpvae training checkpoint (format {CHECKPOINT_FORMAT}); {remedy}")
     return ckpt
 
 
@@ -271,10 +269,12 @@ def _train_loop(model: nn.Module, train: Sequence[np.ndarray], validation: Seque
     def save(epoch: int) -> None:
         if ckpt_path is None:
             return
-        _atomic_torch_save({"format": CHECKPOINT_FORMAT, "epoch": epoch, "model": model.state_dict(),
-                            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                            "rng": _rng_states(gens), "history": history, "train_config": config.to_dict(),
-                            "extra": extra_state, "saved": time.time()}, ckpt_path)
+        # torch's own states are tensors and plain values already; plain() turns the numpy arrays of the
+        # extra state (split, normalisation) into tensors, so that load_plain accepts the file
+        save_atomic({"format": CHECKPOINT_FORMAT, "epoch": epoch, "model": model.state_dict(),
+                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                     "rng": _rng_states(gens), "history": history, "train_config": config.to_dict(),
+                     "extra": plain(extra_state), "saved": time.time()}, ckpt_path)
 
     step_loss = model.batch_loss
     compiled = False

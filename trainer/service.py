@@ -13,10 +13,10 @@ from sqlalchemy.engine import Engine
 
 from db import bulk
 from db.labels import read_labels
-from db.models_registry import register_model, unique_name
+from db.models_registry import check_model_name, name_free, unique_name
 from db.selection import Selection
 from db.spectra import read_spectra
-from shared.artifact import ModelArtifact
+from shared.artifact import ModelArtifact, register_artifact
 from shared.baseline import BaselineConfig, fit_label_baseline
 from shared.inference import infer_all
 from shared.jobs import JobCancelled, JobContext
@@ -107,9 +107,21 @@ def _resumed_from(path) -> int:
         return 0
 
 
+def _model_name(ctx: JobContext, stem: str) -> str:
+    """The job's model name, checked before any training (a bad or taken name must not cost a run): the given
+    one, valid and free (or --replace), else a free default."""
+    name = ctx.params.get("name")
+    if not name:
+        return unique_name(ctx.engine, f"{stem}-job{ctx.job_id}")
+    check_model_name(name)
+    name_free(ctx.engine, name, replace=bool(ctx.params.get("replace")), job_id=ctx.job_id)
+    return name
+
+
 def run_train_job(ctx: JobContext) -> dict:
     """Train the scatter VAE on a selection (no labels used) and register it."""
     p = ctx.params
+    _model_name(ctx, "svae")
     selection = Selection.from_dict(p.get("selection"))
     cfg = train_config(p.get("train", {}), ctx.settings.device)
     model_cfg = VAEConfig.from_dict({**VAEConfig().to_dict(), **p.get("model", {})})
@@ -122,24 +134,24 @@ def run_train_job(ctx: JobContext) -> dict:
     if result.stopped:
         ctx.check_cancelled()      # raises JobCancelled: the checkpoint stays for `xpvae job retry`
     held_out = _held_out_summary(result, data["x"], data["x_err"])
-    name = p.get("name") or unique_name(ctx.engine, f"svae-job{ctx.job_id}")
-    return _register(ctx, result, data["source_id"], name, held_out, resumed_from, ckpt)
+    return _register(ctx, result, data["source_id"], "svae", held_out, resumed_from, ckpt)
 
 
-def _register(ctx: JobContext, result: TrainResult, source_id: np.ndarray, name: str, held_out: dict,
+def _register(ctx: JobContext, result: TrainResult, source_id: np.ndarray, stem: str, held_out: dict,
               resumed_from: int, ckpt) -> dict:
+    name = _model_name(ctx, stem)     # again: a default name may have been taken while this job trained
     art = ModelArtifact.from_training(result, splits=_split_ids(result, source_id))
     art.training.update(held_out)
     if result.extra.get("label_normalisation"):
         art.training["label_normalisation"] = result.extra["label_normalisation"]
-    path = art.save(ctx.settings.models_dir / f"{name}.pt")
     last = result.history[-1] if result.history else {}
     summary = {"epochs": result.epochs_completed, "val_nll": last.get("val_nll"), **held_out,
                "seconds": result.seconds, "device": result.device, "excluded_rows": result.excluded.count}
-    model_id = register_model(ctx.engine, name=name, kind=result.kind, path=str(path), job_id=ctx.job_id,
-                              config=art.config, summary=summary, n_train=int(result.split["train"].size))
+    reg = register_artifact(ctx.engine, art, name=name, models_dir=ctx.settings.models_dir,
+                            replace=bool(ctx.params.get("replace")), job_id=ctx.job_id, summary=summary,
+                            n_train=int(result.split["train"].size))
     ckpt.unlink(missing_ok=True)   # the registered artifact supersedes the checkpoint
-    return {"model_id": model_id, "name": name, "artifact": str(path), "epochs_completed": result.epochs_completed,
+    return {"model_id": reg.model_id, "name": name, "artifact": reg.path, "epochs_completed": result.epochs_completed,
             "resumed_from_epoch": resumed_from, "n_train": int(result.split["train"].size),
             "val_nll": last.get("val_nll"), **held_out, "seconds": result.seconds, "device": result.device}
 
@@ -147,6 +159,7 @@ def _register(ctx: JobContext, result: TrainResult, source_id: np.ndarray, name:
 def run_baseline_job(ctx: JobContext) -> dict:
     """Train the label-dependent baseline (docs/science.md §8) on stars with good labels."""
     p = ctx.params
+    _model_name(ctx, "baseline")
     sel_dict = dict(p.get("selection") or {})
     sel_dict.setdefault("quality", "good")
     selection = Selection.from_dict(sel_dict)
@@ -163,5 +176,4 @@ def run_baseline_job(ctx: JobContext) -> dict:
     if result.stopped:
         ctx.check_cancelled()
     held_out = _held_out_summary(result, data["x"], data["x_err"], labels=lab)
-    name = p.get("name") or unique_name(ctx.engine, f"baseline-job{ctx.job_id}")
-    return _register(ctx, result, data["source_id"], name, held_out, resumed_from, ckpt)
+    return _register(ctx, result, data["source_id"], "baseline", held_out, resumed_from, ckpt)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from xpvae.compose import refuse_host_artifacts, worker_path
-from xpvae.jobrun import EXIT_NOT_FOUND, _die, _engine, run_job
+from xpvae.jobrun import EXIT_NOT_FOUND, EXIT_USAGE, _die, _engine, run_job
 
 
 def selection_options(fn):
@@ -31,11 +31,41 @@ def _selection(kw: dict) -> dict:
 
 
 def _model_ref(ref: str) -> int:
-    from db.models_registry import ModelNotFound, get_model
+    """--model/--baseline: a name, or an id as N or id:N → the id (exit 2 if malformed, 4 if no such model)."""
+    from db.models_registry import InvalidModelName, ModelNotFound, get_model
     try:
         return int(get_model(_engine(), ref)["id"])
+    except InvalidModelName as exc:
+        _die(str(exc), EXIT_USAGE)
     except ModelNotFound as exc:
         _die(str(exc), EXIT_NOT_FOUND)
+
+
+def _valid_name(ctx, param, value):
+    from db.models_registry import InvalidModelName, check_model_name
+    try:
+        return None if value is None else check_model_name(value)
+    except InvalidModelName as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def name_option(default_text: str):
+    return click.option("--name", callback=_valid_name, help=f"model name: a letter, then up to 63 letters, digits, "
+                        f"'.', '_' or '-' (default: {default_text})")
+
+
+replace_option = click.option("--replace", is_flag=True, help="if the name is taken, replace that model and delete "
+                              "its inference and analysis results (else a taken name is refused)")
+
+
+def _check_name_free(name: str | None, replace: bool) -> None:
+    """Refuse a taken --name before any work is queued (the job checks again)."""
+    from db.models_registry import ModelNameTaken, name_free
+    if name:
+        try:
+            name_free(_engine(), name, replace=replace)
+        except ModelNameTaken as exc:
+            _die(str(exc), EXIT_USAGE)
 
 
 def _print_result(job: dict) -> None:
@@ -111,7 +141,8 @@ def ingest_catalogue(path, norm, wait) -> None:
 
 # --- train ---------------------------------------------------------------------------------------------------
 @click.command("train")
-@click.option("--name", help="model name (default: svae-<job id>)")
+@name_option("svae-job<job id>")
+@replace_option
 @click.option("--epochs", type=int, default=50, show_default=True, help="the published model used 5000")
 @click.option("--batch-size", type=int, default=1024, show_default=True)
 @click.option("--lr", type=float, default=1e-4, show_default=True)
@@ -123,9 +154,11 @@ def ingest_catalogue(path, norm, wait) -> None:
 @click.option("--checkpoint-every", type=int, default=10, show_default=True)
 @selection_options
 @wait_option
-def train_cmd(name, epochs, batch_size, lr, weight_decay, t0, latent_dim, hidden, seed, checkpoint_every, wait, **kw):
+def train_cmd(name, replace, epochs, batch_size, lr, weight_decay, t0, latent_dim, hidden, seed, checkpoint_every,
+              wait, **kw):
     """Train the scatter VAE on the selected spectra (no labels used) and register the model."""
-    params = {"name": name, "selection": _selection(kw),
+    _check_name_free(name, replace)
+    params = {"name": name, "replace": replace, "selection": _selection(kw),
               "model": {"latent_dim": latent_dim, "hidden": [int(h) for h in hidden.split(",")]},
               "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
                         "t0": t0, "seed": seed, "checkpoint_every": checkpoint_every}}
@@ -146,7 +179,8 @@ def _label_names(text: str) -> list[str]:
 
 
 @click.command("train-baseline")
-@click.option("--name", help="model name (default: baseline-<job id>)")
+@name_option("baseline-job<job id>")
+@replace_option
 @click.option("--epochs", type=int, default=50, show_default=True)
 @click.option("--batch-size", type=int, default=1024, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
@@ -156,18 +190,19 @@ def _label_names(text: str) -> list[str]:
               help="comma list of APOGEE label columns the baseline maps from, e.g. add sfd_ebv as a reddening proxy")
 @selection_options
 @wait_option
-def train_baseline_cmd(name, epochs, batch_size, lr, seed, labels_from, label_names, wait, **kw):
+def train_baseline_cmd(name, replace, epochs, batch_size, lr, seed, labels_from, label_names, wait, **kw):
     """Train the label-dependent baseline (labels → spectrum + scatter) on stars with good labels."""
+    _check_name_free(name, replace)
     sel = _selection(kw)
     sel.setdefault("quality", labels_from)
-    params = {"name": name, "selection": sel, "model": {"label_names": _label_names(label_names)},
+    params = {"name": name, "replace": replace, "selection": sel, "model": {"label_names": _label_names(label_names)},
               "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}}
     _print_result(run_job("train_baseline", params, wait=wait, label="train-baseline"))
 
 
 # --- infer ---------------------------------------------------------------------------------------------------
 @click.command("infer")
-@click.option("--model", "model_ref", required=True, help="model name or id")
+@click.option("--model", "model_ref", required=True, help="model name, or id as N or id:N")
 @click.option("--shards", type=int, default=0, help="number of shards (default: about 50,000 stars each)")
 @click.option("--batch-size", type=int, default=8192, show_default=True)
 @selection_options
@@ -186,7 +221,8 @@ def analyze_group() -> None:
 
 
 @analyze_group.command("alpha")
-@click.option("--model", "model_ref", required=True, help="sVAE model name or id (its inference must have run)")
+@click.option("--model", "model_ref", required=True, help="sVAE model name, or id as N or id:N (its inference "
+              "must have run)")
 @click.option("--folds", type=int, default=5, show_default=True)
 @click.option("--bootstrap", type=int, default=500, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -198,8 +234,9 @@ def analyze_alpha(model_ref, folds, bootstrap, seed, wait):
 
 
 @analyze_group.command("reconstruction")
-@click.option("--model", "model_ref", required=True, help="sVAE model name or id")
-@click.option("--baseline", "baseline_ref", help="label-dependent baseline to compare with, on the same stars")
+@click.option("--model", "model_ref", required=True, help="sVAE model name, or id as N or id:N")
+@click.option("--baseline", "baseline_ref", help="label-dependent baseline (name, N or id:N) to compare "
+              "with, on the same stars")
 @click.option("--split", type=click.Choice(["test", "validation", "all"]), default="test", show_default=True)
 @click.option("--max-stars", type=int, default=50000, show_default=True)
 @wait_option
@@ -217,28 +254,38 @@ def model_group() -> None:
 
 
 @model_group.command("import-published")
-@click.option("--weights", type=click.Path(exists=True, dir_okay=False), help="weight.pt of the authors' release "
-              "(default: $XPVAE_SHARED/reference/scatter_vae_apogee/weight.pt; XPVAE_SHARED defaults to the "
-              "repository's reference/ folder, which holds them)")
-@click.option("--norm", type=click.Path(exists=True, dir_okay=False), help="apogee_norm.npz of the data release")
-@click.option("--name", default="published-svae", show_default=True)
-def import_published(weights, norm, name):
-    """Register the authors' released sVAE (Laroche & Speagle, MIT) as a model."""
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False, readable=True),
+              help="weight.pt of the authors' release (default: $XPVAE_SHARED/reference/scatter_vae_apogee/weight.pt; "
+              "XPVAE_SHARED defaults to the repository's reference/ folder, which holds them)")
+@click.option("--norm", type=click.Path(exists=True, dir_okay=False, readable=True),
+              help="apogee_norm.npz of the data release (without it the model cannot run on spectra)")
+@click.option("--name", default="published-svae", show_default=True, callback=_valid_name,
+              help="model name: a letter, then up to 63 letters, digits, '.', '_' or '-'")
+@replace_option
+def import_published(weights, norm, name, replace):
+    """Register the authors' released sVAE (Laroche & Speagle, MIT) as a model. The weights file is read as
+    tensors and plain data only: a file holding anything else is refused, never run."""
     refuse_host_artifacts("xpvae model import-published --weights /data/... --norm /data/...")
-    from db.models_registry import register_model
-    from shared.artifact import ModelArtifact
+    from db.models_registry import ModelNameTaken
+    from shared.artifact import ModelArtifact, register_artifact
     from shared.settings import get_settings
     settings = get_settings()
     weights = Path(weights) if weights else settings.shared_dir / "reference/scatter_vae_apogee/weight.pt"
     if not weights.exists():
         _die(f"{weights}: not found (pass --weights)", EXIT_NOT_FOUND)
-    art = ModelArtifact.from_published(weights, norm)
-    path = settings.models_dir / f"{name}.pt"
-    art.save(path)
-    mid = register_model(_engine(), name=name, kind=art.kind, path=str(path), config=art.config,
-                         summary={**art.training, "source": art.source})
-    click.echo(f"registered model {mid} {name!r} from {weights}" + ("" if norm else
-               " (no normalisation given: pass --norm apogee_norm.npz before running it on physical spectra)"))
+    _check_name_free(name, replace)
+    try:
+        art = ModelArtifact.from_published(weights, norm)
+    except ValueError as exc:          # refused, unreadable or not these weights: one line, no traceback
+        _die(str(exc), EXIT_USAGE)
+    try:
+        reg = register_artifact(_engine(), art, name=name, models_dir=settings.models_dir, replace=replace,
+                                summary={**art.training, "source": art.source})
+    except ModelNameTaken as exc:
+        _die(str(exc), EXIT_USAGE)
+    click.echo(f"registered model {reg.model_id} {name!r} from {weights}" + ("" if norm else
+               " (no normalisation given: it cannot run on spectra until imported again with --norm "
+               "apogee_norm.npz --replace)"))
 
 
 def register(main: click.Group) -> None:

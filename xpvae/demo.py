@@ -46,7 +46,8 @@ def _step(title: str):
 @click.option("--seed", type=int, default=1, show_default=True)
 def demo(n_stars, epochs, batch_size, lr, baseline_epochs, label_fraction, alpha_signal, mag_max, threads, bootstrap,
          seed) -> None:
-    """Run the whole pipeline on a simulated survey and print where the results are."""
+    """Run the whole pipeline on a simulated survey and print where the results are. A re-run with the same
+    --seed replaces the demo's models (demo-svae-s<seed>, demo-baseline-s<seed>) and their results."""
     from db.engine import get_engine
     from db.migrate import upgrade
     from ingest.simulate.survey import simulate_survey
@@ -79,7 +80,8 @@ def demo(n_stars, epochs, batch_size, lr, baseline_epochs, label_fraction, alpha
     click.echo(f"done in {time.perf_counter() - t:.0f} s")
 
     t = _step(f"3/7 train the scatter VAE ({epochs} epochs, no labels)")
-    train = run_job("train", {"name": f"demo-svae-s{seed}", "selection": {},
+    # The demo's own models (named by seed) are replaced on a re-run, with their earlier results.
+    train = run_job("train", {"name": f"demo-svae-s{seed}", "replace": True, "selection": {},
                               "train": {"epochs": epochs, "seed": seed, "checkpoint_every": 20,
                                         "batch_size": batch_size, "lr": lr, "t0": max(epochs, 1),
                                         "threads": threads}}, wait=True, label="train")["result"]
@@ -88,7 +90,8 @@ def demo(n_stars, epochs, batch_size, lr, baseline_epochs, label_fraction, alpha
     t = _step("4/7 train the label-dependent baseline on the good-label stars")
     # The baseline gets the reddening proxy too (docs/science.md §8): without it the simulated extinction dominates
     # its residuals everywhere and hides where it lacks labels (docs/science-validation.md).
-    base = run_job("train_baseline", {"name": f"demo-baseline-s{seed}", "selection": {"quality": "good"},
+    base = run_job("train_baseline", {"name": f"demo-baseline-s{seed}", "replace": True,
+                                      "selection": {"quality": "good"},
                                       "model": {"label_names": ["teff", "logg", "m_h", "alpha_m", "sfd_ebv"]},
                                       "train": {"epochs": baseline_epochs, "seed": seed, "lr": 1e-3,
                                                 "batch_size": 256, "t0": max(baseline_epochs, 1),

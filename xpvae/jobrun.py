@@ -12,7 +12,7 @@ import click
 
 from shared.settings import get_settings
 
-EXIT_FAILED, EXIT_UNAVAILABLE, EXIT_NOT_FOUND = 1, 3, 4
+EXIT_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_NOT_FOUND = 1, 2, 3, 4
 
 
 def _engine(check: bool = True):

@@ -42,7 +42,7 @@ def _seed(engine, tmp_path):
     art = ModelArtifact(kind="svae", config=cfg.to_dict(), normalisation=Normalisation(x.mean(0), x.std(0)),
                         state_dict=ScatterVAE(cfg).state_dict())
     path = art.save(tmp_path / "m.pt")
-    model_id = register_model(engine, name="m", kind="svae", path=str(path))
+    model_id = register_model(engine, name="m", kind="svae", path=str(path)).model_id
     return batch, with_corr, art, model_id
 
 

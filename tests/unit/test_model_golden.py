@@ -58,7 +58,7 @@ def test_config_matches_published_config_json(shared_dir, published):
 
 
 def test_key_map_covers_every_published_key_and_rejects_unknown(shared_dir):
-    state = torch.load(shared_dir / REF / "weight.pt", map_location="cpu", weights_only=False)["model_state_dict"]
+    state = torch.load(shared_dir / REF / "weight.pt", map_location="cpu", weights_only=True)["model_state_dict"]
     ours = convert_published_state_dict(state, VAEConfig())
     assert set(ours) == set(ScatterVAE().state_dict())
     assert published_key_map(VAEConfig())["scatter.5.0."] == "scatter.output."
