@@ -42,7 +42,7 @@ class Registration(NamedTuple):
 
 def _shown(text: object) -> str:
     s = repr(text)
-    return s if len(s) <= 40 else s[:37] + "...'"
+    return s if len(s) <= 40 else f"{s[:37]}...' ({len(str(text))} characters)"
 
 
 def check_model_name(name: object) -> str:
