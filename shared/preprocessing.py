@@ -78,6 +78,10 @@ def finite_rows(*arrays: np.ndarray, names: tuple[str, ...] = ("x", "x_err", "la
     return ok, RowExclusion(total=n, indices=bad, first_bad_fields=fields)
 
 
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip() or type(exc).__name__).splitlines()[0]
+
+
 @dataclass
 class Normalisation:
     """Per-coefficient standardisation (μ, s). Part of a trained model; stored with it."""
@@ -128,9 +132,6 @@ class Normalisation:
     def from_npz(cls, path: str | Path) -> "Normalisation":
         """The authors' ``apogee_norm.npz`` (arrays ``mu`` and ``sig``)."""
         path = Path(path)
-        def _first_line(exc: BaseException) -> str:
-            return (str(exc).strip() or type(exc).__name__).splitlines()[0]
-
         broken = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
         try:
             z = np.load(path)            # allow_pickle stays False: an .npz holding objects is refused
