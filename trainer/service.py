@@ -114,7 +114,7 @@ def _model_name(ctx: JobContext, stem: str) -> str:
     if not name:
         return unique_name(ctx.engine, f"{stem}-job{ctx.job_id}")
     check_model_name(name)
-    name_free(ctx.engine, name, replace=bool(ctx.params.get("replace")), job_id=ctx.job_id)
+    name_free(ctx.engine, name, replace=ctx.params.get("replace") is True, job_id=ctx.job_id)
     return name
 
 
@@ -148,7 +148,7 @@ def _register(ctx: JobContext, result: TrainResult, source_id: np.ndarray, stem:
     summary = {"epochs": result.epochs_completed, "val_nll": last.get("val_nll"), **held_out,
                "seconds": result.seconds, "device": result.device, "excluded_rows": result.excluded.count}
     reg = register_artifact(ctx.engine, art, name=name, models_dir=ctx.settings.models_dir,
-                            replace=bool(ctx.params.get("replace")), job_id=ctx.job_id, summary=summary,
+                            replace=ctx.params.get("replace") is True, job_id=ctx.job_id, summary=summary,
                             n_train=int(result.split["train"].size))
     ckpt.unlink(missing_ok=True)   # the registered artifact supersedes the checkpoint
     return {"model_id": reg.model_id, "name": name, "artifact": reg.path, "epochs_completed": result.epochs_completed,

@@ -208,3 +208,25 @@ def test_cli_names_reuse_replace_and_references(cli, engine, tmp_path):
         assert res.exit_code == code, (ref, res.output)
         if code == 1:    # imported without --norm: refused by the job with the flag to fix it
             assert "imported without its normalisation" in _err(res) and "--norm" in _err(res), res.output
+
+
+@pytest.mark.parametrize("kind", ["train", "train_baseline"])
+def test_jobs_from_api_callers_check_the_name_before_training(kind, engine, tmp_path, monkeypatch):
+    """The service validates again (API callers skip the CLI): a bad or taken name fails the job before any
+    spectra are read, and writes nothing."""
+    from shared import jobs
+    from shared.settings import get_settings
+    monkeypatch.setenv("XPVAE_HOME", str(tmp_path / "home"))
+    get_settings.cache_clear()
+    try:
+        register_model(engine, name="taken", kind="svae", path=str(tmp_path / "t.pt"))
+        for name, needle in (("../../x", "invalid model name"), ("7", "invalid model name"), (7, "invalid model name"),
+                             ("taken", "'taken' is taken")):
+            job = jobs_db.create_job(engine, kind, jobs.KINDS[kind].queue, {"name": name, "selection": {}},
+                                     max_attempts=1)
+            assert jobs.execute(job, engine=engine) == "failed"
+            error = jobs_db.get_job(engine, job)["error"]
+            assert needle in error.splitlines()[0] and "matches no spectra" not in error, error
+    finally:
+        get_settings.cache_clear()
+    assert not (tmp_path / "home").exists() and sorted(p.name for p in tmp_path.iterdir()) == []
