@@ -4,6 +4,10 @@
 The catalogue is an astropy Table written to HDF5: one compound dataset ``__astropy_table__`` (502,311 rows)
 whose ``coeffs``/``coeff_errs`` fields are (110,) sub-arrays, BP then RP. It is read with h5py, only the
 needed fields, ``chunk_rows`` rows at a time.
+
+HDF5 lets a file point elsewhere: an external or soft link in place of the dataset, raw data kept in external
+files, a virtual dataset mapped onto other files. h5py follows all of them silently, so a hostile catalogue
+could load any local file's bytes. ``_inside_dataset`` refuses each before any data is read.
 """
 from __future__ import annotations
 
@@ -44,9 +48,7 @@ def read_catalogue(path: str | Path, *, chunk_rows: int = 50_000, report: ReadRe
         report.error = f"{file}: not a readable HDF5 file: {exc}"
         raise ReaderError(file, f"not a readable HDF5 file: {exc}") from exc
     with h5:
-        if DATASET not in h5:
-            raise ReaderError(file, f"no {DATASET} dataset (not an astropy table written to HDF5)")
-        ds = h5[DATASET]
+        ds = _inside_dataset(h5, file)
         names = list(ds.dtype.names or ())
         lower = {nm.lower(): nm for nm in names}
         for need in ("ids", "coeffs", "coeff_errs"):
@@ -62,6 +64,32 @@ def read_catalogue(path: str | Path, *, chunk_rows: int = 50_000, report: ReadRe
             batch, labels, phot = _chunk(raw, file, start, report)
             report_progress(progress, min(start + chunk_rows, n_total), n_total, f"{file}: rows")
             yield batch, labels, phot
+
+
+def _inside_dataset(h5, file: str):
+    """The catalogue's dataset, provided its link and its data are inside this file; ReaderError otherwise.
+    The link is looked at without being followed (``DATASET in h5`` would already open an external file)."""
+    import h5py
+
+    name = DATASET.encode()
+    if not h5.id.links.exists(name):
+        raise ReaderError(file, f"no {DATASET} dataset (not an astropy table written to HDF5)")
+    kind = h5.id.links.get_info(name).type
+    if kind != h5py.h5l.TYPE_HARD:
+        what = {h5py.h5l.TYPE_SOFT: "a soft link", h5py.h5l.TYPE_EXTERNAL: "an external link"}.get(kind, "a link")
+        _refuse(file, f"{DATASET} is {what}, not a dataset stored in the file")
+    ds = h5[DATASET]
+    if not isinstance(ds, h5py.Dataset):
+        raise ReaderError(file, f"{DATASET} is not a dataset (not an astropy table written to HDF5)")
+    if ds.is_virtual:
+        _refuse(file, f"{DATASET} is a virtual dataset mapped onto other files")
+    if ds.id.get_create_plist().get_external_count():
+        _refuse(file, f"{DATASET} keeps its data in external files")
+    return ds
+
+
+def _refuse(file: str, what: str):
+    raise ReaderError(file, f"{what}: refused, only data inside the file is read")
 
 
 def _chunk(raw: dict[str, np.ndarray], file: str, start: int, report: ReadReport):

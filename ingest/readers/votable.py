@@ -6,11 +6,18 @@ end of the data. A FIELD declared with the wrong datatype or arraysize shifts ev
 says. So while astropy reads the file we measure each TABLE's payload (``_Meter``: the decoded size of a
 local base64 STREAM, the number of <TR> of a TABLEDATA) and then require the decoded rows to account for
 all of it; otherwise the file fails with ReaderError naming the table and what did not fit.
+
+astropy also follows a STREAM's ``href`` (file://, http://, ftp://) to fetch a table's data, and can read FITS
+or Parquet serialisations only that way: a hostile file could pull any local file into the database or make
+the ingest contact a host. ``_Guard`` parses the same bytes with expat *before* astropy receives them and
+refuses such a file at the first offending element, so astropy never reaches it. Entity declarations are
+refused too: a VOTable needs none, and entities could hide markup from a byte-level look.
 """
 from __future__ import annotations
 
 import re
 import warnings
+from xml.parsers import expat
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Iterator
 
@@ -30,14 +37,60 @@ _WS = (b" ", b"\n", b"\r", b"\t")
 class TablePayload:
     rows: int = 0                    # <TR> elements (TABLEDATA)
     mode: int | None = None          # 1 BINARY, 2 BINARY2, 0 FITS-in-VOTable
-    stream_bytes: int | None = None  # decoded size of a local base64 STREAM; None when remote or absent
+    stream_bytes: int | None = None  # decoded size of the base64 STREAM; None when absent
+
+
+class _Guard:
+    """An expat parser fed each chunk before astropy gets it; raises ReaderError at the first element that
+    would make astropy read data from outside the file. Checks are wider than astropy's matching (any
+    namespace prefix, any case, ``xlink:href`` as well as ``href``) so nothing astropy follows slips by."""
+
+    _EXTERNAL_ONLY = {"FITS": "FITS", "PARQUET": "Parquet"}   # astropy reads these only through an href
+
+    def __init__(self, file: str):
+        self._file = file
+        self._parser = expat.ParserCreate()
+        self._parser.StartElementHandler = self._start
+        self._parser.EntityDeclHandler = self._entity
+
+    def feed(self, data: bytes, final: bool) -> None:
+        try:
+            self._parser.Parse(data, final)
+        except expat.ExpatError as exc:
+            raise ReaderError(self._file, f"not a readable VOTable: {exc}") from None
+
+    def _refuse(self, what: str):
+        raise ReaderError(self._file, f"{what}: refused, only data inside the file is read (TABLEDATA, or "
+                                      "BINARY/BINARY2 with an inline base64 STREAM)")
+
+    def _start(self, name: str, attrs: dict[str, str]) -> None:
+        local = name.rpartition(":")[2].upper()
+        if local == "STREAM":
+            for key, value in attrs.items():
+                if key.rpartition(":")[2].lower() == "href":
+                    self._refuse(f"line {self._parser.CurrentLineNumber}: <{name} {key}={_shown(value)}> "
+                                 "points at data outside the file")
+        elif local in self._EXTERNAL_ONLY:
+            self._refuse(f"line {self._parser.CurrentLineNumber}: <{name}>: {self._EXTERNAL_ONLY[local]} "
+                         "serialisation, whose data astropy fetches from outside the file")
+
+    def _entity(self, name: str, *_details) -> None:
+        self._refuse(f"line {self._parser.CurrentLineNumber}: declares the XML entity {name!r} (a VOTable "
+                     "needs none)")
+
+
+def _shown(value: str, limit: int = 120) -> str:
+    """An attribute value fit for a one-line message: quoted, escaped, cut."""
+    return ascii(value if len(value) <= limit else value[:limit] + "...")
 
 
 class _Meter:
-    """A read function for astropy that passes the bytes through and measures each TABLE's payload."""
+    """A read function for astropy that passes the bytes through (after ``_Guard`` has seen them) and measures
+    each TABLE's payload."""
 
-    def __init__(self, raw: BinaryIO):
+    def __init__(self, raw: BinaryIO, file: str):
         self._raw = raw
+        self._guard = _Guard(file)
         self.tables: list[TablePayload] = []
         self._carry = b""
         self._in_stream = False
@@ -46,6 +99,7 @@ class _Meter:
 
     def read(self, size: int = -1) -> bytes:
         data = self._raw.read(size)
+        self._guard.feed(data, final=not data)
         self._scan(self._carry + data, final=not data)
         return data
 
@@ -78,7 +132,7 @@ class _Meter:
                 self.tables[-1].rows += 1
             elif tag in (b"BINARY2", b"BINARY", b"FITS"):
                 self.tables[-1].mode = {b"BINARY2": 2, b"BINARY": 1, b"FITS": 0}[tag]
-            else:                        # STREAM: measure it when its content is here (not an href)
+            else:                        # STREAM: measure its content (an href never gets here: _Guard)
                 close = buf.find(b">", m.end() - 1)
                 if close < 0:
                     self._carry = b"" if final else buf[m.start():]
@@ -98,11 +152,13 @@ def parse_votable(source: str | BinaryIO, file: str) -> tuple[Any, list[TablePay
 
     opened = open(source, "rb") if isinstance(source, str) else None
     try:
-        meter = _Meter(opened or source)
+        meter = _Meter(opened or source, file)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
                 vot = parse(meter.read, verify="ignore")
+            except ReaderError:
+                raise
             except Exception as exc:   # astropy raises many types (ValueError, ExpatError, VOTableSpecError…)
                 raise ReaderError(file, f"not a readable VOTable: {exc}") from exc
     except OSError as exc:
