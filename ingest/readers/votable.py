@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import re
 import warnings
-from xml.parsers import expat
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Iterator
+from xml.parsers import expat
 
 import numpy as np
 
@@ -138,7 +138,7 @@ class _Meter:
                     self._carry = b"" if final else buf[m.start():]
                     return
                 start_tag = buf[m.start():close]
-                if not start_tag.endswith(b"/") and b"href" not in start_tag:
+                if not start_tag.endswith(b"/"):
                     self._in_stream, self._chars, self._pad = True, 0, 0
                 pos = close + 1
                 continue
