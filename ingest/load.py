@@ -8,7 +8,10 @@ Contract, for every loader:
   is kept), so that for every file that loads: rows read = loaded + skipped + duplicates;
 - memory stays bounded: readers yield chunks, each chunk is written before the next is read;
 - re-loading a file changes nothing (upserts on the natural keys);
-- ``progress(done, total, message)`` is called after every chunk (done/total count files).
+- ``progress(done, total, message)`` is called after every chunk (done/total count files);
+- a file found by a directory walk or a glob that holds another kind of data (photometry given as spectra, a
+  DataLink file of another product) is passed over with a note; named explicitly it fails with the reason; a
+  directory or glob that gives nothing to load fails.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 import numpy as np
 from sqlalchemy.engine import Engine
@@ -27,6 +30,8 @@ from shared.streams import read_ahead
 from db.labels import write_apogee
 from db.spectra import write_photometry, write_xp_batch
 from shared.settings import get_settings
+from ingest.readers.errors import WrongKindError
+from ingest.readers.products import is_other_product
 from shared.xp import PHOTOMETRY_COLUMNS, BadRow, ReadReport, XPBatch
 
 Progress = Callable[[int, "int | None", str], None] | None
@@ -47,10 +52,16 @@ class FileResult:
     error: str | None = None
     notes: list[str] = field(default_factory=list)     # e.g. optional columns the file lacks
     duplicates: list[BadRow] = field(default_factory=list)   # repeats of a key read before in the file
+    skipped: str | None = None     # why a file found by a directory walk or glob was passed over (not a failure)
+    other_products: dict[str, int] = field(default_factory=dict)   # DataLink files of other products, unread
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def loaded(self) -> bool:
+        return self.ok and self.skipped is None
 
     @property
     def rows_skipped(self) -> int:
@@ -70,7 +81,20 @@ class IngestSummary:
 
     @property
     def files_ok(self) -> int:
-        return sum(f.ok for f in self.files)
+        return sum(f.loaded for f in self.files)
+
+    @property
+    def files_skipped(self) -> int:
+        return sum(f.skipped is not None for f in self.files)
+
+    @property
+    def other_products(self) -> dict[str, int]:
+        """DataLink files (zip members or files of a folder) of products other than XP_CONTINUOUS, by product."""
+        out: dict[str, int] = {}
+        for f in self.files:
+            for product, n in f.other_products.items():
+                out[product] = out.get(product, 0) + n
+        return out
 
     @property
     def files_failed(self) -> int:
@@ -104,59 +128,112 @@ class IngestSummary:
         bad, dup = self.bad_rows, self.duplicates
         return {
             "source": self.source, "files_ok": self.files_ok, "files_failed": self.files_failed,
+            "files_skipped": self.files_skipped,
             "rows_read": self.rows_read, "rows_loaded": self.rows_loaded, "rows_skipped": self.rows_skipped,
             "rows_duplicate": self.rows_duplicate,
             "failed_files": [f.error for f in self.files if not f.ok],     # each names its file
+            # files of other DataLink products are counted in other_products, not listed one by one
+            "skipped_files": [f"{f.path}: {f.skipped}" for f in self.files
+                              if f.skipped is not None and not is_other_product(Path(f.path).name)],
+            "other_products": self.other_products,
+            "notes": [f"{f.path}: {n}" for f in self.files for n in f.notes],
             "bad_rows": [str(b) for b in bad[:max_bad_rows]], "bad_rows_total": len(bad),
             "duplicate_rows": [str(d) for d in dup[:max_bad_rows]],
             "files": [{"path": f.path, "rows_read": f.rows_read, "rows_loaded": f.rows_loaded if f.ok else 0,
                        "rows_skipped": f.rows_skipped, "rows_duplicate": f.rows_duplicate, "error": f.error,
-                       "notes": f.notes} for f in self.files],
+                       "skipped": f.skipped, "notes": f.notes, "other_products": f.other_products}
+                      for f in self.files],
             "norm_path": self.norm_path,
         }
 
 
 # --- helpers ------------------------------------------------------------------------------------------------------
-def expand_paths(paths: Iterable[str | Path] | str | Path, summary: IngestSummary,
-                 expander: Callable[[Any], Iterator[Path]] | None = None) -> list[Path]:
-    """Files named by ``paths`` (files, directories, globs); a path matching nothing becomes a failed entry."""
+TABLE_SUFFIXES = (".csv", ".csv.gz", ".ecsv", ".ecsv.gz", ".fits", ".fit", ".fits.gz", ".xml", ".xml.gz",
+                  ".vot", ".votable")
+
+
+@dataclass(frozen=True)
+class Found:
+    """One file to ingest and how it was named: explicitly (a failure if it is of the wrong kind) or found
+    by a directory walk or a glob (then passed over with a note)."""
+    path: Path
+    item: str        # the input that found it
+    named: bool
+
+
+def expand_inputs(paths: Iterable[str | Path] | str | Path, summary: IngestSummary, what: str = "data files",
+                  suffixes: tuple[str, ...] = TABLE_SUFFIXES) -> list[Found]:
+    """The files named by ``paths`` (files, directories, globs), each once, in order. Directories and globs
+    give the files ending in ``suffixes``; a named file is taken whatever its name. An input that matches
+    nothing, or a directory or glob without such files, becomes a failed entry (an empty directory never
+    ingests "successfully")."""
+    import glob
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    expander = expander or _plain_files
-    out: list[Path] = []
+    out: list[Found] = []
+    seen: set[Path] = set()
     for item in paths:
-        try:
-            out.extend(p for p in expander([item]) if p not in out)
-        except FileNotFoundError as exc:
-            message = str(exc) or "no such file or directory"
-            summary.files.append(FileResult(str(item), error=message if str(item) in message
-                                            else f"{item}: {message}"))
+        text = os.path.expanduser(str(item))
+        pattern = any(c in text for c in "*?[")
+        found = [Path(p) for p in sorted(glob.glob(text, recursive=True))] if pattern else [Path(text)]
+        if not found or not all(p.exists() for p in found):
+            summary.files.append(FileResult(str(item), error=f"{item}: no such file, directory or match"))
+            continue
+        n_files = 0
+        for p in found:
+            if p.is_dir():
+                files = sorted(q for q in p.rglob("*") if q.is_file() and _data_name(q, suffixes))
+            else:
+                files = [p] if p.is_file() and (not pattern or _data_name(p, suffixes)) else []
+            n_files += len(files)
+            for q in files:
+                key = q.resolve()
+                if key not in seen:
+                    seen.add(key)
+                    out.append(Found(q, str(item), named=not pattern and not p.is_dir()))
+        if not n_files:
+            summary.files.append(FileResult(str(item), error=f"{item}: no {what} in it (no file named "
+                                                             f"*{', *'.join(suffixes)})"))
     return out
 
 
-def _plain_files(paths: Iterable[str | Path]) -> Iterator[Path]:
-    import glob
-    for item in paths:
-        text = os.path.expanduser(str(item))
-        found = [Path(p) for p in sorted(glob.glob(text, recursive=True))] if any(c in text for c in "*?[") \
-            else [Path(text)]
-        if not found or not all(p.exists() for p in found):
-            raise FileNotFoundError(f"{item}: no such file or directory")
-        for p in found:
-            if p.is_dir():
-                yield from sorted(q for q in p.rglob("*") if q.is_file() and not q.name.startswith("."))
-            else:
-                yield p
+def _data_name(path: Path, suffixes: tuple[str, ...]) -> bool:
+    """Walks and globs consider data files only (not notes, manifests, hidden files, partial downloads)."""
+    return not path.name.startswith(".") and path.name.lower().endswith(suffixes)
+
+
+def expand_paths(paths: Iterable[str | Path] | str | Path, summary: IngestSummary, what: str = "data files",
+                 suffixes: tuple[str, ...] = TABLE_SUFFIXES) -> list[Path]:
+    """The files named by ``paths``, all treated as named explicitly (see expand_inputs)."""
+    return [f.path for f in expand_inputs(paths, summary, what, suffixes)]
+
+
+def _fail_all_skipped(summary: IngestSummary, found: list[Found], what: str) -> None:
+    """A directory or glob whose files were all passed over gave nothing: that is a failure, not a success."""
+    results = {r.path: r for r in summary.files}
+    for item in dict.fromkeys(f.item for f in found if not f.named):
+        mine = [results[str(f.path)] for f in found if f.item == item and str(f.path) in results]
+        if mine and all(r.skipped is not None for r in mine):
+            summary.files.append(FileResult(item, error=f"{item}: no {what} among its {len(mine)} file(s); "
+                                                        "all were passed over (see the skipped files)"))
 
 
 def _load_file(engine: Engine, summary: IngestSummary, path: Path, n_files: int, progress: Progress,
-               load: Callable[[Any, FileResult, ReadReport], None]) -> FileResult:
-    """Run ``load(conn, result, report)`` for one file inside one transaction; failures roll it back."""
+               load: Callable[[Any, FileResult, ReadReport], None], named: bool = True) -> FileResult:
+    """Run ``load(conn, result, report)`` for one file inside one transaction; failures roll it back.
+    A file of the wrong kind fails when ``named``; found by a walk or glob it is passed over with a note."""
     result = FileResult(str(path))
     report = ReadReport(str(path))
     try:
         with engine.begin() as conn:
             load(conn, result, report)
+    except WrongKindError as exc:    # nothing of it was this kind of data: no rows read, no bad rows
+        result.rows_loaded = result.rows_read = 0
+        report.rows_read, report.bad_rows, report.duplicates = 0, [], []
+        if named:
+            result.error = str(exc)
+        else:
+            result.skipped = exc.message
     except Exception as exc:   # one bad file must not stop the others; its transaction is rolled back
         result.error = report.error or f"{type(exc).__name__}: {exc}"
         result.rows_loaded = 0     # rolled back
@@ -166,10 +243,12 @@ def _load_file(engine: Engine, summary: IngestSummary, path: Path, n_files: int,
     result.bad_rows = list(report.bad_rows)
     result.duplicates = list(report.duplicates)
     result.notes = list(report.notes)
+    result.other_products = dict(report.other_products)
     summary.files.append(result)
     if progress:
-        progress(len(summary.files), n_files, f"{path.name}: " + (
-            f"{result.rows_loaded} rows loaded" if result.ok else f"FAILED ({result.error})"))
+        state = (f"{result.rows_loaded} rows loaded" if result.loaded else
+                 f"passed over ({result.skipped})" if result.ok else f"FAILED ({result.error})")
+        progress(len(summary.files), n_files, f"{path.name}: {state}")
     return result
 
 
@@ -190,19 +269,27 @@ def ingest_gaia_xp(engine: Engine, paths: Iterable[str | Path] | str | Path, cor
     ``correlations=False`` drops the correlation arrays and leaves any stored ones untouched.
     ``chunk_rows``: rows per database write (default: ~13 MB of parsed data a chunk, so that reading the
     next chunk overlaps writing this one)."""
-    from ingest.readers.xp import iter_xp_paths, read_xp
+    from ingest.readers.products import product_of
+    from ingest.readers.xp import XP_SUFFIXES, read_xp
     summary = IngestSummary("gaia-xp")
-    files = expand_paths(paths, summary, iter_xp_paths)
-    n_files = len(files) + len(summary.files)
+    found = expand_inputs(paths, summary, "Gaia XP files", XP_SUFFIXES)
+    n_files = len(found) + len(summary.files)
     chunk_rows = chunk_rows or (XP_CHUNK_ROWS if correlations else XP_CHUNK_ROWS_NO_CORRELATIONS)
 
-    for path in files:
-        def load(conn, result: FileResult, report: ReadReport, path=path) -> None:
+    for f in found:
+        product = product_of(f.path.name)
+        if not f.named and product not in (None, "XP_CONTINUOUS"):   # another DataLink product: never read
+            summary.files.append(FileResult(str(f.path), skipped=f"DataLink product {product}",
+                                            other_products={product: 1}))
+            continue
+
+        def load(conn, result: FileResult, report: ReadReport, path=f.path) -> None:
             batches = read_xp(path, correlations=correlations, chunk_rows=chunk_rows, report=report)
             for batch in read_ahead(batches):
                 result.rows_loaded += write_xp_batch(conn, batch, str(path))
                 _chunk_progress(progress, len(summary.files), n_files, path, result.rows_loaded)
-        _load_file(engine, summary, path, n_files, progress, load)
+        _load_file(engine, summary, f.path, n_files, progress, load, named=f.named)
+    _fail_all_skipped(summary, found, "Gaia XP continuous spectra")
     _analyze_if_loaded(engine, summary, ("xp_spectra", "xp_correlations"))
     return summary
 
@@ -220,17 +307,18 @@ def ingest_photometry(engine: Engine, paths: Iterable[str | Path] | str | Path,
     """Load Gaia photometry tables (source_id, phot_g_mean_flux, phot_*_mean_mag)."""
     from ingest.readers.photometry import read_photometry
     summary = IngestSummary("photometry")
-    files = expand_paths(paths, summary)
-    n_files = len(files) + len(summary.files)
-    for path in files:
-        def load(conn, result: FileResult, report: ReadReport, path=path) -> None:
+    found = expand_inputs(paths, summary, "photometry tables")
+    n_files = len(found) + len(summary.files)
+    for f in found:
+        def load(conn, result: FileResult, report: ReadReport, path=f.path) -> None:
             for chunk in read_photometry(path, report=report):
                 cols = _photometry_columns(chunk)
                 result.rows_loaded += write_photometry(conn, cols)
                 if not report.rows_read:   # readers without a report: count what they yielded
                     result.rows_read += len(cols["source_id"])
                 _chunk_progress(progress, len(summary.files), n_files, path, result.rows_loaded)
-        _load_file(engine, summary, path, n_files, progress, load)
+        _load_file(engine, summary, f.path, n_files, progress, load, named=f.named)
+    _fail_all_skipped(summary, found, "photometry tables")
     _analyze_if_loaded(engine, summary, ("photometry",))
     return summary
 
@@ -241,10 +329,10 @@ def ingest_apogee(engine: Engine, path: str | Path, progress: Progress = None) -
     the quality flags for every Gaia source it touches."""
     from ingest.readers.apogee import read_apogee
     summary = IngestSummary("apogee")
-    files = expand_paths(path, summary)
-    n_files = len(files) + len(summary.files)
-    for p in files:
-        def load(conn, result: FileResult, report: ReadReport, p=p) -> None:
+    found = expand_inputs(path, summary, "APOGEE label tables")
+    n_files = len(found) + len(summary.files)
+    for f in found:
+        def load(conn, result: FileResult, report: ReadReport, p=f.path) -> None:
             seen: dict[int, int] = {}     # hash of (APOGEE_ID, TELESCOPE, FIELD) -> first data row
             offset = 0
             for labels in read_apogee(p, report=report):
@@ -256,7 +344,8 @@ def ingest_apogee(engine: Engine, path: str | Path, progress: Progress = None) -
                 if not report.rows_read:
                     result.rows_read += n_rows
                 _chunk_progress(progress, len(summary.files), n_files, p, result.rows_loaded)
-        _load_file(engine, summary, p, n_files, progress, load)
+        _load_file(engine, summary, f.path, n_files, progress, load, named=f.named)
+    _fail_all_skipped(summary, found, "APOGEE label tables")
     _analyze_if_loaded(engine, summary, ("apogee_labels",))
     return summary
 
@@ -327,7 +416,7 @@ def ingest_catalogue(engine: Engine, path: str | Path, norm: str | Path | None =
             message = str(exc)
             summary.files.append(FileResult(str(norm), error=message if str(norm) in message
                                             else f"{norm}: {message}"))
-    files = expand_paths(path, summary)
+    files = expand_paths(path, summary, "catalogue files", (".h5", ".hdf5"))
     n_files = len(files) + len(summary.files)
     for p in files:
         def load(conn, result: FileResult, report: ReadReport, p=p) -> None:

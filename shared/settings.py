@@ -10,6 +10,7 @@
 | XPVAE_TORCH_THREADS  | unset: torch's default (every core)   | CPU threads per worker process for torch       |
 | XPVAE_RETRY_BACKOFF_S| 2                                     | first retry delay of a failed job (doubles)    |
 | XPVAE_READ_STREAMS   | 2                                     | parallel PostgreSQL streams for large reads    |
+| XPVAE_GAIA_TAP_URL   | https://gea.esac.esa.int/             | Gaia archive for `xpvae fetch` (TAP, DataLink) |
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ class Settings:
     torch_threads: int | None = None
     retry_backoff_s: float = 2.0
     read_streams: int = 2
+    gaia_tap_url: str = "https://gea.esac.esa.int/"
 
     @property
     def embedded(self) -> bool:
@@ -74,7 +76,8 @@ class Settings:
             raise ValueError(f"XPVAE_READ_STREAMS must be an integer from 1 to {MAX_READ_STREAMS}, not {streams!r}")
         return cls(home=home, database_url=database_url, broker_url=env.get("XPVAE_BROKER_URL") or None,
                    device=device, shared_dir=shared_dir, torch_threads=int(threads) if threads else None,
-                   retry_backoff_s=backoff, read_streams=int(streams))
+                   retry_backoff_s=backoff, read_streams=int(streams),
+                   gaia_tap_url=(env.get("XPVAE_GAIA_TAP_URL") or cls.gaia_tap_url).strip())
 
 
 @lru_cache(maxsize=1)

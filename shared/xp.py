@@ -145,3 +145,4 @@ class ReadReport:
     notes: list[str] = field(default_factory=list)   # e.g. "column SNR absent: filled with NaN"
     duplicates: list[BadRow] = field(default_factory=list)   # rows repeating a key read before: not loaded
     seen: Any = field(default=None, repr=False, compare=False)   # the reader's index of the keys read so far
+    other_products: dict[str, int] = field(default_factory=dict)  # DataLink members passed over, by product

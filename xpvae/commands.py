@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import glob
+import os
 from pathlib import Path
 
 import click
@@ -79,15 +80,17 @@ wait_option = click.option("--wait", is_flag=True, help="stack mode: follow the 
 
 # --- ingest --------------------------------------------------------------------------------------------------
 def _expand(paths: tuple[str, ...]) -> list[str]:
+    """Absolute paths and patterns for the job (workers may run elsewhere). Globs travel unexpanded, so that
+    the loader knows which files were named and which were found (those of the wrong kind are passed over)."""
     out: list[str] = []
     for p in paths:
-        matches = sorted(glob.glob(p)) if any(c in p for c in "*?[") else [p]
-        if not matches:
-            raise click.BadParameter(f"no file matches {p!r}")
-        for m in matches:
-            if not Path(m).exists():
-                raise click.BadParameter(f"{m}: no such file or directory")
-            out.append(worker_path(m))   # as the workers will open it (absolute; /data/... in containers)
+        text = os.path.abspath(os.path.expanduser(p))
+        if any(c in p for c in "*?["):
+            if not glob.glob(text, recursive=True):
+                raise click.BadParameter(f"no file matches {p!r}")
+        elif not Path(text).exists():
+            raise click.BadParameter(f"{p}: no such file or directory")
+        out.append(worker_path(text))   # as the workers will open it (absolute; /data/... in containers)
     return out
 
 
@@ -295,5 +298,7 @@ def register(main: click.Group) -> None:
     main.add_command(simulate)
     from xpvae.demo import demo
     main.add_command(demo)
+    from xpvae.fetch import fetch_group
+    main.add_command(fetch_group)
     from xpvae.stack import worker
     main.add_command(worker)

@@ -10,11 +10,13 @@ def _fmt(v) -> str:
 
 def describe_result(kind: str, result: dict) -> str:
     if kind == "ingest":
+        passed = f", passed over {result['files_skipped']}" if result.get("files_skipped") else ""
         lines = [f"ingest {result.get('source')}: files ok {result.get('files_ok', 0)}, failed "
-                 f"{result.get('files_failed', 0)}; rows read {result.get('rows_read', 0)}, loaded "
+                 f"{result.get('files_failed', 0)}{passed}; rows read {result.get('rows_read', 0)}, loaded "
                  f"{result.get('rows_loaded', 0)}, skipped {result.get('rows_skipped', 0)}, duplicates "
                  f"{result.get('rows_duplicate', 0)}"]
         lines += [f"FAILED {f}" for f in result.get("failed_files", [])]
+        lines += _ingest_passed_over(result)
         for label, listed, total in (("SKIPPED", result.get("bad_rows", []), result.get("bad_rows_total")),
                                      ("DUPLICATE", result.get("duplicate_rows", []), result.get("rows_duplicate"))):
             lines += [f"{label} {b}" for b in listed[:50]]
@@ -42,3 +44,25 @@ def describe_result(kind: str, result: dict) -> str:
             }.get(kind)
     items = result.items() if keys is None else ((k, result[k]) for k in keys if k in result)
     return "\n".join(f"  {k:>20}: {_fmt(v)}" for k, v in items)
+
+
+def _ingest_passed_over(result: dict, limit: int = 20) -> list[str]:
+    """What ingest read but did not load, and why: other DataLink products, files of another kind, notes."""
+    lines = []
+    other = result.get("other_products") or {}
+    if other:
+        from ingest.readers.products import describe_products
+        lines.append(f"other DataLink products passed over (ingest gaia-xp takes XP_CONTINUOUS only): "
+                     f"{describe_products(other)}")
+    skipped = result.get("skipped_files", [])
+    lines += [f"PASSED OVER {f}" for f in skipped[:limit]]
+    if len(skipped) > limit:
+        lines.append(f"… {len(skipped) - limit} more files passed over (`xpvae job show ID --json`)")
+    notes: dict[str, list[str]] = {}       # the same note on many files is said once
+    for item in result.get("notes", []):
+        path, _, note = item.partition(": ")
+        notes.setdefault(note, []).append(path)
+    for note, paths in list(notes.items())[:limit]:
+        lines.append(f"NOTE {paths[0] if len(paths) == 1 else f'{len(paths)} files'}: {note}")
+    return lines
+

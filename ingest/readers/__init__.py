@@ -2,10 +2,10 @@
 photometry, APOGEE DR17 labels, and the authors' published catalogue. See docs/data-formats.md."""
 from ingest.readers.apogee import read_apogee
 from ingest.readers.catalogue import read_catalogue, read_norm_npz
-from ingest.readers.errors import ReaderError, UnknownFormatError
+from ingest.readers.errors import ReaderError, UnknownFormatError, WrongKindError
 from ingest.readers.photometry import read_photometry
-from ingest.readers.xp import iter_xp_paths, read_xp
+from ingest.readers.xp import read_xp
 
-__all__ = ["read_xp", "iter_xp_paths", "read_photometry", "read_apogee", "read_catalogue", "read_norm_npz",
-           "ReaderError", "UnknownFormatError"]
+__all__ = ["read_xp", "read_photometry", "read_apogee", "read_catalogue", "read_norm_npz",
+           "ReaderError", "UnknownFormatError", "WrongKindError"]
 # The cross-match duplicate rule and the quality flags live in shared.selections (one implementation).

@@ -13,7 +13,7 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
-from ingest.readers.errors import ReaderError
+from ingest.readers.errors import WrongKindError
 from ingest.readers.tables import ROW, add_note, iter_table_chunks
 from shared.xp import APOGEE_COLUMNS, ReadReport
 
@@ -84,7 +84,7 @@ def read_apogee(path: str | Path, report: ReadReport | None = None,
                 chunk_rows: int = 100_000) -> Iterator[dict[str, np.ndarray]]:
     """Yield label chunks (keys: APOGEE_COLUMNS, plus lz/jz/jr when the file has them).
 
-    Raises ReaderError if the file has no APOGEE_ID column or no Gaia source id column at all.
+    Raises WrongKindError if the file has no APOGEE_ID column or no Gaia source id column at all.
     """
     path = Path(path)
     report = report if report is not None else ReadReport(str(path))
@@ -97,6 +97,7 @@ def read_apogee(path: str | Path, report: ReadReport | None = None,
     for chunk, present in iter_table_chunks(path, spec, chunk_rows, report):
         for col in REQUIRED + ("gaia_source_id",):
             if not any(a in present for a in source_names(col)):
-                raise ReaderError(str(path), f"no {col.upper()} column (looked for {', '.join(source_names(col))})")
+                raise WrongKindError(str(path), f"not an APOGEE labels table: no {col.upper()} column (looked "
+                                                f"for {', '.join(source_names(col))})")
         n = len(chunk[ROW])
         yield normalise_labels(chunk, n, report)

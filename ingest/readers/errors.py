@@ -17,3 +17,9 @@ class ReaderError(Exception):
 
 class UnknownFormatError(ReaderError):
     """The content matches none of the formats the readers understand."""
+
+
+class WrongKindError(ReaderError):
+    """The file is readable but holds another kind of data (photometry given as spectra, an allStar given as
+    photometry, a DataLink zip of other products). Found by a directory walk or a glob it is passed over with
+    a note; named explicitly it fails with this message."""

@@ -6,7 +6,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ingest.readers.errors import ReaderError
+from ingest.readers.errors import WrongKindError
 from ingest.readers.repeats import keep_first
 from ingest.readers.tables import ROW, add_note, iter_table_chunks
 from shared.xp import PHOTOMETRY_COLUMNS, BadRow, ReadReport
@@ -21,6 +21,27 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "phot_bp_mean_mag": ("phot_bp_mean_mag", "gaiaedr3_phot_bp_mean_mag"),
     "phot_rp_mean_mag": ("phot_rp_mean_mag", "gaiaedr3_phot_rp_mean_mag"),
 }
+
+
+# Columns that mark a file as another kind of data (lower case) -> what it is and the command that takes it.
+OTHER_KINDS: dict[str, str] = {
+    "apogee_id": "an APOGEE labels file (APOGEE_ID column): use `xpvae ingest apogee`",
+    "bp_basis_function_id": "Gaia XP spectra (bp_basis_function_id column): use `xpvae ingest gaia-xp`",
+    "bp_coeff_0": "Gaia XP spectra (bp_coeff_0 column): use `xpvae ingest gaia-xp`",
+}
+
+
+def _check_kind(file: str, present: set[str], found: dict[str, str | None]) -> None:
+    """Refuse tables that are not Gaia photometry: an allStar carries Gaia magnitudes too, but reading it
+    as photometry would replace measured G fluxes with values derived from its magnitudes."""
+    for name, what in OTHER_KINDS.items():
+        if name in present:
+            raise WrongKindError(file, f"not a Gaia photometry table but {what}")
+    if found["source_id"] is None:
+        raise WrongKindError(file, "not a Gaia photometry table: no source_id column")
+    if all(found[c] is None for c in PHOTOMETRY_COLUMNS[1:]):
+        raise WrongKindError(file, f"not a Gaia photometry table: none of the columns "
+                                   f"{', '.join(PHOTOMETRY_COLUMNS[1:])}")
 
 
 def g_mag_from_flux(flux: np.ndarray) -> np.ndarray:
@@ -38,28 +59,28 @@ def read_photometry(path: str | Path, chunk_rows: int = 100_000,
                     report: ReadReport | None = None) -> Iterator[dict[str, np.ndarray]]:
     """Yield dicts with the PHOTOMETRY_COLUMNS (source_id int64, the rest float64; NaN when unknown).
 
-    Extra columns are ignored. If only one of G flux / G mag is given the other is derived from it; a
-    source without source_id is a BadRow. Raises ReaderError if the file has no source_id column or none of
-    the photometry columns.
+    Extra columns are ignored. If only one of G flux / G mag is given the other is derived from it (and a
+    note says so); a source without source_id is a BadRow. Raises WrongKindError if the file is not Gaia
+    photometry: no source_id column, none of the photometry columns, or the columns of an APOGEE labels
+    file or of XP spectra.
     """
     path = Path(path)
     report = report if report is not None else ReadReport(str(path))
     spec = {alias: ("int" if out == "source_id" else "float") for out, names in ALIASES.items() for alias in names}
+    spec.update({name: "str" for name in OTHER_KINDS})     # only their presence matters
     for chunk, present in iter_table_chunks(path, spec, chunk_rows, report):
         found = {out: next((a for a in names if a in present), None) for out, names in ALIASES.items()}
-        if found["source_id"] is None:
-            raise ReaderError(str(path), "no source_id column")
-        if all(found[c] is None for c in PHOTOMETRY_COLUMNS[1:]):
-            raise ReaderError(str(path), f"none of the photometry columns {PHOTOMETRY_COLUMNS[1:]}")
+        _check_kind(str(path), present, found)
         n = len(chunk[found["source_id"]])
         out = {c: (chunk[found[c]] if found[c] else np.full(n, np.nan)) for c in PHOTOMETRY_COLUMNS}
         out["source_id"] = out["source_id"].astype(np.int64)
         if found["phot_g_mean_flux"] is None and found["phot_g_mean_mag"] is not None:
             out["phot_g_mean_flux"] = g_flux_from_mag(out["phot_g_mean_mag"])
-            add_note(report, "phot_g_mean_flux derived from phot_g_mean_mag")
+            add_note(report, f"no phot_g_mean_flux column: G flux derived from {found['phot_g_mean_mag']} "
+                             f"(flux = 10^(-0.4 (G - {G_ZERO_POINT}))) for every row")
         elif found["phot_g_mean_mag"] is None and found["phot_g_mean_flux"] is not None:
             out["phot_g_mean_mag"] = g_mag_from_flux(out["phot_g_mean_flux"])
-            add_note(report, "phot_g_mean_mag derived from phot_g_mean_flux")
+            add_note(report, "no phot_g_mean_mag column: G magnitude derived from phot_g_mean_flux for every row")
         for c in PHOTOMETRY_COLUMNS[1:]:
             if found[c] is None and c not in ("phot_g_mean_flux", "phot_g_mean_mag"):
                 add_note(report, f"column {c} absent: filled with NaN")

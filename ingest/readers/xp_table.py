@@ -12,7 +12,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from ingest.readers.errors import ReaderError
+from ingest.readers.errors import ReaderError, WrongKindError
 from ingest.readers.layout import build_reported, flat_names, layout_of
 from ingest.readers.progress import Progress, report_progress
 from ingest.readers.repeats import keep_first
@@ -141,7 +141,7 @@ def read_fits_xp(path: str | Path, file: str | None = None, *, correlations: boo
         except (OSError, ValueError, IndexError) as exc:
             raise ReaderError(file, f"unreadable FITS structure: {exc}") from exc
         if hdu is None:
-            raise ReaderError(file, "no BINTABLE HDU with source_id and XP coefficient columns")
+            raise WrongKindError(file, "no BINTABLE HDU with source_id and XP coefficient columns")
         layout = layout_of(set(actual))
         want = _wanted(set(actual), correlations)
         nulls = {c.name.lower(): int(c.null) for c in hdu.columns
@@ -203,7 +203,7 @@ def read_votable_xp(path_or_stream, file: str, *, correlations: bool = True, chu
         if layout and "source_id" in actual:
             break
     else:
-        raise ReaderError(file, "no VOTable TABLE with source_id and XP coefficient columns")
+        raise WrongKindError(file, "no VOTable TABLE with source_id and XP coefficient columns")
     want = _wanted(set(actual), correlations)
     _check_declared(table, want, file)
     n = len(arr)

@@ -10,7 +10,7 @@ from typing import BinaryIO, Iterator, Sequence
 
 import numpy as np
 
-from ingest.readers.errors import ReaderError
+from ingest.readers.errors import WrongKindError
 from ingest.readers.layout import build_reported, layout_of
 from ingest.readers.numbers import parse_array_column, parse_float_column, parse_int_column
 from ingest.readers.progress import Progress, report_progress
@@ -52,6 +52,11 @@ class TextColumns:
         return None if col is None else parse_array_column(col, length, dtype)
 
 
+def _some(names: list[str], k: int = 6) -> str:
+    """The first few column names, for a message that says what the file holds instead."""
+    return ", ".join(names[:k]) + (f", … ({len(names)} columns)" if len(names) > k else "")
+
+
 def _broken_quote_column(line: bytes, delim: bytes, names: list[str]) -> str:
     """Best guess of the column whose quoting is broken: the first array text found outside quotes."""
     k = 0
@@ -72,8 +77,8 @@ def read_text_xp(stream: BinaryIO, file: str, *, correlations: bool = True, chun
     """Yield batches of at most ``chunk_rows`` good rows from CSV/ECSV text (``prefetch``: read ahead in a
     thread, for compressed streams).
 
-    Raises ReaderError (naming ``file``) when the header has no XP columns or the stream breaks mid-way;
-    the batches yielded before stay valid, and the report says how far it got.
+    Raises WrongKindError (naming ``file``) when the header has no XP columns, ReaderError when the stream
+    breaks mid-way; the batches yielded before stay valid, and the report says how far it got.
     """
     report = report if report is not None else ReadReport(file)
     lines = iter_lines(stream, file, prefetch=prefetch)
@@ -82,7 +87,8 @@ def read_text_xp(stream: BinaryIO, file: str, *, correlations: bool = True, chun
     index = {nm: j for j, nm in enumerate(names)}
     layout = layout_of(set(index))
     if layout is None or "source_id" not in index:
-        raise ReaderError(file, "no XP columns: need source_id and bp_/rp_coefficients (or bp_coeff_0…)")
+        raise WrongKindError(file, "no XP columns: need source_id and bp_/rp_coefficients (or bp_coeff_0…); "
+                                   f"found {_some(names)}")
     ncols, delim = len(names), header.delimiter
     pending: list[XPBatch] = []
     n_pending = 0

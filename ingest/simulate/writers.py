@@ -5,6 +5,9 @@
 | write_xp_csv            | archive/DataLink CSV: 26 columns, ``"(a, b, …)"`` arrays, empty missing band |
 | write_xp_ecsv           | ECSV with JSON arrays ``"[a,b,…]"`` (``gzip=True``: bulk-release chunk)     |
 | write_xp_fits           | BINTABLE HDU 1, variable-length PD()/PE() arrays, int16 TNULL −32768         |
+| write_xp_votable        | VOTable: one TABLE, ``arraysize="*"`` arrays, BINARY2 (``binary=False``: TABLEDATA) |
+| write_other_product     | a DataLink product other than XP_CONTINUOUS (XP_SAMPLED, MCMC_*, EPOCH_PHOTOMETRY, RVS) |
+| write_datalink          | a DataLink download: per-source or combined files of several products, zip or folder |
 | write_photometry_csv    | source_id, phot_g_mean_flux, phot_g_mean_mag, phot_bp_mean_mag, phot_rp_mean_mag |
 | write_allstar_fits      | APOGEE DR17 allStar-like HDU 1 (UPPERCASE names, DR17 dtypes)                |
 | write_catalogue_h5      | the published XP×APOGEE catalogue layout (astropy table, ``__astropy_table__``) |
@@ -145,6 +148,132 @@ def write_xp_fits(batch: XPBatch, path: Path) -> Path:
     hdu = fits.BinTableHDU.from_columns(columns)
     fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path, overwrite=False)
     return Path(path)
+
+
+def write_xp_votable(batch: XPBatch, path: Path, binary: bool = True) -> Path:
+    """VOTable as the archive writes it: the 26 columns in one TABLE, arrays ``arraysize="*"`` (a missing band
+    is a null array), BINARY2 serialisation by default, TABLEDATA (the ``_plain`` flavour) with ``binary=False``."""
+    from astropy.io.votable import from_table
+    from astropy.table import MaskedColumn, Table
+
+    if not batch.has_correlations:
+        raise ValueError("the archive layouts need coefficient correlations; this batch has none")
+    n = len(batch)
+    t = Table()
+    t["source_id"] = batch["source_id"]
+    t["solution_id"] = batch["solution_id"]
+    arrays = []
+    for band in BANDS:
+        miss = batch[f"{band}_missing"]
+        for field in BAND_FIELDS:
+            name, values = f"{band}_{field}", batch[f"{band}_{field}"]
+            if field in BAND_ARRAY_DTYPES:
+                rows = values.astype(BAND_ARRAY_DTYPES[field], copy=False)
+                col = np.empty(n, dtype=object)
+                for i in range(n):     # astropy's variable-length writer wants a masked array per row
+                    col[i] = np.ma.masked_array(rows[i], mask=np.zeros(rows.shape[1], bool))
+                t[name] = col
+                arrays.append((name, miss))
+            else:
+                dt = BAND_SCALAR_DTYPES[field]
+                fill = -32768 if np.issubdtype(dt, np.integer) else np.nan
+                t[name] = MaskedColumn(np.where(miss, fill, values).astype(dt), mask=miss)
+    vot = from_table(t)
+    table = vot.get_first_table()
+    for f in table.fields:
+        if any(f.name == name for name, _ in arrays):
+            f.arraysize = "*"
+    for name, miss in arrays:          # a missing band: a zero-length array, as in the archive's files
+        column = table.array.data[name]
+        for i in np.flatnonzero(miss):
+            column[i] = np.ma.masked_array(column[i][:0], mask=np.zeros(0, bool))
+    vot.to_xml(str(path), tabledata_format="binary2" if binary else "tabledata")
+    return Path(path)
+
+
+# Columns of the other DataLink products (a subset of the archive's, enough to be recognisably not XP spectra).
+OTHER_PRODUCT_COLUMNS: dict[str, dict[str, object]] = {
+    "XP_SAMPLED": {"solution_id": np.int64, "flux": (343, np.float32), "flux_error": (343, np.float32)},
+    "RVS": {"solution_id": np.int64, "flux": (2401, np.float32), "flux_error": (2401, np.float32)},
+    "MCMC_GSPPHOT": {"solution_id": np.int64, "teff": np.float32, "logg": np.float32, "mh": np.float32,
+                     "azero": np.float32, "distance": np.float32, "log_pos": np.float32},
+    "MCMC_MSC": {"solution_id": np.int64, "teff1": np.float32, "teff2": np.float32, "logg1": np.float32,
+                 "logg2": np.float32, "azero": np.float32, "mh": np.float32},
+    "EPOCH_PHOTOMETRY": {"solution_id": np.int64, "transit_id": np.int64, "g_transit_time": np.float64,
+                         "g_transit_flux": np.float64, "g_transit_mag": np.float64, "rejected_by_photometry": bool},
+}
+DATALINK_EXTENSIONS = {"csv": "csv", "ecsv": "ecsv", "fits": "fits", "votable": "xml"}
+
+
+def write_other_product(product: str, source_id: np.ndarray, path: Path, fmt: str, seed: int = 0,
+                        rows_per_source: int = 1) -> Path:
+    """A file of another DataLink product for these sources, with that product's column names and random values
+    (the pipeline never loads them; they must only look like the archive's). ``fmt``: csv, ecsv, fits, votable."""
+    from astropy.table import Table
+
+    rng = np.random.default_rng(seed)
+    sid = np.repeat(np.asarray(source_id, np.int64), rows_per_source)
+    n = len(sid)
+    t = Table()
+    t["source_id"] = sid
+    for name, spec in OTHER_PRODUCT_COLUMNS[product].items():
+        if isinstance(spec, tuple):
+            length, dt = spec
+            values = rng.normal(1.0, 0.1, (n, length)).astype(dt)
+            # the archive's CSV packs arrays as quoted tuple text; the other formats hold real arrays
+            t[name] = [f"({', '.join(map(str, row))})" for row in values] if fmt == "csv" else values
+        elif spec is bool:
+            t[name] = rng.random(n) < 0.1
+        else:
+            t[name] = (np.arange(n) + 1).astype(spec) if np.issubdtype(spec, np.integer) else \
+                rng.normal(5000.0, 500.0, n).astype(spec)
+    astropy_format = {"csv": "ascii.csv", "ecsv": "ascii.ecsv", "fits": "fits", "votable": "votable"}[fmt]
+    t.write(str(path), format=astropy_format)
+    return Path(path)
+
+
+def _write_xp_as(batch: XPBatch, path: Path, fmt: str) -> Path:
+    writer = {"csv": write_xp_csv, "ecsv": write_xp_ecsv, "fits": write_xp_fits, "votable": write_xp_votable}[fmt]
+    return writer(batch, path)
+
+
+def write_datalink(batch: XPBatch, out: Path, fmt: str = "votable", structure: str = "INDIVIDUAL",
+                   products: tuple[str, ...] = ("XP_CONTINUOUS",), packed: bool = True, seed: int = 0,
+                   release: str = "Gaia DR3") -> Path:
+    """A DataLink download as the archive writes it (data-formats.md §1): for each product, one file per source
+    ``<PRODUCT>-Gaia DR3 <source_id>.<ext>`` (structure INDIVIDUAL) or one ``<PRODUCT>_COMBINED.<ext>``
+    (COMBINED) / ``<PRODUCT>_RAW.<ext>`` (RAW), ext csv, ecsv, fits or xml. ``packed``: the zip ``out``; else
+    the folder ``out`` (unpacked). XP_CONTINUOUS members hold ``batch`` in the archive layout; other products
+    hold stand-in tables (write_other_product). Never overwrites ``out``."""
+    import shutil
+    import tempfile
+    import zipfile
+
+    out = Path(out)
+    if out.exists():
+        raise FileExistsError(f"{out} exists")
+    if structure not in ("INDIVIDUAL", "COMBINED", "RAW"):
+        raise ValueError(f"structure must be INDIVIDUAL, COMBINED or RAW, not {structure!r}")
+    ext = DATALINK_EXTENSIONS[fmt]
+    with tempfile.TemporaryDirectory(prefix="xpvae-datalink-") as tmp:
+        folder = Path(tmp) / "members" if packed else out
+        folder.mkdir(parents=True)
+        for k, product in enumerate(products):
+            parts = ([(f"{product}-{release} {int(s)}", np.array([i])) for i, s in enumerate(batch["source_id"])]
+                     if structure == "INDIVIDUAL" else [(f"{product}_{structure}", np.arange(len(batch)))])
+            for stem, rows in parts:
+                target = folder / f"{stem}.{ext}"
+                if product == "XP_CONTINUOUS":
+                    _write_xp_as(batch.take(rows), target, fmt)
+                else:
+                    write_other_product(product, batch["source_id"][rows], target, fmt, seed=seed + k,
+                                        rows_per_source=3 if product.startswith(("MCMC", "EPOCH")) else 1)
+        if packed:
+            with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+                for member in sorted(folder.iterdir()):
+                    zf.write(member, member.name)
+            shutil.rmtree(folder)
+    return out
 
 
 def write_photometry_csv(photometry: dict[str, np.ndarray], path: Path, append: bool = False) -> Path:

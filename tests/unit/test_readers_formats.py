@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ingest.readers import iter_xp_paths, read_xp
+from ingest.readers import read_xp
 from shared.xp import N_COEFF, N_CORR, ReadReport, XPBatch, covariance_matrix
 
 FORMATS = ["XP_CONTINUOUS_RAW.csv", "XP_CONTINUOUS_RAW.ecsv", "XP_CONTINUOUS_RAW.xml",
@@ -174,17 +174,23 @@ def test_zip_combined_votable_member(xp_dir, tmp_path):
     assert_same(ref, got)
 
 
-def test_iter_xp_paths_expands_dirs_and_globs(xp_dir, tmp_path):
+def test_expand_inputs_walks_dirs_and_globs_and_says_which_were_named(xp_dir, tmp_path):
+    from ingest.load import IngestSummary, expand_inputs
+    from ingest.readers.xp import XP_SUFFIXES
     (tmp_path / "sub").mkdir()
-    for name in ("a.csv", "sub/b.fits", "sub/c.csv.gz", "notes.txt"):
+    for name in ("a.csv", "sub/b.fits", "sub/c.csv.gz", "notes.txt", "manifest.json"):
         (tmp_path / name).write_bytes(b"x")
-    got = [p.relative_to(tmp_path).as_posix() for p in iter_xp_paths([tmp_path])]
-    assert got == ["a.csv", "sub/b.fits", "sub/c.csv.gz"]
-    assert [p.name for p in iter_xp_paths(str(xp_dir / "*_with_missing_BP.*"))] == sorted(
-        p.name for p in xp_dir.glob("*_with_missing_BP.*"))
-    assert len(list(iter_xp_paths([tmp_path / "a.csv", str(tmp_path / "*.csv")]))) == 1   # no duplicates
-    with pytest.raises(FileNotFoundError, match="nothing-here"):
-        list(iter_xp_paths([tmp_path / "nothing-here*"]))
+    summary = IngestSummary("gaia-xp")
+    got = expand_inputs([tmp_path], summary, suffixes=XP_SUFFIXES)
+    assert [f.path.relative_to(tmp_path).as_posix() for f in got] == ["a.csv", "sub/b.fits", "sub/c.csv.gz"]
+    assert not any(f.named for f in got) and not summary.files
+    globbed = expand_inputs([str(xp_dir / "*_with_missing_BP.*")], summary)
+    assert [f.path.name for f in globbed] == sorted(p.name for p in xp_dir.glob("*_with_missing_BP.*"))
+    assert not any(f.named for f in globbed)
+    both = expand_inputs([tmp_path / "a.csv", str(tmp_path / "*.csv")], summary)
+    assert len(both) == 1 and both[0].named             # no duplicates; the first mention wins
+    expand_inputs([tmp_path / "nothing-here*"], summary)
+    assert summary.files_failed == 1 and "nothing-here" in summary.files[0].error
 
 
 def test_shapes_and_dtypes(xp_dir):
