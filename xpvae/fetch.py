@@ -1,8 +1,6 @@
 """`xpvae fetch`: download Gaia XP spectra (DataLink) and photometry (TAP) from the archive, optionally ingest."""
 from __future__ import annotations
 
-import os
-
 import click
 
 from xpvae.jobrun import EXIT_FAILED, EXIT_UNAVAILABLE, _die
@@ -60,8 +58,8 @@ def _run(kind: str, source_ids, adql, from_apogee, out, fmt, tap_url, retries, t
     if result.empty:
         click.echo(f"{len(result.empty)} batch(es) came back empty: the archive has no data for those sources")
     if then_ingest and result.with_data:
-        from xpvae.commands import _ingest
-        _ingest(kind, [os.path.abspath(p) for p in result.with_data], wait)
+        from xpvae.commands import _expand, _ingest
+        _ingest(kind, _expand(tuple(str(p) for p in result.with_data)), wait)
 
 
 @fetch_group.command("gaia-xp")

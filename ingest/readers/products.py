@@ -1,4 +1,4 @@
-"""Gaia DataLink product names (data-formats.md §1).
+"""Gaia DataLink product names (docs/data-formats.md §1).
 
 The archive names each file of a DataLink download after its product: ``<PRODUCT>-Gaia DR3 <source_id>.<ext>``
 (one file per source), ``<PRODUCT>_COMBINED.<ext>`` or ``<PRODUCT>_RAW.<ext>`` (one file for all sources), or

@@ -240,7 +240,7 @@ def _write_xp_as(batch: XPBatch, path: Path, fmt: str) -> Path:
 def write_datalink(batch: XPBatch, out: Path, fmt: str = "votable", structure: str = "INDIVIDUAL",
                    products: tuple[str, ...] = ("XP_CONTINUOUS",), packed: bool = True, seed: int = 0,
                    release: str = "Gaia DR3") -> Path:
-    """A DataLink download as the archive writes it (data-formats.md §1): for each product, one file per source
+    """A DataLink download as the archive writes it (docs/data-formats.md §1): for each product, one file per source
     ``<PRODUCT>-Gaia DR3 <source_id>.<ext>`` (structure INDIVIDUAL) or one ``<PRODUCT>_COMBINED.<ext>``
     (COMBINED) / ``<PRODUCT>_RAW.<ext>`` (RAW), ext csv, ecsv, fits or xml. ``packed``: the zip ``out``; else
     the folder ``out`` (unpacked). XP_CONTINUOUS members hold ``batch`` in the archive layout; other products
