@@ -277,8 +277,8 @@ def ingest_gaia_xp(engine: Engine, paths: Iterable[str | Path] | str | Path, cor
     chunk_rows = chunk_rows or (XP_CHUNK_ROWS if correlations else XP_CHUNK_ROWS_NO_CORRELATIONS)
 
     for f in found:
-        product = product_of(f.path.name)
-        if not f.named and product not in (None, "XP_CONTINUOUS"):   # another DataLink product: never read
+        if not f.named and is_other_product(f.path.name):      # another DataLink product: never read
+            product = product_of(f.path.name)
             summary.files.append(FileResult(str(f.path), skipped=f"DataLink product {product}",
                                             other_products={product: 1}))
             continue

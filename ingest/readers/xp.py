@@ -93,8 +93,8 @@ def _read_zip(path: Path, *, correlations: bool, chunk_rows: int, report: ReadRe
               progress: Progress) -> Iterator[XPBatch]:
     """Members one by one; BadRow.file is ``<zip>::<member>`` and rows are numbered per member.
 
-    A DataLink zip may hold several products (docs/data-formats.md §1): members named as another product are passed
-    over unread and counted in ``report.other_products``; the others are read, and one that holds no XP
+    A DataLink zip may hold several products (docs/data-formats.md §1): members named as another product are
+    passed over unread and counted in ``report.other_products``; the others are read, and one that holds no XP
     columns (even if named XP_CONTINUOUS) is passed over with a note. A zip without any XP member raises
     WrongKindError saying what it held."""
     try:
