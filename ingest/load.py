@@ -164,7 +164,8 @@ class Found:
 def expand_inputs(paths: Iterable[str | Path] | str | Path, summary: IngestSummary, what: str = "data files",
                   suffixes: tuple[str, ...] = TABLE_SUFFIXES) -> list[Found]:
     """The files named by ``paths`` (files, directories, globs), each once, in order. Directories and globs
-    give the files ending in ``suffixes``; a named file is taken whatever its name. An input that matches
+    give the files ending in ``suffixes`` (the others are recorded in ``summary`` as passed over); a named
+    file is taken whatever its name. An input that matches
     nothing, or a directory or glob without such files, becomes a failed entry (an empty directory never
     ingests "successfully")."""
     import glob
@@ -181,16 +182,19 @@ def expand_inputs(paths: Iterable[str | Path] | str | Path, summary: IngestSumma
             continue
         n_files = 0
         for p in found:
-            if p.is_dir():
-                files = sorted(q for q in p.rglob("*") if q.is_file() and _data_name(q, suffixes))
-            else:
-                files = [p] if p.is_file() and (not pattern or _data_name(p, suffixes)) else []
+            here = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p] if p.is_file() else []
+            named = not pattern and not p.is_dir()
+            files = [q for q in here if named or _data_name(q, suffixes)]
+            for q in here:      # notes, manifests, checksums: listed as passed over, never read
+                if q not in files and not q.name.startswith(".") and q.resolve() not in seen:
+                    seen.add(q.resolve())
+                    summary.files.append(FileResult(str(q), skipped="not a data file by its name"))
             n_files += len(files)
             for q in files:
                 key = q.resolve()
                 if key not in seen:
                     seen.add(key)
-                    out.append(Found(q, str(item), named=not pattern and not p.is_dir()))
+                    out.append(Found(q, str(item), named=named))
         if not n_files:
             summary.files.append(FileResult(str(item), error=f"{item}: no {what} in it (no file named "
                                                              f"*{', *'.join(suffixes)})"))
@@ -198,7 +202,7 @@ def expand_inputs(paths: Iterable[str | Path] | str | Path, summary: IngestSumma
 
 
 def _data_name(path: Path, suffixes: tuple[str, ...]) -> bool:
-    """Walks and globs consider data files only (not notes, manifests, hidden files, partial downloads)."""
+    """Walks and globs read data files only (not notes, manifests, hidden files, partial downloads)."""
     return not path.name.startswith(".") and path.name.lower().endswith(suffixes)
 
 

@@ -167,7 +167,9 @@ def test_gaia_xp_walk_passes_over_other_kinds_but_a_named_one_fails(sqlite_engin
     d = summary.to_dict()
     assert (summary.files_ok, summary.files_failed, summary.rows_loaded) == (1, 0, 5), d
     skipped = {s.split(": ", 1)[0].rsplit("/", 1)[-1]: s for s in d["skipped_files"]}
-    assert set(skipped) == {"photometry.csv", "allStar-dr17-synspec_rev1.fits", "epoch.zip"}
+    assert set(skipped) == {"photometry.csv", "allStar-dr17-synspec_rev1.fits", "epoch.zip", "manifest.json",
+                            "README.txt"}
+    assert skipped["README.txt"].endswith("not a data file by its name")       # listed, never read
     assert "EPOCH_PHOTOMETRY (1 file)" in skipped["epoch.zip"]
     for name in ("photometry.csv", "allStar-dr17-synspec_rev1.fits", "epoch.zip"):
         named = ingest_gaia_xp(sqlite_engine, [mixed_dir / name])
@@ -188,9 +190,12 @@ def test_photometry_refuses_an_allstar_and_keeps_the_measured_flux(sqlite_engine
     named = ingest_photometry(sqlite_engine, [mixed_dir / "allStar-dr17-synspec_rev1.fits"])
     assert named.files_failed == 1 and "APOGEE" in named.files[0].error and "ingest apogee" in named.files[0].error
     walked = ingest_photometry(sqlite_engine, [mixed_dir])
-    assert (walked.files_ok, walked.files_failed, walked.files_skipped) == (1, 0, 2), walked.to_dict()
-    assert {p.rsplit("/", 1)[-1].split(":")[0] for p in walked.to_dict()["skipped_files"]} == {
-        "XP_CONTINUOUS_RAW.csv", "allStar-dr17-synspec_rev1.fits"}     # README.txt, the zip: not table files
+    assert (walked.files_ok, walked.files_failed, walked.files_skipped) == (1, 0, 5), walked.to_dict()
+    reasons = {p.rsplit("/", 1)[-1].split(":")[0]: p for p in walked.to_dict()["skipped_files"]}
+    assert set(reasons) == {"XP_CONTINUOUS_RAW.csv", "allStar-dr17-synspec_rev1.fits", "README.txt",
+                            "manifest.json", "epoch.zip"}
+    assert all(reasons[n].endswith("not a data file by its name") for n in ("README.txt", "manifest.json",
+                                                                           "epoch.zip"))
     xp = ingest_photometry(sqlite_engine, [mixed_dir / "XP_CONTINUOUS_RAW.csv"])
     assert xp.files_failed == 1 and "ingest gaia-xp" in xp.files[0].error
     with sqlite_engine.connect() as conn:
@@ -213,7 +218,7 @@ def test_flux_derived_from_magnitudes_is_said_in_the_summary(sqlite_engine, tmp_
 def test_apogee_walk_passes_over_other_kinds(sqlite_engine, mixed_dir):
     summary = ingest_apogee(sqlite_engine, mixed_dir)
     assert (summary.files_ok, summary.files_failed, summary.rows_loaded) == (1, 0, 7), summary.to_dict()
-    assert summary.files_skipped == 2            # photometry and XP spectra: no APOGEE_ID
+    assert summary.files_skipped == 5            # photometry and XP spectra (no APOGEE_ID), 3 not data by name
     named = ingest_apogee(sqlite_engine, mixed_dir / "photometry.csv")
     assert named.files_failed == 1 and "APOGEE_ID" in named.files[0].error
 
@@ -249,11 +254,11 @@ def test_cli_passes_globs_through_and_reports_other_products(sqlite_url, survey,
         ok = runner.invoke(main, ["ingest", "gaia-xp", str(mixed_dir / "*")])
         assert ok.exit_code == 0, ok.output
         lines = ok.stdout.splitlines()
-        # like a walk, a glob considers data files only: README.txt and manifest.json are not even read
-        assert lines[0].startswith("ingest gaia-xp: files ok 2, failed 0, passed over 3; rows read 10, loaded 10")
+        # like a walk, a glob reads data files only: README.txt and manifest.json are listed, not read
+        assert lines[0].startswith("ingest gaia-xp: files ok 2, failed 0, passed over 5; rows read 10, loaded 10")
         assert any(line.startswith("other DataLink products passed over") and "XP_SAMPLED (5 files)" in line
                    and "EPOCH_PHOTOMETRY (6 files)" in line for line in lines), ok.output
-        assert sum(line.startswith("PASSED OVER") for line in lines) == 3
+        assert sum(line.startswith("PASSED OVER") for line in lines) == 5
         named = runner.invoke(main, ["ingest", "gaia-xp", str(mixed_dir / "photometry.csv"), str(zpath)])
         assert named.exit_code == 1
         assert any(line.startswith(f"FAILED {mixed_dir / 'photometry.csv'}") for line in named.stdout.splitlines())

@@ -183,14 +183,16 @@ def test_expand_inputs_walks_dirs_and_globs_and_says_which_were_named(xp_dir, tm
     summary = IngestSummary("gaia-xp")
     got = expand_inputs([tmp_path], summary, suffixes=XP_SUFFIXES)
     assert [f.path.relative_to(tmp_path).as_posix() for f in got] == ["a.csv", "sub/b.fits", "sub/c.csv.gz"]
-    assert not any(f.named for f in got) and not summary.files
+    assert not any(f.named for f in got)
+    assert sorted(Path(f.path).name for f in summary.files) == ["manifest.json", "notes.txt"]   # said, not read
+    assert all(f.skipped and f.ok for f in summary.files)
     globbed = expand_inputs([str(xp_dir / "*_with_missing_BP.*")], summary)
     assert [f.path.name for f in globbed] == sorted(p.name for p in xp_dir.glob("*_with_missing_BP.*"))
     assert not any(f.named for f in globbed)
     both = expand_inputs([tmp_path / "a.csv", str(tmp_path / "*.csv")], summary)
     assert len(both) == 1 and both[0].named             # no duplicates; the first mention wins
     expand_inputs([tmp_path / "nothing-here*"], summary)
-    assert summary.files_failed == 1 and "nothing-here" in summary.files[0].error
+    assert summary.files_failed == 1 and "nothing-here" in summary.files[-1].error
 
 
 def test_shapes_and_dtypes(xp_dir):
