@@ -59,6 +59,8 @@ photometry = sa.Table(
     sa.Column("phot_g_mean_mag", REAL),
     sa.Column("phot_bp_mean_mag", REAL),
     sa.Column("phot_rp_mean_mag", REAL),
+    sa.Column("ra", DOUBLE),      # degrees, ICRS at the Gaia DR3 epoch; NULL when the file had no position
+    sa.Column("dec", DOUBLE),
 )
 
 def _apogee_column(name: str, kind) -> sa.Column:

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from db.bulk import Nullable, fill_temp_table, upsert_rows
 from db.selection import ID_TABLE, Selection
-from shared.xp import BAND_SCALAR_DTYPES, BANDS, N_COEFF, N_CORR, PHOTOMETRY_COLUMNS, XPBatch
+from shared.xp import BAND_SCALAR_DTYPES, BANDS, N_COEFF, N_CORR, PHOTOMETRY_COLUMNS, POSITION_COLUMNS, XPBatch
 
 Progress = Callable[[int, "int | None", str], None] | None
 DEFAULT_CHUNK_ROWS = 100_000
@@ -84,11 +84,12 @@ def write_xp_batch(conn: Connection, batch: XPBatch, source_file: str | None) ->
 
 
 def write_photometry(conn: Connection, cols: Mapping[str, Any]) -> int:
-    """Upsert photometry rows: ``cols`` has ``source_id`` and any of PHOTOMETRY_COLUMNS (NaN → NULL).
-    Columns not given are left as stored for existing rows."""
-    unknown = set(cols) - set(PHOTOMETRY_COLUMNS)
+    """Upsert photometry rows: ``cols`` has ``source_id`` and any of PHOTOMETRY_COLUMNS and POSITION_COLUMNS
+    (NaN → NULL). Columns not given are left as stored for existing rows."""
+    known = PHOTOMETRY_COLUMNS + POSITION_COLUMNS
+    unknown = set(cols) - set(known)
     if unknown:
-        raise KeyError(f"photometry: unknown column(s) {sorted(unknown)}; expected {PHOTOMETRY_COLUMNS}")
+        raise KeyError(f"photometry: unknown column(s) {sorted(unknown)}; expected {known}")
     return upsert_rows(conn, "photometry", {k: v for k, v in cols.items()})
 
 

@@ -195,6 +195,28 @@ def write_results(conn, model_id: int, lo: int, hi: int, cols: dict) -> None:
     bulk.upsert_rows(conn, inference_results, cols, key=("model_id", "source_id"))
 
 
+class ShardProgress:
+    """Progress inside one shard. The job's progress_done counts finished shards only (a shard adds its
+    stars when its rows commit, so a rerun never counts twice); within a shard the job's message says how
+    far this shard is, a few times a second, and an in-process progress bar moves with the stars."""
+
+    def __init__(self, ctx: JobContext, shard: dict, interval_s: float = 0.5):
+        self.ctx, self.shard, self.interval_s, self._last = ctx, shard, interval_s, 0.0
+        job = jobs_db.get_job(ctx.engine, ctx.job_id) or {}
+        self.base, self.total = int(job.get("progress_done") or 0), job.get("progress_total")
+        self.n_shards = len(jobs_db.get_shards(ctx.engine, ctx.job_id))
+
+    def __call__(self, done: int, n: int) -> None:
+        message = f"shard {self.shard['shard'] + 1}/{self.n_shards}: {done:,}/{n:,} stars through the model"
+        if self.ctx.on_progress:
+            self.ctx.on_progress(self.base + done, self.total, message)
+        now = time.monotonic()
+        if now - self._last >= self.interval_s or done >= n:
+            self._last = now
+            jobs_db.update_job(self.ctx.engine, self.ctx.job_id, message=message, updated_at=jobs_db.now())
+            self.ctx.check_cancelled()
+
+
 def run_infer_shard(ctx: JobContext, shard: dict) -> None:
     p = ctx.params
     lo, hi = int(shard["source_id_lo"]), int(shard["source_id_hi"])
@@ -204,7 +226,7 @@ def run_infer_shard(ctx: JobContext, shard: dict) -> None:
     selection = base.replace(source_id_lo=lo, source_id_hi=hi, limit=None)
     cols, timings = infer_range(ctx.engine, p["model_id"], selection, batch_size=int(p.get("batch_size", 8192)),
                                 chi2=bool(p.get("chi2", True)), batch_pause_s=float(p.get("batch_pause_s", 0)),
-                                expected_rows=int(shard["n_stars"]))
+                                expected_rows=int(shard["n_stars"]), progress=ShardProgress(ctx, shard))
     ctx.check_cancelled()
     t = time.perf_counter()
     with ctx.engine.begin() as conn:

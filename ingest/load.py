@@ -32,7 +32,7 @@ from db.spectra import write_photometry, write_xp_batch
 from shared.settings import get_settings
 from ingest.readers.errors import WrongKindError
 from ingest.readers.products import is_other_product
-from shared.xp import PHOTOMETRY_COLUMNS, BadRow, ReadReport, XPBatch
+from shared.xp import PHOTOMETRY_COLUMNS, POSITION_COLUMNS, BadRow, ReadReport, XPBatch
 
 Progress = Callable[[int, "int | None", str], None] | None
 CATALOGUE_ID_PREFIX = "xp_apogee_cat:"   # apogee_id given to catalogue rows that carry no APOGEE_ID
@@ -300,7 +300,7 @@ def ingest_gaia_xp(engine: Engine, paths: Iterable[str | Path] | str | Path, cor
 
 # --- photometry ---------------------------------------------------------------------------------------------------
 def _photometry_columns(chunk: dict[str, Any]) -> dict[str, Any]:
-    cols = {k: np.asarray(v) for k, v in chunk.items() if k in PHOTOMETRY_COLUMNS}
+    cols = {k: np.asarray(v) for k, v in chunk.items() if k in PHOTOMETRY_COLUMNS + POSITION_COLUMNS}
     if "source_id" not in cols:
         raise KeyError("photometry: the source_id column is required")
     return cols
@@ -308,7 +308,7 @@ def _photometry_columns(chunk: dict[str, Any]) -> dict[str, Any]:
 
 def ingest_photometry(engine: Engine, paths: Iterable[str | Path] | str | Path,
                       progress: Progress = None) -> IngestSummary:
-    """Load Gaia photometry tables (source_id, phot_g_mean_flux, phot_*_mean_mag)."""
+    """Load Gaia photometry tables (source_id, phot_g_mean_flux, phot_*_mean_mag; ra, dec when present)."""
     from ingest.readers.photometry import read_photometry
     summary = IngestSummary("photometry")
     found = expand_inputs(paths, summary, "photometry tables")

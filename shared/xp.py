@@ -131,6 +131,7 @@ APOGEE_COLUMNS: dict[str, type] = {
     "aspcapflag": np.int64, "starflag": np.int64, "extratarg": np.int64,
 }
 PHOTOMETRY_COLUMNS = ("source_id", "phot_g_mean_flux", "phot_g_mean_mag", "phot_bp_mean_mag", "phot_rp_mean_mag")
+POSITION_COLUMNS = ("ra", "dec")   # degrees (ICRS); stored with the photometry when a file carries them
 
 
 @dataclass

@@ -21,7 +21,8 @@ from shared.baseline import BaselineConfig, fit_label_baseline
 from shared.inference import infer_all
 from shared.jobs import JobCancelled, JobContext
 from shared.model import VAEConfig
-from shared.preprocessing import normalise_by_flux
+from shared.preprocessing import finite_rows, normalise_by_flux
+from shared.recipe import Recipe, choose, n_train_rows
 from shared.training import TrainConfig, TrainResult, fit_scatter_vae, load_checkpoint
 
 # CLI/job parameter names → TrainConfig fields (the rest pass through unchanged).
@@ -36,6 +37,19 @@ def train_config(params: dict, device: str) -> TrainConfig:
     from shared.settings import get_settings
     defaults = {"threads": get_settings().torch_threads} if get_settings().torch_threads else {}
     return TrainConfig.from_dict({**defaults, **params, "device": device})
+
+
+def resolved_train_config(p: dict, x: np.ndarray, e: np.ndarray, device: str) -> tuple[TrainConfig, Recipe | None]:
+    """The job's TrainConfig. With ``p['recipe']`` (auto | published) the recipe fills batch size, lr, epochs and
+    t0 for this training set's size, and the explicitly given ``p['train']`` values override it; a job without
+    a recipe (older jobs, the demo) uses its parameters over the TrainConfig defaults."""
+    given = dict(p.get("train", {}))
+    if not p.get("recipe"):
+        return train_config(given, device), None
+    split = tuple(given.get("split") or TrainConfig().split)
+    n_train = n_train_rows(int(finite_rows(x, e, names=("x", "x_err"))[0].sum()), split)
+    recipe = choose(p["recipe"], n_train, given)
+    return train_config({**given, **recipe.settings}, device), recipe
 
 
 def load_training_set(engine: Engine, selection: Selection, progress=None) -> dict[str, np.ndarray]:
@@ -123,10 +137,12 @@ def run_train_job(ctx: JobContext) -> dict:
     p = ctx.params
     _model_name(ctx, "svae")
     selection = Selection.from_dict(p.get("selection"))
-    cfg = train_config(p.get("train", {}), ctx.settings.device)
     model_cfg = VAEConfig.from_dict({**VAEConfig().to_dict(), **p.get("model", {})})
-    ctx.progress(0, cfg.epochs, "reading spectra")
+    ctx.progress(0, None, "reading spectra")
     data = load_training_set(ctx.engine, selection)
+    cfg, recipe = resolved_train_config(p, data["x"], data["x_err"], ctx.settings.device)
+    if recipe is not None:
+        ctx.progress(0, cfg.epochs, f"recipe {recipe.name}: {recipe.reason}")
     ckpt = ctx.settings.checkpoints_dir / f"train-job-{ctx.job_id}.pt"
     resumed_from = _resumed_from(ckpt)
     result = fit_scatter_vae(data["x"], data["x_err"], model_cfg, cfg, callback=_MetricsWriter(ctx, cfg.epochs),
@@ -134,26 +150,30 @@ def run_train_job(ctx: JobContext) -> dict:
     if result.stopped:
         ctx.check_cancelled()      # raises JobCancelled: the checkpoint stays for `xpvae job retry`
     held_out = _held_out_summary(result, data["x"], data["x_err"])
-    return _register(ctx, result, data["source_id"], "svae", held_out, resumed_from, ckpt)
+    recipe_info = {"recipe": recipe.to_dict()} if recipe is not None else {}
+    return _register(ctx, result, data["source_id"], "svae", held_out, resumed_from, ckpt, recipe_info)
 
 
 def _register(ctx: JobContext, result: TrainResult, source_id: np.ndarray, stem: str, held_out: dict,
-              resumed_from: int, ckpt) -> dict:
+              resumed_from: int, ckpt, recipe_info: dict | None = None) -> dict:
     name = _model_name(ctx, stem)     # again: a default name may have been taken while this job trained
+    recipe_info = recipe_info or {}
     art = ModelArtifact.from_training(result, splits=_split_ids(result, source_id))
     art.training.update(held_out)
     if result.extra.get("label_normalisation"):
         art.training["label_normalisation"] = result.extra["label_normalisation"]
     last = result.history[-1] if result.history else {}
     summary = {"epochs": result.epochs_completed, "val_nll": last.get("val_nll"), **held_out,
-               "seconds": result.seconds, "device": result.device, "excluded_rows": result.excluded.count}
+               "seconds": result.seconds, "device": result.device, "excluded_rows": result.excluded.count,
+               **recipe_info}
     reg = register_artifact(ctx.engine, art, name=name, models_dir=ctx.settings.models_dir,
                             replace=ctx.params.get("replace") is True, job_id=ctx.job_id, summary=summary,
                             n_train=int(result.split["train"].size))
     ckpt.unlink(missing_ok=True)   # the registered artifact supersedes the checkpoint
     return {"model_id": reg.model_id, "name": name, "artifact": reg.path, "epochs_completed": result.epochs_completed,
             "resumed_from_epoch": resumed_from, "n_train": int(result.split["train"].size),
-            "val_nll": last.get("val_nll"), **held_out, "seconds": result.seconds, "device": result.device}
+            "val_nll": last.get("val_nll"), **held_out, "seconds": result.seconds, "device": result.device,
+            "batch_size": result.train_config.batch_size, "lr": result.train_config.lr, **recipe_info}
 
 
 def run_baseline_job(ctx: JobContext) -> dict:

@@ -183,6 +183,8 @@ def _register_subcommands() -> None:
     """Commands that live with their services (imported lazily so `xpvae --help` stays fast)."""
     from xpvae import commands
     commands.register(main)
+    from xpvae.export_cmd import export
+    main.add_command(export)
 
 
 _register_subcommands()

@@ -146,25 +146,30 @@ def ingest_catalogue(path, norm, wait) -> None:
 @click.command("train")
 @name_option("svae-job<job id>")
 @replace_option
-@click.option("--epochs", type=int, default=50, show_default=True, help="the published model used 5000")
-@click.option("--batch-size", type=int, default=1024, show_default=True)
-@click.option("--lr", type=float, default=1e-4, show_default=True)
+@click.option("--recipe", type=click.Choice(["auto", "published"]), default="auto", show_default=True,
+              help="auto: batch size, lr and epochs from the number of optimiser steps the training set allows; "
+                   "published: the authors' lr 1e-4, batch 1024, 5000 epochs (tuned for ~360k training spectra). "
+                   "--epochs, --batch-size, --lr and --t0 override either")
+@click.option("--epochs", type=int, help="default: from the recipe (the published model used 5000)")
+@click.option("--batch-size", type=int, help="default: from the recipe")
+@click.option("--lr", type=float, help="peak learning rate; default: from the recipe")
 @click.option("--weight-decay", type=float, default=0.01, show_default=True)
-@click.option("--t0", type=int, default=500, show_default=True, help="cosine warm-restart period in epochs")
+@click.option("--t0", type=int, help="cosine warm-restart period in epochs; default: from the recipe")
 @click.option("--latent-dim", type=int, default=6, show_default=True)
 @click.option("--hidden", default="90,70,50,30,10", show_default=True, help="encoder widths")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--checkpoint-every", type=int, default=10, show_default=True)
 @selection_options
 @wait_option
-def train_cmd(name, replace, epochs, batch_size, lr, weight_decay, t0, latent_dim, hidden, seed, checkpoint_every,
-              wait, **kw):
+def train_cmd(name, replace, recipe, epochs, batch_size, lr, weight_decay, t0, latent_dim, hidden, seed,
+              checkpoint_every, wait, **kw):
     """Train the scatter VAE on the selected spectra (no labels used) and register the model."""
     _check_name_free(name, replace)
-    params = {"name": name, "replace": replace, "selection": _selection(kw),
+    given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "t0": t0}
+    params = {"name": name, "replace": replace, "selection": _selection(kw), "recipe": recipe,
               "model": {"latent_dim": latent_dim, "hidden": [int(h) for h in hidden.split(",")]},
-              "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-                        "t0": t0, "seed": seed, "checkpoint_every": checkpoint_every}}
+              "train": {**{k: v for k, v in given.items() if v is not None}, "weight_decay": weight_decay,
+                        "seed": seed, "checkpoint_every": checkpoint_every}}
     _print_result(run_job("train", params, wait=wait, label="train"))
 
 

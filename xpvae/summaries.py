@@ -37,13 +37,24 @@ def describe_result(kind: str, result: dict) -> str:
         lines = [f"report: {result['report']} ({len(result.get('figures', []))} figures beside it, "
                  f"{result.get('n_statistics', 0)} statistics in analysis_statistics)"]
         return "\n".join(lines + reconstruction_lines(result.get("headline") or {}))
-    keys = {"train": ("name", "model_id", "epochs_completed", "resumed_from_epoch", "n_train", "val_nll", "test_nll",
-                      "test_zscore_std", "seconds", "artifact"),
+    keys = {"train": ("name", "model_id", "epochs_completed", "resumed_from_epoch", "n_train", "batch_size", "lr",
+                      "val_nll", "test_nll", "test_zscore_std", "seconds", "artifact"),
             "train_baseline": ("name", "model_id", "epochs_completed", "n_train", "test_nll", "artifact"),
             "infer": ("model_id", "n_shards", "n_results", "chi2", "seconds_read", "seconds_model", "seconds_write"),
             }.get(kind)
     items = result.items() if keys is None else ((k, result[k]) for k in keys if k in result)
-    return "\n".join(f"  {k:>20}: {_fmt(v)}" for k, v in items)
+    lines = [f"  {k:>20}: {_fmt(v)}" for k, v in items]
+    if kind == "train":
+        lines.insert(0, recipe_line(result.get("recipe")))
+    return "\n".join(lines)
+
+
+def recipe_line(recipe: dict | None) -> str:
+    """Which training recipe ran and why (jobs without one ran on explicitly given settings)."""
+    if not recipe:
+        return "recipe: none, the job's own settings (e.g. the demo's batch 256, lr 2e-3, one cosine cycle)"
+    return (f"recipe: {recipe['name']} — batch {recipe['batch_size']}, lr {recipe['lr']:g}, {recipe['epochs']} epochs, "
+            f"t0 {recipe['t0']}: {recipe['reason']}")
 
 
 def _ingest_passed_over(result: dict, limit: int = 20) -> list[str]:

@@ -9,7 +9,7 @@ import numpy as np
 from ingest.readers.errors import WrongKindError
 from ingest.readers.repeats import keep_first
 from ingest.readers.tables import ROW, add_note, iter_table_chunks
-from shared.xp import PHOTOMETRY_COLUMNS, BadRow, ReadReport
+from shared.xp import PHOTOMETRY_COLUMNS, POSITION_COLUMNS, BadRow, ReadReport
 
 G_ZERO_POINT = 25.6874   # Gaia (E)DR3 G zero point in the Vega system (Riello et al. 2021): G = -2.5 log10(flux) + ZP
 
@@ -55,12 +55,28 @@ def g_flux_from_mag(mag: np.ndarray) -> np.ndarray:
         return 10.0 ** (-0.4 * (np.asarray(mag, np.float64) - G_ZERO_POINT))
 
 
+def add_positions(out: dict, chunk: dict) -> dict[int, tuple[str, str]]:
+    """Copy ra, dec (degrees) into ``out``; return row -> (column, why) for a finite position off the sky.
+    NaN stays "unknown" (stored as NULL)."""
+    ra, dec = (np.asarray(chunk[c], np.float64) for c in POSITION_COLUMNS)
+    out["ra"], out["dec"] = ra, dec
+    problems: dict[int, tuple[str, str]] = {}
+    with np.errstate(invalid="ignore"):
+        off = {"ra": (ra, (ra < 0) | (ra > 360)), "dec": (dec, np.abs(dec) > 90)}
+    for name, (v, bad) in off.items():
+        for i in np.flatnonzero(bad):
+            problems.setdefault(int(i), (name, f"{name} {float(v[i]):.6g} is off the sky"))
+    return problems
+
+
 def read_photometry(path: str | Path, chunk_rows: int = 100_000,
                     report: ReadReport | None = None) -> Iterator[dict[str, np.ndarray]]:
-    """Yield dicts with the PHOTOMETRY_COLUMNS (source_id int64, the rest float64; NaN when unknown).
+    """Yield dicts with the PHOTOMETRY_COLUMNS (source_id int64, the rest float64; NaN when unknown), and ra, dec
+    (degrees) when the file has both.
 
     Extra columns are ignored. If only one of G flux / G mag is given the other is derived from it (and a
-    note says so); a source without source_id is a BadRow. Raises WrongKindError if the file is not Gaia
+    note says so); a source without source_id, or with a position off the sky (outside [0, 360] ×
+    [-90, 90]), is a BadRow. Raises WrongKindError if the file is not Gaia
     photometry: no source_id column, none of the photometry columns, or the columns of an APOGEE labels
     file or of XP spectra.
     """
@@ -68,6 +84,7 @@ def read_photometry(path: str | Path, chunk_rows: int = 100_000,
     report = report if report is not None else ReadReport(str(path))
     spec = {alias: ("int" if out == "source_id" else "float") for out, names in ALIASES.items() for alias in names}
     spec.update({name: "str" for name in OTHER_KINDS})     # only their presence matters
+    spec.update({c: "float" for c in POSITION_COLUMNS})
     for chunk, present in iter_table_chunks(path, spec, chunk_rows, report):
         found = {out: next((a for a in names if a in present), None) for out, names in ALIASES.items()}
         _check_kind(str(path), present, found)
@@ -85,6 +102,9 @@ def read_photometry(path: str | Path, chunk_rows: int = 100_000,
             if found[c] is None and c not in ("phot_g_mean_flux", "phot_g_mean_mag"):
                 add_note(report, f"column {c} absent: filled with NaN")
         problems = unphysical(out, found)
+        if all(c in present for c in POSITION_COLUMNS):
+            for i, why in add_positions(out, chunk).items():
+                problems.setdefault(i, why)
         for i in np.flatnonzero(out["source_id"] <= 0):
             problems[int(i)] = (found["source_id"], "missing or non-positive source_id")
         if problems:
