@@ -213,7 +213,7 @@ class ShardProgress:
         now = time.monotonic()
         if now - self._last >= self.interval_s or done >= n:
             self._last = now
-            jobs_db.update_job(self.ctx.engine, self.ctx.job_id, message=message, updated_at=jobs_db.now())
+            jobs_db.update_job(self.ctx.engine, self.ctx.job_id, message=message)
             self.ctx.check_cancelled()
 
 
