@@ -13,13 +13,13 @@ branch_labels = None
 depends_on = None
 
 
+# Plain ALTER TABLE (SQLite >= 3.35 drops columns in place): a batch copy of the table would break the
+# xp_apogee view, which reads photometry.
 def upgrade() -> None:
-    with op.batch_alter_table('photometry', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('ra', sa.Double(), nullable=True))
-        batch_op.add_column(sa.Column('dec', sa.Double(), nullable=True))
+    op.add_column('photometry', sa.Column('ra', sa.Double(), nullable=True))
+    op.add_column('photometry', sa.Column('dec', sa.Double(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('photometry', schema=None) as batch_op:
-        batch_op.drop_column('dec')
-        batch_op.drop_column('ra')
+    op.drop_column('photometry', 'dec')
+    op.drop_column('photometry', 'ra')
