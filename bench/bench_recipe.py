@@ -5,7 +5,7 @@ Every run trains the sVAE on the same simulated survey (G-flux normalised, split
 one CPU thread and reports the mean NLL per star on the test split at z = μ (lower is better), as the
 trainer's summary does.
 
-python -m bench recipe [--quick]            the comparison (and the grid unless --quick)
+python -m bench recipe [--quick]            the comparison (and the grid and checks unless --quick; ~25 min)
 """
 from __future__ import annotations
 
@@ -40,8 +40,9 @@ def _row(label: str, settings: dict, nll: float, secs: float) -> None:
 
 def compare(n_stars: int, epochs: int, seed: int = 3) -> dict[str, float]:
     """Published vs auto after the same epochs (the user's --epochs)."""
+    from shared.preprocessing import finite_rows
     x, e = survey(n_stars, seed)
-    n_train = rcp.n_train_rows(len(x), TrainConfig().split)
+    n_train = rcp.n_train_rows(int(finite_rows(x, e)[0].sum()), TrainConfig().split)   # as the trainer counts
     print(f"survey of {n_stars:,} stars ({n_train:,} training spectra), {epochs} epochs, survey seed {seed}:")
     out = {}
     for name in rcp.RECIPES:
@@ -68,3 +69,15 @@ def main(quick: bool = False) -> None:
     if not quick:
         grid(3000, 30)
         compare(20000, 20)
+        check(3000, 30, [(64, 2e-3), (128, 2.8e-3), (128, 5e-3), (256, 5e-3)], seed=4)
+        check(20000, 20, [(256, 4e-3), (256, 5e-3), (512, 5e-3)], seed=3)
+
+
+def check(n_stars: int, epochs: int, configs: list[tuple[int, float]], seed: int) -> None:
+    """Held-out NLL of a few (batch, lr) pairs on another survey seed: is the grid's optimum robust?"""
+    x, e = survey(n_stars, seed)
+    print(f"check on {n_stars:,} stars, {epochs} epochs, survey seed {seed}:")
+    for batch, lr in configs:
+        s = {"batch_size": batch, "lr": lr, "epochs": epochs, "t0": epochs}
+        nll, secs = held_out_nll(x, e, s, seed=seed)
+        _row("check", s, nll, secs)
