@@ -56,7 +56,7 @@ def _fill(url: str, n: int, seed: int = 0) -> None:
     from db.models_registry import register_model
     engine = create_engine(url)
     upgrade(engine)
-    mid = register_model(engine, name="bench-export", kind="svae", path="/none.pt", config={"latent_dim": 6})
+    mid = register_model(engine, name="bench-export", kind="svae", path="/none.pt", config={"latent_dim": 6}).model_id
     rng = np.random.default_rng(seed)
     for lo in range(0, n, 100_000):
         m = min(100_000, n - lo)

@@ -13,9 +13,7 @@ from pathlib import Path
 
 import click
 
-from xpvae.jobrun import EXIT_NOT_FOUND, _die, _engine
-
-EXIT_USAGE = 2
+from xpvae.jobrun import EXIT_USAGE, _die, _engine
 
 
 def _format_for(out: Path, fmt: str | None) -> str:
@@ -76,7 +74,7 @@ def run_export(what: str, model: dict, fmt: str, out: Path, where: str | None, o
 
 @click.command("export")
 @click.argument("what", type=click.Choice(["latents", "statistics", "scores", "alpha"]))
-@click.option("--model", "model_ref", required=True, help="model name or id")
+@click.option("--model", "model_ref", required=True, help="model name, or id as N or id:N")
 @click.option("--format", "fmt", type=click.Choice(["fits", "votable", "parquet", "csv"]),
               help="default: from the --out suffix (.fits, .vot/.xml, .parquet, .csv/.ecsv)")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="the file to write")
@@ -91,17 +89,15 @@ def export(what, model_ref, fmt, out, where, overwrite, chunk_rows) -> None:
     masked values. `scores` and `alpha` are refused until their tables exist."""
     import sqlalchemy as sa
     from db.export import EXPORTS, ExportError
-    from db.models_registry import ModelNotFound, get_model
+    from db.models_registry import get_model
+    from xpvae.commands import _model_ref
     from xpvae.progress import ProgressLine
     view = EXPORTS[what]
     if view.missing:
         _die(f"cannot export {what}: {view.missing}", EXIT_USAGE)
     fmt = _format_for(out, fmt)
     _check_out(out, overwrite)
-    try:
-        model = get_model(_engine(), model_ref)
-    except ModelNotFound as exc:
-        _die(str(exc), EXIT_NOT_FOUND)
+    model = get_model(_engine(), _model_ref(model_ref))     # exit 2 for a malformed name, 4 for no such model
     bar = ProgressLine(f"export {what}")
     try:
         n = run_export(what, model, fmt, out, where, overwrite, chunk_rows, on_progress=bar)

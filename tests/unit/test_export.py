@@ -25,8 +25,8 @@ def _seed(engine, n: int = N_STARS, seed: int = SEED, latent_dim: int = 6) -> di
     """A model with inference results for n stars; some with photometry and positions, some labelled, and
     NULLs where the real pipeline leaves them (split, χ² without correlations, undecidable α class, …)."""
     rng = np.random.default_rng(seed)
-    mid = register_model(engine, name="exp-m\u00e9", kind="svae", path="/nonexistent.pt",
-                         config={"latent_dim": latent_dim})
+    mid = register_model(engine, name="exp-m1", kind="svae", path="/nonexistent.pt",
+                         config={"latent_dim": latent_dim}).model_id
     sid = np.unique(rng.integers(10**15, 10**15 + 10**9, 2 * n))[:n].astype(np.int64)
     assert len(sid) == n
     res: dict = {"model_id": [mid] * n, "source_id": sid,
@@ -170,8 +170,8 @@ def test_latents_round_trip_through_astropy(engine, cli, tmp_path, fmt):
 def test_statistics_round_trip_with_a_filter(engine, cli, tmp_path, fmt):
     seeded = _seed(engine, seed=SEED + 1)
     out = tmp_path / f"stats.{fmt}"
-    where = "statistic = 'dip_p' OR n IS NULL"
-    r = cli("statistics", "--model", "exp-m\u00e9", "--out", str(out), "--format", fmt, "--where", where)
+    where = "statistic = 'dip_p' OR n IS NULL OR subject = '\u03b1 only'"     # not ASCII: FITS HISTORY escapes it
+    r = cli("statistics", "--model", "exp-m1", "--out", str(out), "--format", fmt, "--where", where)
     assert r.exit_code == 0, r.output
     expected, cols = _expected(engine, "statistics", seeded["model_id"], where)
     assert len(expected["id"]) == 9        # 8 binned rows (k % 3 == 0) and k == 7
@@ -184,7 +184,7 @@ def test_units_descriptions_and_ucds_are_written(engine, cli, tmp_path):
     import pyarrow.parquet as pq
     seeded = _seed(engine, n=12, seed=SEED + 2)
     for suffix in ("fits", "vot", "parquet"):
-        assert cli("latents", "--model", "exp-m\u00e9", "--out", str(tmp_path / f"l.{suffix}")).exit_code == 0
+        assert cli("latents", "--model", "exp-m1", "--out", str(tmp_path / f"l.{suffix}")).exit_code == 0
     hdr = fits.getheader(tmp_path / "l.fits", 1)
     i = [hdr[f"TTYPE{k}"] for k in range(1, hdr["TFIELDS"] + 1)].index("ra") + 1
     assert (hdr[f"TUNIT{i}"], hdr[f"TUCD{i}"]) == ("deg", "pos.eq.ra;meta.main") and "right ascension" in hdr[f"TCOMM{i}"]
@@ -264,6 +264,7 @@ def test_cli_refuses_bad_filters_writes_and_clobbering(engine, cli, tmp_path):
     assert r.exit_code == 0 and out.read_bytes()[:6] == b"SIMPLE"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]      # no temporary file left
     assert cli("latents", "--model", "no-such-model", "--out", str(tmp_path / "n.fits")).exit_code == 4
+    assert cli("latents", "--model", "../etc/passwd", "--out", str(tmp_path / "n.fits")).exit_code == 2
     assert cli("latents", "--model", m, "--out", str(tmp_path / "n.txt")).exit_code == 2
     assert cli("latents", "--model", m, "--out", str(tmp_path)).exit_code == 2
     from db.engine import get_engine          # the exporting connection is writable again for other work
