@@ -242,7 +242,9 @@ def open_export(engine: Engine, export: str, model: dict, where: str | None = No
         raise ExportError(f"cannot export {export}: {view.missing}")
     if chunk_rows < 1:
         raise ExportError("chunk_rows must be >= 1")
-    filt = f" WHERE ({check_where(where)})" if where is not None else ""
+    # ':' escaped so that SQLAlchemy never reads the user's text as bind parameters (a backslash cannot come
+    # from the user: check_where refuses it)
+    filt = f" WHERE ({check_where(where).replace(':', chr(92) + ':')})" if where is not None else ""
     with engine.connect() as conn:
         _begin_read_only(conn)
         try:

@@ -79,7 +79,8 @@ def demo(n_stars, epochs, batch_size, lr, baseline_epochs, label_fraction, alpha
     run_job("ingest", {"source": "apogee", "paths": [str(apogee)]}, wait=True, label="ingest apogee")
     click.echo(f"done in {time.perf_counter() - t:.0f} s")
 
-    t = _step(f"3/7 train the scatter VAE ({epochs} epochs, no labels)")
+    t = _step(f"3/7 train the scatter VAE ({epochs} epochs, batch {batch_size}, lr {lr:g} in one cosine cycle, no labels; "
+              f"the demo's own settings, not `xpvae train`'s default --recipe auto)")
     # The demo's own models (named by seed) are replaced on a re-run, with their earlier results.
     train = run_job("train", {"name": f"demo-svae-s{seed}", "replace": True, "selection": {},
                               "train": {"epochs": epochs, "seed": seed, "checkpoint_every": 20,

@@ -178,6 +178,22 @@ def test_statistics_round_trip_with_a_filter(engine, cli, tmp_path, fmt):
     _compare(_read_back(out, fmt), expected, cols, fmt, out)
 
 
+def test_filter_text_is_taken_literally(engine, cli, tmp_path):
+    """Colons, percent signs and casts in the filter are SQL, not bind parameters or format codes."""
+    seeded = _seed(engine, n=30, seed=SEED + 7)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE analysis_statistics SET subject = 'a:b 50%' WHERE id = (SELECT min(id) "
+                             "FROM analysis_statistics)"))
+    out = tmp_path / "lit.csv"
+    where = "subject = 'a:b 50%' OR (subject LIKE 'features 1%' AND CAST(n AS TEXT) <> ':x')"
+    r = cli("statistics", "--model", "exp-m1", "--out", str(out), "--where", where)
+    assert r.exit_code == 0, r.output
+    expected, cols = _expected(engine, "statistics", seeded["model_id"], where.replace(":", "\\:"))  # text() escape
+    table = _read_back(out, "csv")
+    assert "a:b 50%" in list(table["subject"]) and len(table) == len(expected["id"]) > 1
+    _compare(table, expected, cols, "csv", out)
+
+
 def test_units_descriptions_and_ucds_are_written(engine, cli, tmp_path):
     from astropy.io import fits
     from astropy.io.votable import parse_single_table
