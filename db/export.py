@@ -232,7 +232,7 @@ def _to_batch(rows: list, plan: ExportPlan) -> pa.RecordBatch:
 
 @contextmanager
 def open_export(engine: Engine, export: str, model: dict, where: str | None = None,
-                chunk_rows: int = 50_000) -> Iterator[tuple[ExportPlan, Iterator[pa.RecordBatch]]]:
+                chunk_rows: int = 20_000) -> Iterator[tuple[ExportPlan, Iterator[pa.RecordBatch]]]:
     """(plan, batches) for one export of ``model`` (a models row), inside a read-only transaction that ends
     when the context exits. Raises ExportError for an unknown or not yet available export or a bad filter."""
     view = EXPORTS.get(export)

@@ -81,7 +81,7 @@ def run_export(what: str, model: dict, fmt: str, out: Path, where: str | None, o
 @click.option("--where", help="SQL filter on the export's own columns, e.g. \"pristine AND cool_giant\" or "
               "\"split = 'test' AND z4 > 0\"; runs in a read-only transaction; no ';', comments, '\\' or '$'")
 @click.option("--overwrite", is_flag=True, help="replace --out if it exists")
-@click.option("--chunk-rows", type=click.IntRange(1, 10_000_000), default=50_000, show_default=True,
+@click.option("--chunk-rows", type=click.IntRange(1, 10_000_000), default=20_000, show_default=True,
               help="rows read and written at a time (memory grows with it)")
 def export(what, model_ref, fmt, out, where, overwrite, chunk_rows) -> None:
     """Export latents (per star: latents, fit quality, photometry, ra/dec when stored, APOGEE labels) or
