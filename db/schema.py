@@ -61,6 +61,9 @@ photometry = sa.Table(
     sa.Column("phot_rp_mean_mag", REAL),
     sa.Column("ra", DOUBLE),      # degrees, ICRS at the Gaia DR3 epoch; NULL when the file had no position
     sa.Column("dec", DOUBLE),
+    # Partial: empty until positions are ingested, so "are there any?" (exports) never scans the table.
+    sa.Index("ix_photometry_positioned", "source_id", sqlite_where=sa.text("ra IS NOT NULL"),
+             postgresql_where=sa.text("ra IS NOT NULL")),
 )
 
 def _apogee_column(name: str, kind) -> sa.Column:

@@ -18,8 +18,12 @@ depends_on = None
 def upgrade() -> None:
     op.add_column('photometry', sa.Column('ra', sa.Double(), nullable=True))
     op.add_column('photometry', sa.Column('dec', sa.Double(), nullable=True))
+    # partial index: empty until positions arrive, so exports can ask "any positions?" without a table scan
+    op.create_index('ix_photometry_positioned', 'photometry', ['source_id'], unique=False,
+                    sqlite_where=sa.text('ra IS NOT NULL'), postgresql_where=sa.text('ra IS NOT NULL'))
 
 
 def downgrade() -> None:
+    op.drop_index('ix_photometry_positioned', table_name='photometry')
     op.drop_column('photometry', 'dec')
     op.drop_column('photometry', 'ra')
