@@ -1,11 +1,14 @@
 """Table writers that take an export's rows chunk by chunk (pyarrow RecordBatches from db.export), so a
-catalogue of any size is written in bounded memory. NULL stays NULL in every format (read back as masked by
-astropy), and each writes the columns' units and descriptions; FITS and VOTable their UCDs too.
+catalogue of any size is written in bounded memory. NULL stays NULL in every format (how astropy reads it back
+is said per format), and each writes the columns' units and descriptions, and their UCDs where the format has
+a place for them.
 
 - fits: a binary table whose row count is known up front (db.export counts first); rows are appended as
   big-endian records. NULL: NaN for floats, TNULLn for integers, 0 for logicals (the FITS null), an empty
-  string for text. Descriptions and UCDs in TCOMMn / TUCDn (the keys TOPCAT reads).
-- votable: VOTable 1.4 with a BINARY2 stream (per-row null flags), base64 in chunks.
+  string for text (astropy masks all but the logical, which it reads as False unless opened with
+  logical_as_bytes=True). Descriptions and UCDs in TCOMMn / TUCDn, the keys TOPCAT (STIL) writes and reads.
+- votable: VOTable 1.4 with a BINARY2 stream (per-row null flags), base64 in chunks (astropy honours the
+  flags except on text columns, which it reads as '').
 - parquet: pyarrow ParquetWriter, one row group per chunk; NULL is Parquet's own null (pyarrow, pandas,
   DuckDB, TOPCAT read it as such); units, descriptions and UCDs in each field's metadata. astropy 8's own
   Parquet reader ignores Parquet nulls (it expects its private '<name>.mask' columns); read with
@@ -25,7 +28,6 @@ import pyarrow as pa
 
 from db.export import Column, ExportPlan
 
-FORMATS = ("fits", "votable", "parquet", "csv")
 SUFFIXES = {".fits": "fits", ".fit": "fits", ".fts": "fits", ".vot": "votable", ".votable": "votable",
             ".xml": "votable", ".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".ecsv": "csv"}
 _NUMPY = {"bool": np.bool_, "int16": np.int16, "int32": np.int32, "int64": np.int64, "float32": np.float32,
@@ -39,13 +41,12 @@ def _filled(arr: pa.Array, kind: str, fill) -> tuple[np.ndarray, np.ndarray]:
     return values.astype(_NUMPY[kind], copy=False) if kind in _NUMPY else values, null
 
 
-def _astropy_table(columns: list[Column], text_widths: dict[str, int] | None = None):
-    """An empty astropy Table with the export's names, types, units and descriptions (for headers)."""
+def _astropy_table(columns: list[Column]):
+    """An empty astropy Table with the export's names, types, units, descriptions and UCDs (for headers)."""
     from astropy.table import MaskedColumn, Table
-    cols = []
-    for c in columns:
-        dtype = f"U{max(1, (text_widths or {}).get(c.name, 1))}" if c.kind == "str" else _NUMPY[c.kind]
-        cols.append(MaskedColumn(np.zeros(0, dtype), name=c.name, unit=c.unit, description=c.description or None))
+    cols = [MaskedColumn(np.zeros(0, "U1" if c.kind == "str" else _NUMPY[c.kind]), name=c.name, unit=c.unit,
+                         description=c.description or None, meta={"ucd": c.ucd} if c.ucd else None)
+            for c in columns]
     return Table(cols)
 
 
