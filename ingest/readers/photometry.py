@@ -76,9 +76,8 @@ def read_photometry(path: str | Path, chunk_rows: int = 100_000,
 
     Extra columns are ignored. If only one of G flux / G mag is given the other is derived from it (and a
     note says so); a source without source_id, or with a position off the sky (outside [0, 360] ×
-    [-90, 90]), is a BadRow. Raises WrongKindError if the file is not Gaia
-    photometry: no source_id column, none of the photometry columns, or the columns of an APOGEE labels
-    file or of XP spectra.
+    [-90, 90]), is a BadRow. Raises WrongKindError if the file is not Gaia photometry: no source_id column,
+    none of the photometry columns, or the columns of an APOGEE labels file or of XP spectra.
     """
     path = Path(path)
     report = report if report is not None else ReadReport(str(path))
