@@ -89,20 +89,23 @@ class Layout:
         self.reset()
 
     def reset(self) -> None:
-        self.wall = self.client = self.server = 0.0
+        self.wall: dict[str, float] = {}
+        self.client: dict[str, float] = {}
+        self.server: dict[str, float] = {}
 
     def server_cpu(self) -> float:
         """CPU seconds of this layout's server process so far (same machine: /proc)."""
         fields = Path(f"/proc/{self.backend}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / TICK
 
-    def write(self, fn) -> None:
+    def write(self, what: str, fn) -> None:
+        """Run ``fn(conn)`` in one transaction, adding its wall and CPU seconds to the totals of ``what``."""
         s0, c0, t0 = self.server_cpu(), time.process_time(), time.perf_counter()
         with self.conn.begin():
             fn(self.conn)
-        self.wall += time.perf_counter() - t0
-        self.client += time.process_time() - c0
-        self.server += self.server_cpu() - s0
+        for totals, value in ((self.wall, time.perf_counter() - t0), (self.client, time.process_time() - c0),
+                              (self.server, self.server_cpu() - s0)):
+            totals[what] = totals.get(what, 0.0) + value
 
     def sizes(self) -> dict[str, tuple[int, int]]:
         """(table bytes incl. TOAST, index bytes) per table, summed over its partitions."""
@@ -110,7 +113,7 @@ class Layout:
         for t in PARTITIONED_TABLES:
             out[t] = tuple(int(v) for v in self.conn.exec_driver_sql(
                 f"SELECT coalesce(sum(pg_table_size(relid)), 0), coalesce(sum(pg_indexes_size(relid)), 0) "
-                f"FROM pg_partition_tree('{t}')").one())
+                f"FROM (SELECT relid FROM pg_partition_tree('{t}') UNION SELECT '{t}'::regclass) r").one())
         self.conn.commit()
         return out
 
@@ -167,17 +170,20 @@ def _phase(layouts: list[Layout], n: int, correlations: bool, rng) -> None:
         results = None if correlations else _results(part, rng)
         t_gen += time.perf_counter() - t
         for lay in (layouts if (lo // BATCH) % 2 == 0 else layouts[::-1]):
-            lay.write(lambda conn: write_xp_batch(conn, batch, f"XpContinuousMeanSpectrum_{lo}.csv.gz"))
+            lay.write("spectra", lambda conn: write_xp_batch(conn, batch, f"XpContinuousMeanSpectrum_{lo}.csv.gz"))
             if results is not None:
-                lay.write(lambda conn: upsert_rows(conn, "inference_results", results, key=("model_id", "source_id")))
+                lay.write("inference results", lambda conn: upsert_rows(conn, "inference_results", results,
+                                                                        key=("model_id", "source_id")))
         if lo // BATCH % 10 == 9:
             print(f"  … {lo + BATCH:,} rows loaded", flush=True)
     print(f"  (generating the rows: {t_gen:.1f} s, not counted)")
     tables = "xp_spectra, xp_correlations" if correlations else "xp_spectra, inference_results"
     for lay in layouts:
-        print(f"  {lay.label:11s} load: {_rate(n, lay.wall)}; CPU per 1,000 rows: client "
-              f"{1000 * lay.client / n:.3f} s, server {1000 * lay.server / n:.3f} s "
-              f"(= {n / (lay.client + lay.server):,.0f} rows per CPU-second)")
+        for what, wall in lay.wall.items():
+            client, server = lay.client[what], lay.server[what]
+            print(f"  {lay.label:11s} load {what}: {_rate(n, wall)}; CPU per 1,000 rows: client "
+                  f"{1000 * client / n:.3f} s, server {1000 * server / n:.3f} s "
+                  f"(= {n / (client + server):,.0f} rows per CPU-second)")
     for lay in layouts:
         t_an, t_vac = lay.maintenance(tables)
         sizes = lay.sizes()
