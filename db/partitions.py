@@ -11,7 +11,7 @@ times more than the poles): small enough for one VACUUM / ANALYZE / index build 
 the planner's per-partition cost stays negligible, and more partitions than ingest or inference workers
 a single server runs. The first partition starts at MINVALUE and the last ends at MAXVALUE, so every bigint has
 a home (no DEFAULT partition, which would make later splits scan it). To go finer, a partition is split into
-its four level-(L+1) children (README "Storage for the whole catalogue"). SQLite stores plain tables.
+its four level-(L+1) children (``split_partition``). SQLite stores plain tables.
 """
 from __future__ import annotations
 
@@ -51,17 +51,39 @@ def inner_bounds(level: int = PARTITION_LEVEL) -> np.ndarray:
     return np.arange(1, n_pixels(level), dtype=np.int64) * pixel_span(level)
 
 
+def _create_partition(table: str, pixel: int, level: int) -> str:
+    """CREATE TABLE … PARTITION OF for one pixel; the first pixel starts at MINVALUE, the last ends at MAXVALUE."""
+    span = pixel_span(level)
+    lo = "MINVALUE" if pixel == 0 else str(pixel * span)
+    hi = "MAXVALUE" if pixel == n_pixels(level) - 1 else str((pixel + 1) * span)
+    return f"CREATE TABLE {partition_name(table, pixel, level)} PARTITION OF {table} FOR VALUES FROM ({lo}) TO ({hi})"
+
+
 def partition_ddl(table: str, level: int = PARTITION_LEVEL) -> list[str]:
-    """CREATE TABLE … PARTITION OF statements for every level-``level`` pixel of ``table`` (a partitioned
-    parent); the first starts at MINVALUE and the last ends at MAXVALUE."""
-    span, last = pixel_span(level), n_pixels(level) - 1
-    out = []
-    for p in range(n_pixels(level)):
-        lo = "MINVALUE" if p == 0 else str(p * span)
-        hi = "MAXVALUE" if p == last else str((p + 1) * span)
-        out.append(f"CREATE TABLE {partition_name(table, p, level)} PARTITION OF {table} "
-                   f"FOR VALUES FROM ({lo}) TO ({hi})")
-    return out
+    """CREATE TABLE … PARTITION OF statements for every level-``level`` pixel of ``table`` (a partitioned parent)."""
+    return [_create_partition(table, p, level) for p in range(n_pixels(level))]
+
+
+def split_partition(conn, pixel: int, level: int = PARTITION_LEVEL) -> None:
+    """Replace the level-``level`` partition ``pixel`` of every partitioned table by its four level-(level+1)
+    children, rows kept, in the caller's transaction (PostgreSQL; other sessions' writes to these tables wait).
+    The region's rows are held in temporary tables meanwhile: needs their size in free disk."""
+    if not 0 <= pixel < n_pixels(level) or level >= 12:
+        raise ValueError(f"no HEALPix level-{level} pixel {pixel} to split")
+    # referencing tables first: xp_spectra's partition can only go once no correlation row points into it
+    for t in ("inference_results", "xp_correlations", "xp_spectra"):
+        part = partition_name(t, pixel, level)
+        if conn.exec_driver_sql("SELECT to_regclass(%(p)s)", {"p": part}).scalar() is None:
+            raise ValueError(f"{t} has no partition {part} (already split, or another layout)")
+        conn.exec_driver_sql(f"CREATE TEMP TABLE _split_{t} ON COMMIT DROP AS SELECT * FROM {part}")
+        conn.exec_driver_sql(f"ALTER TABLE {t} DETACH PARTITION {part}")
+        conn.exec_driver_sql(f"DROP TABLE {part}")
+    for t in ("xp_spectra", "xp_correlations", "inference_results"):
+        children = range(4 * pixel, 4 * pixel + 4)
+        for child in children:
+            conn.exec_driver_sql(_create_partition(t, child, level + 1))
+        conn.exec_driver_sql(f"INSERT INTO {t} SELECT * FROM _split_{t}")
+        conn.exec_driver_sql(f"ANALYZE {', '.join(partition_name(t, c, level + 1) for c in children)}")
 
 
 def snap_cuts(values: np.ndarray, cuts: Sequence[int], bounds: np.ndarray, tolerance: int

@@ -124,9 +124,9 @@ def _select_list(pg: bool, with_correlations: bool) -> tuple[str, list[tuple[str
 def _selection_sql(selection: Selection, select: str, with_correlations: bool) -> str:
     sql = selection.sql(select)
     if with_correlations:   # add the correlations join after the photometry join
-        sql = sql.replace("LEFT JOIN photometry p ON p.source_id = s.source_id",
-                          "LEFT JOIN photometry p ON p.source_id = s.source_id "
-                          "LEFT JOIN xp_correlations c ON c.source_id = s.source_id", 1)
+        photometry = f"LEFT JOIN photometry p ON p.source_id = s.source_id{selection.range_on('p')}"
+        sql = sql.replace(photometry, f"{photometry} LEFT JOIN xp_correlations c ON c.source_id = s.source_id"
+                                      f"{selection.range_on('c')}", 1)
     return sql
 
 

@@ -206,3 +206,36 @@ def test_stream_splits_move_onto_a_partition_bound(pg_engine):
     with pg_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql("ANALYZE xp_spectra")
     assert spectra._histogram_splits(pg_engine, Selection.everything(), 2) == [SPAN - 1]
+
+
+@pytest.mark.integration
+def test_a_sky_region_splits_into_its_four_children_with_its_rows(pg_engine):
+    rng = np.random.default_rng(8)
+    ids = np.unique(np.concatenate([IDS, 20 * SPAN + rng.integers(0, SPAN, 40), [20 * SPAN, 21 * SPAN - 1]]))
+    with pg_engine.begin() as conn:
+        write_xp_batch(conn, make_batch(ids, seed=6), "a.csv")
+        upsert_rows(conn, "inference_results", _results(ids, _model(conn), 1, np.arange(len(ids))),
+                    key=("model_id", "source_id"))
+    before = read_spectra(pg_engine, Selection.everything(), with_correlations=True)
+    with pg_engine.begin() as conn:
+        partitions.split_partition(conn, 20)
+        with pytest.raises(ValueError, match="no partition xp_correlations_l1_20|no partition inference_results_l1_20"):
+            with conn.begin_nested():
+                partitions.split_partition(conn, 20)
+    with pytest.raises(ValueError, match="no HEALPix level-1 pixel 48"):
+        with pg_engine.begin() as conn:
+            partitions.split_partition(conn, 48)
+    after = read_spectra(pg_engine, Selection.everything(), with_correlations=True)
+    for key in ("source_id", "coefficients", "correlations", "has_correlations"):
+        assert np.array_equal(before[key].view(np.uint8), after[key].view(np.uint8)), key
+    quarter = pixel_span(2)
+    with pg_engine.connect() as conn:
+        assert partitions.table_partition_bounds(conn, "xp_correlations") == sorted(
+            set(inner_bounds().tolist()) | {20 * SPAN + k * quarter for k in (1, 2, 3)})
+        for t in PARTITIONED_TABLES:
+            where = _partition_of_rows(conn, t)
+            assert len(where) == len(ids), t
+            for s in ids[(ids >= 20 * SPAN) & (ids < 21 * SPAN)]:
+                assert where[int(s)] == partition_name(t, int(healpix_pixel(s, 2)), 2), (t, s)
+        assert conn.exec_driver_sql("SELECT count(*) FROM inference_results WHERE source_id BETWEEN "
+                                    f"{20 * SPAN} AND {21 * SPAN - 1}").scalar_one() == 42
