@@ -120,7 +120,8 @@ def _snapshot(engine) -> dict:
     with engine.connect() as conn:
         out["results"] = conn.exec_driver_sql(
             "SELECT model_id, source_id, z1, split FROM inference_results ORDER BY 1, 2").all()
-        out["views"] = [conn.exec_driver_sql(f"SELECT count(*) FROM {v}").scalar_one() for v in ("latents", "xp_apogee")]
+        out["views"] = [conn.exec_driver_sql(f"SELECT count(*) FROM {v}").scalar_one()
+                        for v in ("latents", "xp_apogee")]
         out["kinds"] = conn.exec_driver_sql(
             "SELECT relname, relkind FROM pg_class WHERE relname IN ('xp_spectra', 'xp_correlations', "
             "'inference_results') ORDER BY 1").all()
@@ -171,8 +172,9 @@ def test_a_filled_database_is_partitioned_in_place_and_back(fresh_pg):
     _same_reads(plain, parted)
     with fresh_pg.connect() as conn:
         assert _partition_of_rows(conn, "xp_correlations")[int(IDS[2])] == "xp_correlations_l1_01"
-        fks = conn.exec_driver_sql("SELECT conname FROM pg_constraint WHERE contype = 'f' AND conparentid = 0 AND conrelid IN "
-                                   "('xp_correlations'::regclass, 'inference_results'::regclass)").scalars().all()
+        fks = conn.exec_driver_sql("SELECT conname FROM pg_constraint WHERE contype = 'f' AND conparentid = 0 "
+                                   "AND conrelid IN ('xp_correlations'::regclass, 'inference_results'::regclass)"
+                                   ).scalars().all()
     assert sorted(fks) == ["fk_inference_results_model_id_models", "fk_xp_correlations_source_id_xp_spectra"]
     # two streams split at a partition bound read what one stream reads
     old = spectra.PARALLEL_STREAMS, spectra.PARALLEL_MIN_ROWS
@@ -219,7 +221,7 @@ def test_a_sky_region_splits_into_its_four_children_with_its_rows(pg_engine):
     before = read_spectra(pg_engine, Selection.everything(), with_correlations=True)
     with pg_engine.begin() as conn:
         partitions.split_partition(conn, 20)
-        with pytest.raises(ValueError, match="no partition xp_correlations_l1_20|no partition inference_results_l1_20"):
+        with pytest.raises(ValueError, match="inference_results has no partition inference_results_l1_20"):
             with conn.begin_nested():
                 partitions.split_partition(conn, 20)
     with pytest.raises(ValueError, match="no HEALPix level-1 pixel 48"):

@@ -23,7 +23,7 @@ LEVEL = 1          # frozen here: what this migration creates, whatever db.parti
 OLD = "{}__rebuild"
 
 
-def _one_list(bind, sql: str, params: dict) -> list:
+def _rows(bind, sql: str, params: dict) -> list[tuple]:
     return [tuple(r) for r in bind.exec_driver_sql(sql, params).all()]
 
 
@@ -34,20 +34,20 @@ def _catalogue(bind) -> dict:
     names = {"t": list(PARTITIONED_TABLES)}
     rel = "ANY(SELECT to_regclass(x) FROM unnest(%(t)s::text[]) x)"
     return {
-        "own": _one_list(bind, f"SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
-                               f"WHERE conrelid = {rel} AND conparentid = 0 "
-                               f"AND contype IN ('p', 'u', 'c') ORDER BY contype, conname",
-                         names),
-        "fk": _one_list(bind, f"SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
-                              f"WHERE contype = 'f' AND conparentid = 0 "
-                              f"AND (conrelid = {rel} OR confrelid = {rel}) ORDER BY conname",
-                        names),
-        "index": _one_list(bind, f"SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i "
-                                 f"WHERE i.indrelid = {rel} AND NOT EXISTS (SELECT 1 FROM pg_constraint c "
-                                 f"WHERE c.conindid = i.indexrelid) ORDER BY 1", names),
-        "view": _one_list(bind, f"SELECT DISTINCT v.oid::regclass::text, pg_get_viewdef(v.oid) FROM pg_depend d "
-                                f"JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class "
-                                f"WHERE d.refobjid = {rel} AND v.relkind = 'v'", names),
+        "own": _rows(bind, f"SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) "
+                     f"FROM pg_constraint WHERE conrelid = {rel} AND conparentid = 0 "
+                     f"AND contype IN ('p', 'u', 'c') ORDER BY contype, conname",
+                     names),
+        "fk": _rows(bind, f"SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) "
+                    f"FROM pg_constraint WHERE contype = 'f' AND conparentid = 0 "
+                    f"AND (conrelid = {rel} OR confrelid = {rel}) ORDER BY conname",
+                    names),
+        "index": _rows(bind, f"SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+                       f"WHERE i.indrelid = {rel} AND NOT EXISTS (SELECT 1 FROM pg_constraint c "
+                       f"WHERE c.conindid = i.indexrelid) ORDER BY 1", names),
+        "view": _rows(bind, f"SELECT DISTINCT v.oid::regclass::text, pg_get_viewdef(v.oid) FROM pg_depend d "
+                      f"JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class "
+                      f"WHERE d.refobjid = {rel} AND v.relkind = 'v'", names),
     }
 
 
