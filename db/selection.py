@@ -91,7 +91,13 @@ class Selection:
     def from_clause(self) -> str:
         """FROM … for the aliases s (xp_spectra) and p (photometry); joins the id temp table when needed."""
         ids = f"JOIN {ID_TABLE} i ON i.source_id = s.source_id " if self.source_ids is not None else ""
-        return f"xp_spectra s {ids}LEFT JOIN photometry p ON p.source_id = s.source_id"
+        return f"xp_spectra s {ids}LEFT JOIN photometry p ON p.source_id = s.source_id{self.range_on('p')}"
+
+    def range_on(self, alias: str) -> str:
+        """The source_id range repeated on a joined table's alias: the planner does not carry a range across
+        a join, and without it a merge join scans the joined table (every partition) from its first row."""
+        lo = "" if self.source_id_lo is None else f" AND {alias}.source_id >= {int(self.source_id_lo)}"
+        return lo + ("" if self.source_id_hi is None else f" AND {alias}.source_id <= {int(self.source_id_hi)}")
 
     def where_clause(self) -> str:
         """The conditions (``TRUE`` when none), with every value inlined as a validated integer."""

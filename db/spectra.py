@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 from sqlalchemy.engine import Connection, Engine
 
+from db import partitions
 from db.bulk import Nullable, fill_temp_table, upsert_rows
 from db.selection import ID_TABLE, Selection
 from shared.xp import BAND_SCALAR_DTYPES, BANDS, N_COEFF, N_CORR, PHOTOMETRY_COLUMNS, POSITION_COLUMNS, XPBatch
@@ -124,9 +125,9 @@ def _select_list(pg: bool, with_correlations: bool) -> tuple[str, list[tuple[str
 def _selection_sql(selection: Selection, select: str, with_correlations: bool) -> str:
     sql = selection.sql(select)
     if with_correlations:   # add the correlations join after the photometry join
-        sql = sql.replace("LEFT JOIN photometry p ON p.source_id = s.source_id",
-                          "LEFT JOIN photometry p ON p.source_id = s.source_id "
-                          "LEFT JOIN xp_correlations c ON c.source_id = s.source_id", 1)
+        photometry = f"LEFT JOIN photometry p ON p.source_id = s.source_id{selection.range_on('p')}"
+        sql = sql.replace(photometry, f"{photometry} LEFT JOIN xp_correlations c ON c.source_id = s.source_id"
+                                      f"{selection.range_on('c')}", 1)
     return sql
 
 
@@ -476,11 +477,13 @@ def read_streams() -> int:
 
 def _histogram_splits(engine: Engine, selection: Selection, k: int) -> list[int]:
     """Up to k-1 increasing source_ids cutting the selection's id range into about equal parts, from the
-    planner's histogram of xp_spectra.source_id (no scan); [] without statistics."""
+    planner's histogram of xp_spectra.source_id (no scan); [] without statistics. A split near a partition
+    bound moves onto it, so each stream scans partitions of its own."""
     with engine.connect() as conn:
         bounds = conn.exec_driver_sql(
             "SELECT histogram_bounds::text FROM pg_stats WHERE schemaname = current_schema() "
             "AND tablename = 'xp_spectra' AND attname = 'source_id'").scalar()
+        part_bounds = partitions.table_partition_bounds(conn, "xp_spectra")
     if not bounds:
         return []
     ids = np.array([int(v) for v in bounds.strip("{}").split(",")], np.int64)
@@ -489,7 +492,10 @@ def _histogram_splits(engine: Engine, selection: Selection, k: int) -> list[int]
     inside = ids[(ids >= lo) & (ids < hi)]
     if len(inside) < 2 * k:
         return []
-    return sorted({int(inside[len(inside) * j // k]) for j in range(1, k)})
+    cuts = [len(inside) * j // k for j in range(1, k)]
+    snapped = partitions.snap_cuts(inside, cuts, np.asarray(part_bounds, np.int64), len(inside) // (4 * k))
+    # part j holds source_id <= split: a partition bound b ends the part before it at b - 1
+    return sorted({bound - 1 if bound is not None else int(inside[pos]) for pos, bound in snapped})
 
 
 def _count_parts(engine: Engine, selection: Selection, splits: list[int]) -> list[int]:
@@ -598,8 +604,20 @@ def source_id_quantiles(engine: Engine, selection: Selection | None, n_shards: i
     return quantile_ranges(selected_source_ids(engine, selection), n_shards)
 
 
-def quantile_ranges(ids: np.ndarray, n_shards: int) -> list[tuple[int, int, int]]:
-    """Sorted ids cut into at most ``n_shards`` contiguous runs of near-equal size: [(lo, hi, n)]."""
+def quantile_ranges(ids: np.ndarray, n_shards: int, bounds: np.ndarray | None = None
+                    ) -> list[tuple[int, int, int]]:
+    """Sorted ids cut into at most ``n_shards`` contiguous runs of near-equal size: [(lo, hi, n)].
+
+    A cut within a quarter of a shard of a partition bound (default: the sky-region bounds of db/partitions.py)
+    moves onto it, so most shards read and replace rows of one partition only; shards stay within ±50 % of
+    the even size."""
     if n_shards < 1:
         raise ValueError(f"n_shards must be >= 1, not {n_shards}")
-    return [(int(part[0]), int(part[-1]), int(len(part))) for part in np.array_split(ids, n_shards) if len(part)]
+    ids = np.asarray(ids, np.int64)
+    if len(ids) == 0:
+        return []
+    sizes = [len(p) for p in np.array_split(np.empty(len(ids), np.int8), n_shards)]
+    cuts = np.cumsum(sizes)[:-1].tolist()
+    bounds = partitions.inner_bounds() if bounds is None else bounds
+    snapped = [pos for pos, _ in partitions.snap_cuts(ids, cuts, bounds, len(ids) // (4 * n_shards))]
+    return [(int(part[0]), int(part[-1]), int(len(part))) for part in np.split(ids, snapped) if len(part)]
