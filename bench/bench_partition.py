@@ -1,6 +1,6 @@
 """Partitioned (48 sky regions) against unpartitioned tables, side by side on PostgreSQL.
 
-Two bench databases: one at the migration before 0002_partitions (plain heaps), one at 0002_partitions. The same
+Two bench databases: one at the migration before 0003 (plain heaps), one at 0003 (partitioned). The same
 synthetic rows go to both, batch by batch alternately (so the shared machine's load drifts hit both alike):
 1. coefficients only, N_COEFF rows (default 2,000,000; XPVAE_BENCH_PARTITION_ROWS), plus one inference result
    per star: load rate, client and server CPU per row, table/TOAST and index bytes per star, ANALYZE and
@@ -234,12 +234,12 @@ def main(quick: bool) -> None:
     n_coeff = int(os.environ.get("XPVAE_BENCH_PARTITION_ROWS", 40_000 if quick else 2_000_000))
     n_corr = int(os.environ.get("XPVAE_BENCH_PARTITION_CORR_ROWS", 8_000 if quick else 200_000))
     rng = np.random.default_rng(16)
-    before = ScriptDirectory.from_config(alembic_config()).get_revision("0002_partitions").down_revision
+    before = ScriptDirectory.from_config(alembic_config()).get_revision("0003").down_revision
     print(f"cores: {os.cpu_count()}; load average {os.getloadavg()[0]:.1f}; batches of {BATCH:,} rows, one "
           f"transaction each, written alternately to both layouts")
     layouts = []
     try:
-        layouts = [Layout("plain", before), Layout("partitioned", "0002_partitions")]
+        layouts = [Layout("plain", before), Layout("partitioned", "0003")]
         _phase(layouts, n_coeff, False, rng)
         _phase(layouts, n_corr, True, rng)
     finally:

@@ -152,7 +152,7 @@ def fresh_pg():
 
 @pytest.mark.integration
 def test_a_filled_database_is_partitioned_in_place_and_back(fresh_pg):
-    before = ScriptDirectory.from_config(alembic_config()).get_revision("0002_partitions").down_revision
+    before = ScriptDirectory.from_config(alembic_config()).get_revision("0003").down_revision
     upgrade(fresh_pg, before)
     rng = np.random.default_rng(5)
     ids = np.unique(np.concatenate([IDS, rng.integers(1, 2 ** 63 - 1, 300, dtype=np.int64)]))
@@ -166,7 +166,7 @@ def test_a_filled_database_is_partitioned_in_place_and_back(fresh_pg):
                     key=("model_id", "source_id"))
     plain = _snapshot(fresh_pg)
     assert {k for _, k in plain["kinds"]} == {"r"}
-    upgrade(fresh_pg, "0002_partitions")
+    upgrade(fresh_pg, "0003")
     parted = _snapshot(fresh_pg)
     assert {k for _, k in parted["kinds"]} == {"p"}
     _same_reads(plain, parted)

@@ -68,6 +68,6 @@ def test_migration_0002_round_trips_and_keeps_rows(tmp_path):
     with eng.connect() as conn:
         assert conn.execute(sa.text("SELECT * FROM photometry")).all() == [(5, None, 12.5, None, None)]
         conn.execute(sa.text("SELECT * FROM xp_apogee")).all()       # the view over photometry still works
-    upgrade(eng)
+    upgrade(eng, "0002")
     assert current_revision(eng) == "0002"
     eng.dispose()

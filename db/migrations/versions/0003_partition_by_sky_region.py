@@ -6,16 +6,16 @@ over it restored, the old heap dropped. Whatever columns, indexes and views earl
 tables are carried over as the database has them. The copy rewrites every row once (about as long as loading
 them); downgrade does the reverse. SQLite keeps plain tables: nothing to do there.
 
-Revision ID: 0002_partitions
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-12-01 12:30:00
 """
 from alembic import op
 
 from db.partitions import PARTITION_KEY, PARTITIONED_TABLES, partition_ddl
 
-revision = '0002_partitions'
-down_revision = '0001'
+revision = '0003'
+down_revision = '0002'
 branch_labels = None
 depends_on = None
 
