@@ -100,6 +100,8 @@ def fit_label_baseline(labels: np.ndarray, x: np.ndarray, x_err: np.ndarray, con
     """
     config = config or BaselineConfig()
     cfg = train_config or TrainConfig()
+    if cfg.likelihood != "diagonal":
+        raise ValueError("the label baseline trains with the diagonal likelihood only (its published form)")
     labels = np.asarray(labels, dtype=np.float64)
     x = np.asarray(x, dtype=np.float64)
     x_err = np.asarray(x_err, dtype=np.float64)

@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from shared.xp import N_COEFF
+from shared import covariance
+from shared.xp import N_COEFF, N_CORR
 
 BAND_SLICES = {"bp": slice(0, N_COEFF), "rp": slice(N_COEFF, 2 * N_COEFF)}
 
@@ -65,52 +66,22 @@ def chi2_full_cov(delta: np.ndarray, cov: np.ndarray) -> np.ndarray:
     return chi2.numpy()
 
 
-_LOWER = (np.tril_indices(N_COEFF, k=-1)[0] * N_COEFF + np.tril_indices(N_COEFF, k=-1)[1])
-_DIAG = np.arange(N_COEFF) * (N_COEFF + 1)
-
-
-def _correlation_tensor(flat: np.ndarray) -> torch.Tensor:
-    """(N, 55, 55) float64 correlation matrices from (N, 1485) strict lower triangles — lower triangle and
-    diagonal only: the Cholesky factorisation (LAPACK potrf, lower) never reads the upper triangle."""
-    flat = np.asarray(flat)
-    r = np.zeros((flat.shape[0], N_COEFF * N_COEFF))
-    r[:, _LOWER] = flat
-    r[:, _DIAG] = 1.0
-    return torch.from_numpy(r).view(-1, N_COEFF, N_COEFF)
-
-
-def _chi2_whitened(w: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """wᵀ r⁻¹ w per star by Cholesky; NaN where r is not positive definite or w is not finite."""
-    chol, info = torch.linalg.cholesky_ex(r)
-    y = torch.linalg.solve_triangular(chol, w.unsqueeze(-1), upper=False).squeeze(-1)
-    chi2 = (y * y).sum(-1)
-    chi2[(info != 0) | ~torch.isfinite(chi2)] = float("nan")
-    return chi2
-
-
 def chi2_bands(x: np.ndarray, xhat: np.ndarray, x_err: np.ndarray, correlations: dict[str, np.ndarray],
                scatter: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """χ²/dof (dof = 55) per band with the full covariance Σ = D·R·D built from x_err (same units as x) and the
     archive correlations {'bp': (N,1485), 'rp': (N,1485)}; keys 'bp', 'rp' and, with scatter, 'bp_scatter',
-    'rp_scatter' for Σ + diag(ŝ²).
-
-    Whitening by the errors makes both one Cholesky of a correlation-like matrix per star and band, built once:
-    δᵀΣ⁻¹δ = wᵀR⁻¹w with w = δ/e, and Σ + S² = D·(R + diag(ŝ²/e²))·D. A star with an error ≤ 0 gets NaN."""
-    x, xhat, x_err = (np.asarray(a, dtype=np.float64) for a in (x, xhat, x_err))
-    out: dict[str, np.ndarray] = {}
-    for band, sl in BAND_SLICES.items():
-        if band not in correlations or correlations[band] is None:
-            continue
-        e = torch.as_tensor(x_err[:, sl])
-        e = torch.where(e > 0, e, torch.nan)
-        w = torch.as_tensor(xhat[:, sl] - x[:, sl]) / e
-        r = _correlation_tensor(correlations[band])          # correlations are unit-free
-        out[band] = (_chi2_whitened(w, r) / N_COEFF).numpy()
-        if scatter is not None:
-            ratio2 = (torch.as_tensor(np.asarray(scatter, dtype=np.float64)[:, sl]) / e) ** 2
-            r.diagonal(dim1=1, dim2=2).add_(torch.nan_to_num(ratio2, nan=0.0))
-            out[f"{band}_scatter"] = (_chi2_whitened(w, r) / N_COEFF).numpy()
-    return out
+    'rp_scatter' for Σ + diag(ŝ²). In float64, by shared.covariance (whitened: one Cholesky of a
+    correlation-like matrix per star, band and variant). A star with an error ≤ 0 gets NaN."""
+    bands = [b for b in BAND_SLICES if correlations.get(b) is not None]
+    if not bands:
+        return {}
+    t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64))
+    n = len(x)
+    flat = {b: torch.as_tensor(np.asarray(correlations[b])) if b in bands else torch.zeros((n, N_CORR))
+            for b in BAND_SLICES}
+    out = covariance.chi2_bands(t(x), t(xhat), t(x_err), flat["bp"], flat["rp"],
+                                None if scatter is None else t(scatter), dtype=torch.float64)
+    return {k: (v / N_COEFF).numpy() for k, v in out.items() if k.split("_")[0] in bands}
 
 
 def chi2_per_band(x: np.ndarray, xhat: np.ndarray, x_err: np.ndarray, correlations: dict[str, np.ndarray],

@@ -16,6 +16,8 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
+from shared.covariance import gaussian_nll_full
+
 
 @dataclass(frozen=True)
 class VAEConfig:
@@ -139,10 +141,13 @@ class ScatterVAE(nn.Module):
         return torch.randn((batch_size, self.config.latent_dim), generator=generator, device=p.device, dtype=p.dtype)
 
     def batch_loss(self, batch: tuple[Tensor, ...], noise: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-        """batch = (x, x_err) → batch means (loss, nll, kl); z = μ + σ·noise (z = μ when noise is None)."""
-        x, x_err = batch
+        """batch = (x, x_err) for the diagonal likelihood, or (x, x_err, correlations (N, 2, 1485)) for the full
+        covariance one (shared.covariance) → batch means (loss, nll, kl); z = μ + σ·noise (z = μ when noise is
+        None)."""
+        x, x_err, *corr = batch
         xhat, scatter, mu, log_var = self(x, sample=False, eps=noise)
-        nll, kl = gaussian_nll(x, x_err, xhat, scatter).mean(), kl_divergence(mu, log_var).mean()
+        nll = gaussian_nll_full(x, x_err, xhat, scatter, corr[0]) if corr else gaussian_nll(x, x_err, xhat, scatter)
+        nll, kl = nll.mean(), kl_divergence(mu, log_var).mean()
         return nll + kl, nll, kl
 
     def n_parameters(self) -> int:

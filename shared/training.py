@@ -12,6 +12,7 @@ Checkpoints hold plain data only (tensors, numbers, strings, lists, dicts) and a
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -22,10 +23,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from shared.covariance import MIN_EIGENVALUE, usable_correlations
 from shared.device import configure_threads, resolve_device
 from shared.model import ScatterVAE, VAEConfig
 from shared.preprocessing import Normalisation, RowExclusion, finite_rows
 from shared.torchio import load_plain, plain, save_atomic
+from shared.xp import N_CORR
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,7 @@ Progress = Callable[[int, "int | None", str], None]
 CHECKPOINT_FORMAT = "xpvae-train-checkpoint/1"
 # CPU compile takes ~10–40 s; below this much work (spectra × epochs) eager mode finishes sooner.
 AUTO_COMPILE_MIN_WORK = 5_000_000
+LIKELIHOODS = ("diagonal", "full")
 
 
 class TrainingDiverged(RuntimeError):
@@ -56,6 +60,7 @@ class TrainConfig:
     compile: bool | str = "auto"         # True, False or 'auto' (CUDA, or enough CPU work to pay back)
     threads: int | None = None           # CPU intra-op threads; None = all CPUs this process may use
     device: str | None = None            # None = Settings.device
+    likelihood: str = "diagonal"         # 'diagonal' (the published recipe) or 'full' (per-star XP covariance)
 
     def __post_init__(self) -> None:
         self.split = tuple(float(f) for f in self.split)
@@ -65,6 +70,8 @@ class TrainConfig:
             raise ValueError(f"epochs, batch_size, t0 and t_mult must be >= 1: {self}")
         if self.compile not in (True, False, "auto"):
             raise ValueError(f"compile must be True, False or 'auto', not {self.compile!r}")
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, not {self.likelihood!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -110,6 +117,7 @@ class TrainResult:
     device: str
     seconds: float
     extra: dict[str, Any] = field(default_factory=dict)
+    likelihood: dict[str, Any] = field(default_factory=lambda: {"kind": "diagonal"})
 
     def summary(self) -> dict[str, Any]:
         """Plain-data digest for the model registry/artifact."""
@@ -117,7 +125,7 @@ class TrainResult:
         return {"epochs_completed": self.epochs_completed, "stopped": self.stopped, "final": last,
                 "train_config": self.train_config.to_dict(), "compiled": self.compiled, "device": self.device,
                 "seconds": self.seconds, "excluded_rows": self.excluded.to_dict(),
-                "n_rows": {k: int(v.size) for k, v in self.split.items()}}
+                "n_rows": {k: int(v.size) for k, v in self.split.items()}, "likelihood": self.likelihood}
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -361,14 +369,45 @@ def init_seeded(build: Callable[[], nn.Module], seed: int) -> nn.Module:
         return build()
 
 
+def full_likelihood_correlations(correlations: np.ndarray | None, rows: np.ndarray
+                                 ) -> tuple[np.ndarray, dict[str, Any]]:
+    """The per-star correlations the full likelihood trains with, and its report.
+
+    ``correlations``: (N, 2, 1485) strict lower triangles per band, NaN where absent (as db.spectra reads them).
+    A band whose correlations are missing, not finite or not safely positive definite (smallest eigenvalue
+    below shared.covariance.MIN_EIGENVALUE) gets zeros, i.e. R = I: for it the full likelihood is exactly the
+    diagonal one. Those fallbacks are counted over ``rows`` (the rows trained, validated and tested on)."""
+    if correlations is None:
+        raise ValueError("the full likelihood needs the stars' XP correlations: read the spectra with "
+                         "correlations (ingest without --no-correlations) or train with likelihood 'diagonal'")
+    corr = np.asarray(correlations, dtype=np.float32)
+    if corr.ndim != 3 or corr.shape[1:] != (2, N_CORR):
+        raise ValueError(f"correlations must be (N, 2, {N_CORR}), got {corr.shape}")
+    usable = usable_correlations(corr.reshape(-1, N_CORR)).reshape(-1, 2)
+    out = np.where(usable[:, :, None], corr, np.float32(0.0))
+    kept = usable[rows]
+    report = {"kind": "full", "stars": int(rows.size),
+              "diagonal_fallback": {"bp": int((~kept[:, 0]).sum()), "rp": int((~kept[:, 1]).sum()),
+                                    "stars": int((~kept.all(axis=1)).sum())},
+              "fallback_rule": f"correlations missing, not finite or smallest eigenvalue < {MIN_EIGENVALUE:g}",
+              "digest": hashlib.blake2b(np.ascontiguousarray(out[rows]).tobytes(), digest_size=16).hexdigest()}
+    if report["diagonal_fallback"]["stars"]:
+        log.warning("full likelihood: %d of %d stars fall back to the diagonal in at least one band (%s)",
+                    report["diagonal_fallback"]["stars"], rows.size, report["fallback_rule"])
+    return out, report
+
+
 def fit_scatter_vae(x: np.ndarray, x_err: np.ndarray, model_config: VAEConfig | None = None,
                     train_config: TrainConfig | None = None, callback: Callable[[dict[str, float]], None] | None = None,
                     checkpoint_path: str | Path | None = None, resume: bool = True,
-                    should_stop: Callable[[], bool] | None = None, progress: Progress | None = None) -> TrainResult:
+                    should_stop: Callable[[], bool] | None = None, progress: Progress | None = None,
+                    correlations: np.ndarray | None = None) -> TrainResult:
     """Train an sVAE on G-flux-normalised coefficients x, x_err (N, 110).
 
     Non-finite rows are excluded and reported (``result.excluded``); the rest are split train/validation/test
-    with ``train_config.seed``; the normalisation is fitted on the training split only.
+    with ``train_config.seed``; the normalisation is fitted on the training split only. With
+    ``train_config.likelihood == 'full'`` the NLL is N(x | x̂, Σ + diag(ŝ²)) with Σ from ``correlations``
+    (N, 2, 1485) (see full_likelihood_correlations for the fallback to the diagonal).
     """
     model_config = model_config or VAEConfig()
     cfg = train_config or TrainConfig()
@@ -376,17 +415,24 @@ def fit_scatter_vae(x: np.ndarray, x_err: np.ndarray, model_config: VAEConfig | 
     x_err = np.asarray(x_err, dtype=np.float64)
     if x.ndim != 2 or x.shape != x_err.shape or x.shape[1] != model_config.input_dim:
         raise ValueError(f"x and x_err must both be (N, {model_config.input_dim}); got {x.shape} and {x_err.shape}")
-    _, excluded, split = prepare_rows((x, x_err), ("x", "x_err"), cfg)
+    if cfg.likelihood == "full" and correlations is not None and len(correlations) != len(x):
+        raise ValueError(f"correlations have {len(correlations)} rows, x has {len(x)}")
+    kept, excluded, split = prepare_rows((x, x_err), ("x", "x_err"), cfg)
     norm = Normalisation.fit(x[split["train"]])
     xs, es = norm.apply(x, x_err)
+    arrays = [xs, es]
+    likelihood: dict[str, Any] = {"kind": "diagonal"}
+    if cfg.likelihood == "full":
+        corr, likelihood = full_likelihood_correlations(correlations, kept)
+        if likelihood["diagonal_fallback"]["stars"] < kept.size:   # otherwise the diagonal loss is the same, cheaper
+            arrays.append(corr)
     model = init_seeded(lambda: ScatterVAE(model_config), cfg.seed)
     extra = {"split": {k: v for k, v in split.items()}, "normalisation": norm.to_dict(), "kind": "svae",
-             "model_config": model_config.to_dict()}
-    out = train_model(model, (xs[split["train"]], es[split["train"]]),
-                      (xs[split["validation"]], es[split["validation"]]), cfg, callback=callback,
-                      checkpoint_path=checkpoint_path, resume=resume, should_stop=should_stop, progress=progress,
-                      extra_state=extra)
+             "model_config": model_config.to_dict(), "likelihood": likelihood}
+    out = train_model(model, tuple(a[split["train"]] for a in arrays), tuple(a[split["validation"]] for a in arrays),
+                      cfg, callback=callback, checkpoint_path=checkpoint_path, resume=resume,
+                      should_stop=should_stop, progress=progress, extra_state=extra)
     return TrainResult(kind="svae", model=model.cpu().eval(), model_config=model_config.to_dict(), train_config=cfg,
                        normalisation=norm, split=split, excluded=excluded, history=out["history"],
                        epochs_completed=out["epochs_completed"], stopped=out["stopped"], compiled=out["compiled"],
-                       device=out["device"], seconds=out["seconds"])
+                       device=out["device"], seconds=out["seconds"], likelihood=likelihood)

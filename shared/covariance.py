@@ -1,0 +1,188 @@
+"""Per-star XP covariances in the model's standardised units: the one place that builds them, factorises them
+(batched Cholesky) and evaluates the Gaussian likelihood and χ² with them (science.md §4 and §7).
+
+Whitening by the errors turns every factorisation into one of a correlation-like matrix. With e a band's
+standardised errors, R its archive correlation matrix (unit-free, so standardisation leaves it unchanged) and
+ŝ the learned scatter:  Σ = D·R·D with D = diag(e), and  Σ + diag(ŝ²) = D·(R + diag(r))·D,  r = ŝ²/e².
+So with w = (x − x̂)/e:  δᵀ(Σ + S²)⁻¹δ = wᵀ(R + diag r)⁻¹w  and  log det(Σ + S²) = log det(R + diag r) + 2Σ log e.
+
+Why it is shaped this way (speed): R is fixed per star but r changes every training step, and R + diag(r) is
+not diagonalised by R's eigenvectors unless r is constant, so nothing short of one Cholesky per star, band and
+step is exact. The costs are kept to that: both bands go through ONE batched LAPACK call (torch.linalg,
+CUDA's batched solver on a GPU), the gradient needs only C⁻¹w and diag(C⁻¹) (a custom backward instead of
+differentiating through the factorisation, which costs ~3 more factorisations' worth), and the matrices are
+built per batch from the stored strict lower triangles (the upper triangle is never read by potrf).
+A band without usable correlations gets R = I, where the full likelihood IS the diagonal one.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from shared.xp import N_COEFF, N_CORR, TRIL
+
+_LOWER = torch.as_tensor(TRIL[0] * N_COEFF + TRIL[1])
+_DIAG = torch.arange(N_COEFF) * (N_COEFF + 1)
+#: rows per batched factorisation: bounds the (rows, 55, 55) work matrices (~12 kB each in float32)
+CHUNK_ROWS = 4096
+#: smallest eigenvalue a correlation matrix needs for the full likelihood (float32 factorisations stay
+#: accurate to ~κ·6e-8 with κ ≤ 55/MIN_EIGENVALUE); the real DR3 records seen have 0.016–0.08
+MIN_EIGENVALUE = 1e-3
+
+
+def correlation_matrices(flat: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """(M, 55, 55) matrices from (M, 1485) strict lower triangles: lower triangle and unit diagonal filled,
+    upper triangle zero (LAPACK's lower Cholesky never reads it)."""
+    dtype = dtype or flat.dtype
+    r = torch.zeros((flat.shape[0], N_COEFF * N_COEFF), dtype=dtype, device=flat.device)
+    r[:, _LOWER.to(flat.device)] = flat.to(dtype)
+    r[:, _DIAG.to(flat.device)] = 1.0
+    return r.view(-1, N_COEFF, N_COEFF)
+
+
+def usable_correlations(flat: np.ndarray, min_eigenvalue: float = MIN_EIGENVALUE) -> np.ndarray:
+    """(M,) bool: the row's correlations are finite and R − min_eigenvalue·I is positive definite (so R's
+    smallest eigenvalue exceeds it). One float64 factorisation per row, in chunks."""
+    flat = np.asarray(flat)
+    if flat.ndim != 2 or flat.shape[1] != N_CORR:
+        raise ValueError(f"correlations must be (M, {N_CORR}), got {flat.shape}")
+    ok = np.isfinite(flat).all(axis=1)
+    for i in range(0, len(flat), CHUNK_ROWS):
+        rows = np.flatnonzero(ok[i:i + CHUNK_ROWS]) + i
+        if rows.size:
+            r = correlation_matrices(torch.as_tensor(flat[rows]), torch.float64)
+            r.diagonal(dim1=1, dim2=2).sub_(min_eigenvalue)
+            ok[rows] = (torch.linalg.cholesky_ex(r)[1] == 0).numpy()
+    return ok
+
+
+class _WhitenedNLL(torch.autograd.Function):
+    """½·(wᵀC⁻¹w + log det C) per row, C = R + diag(r). Gradients: ∂/∂w = C⁻¹w, ∂/∂r = ½(diag C⁻¹ − (C⁻¹w)²).
+    A row whose C is not positive definite gives NaN (the training engine then stops with a clear error)."""
+
+    @staticmethod
+    def forward(ctx, w: Tensor, r: Tensor, flat: Tensor) -> Tensor:
+        c = correlation_matrices(flat, w.dtype)
+        c.diagonal(dim1=1, dim2=2).add_(r)
+        chol, info = torch.linalg.cholesky_ex(c)
+        alpha = torch.cholesky_solve(w.unsqueeze(-1), chol).squeeze(-1)
+        logdet = 2.0 * torch.log(chol.diagonal(dim1=1, dim2=2)).sum(-1)
+        out = 0.5 * ((w * alpha).sum(-1) + logdet)
+        out = torch.where(info == 0, out, torch.full_like(out, float("nan")))
+        c_inv_diag = torch.cholesky_inverse(chol).diagonal(dim1=1, dim2=2) if ctx.needs_input_grad[1] else None
+        ctx.save_for_backward(alpha, c_inv_diag)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        alpha, c_inv_diag = ctx.saved_tensors
+        g = grad.unsqueeze(-1)
+        grad_w = g * alpha if ctx.needs_input_grad[0] else None
+        grad_r = g * 0.5 * (c_inv_diag - alpha.square()) if ctx.needs_input_grad[1] else None
+        return grad_w, grad_r, None
+
+
+def _bands_as_rows(a: Tensor) -> Tensor:
+    """(N, 110) → (2N, 55): BP rows then RP rows, so both bands share one batched factorisation."""
+    return torch.cat([a[:, :N_COEFF], a[:, N_COEFF:]])
+
+
+def gaussian_nll_full(x: Tensor, x_err: Tensor, xhat: Tensor, scatter: Tensor, correlations: Tensor) -> Tensor:
+    """Per-star −log N(x | x̂, Σ + diag(ŝ²)) summed over both bands, ½ln2π per coefficient dropped (the same
+    convention as shared.model.gaussian_nll, which it equals where the correlations are zero).
+    x, x_err, xhat, scatter: (N, 110); correlations: (N, 2, 1485) strict lower triangles per band, zeros for a
+    band without usable correlations."""
+    n = x.shape[0]
+    e = _bands_as_rows(x_err)
+    w = _bands_as_rows(x - xhat) / e
+    r = (_bands_as_rows(scatter) / e).square()
+    flat = torch.cat([correlations[:, 0], correlations[:, 1]])
+    parts = [_WhitenedNLL.apply(w[i:i + CHUNK_ROWS], r[i:i + CHUNK_ROWS], flat[i:i + CHUNK_ROWS])
+             for i in range(0, 2 * n, CHUNK_ROWS)]
+    per_band = torch.cat(parts) + torch.log(e).sum(-1)
+    return per_band[:n] + per_band[n:]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# χ² (inference and analysis)
+
+def _quadratic_form(c: Tensor, w: Tensor) -> Tensor:
+    chol, info = torch.linalg.cholesky_ex(c)
+    q = torch.linalg.solve_triangular(chol, w, upper=False).squeeze(-1).square().sum(-1)
+    return torch.where((info == 0) & torch.isfinite(q), q, torch.full_like(q, float("nan")))
+
+
+def _quadratic_forms(w: Tensor, flat: Tensor, r: Tensor | None, dtype: torch.dtype) -> list[Tensor]:
+    """[wᵀR⁻¹w] and, when r is given, wᵀ(R + diag r)⁻¹w per row, factorised in ``dtype``."""
+    c = correlation_matrices(flat, dtype)
+    w = w.to(dtype).unsqueeze(-1)
+    out = [_quadratic_form(c, w)]
+    if r is not None:
+        c.diagonal(dim1=1, dim2=2).add_(r.to(dtype))
+        out.append(_quadratic_form(c, w))
+    return out
+
+
+def _quadratic_forms_checked(w: Tensor, flat: Tensor, r: Tensor | None, dtype: torch.dtype) -> list[Tensor]:
+    """As _quadratic_forms; rows that failed in float32 with finite inputs are redone in float64, so a nearly
+    singular but valid covariance gets its value, not NaN."""
+    out = _quadratic_forms(w, flat, r, dtype)
+    if dtype == torch.float64:
+        return out
+    bad = torch.zeros_like(out[0], dtype=torch.bool)
+    for q in out:
+        bad |= torch.isnan(q)
+    finite = torch.isfinite(flat).all(-1) & torch.isfinite(w).all(-1)
+    if r is not None:
+        finite &= torch.isfinite(r).all(-1)
+    redo = torch.nonzero(bad & finite).squeeze(-1)
+    if redo.numel():
+        again = _quadratic_forms(w[redo], flat[redo], None if r is None else r[redo], torch.float64)
+        for q, q64 in zip(out, again):
+            q[redo] = q64.to(q.dtype)
+    return out
+
+
+def whitened_chi2(w: Tensor, flat: Tensor, r: Tensor | None = None, dtype: torch.dtype = torch.float64,
+                  threads: int | None = None) -> list[Tensor]:
+    """χ² = wᵀR⁻¹w per row (and wᵀ(R + diag r)⁻¹w when r is given) for whitened residuals w (M, 55) and
+    flat correlations (M, 1485); NaN where the matrix is not positive definite or an input is not finite.
+    On the CPU, chunks are factorised on ``threads`` threads (default: torch's intra-op count) — torch's
+    batched Cholesky loops over the batch on one thread, and LAPACK releases the GIL."""
+    threads = torch.get_num_threads() if threads is None else threads
+    chunks = [(w[i:i + CHUNK_ROWS], flat[i:i + CHUNK_ROWS], None if r is None else r[i:i + CHUNK_ROWS])
+              for i in range(0, w.shape[0], CHUNK_ROWS)]
+    if not chunks:
+        return [w.new_zeros(0, dtype=dtype)] * (1 if r is None else 2)
+    if threads > 1 and len(chunks) == 1 and w.device.type == "cpu" and w.shape[0] >= 512:
+        half = (w.shape[0] + 1) // 2     # one batch: still split it across the threads
+        chunks = [tuple(None if a is None else a[s] for a in chunks[0]) for s in (slice(0, half), slice(half, None))]
+    run = lambda ch: _quadratic_forms_checked(*ch, dtype)
+    if threads > 1 and len(chunks) > 1 and w.device.type == "cpu":
+        with ThreadPoolExecutor(min(threads, len(chunks))) as pool:
+            parts = list(pool.map(run, chunks))
+    else:
+        parts = [run(ch) for ch in chunks]
+    return [torch.cat([p[k] for p in parts]) for k in range(len(parts[0]))]
+
+
+def chi2_bands(x: Tensor, xhat: Tensor, x_err: Tensor, bp_corr: Tensor, rp_corr: Tensor,
+               scatter: Tensor | None = None, dtype: torch.dtype = torch.float64) -> dict[str, Tensor]:
+    """χ² per band with the full covariance Σ = D·R·D built from x_err (same units as x): keys 'bp', 'rp' and,
+    with scatter, 'bp_scatter', 'rp_scatter' for Σ + diag(ŝ²). Inputs (N, 110) and (N, 1485) tensors.
+    Residuals are formed in float64 (x̂ − x cancels digits for bright stars); the factorisations run in
+    ``dtype``. A star with an error ≤ 0 gets NaN."""
+    f64 = lambda a: _bands_as_rows(a).to(torch.float64)
+    e = f64(x_err)
+    e = torch.where(e > 0, e, torch.full_like(e, float("nan")))
+    w = (f64(xhat) - f64(x)) / e
+    r = None if scatter is None else torch.nan_to_num((f64(scatter) / e).square(), nan=0.0)
+    qs = whitened_chi2(w, torch.cat([bp_corr, rp_corr]), r, dtype)
+    n = x.shape[0]
+    out = {"bp": qs[0][:n], "rp": qs[0][n:]}
+    if scatter is not None:
+        out["bp_scatter"], out["rp_scatter"] = qs[1][:n], qs[1][n:]
+    return out
