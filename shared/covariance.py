@@ -126,26 +126,6 @@ def _quadratic_forms(w: Tensor, flat: Tensor, r: Tensor | None, dtype: torch.dty
     return out
 
 
-def _quadratic_forms_checked(w: Tensor, flat: Tensor, r: Tensor | None, dtype: torch.dtype) -> list[Tensor]:
-    """As _quadratic_forms; rows that failed in float32 with finite inputs are redone in float64, so a nearly
-    singular but valid covariance gets its value, not NaN."""
-    out = _quadratic_forms(w, flat, r, dtype)
-    if dtype == torch.float64:
-        return out
-    bad = torch.zeros_like(out[0], dtype=torch.bool)
-    for q in out:
-        bad |= torch.isnan(q)
-    finite = torch.isfinite(flat).all(-1) & torch.isfinite(w).all(-1)
-    if r is not None:
-        finite &= torch.isfinite(r).all(-1)
-    redo = torch.nonzero(bad & finite).squeeze(-1)
-    if redo.numel():
-        again = _quadratic_forms(w[redo], flat[redo], None if r is None else r[redo], torch.float64)
-        for q, q64 in zip(out, again):
-            q[redo] = q64.to(q.dtype)
-    return out
-
-
 def whitened_chi2(w: Tensor, flat: Tensor, r: Tensor | None = None, dtype: torch.dtype = torch.float64,
                   threads: int | None = None) -> list[Tensor]:
     """χ² = wᵀR⁻¹w per row (and wᵀ(R + diag r)⁻¹w when r is given) for whitened residuals w (M, 55) and
@@ -160,7 +140,7 @@ def whitened_chi2(w: Tensor, flat: Tensor, r: Tensor | None = None, dtype: torch
     if threads > 1 and len(chunks) == 1 and w.device.type == "cpu" and w.shape[0] >= 512:
         half = (w.shape[0] + 1) // 2     # one batch: still split it across the threads
         chunks = [tuple(None if a is None else a[s] for a in chunks[0]) for s in (slice(0, half), slice(half, None))]
-    run = lambda ch: _quadratic_forms_checked(*ch, dtype)
+    run = lambda ch: _quadratic_forms(*ch, dtype)
     if threads > 1 and len(chunks) > 1 and w.device.type == "cpu":
         with ThreadPoolExecutor(min(threads, len(chunks))) as pool:
             parts = list(pool.map(run, chunks))

@@ -27,7 +27,7 @@ from shared.training import TrainConfig, TrainResult, fit_scatter_vae, load_chec
 
 # CLI/job parameter names → TrainConfig fields (the rest pass through unchanged).
 _TRAIN_KEYS = {"epochs", "batch_size", "lr", "weight_decay", "t0", "t_mult", "eta_min", "seed", "checkpoint_every",
-               "split", "compile", "threads"}
+               "split", "compile", "threads", "likelihood"}
 
 
 def train_config(params: dict, device: str) -> TrainConfig:
@@ -52,15 +52,20 @@ def resolved_train_config(p: dict, x: np.ndarray, e: np.ndarray, device: str) ->
     return train_config({**given, **recipe.settings}, device), recipe
 
 
-def load_training_set(engine: Engine, selection: Selection, progress=None) -> dict[str, np.ndarray]:
-    """Spectra of the selection, G-flux normalised (docs/science.md §2 step 1). Stars without a G flux cannot be
-    normalised: the selection requires photometry, so they are never read."""
-    data = read_spectra(engine, selection, progress=progress)
+def load_training_set(engine: Engine, selection: Selection, progress=None,
+                      correlations: bool = False) -> dict[str, np.ndarray]:
+    """Spectra of the selection, G-flux normalised (docs/science.md §2 step 1), and with ``correlations`` their
+    (N, 2, 1485) XP correlations (NaN where none are stored). Stars without a G flux cannot be normalised: the
+    selection requires photometry, so they are never read."""
+    data = read_spectra(engine, selection, progress=progress, with_correlations=correlations)
     if len(data["source_id"]) == 0:
         raise ValueError(f"the selection {selection.to_dict()} matches no spectra with photometry: ingest "
                          "Gaia XP spectra and photometry first")
     x, e = normalise_by_flux(data["coefficients"], data["errors"], data["phot_g_mean_flux"])
-    return {"source_id": data["source_id"], "x": x, "x_err": e}
+    out = {"source_id": data["source_id"], "x": x, "x_err": e}
+    if correlations:
+        out["correlations"] = data["correlations"]
+    return out
 
 
 class _MetricsWriter:
@@ -139,14 +144,17 @@ def run_train_job(ctx: JobContext) -> dict:
     selection = Selection.from_dict(p.get("selection"))
     model_cfg = VAEConfig.from_dict({**VAEConfig().to_dict(), **p.get("model", {})})
     ctx.progress(0, None, "reading spectra")
-    data = load_training_set(ctx.engine, selection)
+    # the full likelihood needs the correlations (12 kB a star): read them only then
+    full = dict(p.get("train") or {}).get("likelihood") == "full"
+    data = load_training_set(ctx.engine, selection, correlations=full)
     cfg, recipe = resolved_train_config(p, data["x"], data["x_err"], ctx.settings.device)
     if recipe is not None:
         ctx.progress(0, cfg.epochs, f"recipe {recipe.name}: {recipe.reason}")
     ckpt = ctx.settings.checkpoints_dir / f"train-job-{ctx.job_id}.pt"
     resumed_from = _resumed_from(ckpt)
     result = fit_scatter_vae(data["x"], data["x_err"], model_cfg, cfg, callback=_MetricsWriter(ctx, cfg.epochs),
-                             checkpoint_path=ckpt, resume=True, should_stop=_should_stop(ctx))
+                             checkpoint_path=ckpt, resume=True, should_stop=_should_stop(ctx),
+                             correlations=data.get("correlations"))
     if result.stopped:
         ctx.check_cancelled()      # raises JobCancelled: the checkpoint stays for `xpvae job retry`
     held_out = _held_out_summary(result, data["x"], data["x_err"])
@@ -165,7 +173,7 @@ def _register(ctx: JobContext, result: TrainResult, source_id: np.ndarray, stem:
     last = result.history[-1] if result.history else {}
     summary = {"epochs": result.epochs_completed, "val_nll": last.get("val_nll"), **held_out,
                "seconds": result.seconds, "device": result.device, "excluded_rows": result.excluded.count,
-               **recipe_info}
+               **recipe_info, **_likelihood_summary(result)}
     reg = register_artifact(ctx.engine, art, name=name, models_dir=ctx.settings.models_dir,
                             replace=ctx.params.get("replace") is True, job_id=ctx.job_id, summary=summary,
                             n_train=int(result.split["train"].size))
@@ -173,7 +181,17 @@ def _register(ctx: JobContext, result: TrainResult, source_id: np.ndarray, stem:
     return {"model_id": reg.model_id, "name": name, "artifact": reg.path, "epochs_completed": result.epochs_completed,
             "resumed_from_epoch": resumed_from, "n_train": int(result.split["train"].size),
             "val_nll": last.get("val_nll"), **held_out, "seconds": result.seconds, "device": result.device,
-            "batch_size": result.train_config.batch_size, "lr": result.train_config.lr, **recipe_info}
+            "batch_size": result.train_config.batch_size, "lr": result.train_config.lr, **recipe_info,
+            **_likelihood_summary(result)}
+
+
+def _likelihood_summary(result: TrainResult) -> dict:
+    """The likelihood trained with and, for the full one, how many stars fell back to the diagonal."""
+    lk = result.likelihood
+    out = {"likelihood": lk.get("kind", "diagonal")}
+    if "diagonal_fallback" in lk:
+        out["diagonal_fallback_stars"] = lk["diagonal_fallback"]["stars"]
+    return out
 
 
 def run_baseline_job(ctx: JobContext) -> dict:

@@ -159,17 +159,21 @@ def ingest_catalogue(path, norm, wait) -> None:
 @click.option("--hidden", default="90,70,50,30,10", show_default=True, help="encoder widths")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--checkpoint-every", type=int, default=10, show_default=True)
+@click.option("--likelihood", type=click.Choice(["diagonal", "full"]), default="diagonal", show_default=True,
+              help="diagonal: errors only, as published; full: each star's XP covariance, Σ + diag(ŝ²) per "
+                   "band (needs stored correlations; bands without usable ones fall back to diagonal and are "
+                   "counted; several times slower per epoch)")
 @selection_options
 @wait_option
 def train_cmd(name, replace, recipe, epochs, batch_size, lr, weight_decay, t0, latent_dim, hidden, seed,
-              checkpoint_every, wait, **kw):
+              checkpoint_every, likelihood, wait, **kw):
     """Train the scatter VAE on the selected spectra (no labels used) and register the model."""
     _check_name_free(name, replace)
     given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "t0": t0}
     params = {"name": name, "replace": replace, "selection": _selection(kw), "recipe": recipe,
               "model": {"latent_dim": latent_dim, "hidden": [int(h) for h in hidden.split(",")]},
               "train": {**{k: v for k, v in given.items() if v is not None}, "weight_decay": weight_decay,
-                        "seed": seed, "checkpoint_every": checkpoint_every}}
+                        "seed": seed, "checkpoint_every": checkpoint_every, "likelihood": likelihood}}
     _print_result(run_job("train", params, wait=wait, label="train"))
 
 

@@ -44,10 +44,14 @@ def _step(title: str):
                    "more, and two threads on two busy cores wait on each other")
 @click.option("--bootstrap", type=int, default=200, show_default=True, help="bootstrap resamples for intervals")
 @click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--likelihood", type=click.Choice(["diagonal", "full"]), default="diagonal", show_default=True,
+              help="sVAE likelihood: diagonal errors (the published recipe) or each star's full XP covariance "
+                   "(several times slower to train; see docs/science-validation.md)")
 def demo(n_stars, epochs, batch_size, lr, baseline_epochs, label_fraction, alpha_signal, mag_max, threads, bootstrap,
-         seed) -> None:
+         seed, likelihood) -> None:
     """Run the whole pipeline on a simulated survey and print where the results are. A re-run with the same
-    --seed replaces the demo's models (demo-svae-s<seed>, demo-baseline-s<seed>) and their results."""
+    --seed replaces the demo's models (demo-svae-s<seed>, or demo-svae-s<seed>-full with --likelihood full,
+    and demo-baseline-s<seed>) and their results."""
     from db.engine import get_engine
     from db.migrate import upgrade
     from ingest.simulate.survey import simulate_survey
@@ -79,13 +83,15 @@ def demo(n_stars, epochs, batch_size, lr, baseline_epochs, label_fraction, alpha
     run_job("ingest", {"source": "apogee", "paths": [str(apogee)]}, wait=True, label="ingest apogee")
     click.echo(f"done in {time.perf_counter() - t:.0f} s")
 
-    t = _step(f"3/7 train the scatter VAE ({epochs} epochs, batch {batch_size}, lr {lr:g} in one cosine cycle, no labels; "
-              f"the demo's own settings, not `xpvae train`'s default --recipe auto)")
+    t = _step(f"3/7 train the scatter VAE ({epochs} epochs, batch {batch_size}, lr {lr:g} in one cosine cycle, "
+              f"{likelihood} likelihood, no labels; the demo's own settings, not `xpvae train`'s default --recipe auto)")
     # The demo's own models (named by seed) are replaced on a re-run, with their earlier results.
-    train = run_job("train", {"name": f"demo-svae-s{seed}", "replace": True, "selection": {},
+    train = run_job("train", {"name": f"demo-svae-s{seed}" + ("-full" if likelihood == "full" else ""),
+                              "replace": True, "selection": {},
                               "train": {"epochs": epochs, "seed": seed, "checkpoint_every": 20,
                                         "batch_size": batch_size, "lr": lr, "t0": max(epochs, 1),
-                                        "threads": threads}}, wait=True, label="train")["result"]
+                                        "threads": threads, "likelihood": likelihood}}, wait=True,
+                    label="train")["result"]
     click.echo(f"done in {time.perf_counter() - t:.0f} s")
 
     t = _step("4/7 train the label-dependent baseline on the good-label stars")
@@ -117,7 +123,7 @@ def demo(n_stars, epochs, batch_size, lr, baseline_epochs, label_fraction, alpha
 
     summary = {"wall_seconds": round(time.perf_counter() - t_start, 1), "n_stars": n_stars,
                "svae": {k: train.get(k) for k in ("name", "test_nll", "test_zscore_std", "test_zscore_mean",
-                                                  "epochs_completed")},
+                                                  "epochs_completed", "likelihood", "diagonal_fallback_stars")},
                "baseline": {k: base.get(k) for k in ("name", "test_nll")},
                "alpha_headline": alpha.get("headline"), "reconstruction_headline": rec.get("headline"),
                "reports": [alpha["report"], rec["report"]]}

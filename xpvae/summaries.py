@@ -38,7 +38,8 @@ def describe_result(kind: str, result: dict) -> str:
                  f"{result.get('n_statistics', 0)} statistics in analysis_statistics)"]
         return "\n".join(lines + reconstruction_lines(result.get("headline") or {}))
     keys = {"train": ("name", "model_id", "epochs_completed", "resumed_from_epoch", "n_train", "batch_size", "lr",
-                      "val_nll", "test_nll", "test_zscore_std", "seconds", "artifact"),
+                      "val_nll", "test_nll", "test_zscore_std", "likelihood", "diagonal_fallback_stars", "seconds",
+                      "artifact"),
             "train_baseline": ("name", "model_id", "epochs_completed", "n_train", "test_nll", "artifact"),
             "infer": ("model_id", "n_shards", "n_results", "chi2", "seconds_read", "seconds_model", "seconds_write"),
             }.get(kind)

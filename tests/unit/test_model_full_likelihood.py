@@ -1,0 +1,219 @@
+"""The full-covariance likelihood (shared.covariance) and training with it: equal to the diagonal one without
+correlations, equal to a dense reference with them (value and gradients), fallbacks counted, exact resume,
+and the χ² inference path against the float64 reference."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from shared import covariance
+from shared.model import VAEConfig, gaussian_nll
+from shared.training import TrainConfig, fit_scatter_vae
+from shared.xp import N_CORR, TRIL
+
+SMALL = VAEConfig(input_dim=110, latent_dim=3, hidden=(24, 12))
+
+
+def random_correlation(rng, strength=0.5) -> np.ndarray:
+    """A well-conditioned 55×55 correlation matrix (smallest eigenvalue ≳ 1/(1 + 55·strength²))."""
+    a = rng.normal(size=(55, 55)) * strength
+    c = a @ a.T + np.eye(55)
+    d = np.sqrt(np.diag(c))
+    return c / np.outer(d, d)
+
+
+def star_inputs(rng, n):
+    x, xhat = rng.normal(size=(n, 110)), rng.normal(size=(n, 110))
+    err, s = rng.uniform(0.2, 1.0, (n, 110)), rng.uniform(0.05, 1.0, (n, 110))
+    return x, xhat, err, s
+
+
+def dense_nll(x, err, xhat, s, r_bp, r_rp) -> torch.Tensor:
+    """−log N(x | x̂, Σ + diag ŝ²) + 55·ln√(2π) per band, by a dense solve and slogdet (differentiable)."""
+    total = 0.0
+    for sl, r in ((slice(0, 55), r_bp), (slice(55, 110), r_rp)):
+        e = err[:, sl]
+        cov = e[:, :, None] * r * e[:, None, :] + torch.diag_embed(s[:, sl] ** 2)
+        d = (x - xhat)[:, sl]
+        quad = (d * torch.linalg.solve(cov, d.unsqueeze(-1)).squeeze(-1)).sum(-1)
+        total = total + 0.5 * (quad + torch.linalg.slogdet(cov)[1])
+    return total
+
+
+def test_full_equals_diagonal_when_correlations_are_zero_value_and_gradients():
+    rng = np.random.default_rng(11)
+    x, xhat, err, s = (torch.tensor(a) for a in star_inputs(rng, 7))
+    xhat.requires_grad_(True)
+    s.requires_grad_(True)
+    full = covariance.gaussian_nll_full(x, err, xhat, s, torch.zeros(7, 2, N_CORR, dtype=torch.float64))
+    diag = gaussian_nll(x, err, xhat, s)
+    assert torch.allclose(full, diag, rtol=1e-12, atol=1e-12)
+    g_full = torch.autograd.grad(full.sum(), (xhat, s))
+    g_diag = torch.autograd.grad(diag.sum(), (xhat, s))
+    for a, b in zip(g_full, g_diag):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_full_matches_dense_reference_with_correlations_value_and_gradients():
+    rng = np.random.default_rng(5)
+    n = 4
+    x, xhat, err, s = (torch.tensor(a) for a in star_inputs(rng, n))
+    rs = [np.stack([random_correlation(rng) for _ in range(n)]) for _ in range(2)]
+    flat = torch.tensor(np.stack([r[:, TRIL[0], TRIL[1]] for r in rs], axis=1))
+    leaves = [xhat.clone().requires_grad_(True), s.clone().requires_grad_(True)]
+    full = covariance.gaussian_nll_full(x, err, leaves[0], leaves[1], flat)
+    ref_leaves = [xhat.clone().requires_grad_(True), s.clone().requires_grad_(True)]
+    ref = dense_nll(x, err, ref_leaves[0], ref_leaves[1], torch.tensor(rs[0]), torch.tensor(rs[1]))
+    assert torch.allclose(full, ref, rtol=1e-10)
+    # and the correlations matter: not the diagonal value
+    assert not torch.allclose(full, gaussian_nll(x, err, xhat, s), rtol=1e-3)
+    weights = torch.tensor(rng.uniform(0.5, 2.0, n))        # a non-uniform upstream gradient
+    g = torch.autograd.grad((full * weights).sum(), leaves)
+    g_ref = torch.autograd.grad((ref * weights).sum(), ref_leaves)
+    for a, b in zip(g, g_ref):
+        assert torch.isfinite(a).all() and torch.allclose(a, b, rtol=1e-8, atol=1e-10)
+
+
+def test_gradients_finite_in_float32_with_tiny_scatter_and_non_positive_definite_gives_nan():
+    rng = np.random.default_rng(2)
+    x, xhat, err, s = (torch.tensor(a, dtype=torch.float32) for a in star_inputs(rng, 3))
+    s = torch.full_like(s, 1e-6).requires_grad_(True)          # C ≈ R: only the correlations keep it definite
+    flat = torch.tensor(np.stack([random_correlation(rng, 0.8)[TRIL] for _ in range(6)]).reshape(3, 2, N_CORR),
+                        dtype=torch.float32)
+    xhat.requires_grad_(True)
+    nll = covariance.gaussian_nll_full(x, err, xhat, s, flat)
+    nll.sum().backward()
+    assert torch.isfinite(nll).all() and torch.isfinite(xhat.grad).all() and torch.isfinite(s.grad).all()
+    bad = flat.clone()
+    bad[1, 0] = -0.5                                             # ρ = −0.5 everywhere: not positive definite
+    out = covariance.gaussian_nll_full(x, err, xhat.detach(), s.detach(), bad)
+    assert torch.isfinite(out[[0, 2]]).all() and torch.isnan(out[1])
+
+
+def test_usable_correlations_rule():
+    rng = np.random.default_rng(3)
+    good = random_correlation(rng)[TRIL]
+    near_singular = np.full(N_CORR, 0.9999)             # smallest eigenvalue 1e-4 < MIN_EIGENVALUE
+    mild = np.full(N_CORR, 0.99)                        # smallest eigenvalue 0.01: usable
+    indefinite = np.full(N_CORR, -0.5)
+    with_nan = good.copy(); with_nan[100] = np.nan
+    flat = np.stack([good, near_singular, mild, indefinite, with_nan, np.zeros(N_CORR)])
+    assert covariance.usable_correlations(flat).tolist() == [True, False, True, False, False, True]
+    with pytest.raises(ValueError, match="1485"):
+        covariance.usable_correlations(flat[:, :100])
+
+
+def survey_like(n=360, seed=0, missing=(), singular=()):
+    """x, x_err (N, 110) with correlated noise and their correlations (N, 2, 1485); rows in ``missing`` have
+    NaN correlations in BP, rows in ``singular`` a non-definite RP matrix."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, 3))
+    truth = z @ rng.normal(size=(3, 110))
+    r = random_correlation(rng, 0.6)
+    chol = np.linalg.cholesky(r)
+    err = rng.uniform(0.05, 0.2, size=(n, 110))
+    noise = np.concatenate([rng.normal(size=(n, 55)) @ chol.T, rng.normal(size=(n, 55)) @ chol.T], axis=1)
+    corr = np.tile(r[TRIL].astype(np.float32), (n, 2, 1))
+    corr[list(missing), 0] = np.nan
+    corr[list(singular), 1] = -0.5
+    return truth + err * noise, err, corr
+
+
+def cfg(**kw):
+    base = dict(epochs=4, batch_size=64, lr=1e-3, t0=4, compile=False, checkpoint_every=2, threads=1,
+                likelihood="full")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_training_counts_fallbacks_and_reports_them():
+    x, e, corr = survey_like(missing=(3, 10, 11), singular=(10, 20))
+    res = fit_scatter_vae(x, e, SMALL, cfg(epochs=2, checkpoint_every=0), correlations=corr)
+    lk = res.summary()["likelihood"]
+    assert lk["kind"] == "full" and lk["stars"] == 360
+    assert lk["diagonal_fallback"] == {"bp": 3, "rp": 2, "stars": 4}
+    assert all(math.isfinite(m["loss"]) for m in res.history)
+    diag = fit_scatter_vae(x, e, SMALL, cfg(epochs=2, checkpoint_every=0, likelihood="diagonal"))
+    assert diag.summary()["likelihood"] == {"kind": "diagonal"}
+    # same seed, same data: the full likelihood is a different objective
+    assert not math.isclose(res.history[-1]["val_nll"], diag.history[-1]["val_nll"], rel_tol=1e-3)
+
+
+def test_full_likelihood_needs_correlations_and_the_baseline_refuses_it():
+    x, e, corr = survey_like(n=100)
+    with pytest.raises(ValueError, match="needs the stars' XP correlations"):
+        fit_scatter_vae(x, e, SMALL, cfg())
+    with pytest.raises(ValueError, match=r"\(N, 2, 1485\)"):
+        fit_scatter_vae(x, e, SMALL, cfg(), correlations=corr[:, 0])
+    with pytest.raises(ValueError, match="likelihood must be one of"):
+        TrainConfig(likelihood="Full")
+    from shared.baseline import fit_label_baseline
+    with pytest.raises(ValueError, match="diagonal likelihood only"):
+        fit_label_baseline(np.zeros((100, 4)), x, e, train_config=cfg())
+
+
+def test_full_likelihood_training_resumes_bit_identically(tmp_path):
+    x, e, corr = survey_like(missing=(5,))
+    full = fit_scatter_vae(x, e, SMALL, cfg(), checkpoint_path=tmp_path / "a.pt", correlations=corr)
+    calls = []
+
+    def stop_after_two():
+        calls.append(1)
+        return len(calls) >= 2
+
+    part = fit_scatter_vae(x, e, SMALL, cfg(), checkpoint_path=tmp_path / "b.pt", should_stop=stop_after_two,
+                           correlations=corr)
+    assert part.stopped and part.epochs_completed == 2
+    # another likelihood or other correlations cannot continue this run
+    with pytest.raises(ValueError, match="likelihood"):
+        fit_scatter_vae(x, e, SMALL, cfg(likelihood="diagonal"), checkpoint_path=tmp_path / "b.pt")
+    other = corr.copy()
+    other[7] *= 0.5
+    with pytest.raises(ValueError, match="data differ"):
+        fit_scatter_vae(x, e, SMALL, cfg(), checkpoint_path=tmp_path / "b.pt", correlations=other)
+    resumed = fit_scatter_vae(x, e, SMALL, cfg(), checkpoint_path=tmp_path / "b.pt", correlations=corr)
+    assert resumed.epochs_completed == 4
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(part.model.state_dict()["to_mu.weight"], b["to_mu.weight"])
+
+
+def test_inference_chi2_matches_the_float64_reference_also_for_a_nearly_singular_covariance():
+    from shared.inference import infer_batch
+    from shared.metrics import chi2_bands
+    from shared.model import ScatterVAE
+    rng = np.random.default_rng(8)
+    n = 40
+    x, _, err, _ = star_inputs(rng, n)
+    flat = {b: np.stack([random_correlation(rng)[TRIL] for _ in range(n)]).astype(np.float32) for b in ("bp", "rp")}
+    # row 0: valid in float64 (smallest eigenvalue ~1e-7) but beyond float32: must be redone, not NaN
+    flat["rp"][0] = np.float32(1 - 1e-7)
+    model = ScatterVAE(SMALL).eval()
+    out = infer_batch(model, x, err, correlations=flat)
+    ref = chi2_bands(x, out["xhat"], err, flat, scatter=out["scatter"])
+    for b in ("bp", "rp"):
+        for got, want in ((out[f"chi2_dof_{b}"], ref[b]), (out[f"chi2_dof_{b}_scatter"], ref[f"{b}_scatter"])):
+            assert np.isfinite(got).all() and np.allclose(got, want, rtol=1e-9)
+    # the row needs float64: a float32 factorisation of it is far off (what the test guards against)
+    w = torch.tensor((out["xhat"][:1, 55:] - x[:1, 55:]) / err[:1, 55:])
+    q32 = covariance.whitened_chi2(w, torch.tensor(flat["rp"][:1]), dtype=torch.float32)[0].item()
+    assert not math.isclose(q32, ref["rp"][0] * 55, rel_tol=1e-3)
+
+
+def test_threaded_chunks_give_the_same_chi2():
+    rng = np.random.default_rng(4)
+    m = 700
+    w = torch.tensor(rng.normal(size=(m, 55)))
+    r = torch.tensor(rng.uniform(0, 2, (m, 55)))
+    base = random_correlation(rng)[TRIL]
+    flat = torch.tensor(np.tile(base, (m, 1)) * rng.uniform(0.5, 1.0, (m, 1)))
+    one = covariance.whitened_chi2(w, flat, r, threads=1)
+    two = covariance.whitened_chi2(w, flat, r, threads=2)
+    assert all(torch.equal(a, b) for a, b in zip(one, two))
+    lower = covariance.correlation_matrices(flat[:3]).numpy()
+    full = lower + np.tril(lower, -1).transpose(0, 2, 1) + np.stack([np.diag(v) for v in r[:3].numpy()])
+    expect = np.einsum("ni,nij,nj->n", w[:3].numpy(), np.linalg.inv(full), w[:3].numpy())
+    assert np.allclose(one[1][:3].numpy(), expect, rtol=1e-10)
