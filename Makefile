@@ -14,7 +14,7 @@ help: ## list the documented targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 # setup.py and the C source: the compiled array-text parser is rebuilt when they change
-$(VENV)/.installed: pyproject.toml setup.py ingest/readers/_arraytext.c db/_pgcopy.c
+$(VENV)/.installed: pyproject.toml setup.py ingest/readers/_arraytext.c db/_pgcopy.c shared/_wchi2.c
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
@@ -55,5 +55,5 @@ logs: venv ## follow the workers' logs
 
 clean: ## remove build output, caches and var/ (keeps .venv)
 	rm -rf var build dist *.egg-info .pytest_cache
-	rm -f ingest/readers/_arraytext*.so db/_pgcopy*.so $(VENV)/.installed   # the next make rebuilds the C extensions
+	rm -f ingest/readers/_arraytext*.so db/_pgcopy*.so shared/_wchi2*.so $(VENV)/.installed   # the next make rebuilds the C extensions
 	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -24,6 +24,13 @@ from torch import Tensor
 
 from shared.xp import N_COEFF, N_CORR, TRIL
 
+try:
+    from shared._wchi2 import quadratic_forms as _c_quadratic_forms
+except ImportError:          # no C compiler at install time: the torch.linalg path, same numbers, ~5x slower
+    _c_quadratic_forms = None
+
+COMPILED = _c_quadratic_forms is not None
+
 _LOWER = torch.as_tensor(TRIL[0] * N_COEFF + TRIL[1])
 _DIAG = torch.arange(N_COEFF) * (N_COEFF + 1)
 #: rows per batched factorisation: bounds the (rows, 55, 55) work matrices (~12 kB each in float32)
@@ -115,8 +122,8 @@ def _quadratic_form(c: Tensor, w: Tensor) -> Tensor:
     return torch.where((info == 0) & torch.isfinite(q), q, torch.full_like(q, float("nan")))
 
 
-def _quadratic_forms(w: Tensor, flat: Tensor, r: Tensor | None, dtype: torch.dtype) -> list[Tensor]:
-    """[wᵀR⁻¹w] and, when r is given, wᵀ(R + diag r)⁻¹w per row, factorised in ``dtype``."""
+def _quadratic_forms_torch(w: Tensor, flat: Tensor, r: Tensor | None, dtype: torch.dtype) -> list[Tensor]:
+    """[wᵀR⁻¹w] and, when r is given, wᵀ(R + diag r)⁻¹w per row, by torch.linalg in ``dtype``."""
     c = correlation_matrices(flat, dtype)
     w = w.to(dtype).unsqueeze(-1)
     out = [_quadratic_form(c, w)]
@@ -124,6 +131,25 @@ def _quadratic_forms(w: Tensor, flat: Tensor, r: Tensor | None, dtype: torch.dty
         c.diagonal(dim1=1, dim2=2).add_(r.to(dtype))
         out.append(_quadratic_form(c, w))
     return out
+
+
+def _quadratic_forms_compiled(w: Tensor, flat: Tensor, r: Tensor | None) -> list[Tensor]:
+    """The same in float64 by the compiled kernel (shared/_wchi2.c), eight rows factorised side by side."""
+    f = np.ascontiguousarray(flat.numpy())
+    wn = np.ascontiguousarray(w.numpy(), dtype=np.float64)
+    out = []
+    for extra in (None,) if r is None else (None, r):
+        q = np.empty(len(wn))
+        _c_quadratic_forms(f, wn, None if extra is None else np.ascontiguousarray(extra.numpy(), dtype=np.float64), q)
+        out.append(torch.from_numpy(q))
+    return out
+
+
+def _quadratic_forms(w: Tensor, flat: Tensor, r: Tensor | None, dtype: torch.dtype) -> list[Tensor]:
+    # the kernel reads the triangles as stored (float32); anything else goes through torch.linalg unrounded
+    if COMPILED and dtype == torch.float64 and w.device.type == "cpu" and flat.dtype == torch.float32:
+        return _quadratic_forms_compiled(w, flat, r)
+    return _quadratic_forms_torch(w, flat, r, dtype)
 
 
 def whitened_chi2(w: Tensor, flat: Tensor, r: Tensor | None = None, dtype: torch.dtype = torch.float64,

@@ -213,7 +213,33 @@ def test_threaded_chunks_give_the_same_chi2():
     one = covariance.whitened_chi2(w, flat, r, threads=1)
     two = covariance.whitened_chi2(w, flat, r, threads=2)
     assert all(torch.equal(a, b) for a, b in zip(one, two))
+    stored = flat.float()                     # as stored: the compiled kernel's path, also split across threads
+    assert all(torch.equal(a, b) for a, b in zip(covariance.whitened_chi2(w, stored, r, threads=1),
+                                                 covariance.whitened_chi2(w, stored, r, threads=2)))
     lower = covariance.correlation_matrices(flat[:3]).numpy()
     full = lower + np.tril(lower, -1).transpose(0, 2, 1) + np.stack([np.diag(v) for v in r[:3].numpy()])
     expect = np.einsum("ni,nij,nj->n", w[:3].numpy(), np.linalg.inv(full), w[:3].numpy())
     assert np.allclose(one[1][:3].numpy(), expect, rtol=1e-10)
+
+
+def test_compiled_chi2_kernel_agrees_with_lapack_including_bad_rows():
+    assert covariance.COMPILED, "shared._wchi2 is not built: install gcc and re-run `make venv`"
+    rng = np.random.default_rng(21)
+    m = 203                                   # not a multiple of the kernel's eight lanes
+    w = torch.tensor(rng.normal(size=(m, 55)))
+    r = torch.tensor(rng.uniform(0, 3, (m, 55)))
+    flat = torch.tensor(np.stack([random_correlation(rng, rng.uniform(0.1, 0.6))[TRIL] for _ in range(m)]),
+                        dtype=torch.float32)
+    flat[5] = -0.5                            # not positive definite in either variant
+    flat[9, 17] = float("nan")
+    w[12, 3] = float("inf")
+    got = covariance._quadratic_forms_compiled(w, flat, r)
+    want = covariance._quadratic_forms_torch(w, flat, r, torch.float64)
+    for a, b in zip(got, want):
+        nan = torch.isnan(b)
+        assert torch.equal(torch.isnan(a), nan) and nan[[5, 9, 12]].all() and nan.sum() == 3
+        assert torch.allclose(a[~nan], b[~nan], rtol=1e-12, atol=0)
+    only_plain = covariance._quadratic_forms_compiled(w, flat, None)
+    assert len(only_plain) == 1 and torch.equal(only_plain[0].nan_to_num(-1.0), got[0].nan_to_num(-1.0))
+    with pytest.raises(ValueError, match="inconsistent buffer sizes"):
+        covariance._c_quadratic_forms(flat.numpy(), w.numpy(), None, np.empty(m + 1))
