@@ -25,9 +25,9 @@ from torch import Tensor
 from shared.xp import N_COEFF, N_CORR, TRIL
 
 try:
-    from shared._wchi2 import quadratic_forms as _c_quadratic_forms
+    from shared._wchi2 import quadratic_forms as _c_quadratic_forms, whitened_nll as _c_whitened_nll
 except ImportError:          # no C compiler at install time: the torch.linalg path, same numbers, ~5x slower
-    _c_quadratic_forms = None
+    _c_quadratic_forms = _c_whitened_nll = None
 
 COMPILED = _c_quadratic_forms is not None
 
@@ -66,20 +66,39 @@ def usable_correlations(flat: np.ndarray, min_eigenvalue: float = MIN_EIGENVALUE
     return ok
 
 
+def _whitened_nll_torch(w: Tensor, r: Tensor, flat: Tensor, grad: bool) -> tuple[Tensor, Tensor, Tensor | None]:
+    c = correlation_matrices(flat, w.dtype)
+    c.diagonal(dim1=1, dim2=2).add_(r)
+    chol, info = torch.linalg.cholesky_ex(c)
+    alpha = torch.cholesky_solve(w.unsqueeze(-1), chol).squeeze(-1)
+    logdet = 2.0 * torch.log(chol.diagonal(dim1=1, dim2=2)).sum(-1)
+    out = 0.5 * ((w * alpha).sum(-1) + logdet)
+    out = torch.where(info == 0, out, torch.full_like(out, float("nan")))
+    return out, alpha, torch.cholesky_inverse(chol).diagonal(dim1=1, dim2=2) if grad else None
+
+
+def _whitened_nll_compiled(w: Tensor, r: Tensor, flat: Tensor, grad: bool) -> tuple[Tensor, Tensor, Tensor | None]:
+    """The same by the compiled kernel, in float64, results in w's dtype."""
+    f64 = lambda t: np.ascontiguousarray(t.detach().numpy(), dtype=np.float64)
+    m = w.shape[0]
+    nll, alpha = np.empty(m), np.empty((m, N_COEFF))
+    cinv = np.empty((m, N_COEFF)) if grad else None
+    _c_whitened_nll(np.ascontiguousarray(flat.numpy()), f64(w), f64(r), nll, alpha, cinv)
+    back = lambda a: None if a is None else torch.from_numpy(a).to(w.dtype)
+    return back(nll), back(alpha), back(cinv)
+
+
 class _WhitenedNLL(torch.autograd.Function):
     """½·(wᵀC⁻¹w + log det C) per row, C = R + diag(r). Gradients: ∂/∂w = C⁻¹w, ∂/∂r = ½(diag C⁻¹ − (C⁻¹w)²).
-    A row whose C is not positive definite gives NaN (the training engine then stops with a clear error)."""
+    A row whose C is not positive definite gives NaN (the training engine then stops with a clear error).
+    On the CPU with the stored float32 triangles: the compiled kernel (float64 inside, ~5x torch.linalg's
+    float32 per-matrix calls); elsewhere (CUDA) torch.linalg's batched solver."""
 
     @staticmethod
     def forward(ctx, w: Tensor, r: Tensor, flat: Tensor) -> Tensor:
-        c = correlation_matrices(flat, w.dtype)
-        c.diagonal(dim1=1, dim2=2).add_(r)
-        chol, info = torch.linalg.cholesky_ex(c)
-        alpha = torch.cholesky_solve(w.unsqueeze(-1), chol).squeeze(-1)
-        logdet = 2.0 * torch.log(chol.diagonal(dim1=1, dim2=2)).sum(-1)
-        out = 0.5 * ((w * alpha).sum(-1) + logdet)
-        out = torch.where(info == 0, out, torch.full_like(out, float("nan")))
-        c_inv_diag = torch.cholesky_inverse(chol).diagonal(dim1=1, dim2=2) if ctx.needs_input_grad[1] else None
+        grad = ctx.needs_input_grad[1]
+        use_c = COMPILED and w.device.type == "cpu" and flat.dtype == torch.float32
+        out, alpha, c_inv_diag = (_whitened_nll_compiled if use_c else _whitened_nll_torch)(w, r, flat, grad)
         ctx.save_for_backward(alpha, c_inv_diag)
         return out
 

@@ -243,3 +243,22 @@ def test_compiled_chi2_kernel_agrees_with_lapack_including_bad_rows():
     assert len(only_plain) == 1 and torch.equal(only_plain[0].nan_to_num(-1.0), got[0].nan_to_num(-1.0))
     with pytest.raises(ValueError, match="inconsistent buffer sizes"):
         covariance._c_quadratic_forms(flat.numpy(), w.numpy(), None, np.empty(m + 1))
+
+
+def test_compiled_likelihood_kernel_agrees_with_lapack_and_marks_bad_rows():
+    assert covariance.COMPILED, "shared._wchi2 is not built: install gcc and re-run `make venv`"
+    rng = np.random.default_rng(31)
+    m = 19
+    w = torch.tensor(rng.normal(size=(m, 55)))
+    r = torch.tensor(rng.uniform(0.01, 2, (m, 55)))
+    flat = torch.tensor(np.stack([random_correlation(rng)[TRIL] for _ in range(m)]), dtype=torch.float32)
+    flat[4] = -0.5
+    got = covariance._whitened_nll_compiled(w, r, flat, grad=True)
+    want = covariance._whitened_nll_torch(w, r, flat, grad=True)
+    ok = torch.ones(m, dtype=torch.bool)
+    ok[4] = False
+    assert torch.isnan(got[0][4]) and torch.isnan(got[1][4]).all() and torch.isnan(got[2][4]).all()
+    for a, b in zip(got, want):
+        assert torch.allclose(a[ok], b[ok], rtol=1e-10, atol=1e-12)
+    nll, alpha, cinv = covariance._whitened_nll_compiled(w, r, flat, grad=False)
+    assert cinv is None and torch.equal(nll[ok], got[0][ok])
