@@ -108,14 +108,15 @@ def configure_torch_threads() -> None:
         torch.set_num_threads(threads)
 
 
-def _has_correlations(engine: Engine, source_id: np.ndarray) -> bool:
-    """Whether any of these (sorted) stars has stored correlations — one index probe over their range."""
-    if not len(source_id):
-        return False
+def _has_correlations(engine: Engine, selection: Selection) -> bool:
+    """Whether any star in the selection's source_id range has stored correlations — one index probe."""
+    query = sa.select(xp_correlations.c.source_id)
+    if selection.source_id_lo is not None:
+        query = query.where(xp_correlations.c.source_id >= int(selection.source_id_lo))
+    if selection.source_id_hi is not None:
+        query = query.where(xp_correlations.c.source_id <= int(selection.source_id_hi))
     with engine.connect() as conn:
-        return bool(conn.execute(
-            sa.select(sa.exists().where(xp_correlations.c.source_id.between(int(source_id[0]),
-                                                                            int(source_id[-1]))))).scalar())
+        return bool(conn.execute(sa.select(query.exists())).scalar())
 
 
 def _split_labels(source_id: np.ndarray, splits: dict[str, np.ndarray]) -> list[str | None]:
@@ -135,22 +136,19 @@ def infer_range(engine: Engine, model_id: int, selection: Selection, *, batch_si
     row, art, model, splits = load_model(engine, model_id)
     configure_torch_threads()
     t0 = time.perf_counter()
-    data = read_spectra(engine, selection, expected_rows=expected_rows)
+    # The correlations (12 kB a star) are read only where the range holds any: otherwise one index probe, not
+    # a read of NaN blobs; either way the spectra are read once.
+    with_corr = chi2 and _has_correlations(engine, selection)
+    data = read_spectra(engine, selection, expected_rows=expected_rows, with_correlations=with_corr)
     corr, corr_rows = None, None
-    if chi2 and _has_correlations(engine, data["source_id"]):
-        # Only now the correlations (12 kB a star): a range without any costs one index probe, not a read
-        # of NaN blobs. Same selection, same rows, same order.
-        with_corr = read_spectra(engine, selection, with_correlations=True)
-        if not np.array_equal(with_corr["source_id"], data["source_id"]):   # rows loaded in between: use these
-            data = with_corr
-        has = with_corr["has_correlations"]
+    if with_corr:
+        has = data["has_correlations"]
         if has.any():
             # χ² in the model's standardised units: Σ_std = diag(e/(g·s))·R·diag(e/(g·s)) — the correlations
             # are unit-free, and es already carries the division by G flux and s (docs/science.md §7).
             corr_rows = None if has.all() else np.flatnonzero(has)
             pick = (lambda a: a) if corr_rows is None else (lambda a: a[corr_rows])
-            corr = {"bp": pick(with_corr["correlations"][:, 0]), "rp": pick(with_corr["correlations"][:, 1])}
-        del with_corr
+            corr = {"bp": pick(data["correlations"][:, 0]), "rp": pick(data["correlations"][:, 1])}
     t1 = time.perf_counter()
     x, e = normalise_by_flux(data["coefficients"], data["errors"], data["phot_g_mean_flux"])
     xs, es = art.normalisation.apply(x, e)
