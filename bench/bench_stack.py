@@ -10,10 +10,12 @@ What it does (everything private to this run, removed at the end even on failure
 4. times an ``infer`` job over all N stars from submit to success, and reports where the shards' time went
    (job_shards.seconds_read / seconds_model / seconds_write, summed over shards = process-seconds);
 5. runs the same selection in this one process (``infer_range`` + ``write_results``) for the ratio;
-6. χ² with the full covariance: the N_CORR stars with correlations, in this process, with and without.
+6. χ² with the full covariance: the N_CORR stars with correlations, in this process, with it, with the
+   previous χ² kernel swapped in (the baseline of the same run), and without.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -191,6 +193,20 @@ def _in_process(engine, model_id: int, selection, chi2: bool) -> tuple[float, in
     return time.perf_counter() - t, len(ids), timings
 
 
+def _previous_chi2_kernel():
+    """The χ² of the inferencer before shared.covariance (bench_fullcov's reference: numpy float64 matrices,
+    torch.linalg per band and variant) swapped in for one baseline pass — same reads, same writes."""
+    from unittest import mock
+
+    from bench.bench_fullcov import _previous_chi2
+
+    def chi2(x, x_err, xhat, scatter, correlations, device):
+        out = _previous_chi2(np.asarray(x, np.float64), xhat.cpu().numpy().astype(np.float64),
+                             np.asarray(x_err, np.float64), correlations, scatter.cpu().numpy())
+        return {k: v * 55.0 for k, v in out.items()}
+    return mock.patch("shared.inference._chi2", chi2)
+
+
 def _split_text(split: dict[str, float]) -> str:
     total = sum(split.values()) or 1.0
     return ", ".join(f"{k[8:]} {v:.2f} s ({100 * v / total:.0f}%)" for k, v in split.items())
@@ -244,8 +260,11 @@ def main(quick: bool) -> None:
         print(f"  ratio stack / in-process: {rate_stack / rate_in:.2f}x")
 
         sel = Selection(source_id_lo=n + 1)
-        for label, chi2 in (("with chi2 (full covariance)", True), ("without chi2", False)):
-            t_c, n_c, tim = _in_process(engine, model_id, sel, chi2=chi2)
+        for label, chi2, kernel in (("with chi2 (full covariance)", True, contextlib.nullcontext()),
+                                    ("with chi2, previous kernel", True, _previous_chi2_kernel()),
+                                    ("without chi2", False, contextlib.nullcontext())):
+            with kernel:
+                t_c, n_c, tim = _in_process(engine, model_id, sel, chi2=chi2)
             print(f"  {n_c:,} stars with correlations, in-process, {label}: {n_c / t_c:,.0f}/s;  {_split_text(tim)}")
         secs_c, job_c = _run_job(engine, {"model_id": model_id, "selection": sel.to_dict(), "shards": 4}, stack,
                                  timeout=600)
