@@ -154,7 +154,7 @@ def infer_range(engine: Engine, model_id: int, selection: Selection, *, batch_si
     xs, es = art.normalisation.apply(x, e)
     n = len(data["source_id"])
     parts = []
-    # With correlations for only some stars, the (costly: ~15x the network) χ² runs on those alone; the
+    # With correlations for only some stars, the (costly: ~7x the network) χ² runs on those alone; the
     # others get NaN, as they would from NaN correlations.
     for res in infer(model, xs, es, correlations=corr if corr_rows is None else None, batch_size=batch_size,
                      include_reconstructions=False):

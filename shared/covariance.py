@@ -8,10 +8,11 @@ So with w = (x − x̂)/e:  δᵀ(Σ + S²)⁻¹δ = wᵀ(R + diag r)⁻¹w  and
 
 Why it is shaped this way (speed): R is fixed per star but r changes every training step, and R + diag(r) is
 not diagonalised by R's eigenvectors unless r is constant, so nothing short of one Cholesky per star, band and
-step is exact. The costs are kept to that: both bands go through ONE batched LAPACK call (torch.linalg,
-CUDA's batched solver on a GPU), the gradient needs only C⁻¹w and diag(C⁻¹) (a custom backward instead of
-differentiating through the factorisation, which costs ~3 more factorisations' worth), and the matrices are
-built per batch from the stored strict lower triangles (the upper triangle is never read by potrf).
+step is exact. The costs are kept to that: both bands go through one batched call; on the CPU that is the
+compiled kernel shared/_wchi2.c (eight stars factorised side by side, in float64, read straight from the stored
+strict lower triangles: ~5x LAPACK's one-small-matrix-per-call speed here), elsewhere (CUDA) torch.linalg's
+batched solver on matrices built per batch. The gradient needs only C⁻¹w and diag(C⁻¹) (a custom backward
+instead of differentiating through the factorisation, which costs ~3 more factorisations' worth).
 A band without usable correlations gets R = I, where the full likelihood IS the diagonal one.
 """
 from __future__ import annotations
@@ -35,8 +36,8 @@ _LOWER = torch.as_tensor(TRIL[0] * N_COEFF + TRIL[1])
 _DIAG = torch.arange(N_COEFF) * (N_COEFF + 1)
 #: rows per batched factorisation: bounds the (rows, 55, 55) work matrices (~12 kB each in float32)
 CHUNK_ROWS = 4096
-#: smallest eigenvalue a correlation matrix needs for the full likelihood (float32 factorisations stay
-#: accurate to ~κ·6e-8 with κ ≤ 55/MIN_EIGENVALUE); the real DR3 records seen have 0.016–0.08
+#: smallest eigenvalue a correlation matrix needs for the full likelihood (κ ≤ 55/MIN_EIGENVALUE keeps the
+#: float32 factorisations of the torch path usable); the real DR3 records seen have 0.016–0.08
 MIN_EIGENVALUE = 1e-3
 
 
