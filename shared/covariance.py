@@ -78,6 +78,7 @@ def _whitened_nll_torch(w: Tensor, r: Tensor, flat: Tensor, grad: bool) -> tuple
     return out, alpha, torch.cholesky_inverse(chol).diagonal(dim1=1, dim2=2) if grad else None
 
 
+@torch.compiler.disable       # a C call on numpy buffers: torch.compile runs it as it is (no trace, no warning)
 def _whitened_nll_compiled(w: Tensor, r: Tensor, flat: Tensor, grad: bool) -> tuple[Tensor, Tensor, Tensor | None]:
     """The same by the compiled kernel, in float64, results in w's dtype."""
     f64 = lambda t: np.ascontiguousarray(t.detach().numpy(), dtype=np.float64)
