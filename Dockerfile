@@ -32,8 +32,8 @@ RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 # Checked from / (no source tree here to shadow the installed packages): the compiled extensions are in the
 # wheel, and the CLI starts with its migrations packaged.
 WORKDIR /
-RUN python -c "import psycopg2, ingest.readers._arraytext as a, db._pgcopy as p; \
-bad = [m.__file__ for m in (a, p) if '/site-packages/' not in m.__file__]; \
+RUN python -c "import psycopg2, ingest.readers._arraytext as a, db._pgcopy as p, shared._wchi2 as w; \
+bad = [m.__file__ for m in (a, p, w) if '/site-packages/' not in m.__file__]; \
 assert not bad, f'extensions not from site-packages: {bad}'; \
 assert p.available(), 'db._pgcopy does not find the libpq of psycopg2'" \
     && xpvae --help >/dev/null

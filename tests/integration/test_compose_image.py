@@ -111,7 +111,8 @@ def test_wheel_carries_the_extensions_and_the_dockerfile_check_passes_outside_th
     assert built.returncode == 0, built.stderr[-3000:]
     (wheel,) = wheels.glob("xpvae-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for pattern in (r"ingest/readers/_arraytext\..*\.so", r"db/_pgcopy\..*\.so", r"db/migrations/env\.py",
+    for pattern in (r"ingest/readers/_arraytext\..*\.so", r"db/_pgcopy\..*\.so", r"shared/_wchi2\..*\.so",
+                    r"db/migrations/env\.py",
                     r"db/migrations/versions/.+\.py"):
         assert any(re.fullmatch(pattern, n) for n in names), f"{pattern} missing from {wheel.name}"
     assert not any(n.startswith(("tests/", "bench/")) for n in names)
@@ -137,8 +138,8 @@ def test_wheel_carries_the_extensions_and_the_dockerfile_check_passes_outside_th
     assert argv[:2] == ["python", "-c"]
     check = subprocess.run([py, "-c", argv[2]], cwd=outside, env=env, capture_output=True, text=True, timeout=120)
     assert check.returncode == 0, check.stderr
-    where = subprocess.run([py, "-c", "import ingest.readers._arraytext as a, db._pgcopy as p; print(a.__file__); "
-                            "print(p.__file__)"], cwd=outside, env=env, capture_output=True, text=True, check=True)
+    where = subprocess.run([py, "-c", "import ingest.readers._arraytext as a, db._pgcopy as p, shared._wchi2 as w; "
+                            "print(a.__file__); print(p.__file__); print(w.__file__)"], cwd=outside, env=env, capture_output=True, text=True, check=True)
     for path in where.stdout.split():
         assert Path(path).is_relative_to(site) and path.endswith(".so"), path
     # the console script, with the migrations packaged
