@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
+from urllib.parse import quote
+
+# Characters that can start Markdown or HTML in running text: emphasis, code, links and images, raw HTML
+# and entities, table cells, strikethrough, headings. CommonMark renders a backslash-escaped one as itself.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>&|~#])")
+
+
+def md_text(value: Any) -> str:
+    """Text (a model name, a note) made inert in Markdown: one line, every special character escaped."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(value).split()))
 
 
 def fmt(value: Any, digits: int = 3) -> str:
@@ -53,21 +64,23 @@ class Report:
         self.blocks.append(("img", Path(path), caption))
 
     def markdown(self, base: Path) -> str:
-        out = [f"# {self.title}", ""]
+        """Every text is escaped (md_text): names and notes come from users and data, never markup."""
+        t = md_text
+        out = [f"# {t(self.title)}", ""]
         for b in self.blocks:
             if b[0] == "h":
-                out += ["#" * b[1] + " " + b[2], ""]
+                out += ["#" * b[1] + " " + t(b[2]), ""]
             elif b[0] == "p":
-                out += [b[1], ""]
+                out += [t(b[1]), ""]
             elif b[0] == "ul":
-                out += [f"- {item}" for item in b[1]] + [""]
+                out += [f"- {t(item)}" for item in b[1]] + [""]
             elif b[0] == "table":
-                out.append("| " + " | ".join(b[1]) + " |")
+                out.append("| " + " | ".join(t(h) for h in b[1]) + " |")
                 out.append("|" + "---|" * len(b[1]))
-                out += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in b[2]]
+                out += ["| " + " | ".join(t(c) for c in r) + " |" for r in b[2]]
                 out.append("")
             elif b[0] == "img":
-                out += [f"![{b[2]}]({_rel(b[1], base)})", "", f"*{b[2]}*", ""]
+                out += [f"![{t(b[2])}]({quote(_rel(b[1], base), safe='/')})", "", f"*{t(b[2])}*", ""]
         return "\n".join(out)
 
     def html(self, base: Path) -> str:

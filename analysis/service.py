@@ -17,6 +17,7 @@ from db.models_registry import get_model
 from db.schema import analysis_reports, analysis_statistics, inference_results, photometry
 from db.spectra import read_spectra
 from shared.artifact import ModelArtifact
+from shared.errors import InputError
 from shared.inference import infer_all
 from shared.jobs import JobContext
 from shared.preprocessing import normalise_by_flux
@@ -34,7 +35,7 @@ def read_latents(engine: Engine, model_id: int, latent_dim: int, split: str | No
     with engine.connect() as conn:
         rows = conn.execute(stmt).all()
     if not rows:
-        raise ValueError(f"model {model_id} has no inference results{f' in the {split} split' if split else ''}: "
+        raise InputError(f"--model {model_id} has no inference results{f' in the {split} split' if split else ''}: "
                          f"run `xpvae infer --model {model_id}` first")
     # source ids (~1e18) do not survive a trip through float64: keep them apart from the latents
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
@@ -90,16 +91,25 @@ def _out_dir(ctx: JobContext, kind: str) -> Path:
     return ctx.settings.reports_dir / f"{kind}-job{ctx.job_id}"
 
 
+def _model_of_kind(engine: Engine, model_id: int, kind: str, flag: str) -> dict:
+    model = get_model(engine, model_id)
+    if model["kind"] != kind:
+        raise InputError(f"{flag} {model['name']}: a model of kind {model['kind']}; {flag} takes one of kind {kind} "
+                         "(see `xpvae models`)")
+    return model
+
+
 def run_alpha_job(ctx: JobContext) -> dict:
     p = ctx.params
-    model = get_model(ctx.engine, p["model_id"])
+    model = _model_of_kind(ctx.engine, p["model_id"], "svae", "--model")
     latent_dim = int((model["config"] or {}).get("latent_dim", 6))
     ctx.progress(0, None, "reading latents and labels")
     source_id, latents = read_latents(ctx.engine, model["id"], latent_dim)
     labels = read_labels(ctx.engine, source_id)
     keep = labels["labelled"]
     if not keep.any():
-        raise ValueError("no star with inference results has APOGEE labels: ingest labels first")
+        raise InputError("no star with inference results has APOGEE labels: ingest them first "
+                         "(`xpvae ingest apogee`)")
     labels = {k: v[keep] for k, v in labels.items()}
     phot = {k: v[keep] for k, v in read_photometry(ctx.engine, source_id).items()}
     result = run_alpha_analysis(latents[keep], labels, phot, out_dir=_out_dir(ctx, "alpha"),
@@ -117,13 +127,14 @@ def _flux_units(art: ModelArtifact, xhat_std: np.ndarray, scatter_std: np.ndarra
 
 def run_reconstruction_job(ctx: JobContext) -> dict:
     p = ctx.params
-    model = get_model(ctx.engine, p["model_id"])
+    model = _model_of_kind(ctx.engine, p["model_id"], "svae", "--model")
     art = ModelArtifact.load(model["path"])
     split = None if p.get("split", "test") == "all" else p.get("split", "test")
     ctx.progress(0, None, "reading held-out spectra")
     source_id, _ = read_latents(ctx.engine, model["id"], 1, split=split, limit=int(p.get("max_stars", 50000)))
     labels = read_labels(ctx.engine, source_id)
-    baseline = get_model(ctx.engine, p["baseline_id"]) if p.get("baseline_id") else None
+    baseline = _model_of_kind(ctx.engine, p["baseline_id"], "label_baseline", "--baseline") \
+        if p.get("baseline_id") else None
     if baseline is not None:
         # The label model needs its labels: compare both models on the held-out stars that have them all.
         names = (baseline["config"] or {}).get("label_names") or ("teff", "logg", "m_h", "alpha_m")

@@ -126,22 +126,29 @@ def _normalise_all(table: sa.Table, columns: Mapping[str, Any]) -> list[_Col]:
     return cols
 
 
-def _last_per_key(cols: list[_Col], key: Sequence[str]) -> np.ndarray | None:
-    """Indices keeping the last row of each repeated key, or None when keys are already unique."""
-    kcols = [c for c in cols if c.name in key]
+def _in_key_order(cols: list[_Col], key: Sequence[str]) -> np.ndarray | None:
+    """Row indices that keep the last row of each repeated key, ordered by key; None when the rows already
+    are (unique and sorted). Writing in key order makes concurrent writers of overlapping rows take their row
+    locks in one order, so two loads of the same stars in opposite order queue instead of deadlocking."""
+    kcols = [next(c for c in cols if c.name == k) for k in key]
     n = cols[0].values.shape[0]
-    if len(kcols) == 1 and kcols[0].kind not in ("text", "bytes"):
-        rev = kcols[0].values[::-1]
-        _, first_in_rev = np.unique(rev, return_index=True)
-        if len(first_in_rev) == n:
+    if all(c.kind not in ("text", "bytes") for c in kcols):
+        vals = [np.asarray(c.values) for c in kcols]
+        if len(vals) == 1 and (n < 2 or bool(np.all(vals[0][1:] > vals[0][:-1]))):
             return None
-        return np.sort(n - 1 - first_in_rev)
-    last: dict[tuple, int] = {}
-    for i, k in enumerate(zip(*(c.values.tolist() for c in kcols))):
-        last[k] = i
-    if len(last) == n:
+        order = np.lexsort(vals[::-1])            # stable: repeats of a key stay in file order
+        ordered = [v[order] for v in vals]
+        last = np.ones(n, bool)
+        last[:-1] = ~np.logical_and.reduce([v[1:] == v[:-1] for v in ordered])
+        idx = order[last]
+    else:
+        latest: dict[tuple, int] = {}
+        for i, k in enumerate(zip(*(c.values.tolist() for c in kcols))):
+            latest[k] = i
+        idx = np.fromiter((latest[k] for k in sorted(latest)), np.int64, len(latest))
+    if len(idx) == n and bool(np.all(idx == np.arange(n))):
         return None
-    return np.fromiter(sorted(last.values()), np.int64, len(last))
+    return idx
 
 
 def _take(cols: list[_Col], idx: np.ndarray | None) -> list[_Col]:
@@ -410,7 +417,7 @@ def upsert_rows(conn: Connection, table: sa.Table | str, columns: Mapping[str, A
         if c.name in key and c.null.any():
             raise ValueError(f"db.bulk: key column {c.name!r} of {tbl.name} has NULL at row "
                              f"{int(np.flatnonzero(c.null)[0])}")
-    cols = _take(cols, _last_per_key(cols, key))
+    cols = _take(cols, _in_key_order(cols, key))
     names = [c.name for c in cols]
     updates = [n for n in names if n not in key]
     conflict = f"ON CONFLICT ({', '.join(key)}) DO " + (
@@ -426,8 +433,9 @@ def upsert_rows(conn: Connection, table: sa.Table | str, columns: Mapping[str, A
             rhs = ", ".join(f"excluded.{n}" for n in updates)
             unchanged = f" WHERE ({lhs}) IS DISTINCT FROM ({rhs})" if len(updates) > 1 else \
                 f" WHERE {lhs} IS DISTINCT FROM {rhs}"
+        # ORDER BY: the temp table holds the rows grouped by NULL pattern; lock them in key order (see above)
         conn.exec_driver_sql(f"INSERT INTO {tbl.name} ({', '.join(names)}) SELECT {', '.join(names)} FROM {temp} "
-                             f"{conflict}{unchanged}")
+                             f"ORDER BY {', '.join(key)} {conflict}{unchanged}")
         conn.exec_driver_sql(f"DROP TABLE {temp}")
     else:
         sql = (f"INSERT INTO {tbl.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) {conflict}")

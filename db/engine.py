@@ -34,18 +34,46 @@ def _sqlite_pragmas(busy_timeout_ms: int):
     return on_connect
 
 
+def _parse_url(url: str) -> sa.engine.URL:
+    try:
+        return make_url(url)
+    except sa.exc.ArgumentError:
+        shown = f" {url!r}" if "@" not in url else ""     # never echo what may hold a password
+        raise DatabaseUnavailable(f"XPVAE_DATABASE_URL{shown} is not a database URL (e.g. "
+                                  "postgresql+psycopg2://user@host:5432/xpvae or sqlite:////abs/path/xpvae.sqlite)"
+                                  ) from None
+
+
 def create_engine(url: str | None = None, *, busy_timeout_ms: int = 30000) -> Engine:
     """A new engine for ``url`` (default: the settings' database URL). ``busy_timeout_ms`` is how long a
-    SQLite connection waits for another writer (ignored on PostgreSQL)."""
+    SQLite connection waits for another writer (ignored on PostgreSQL). Creates nothing on disk: only
+    `prepare_sqlite_file` (used by `xpvae db upgrade`) makes a SQLite file's directory."""
     url = url or get_settings().database_url
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
-        sa.event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_ms))
-        return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    parsed = _parse_url(url)
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            engine = sa.create_engine(parsed, connect_args={"timeout": busy_timeout_ms / 1000})
+            sa.event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_ms))
+            return engine
+        return sa.create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    except (sa.exc.NoSuchModuleError, ImportError) as exc:
+        raise DatabaseUnavailable(f"cannot use the database URL {describe_url(parsed)}: {exc} (supported: "
+                                  "postgresql+psycopg2:// and sqlite://)") from None
+
+
+def sqlite_file(engine: Engine) -> Path | None:
+    """The file behind a SQLite engine; None for other backends and in-memory or URI databases."""
+    db = engine.url.database
+    if engine.dialect.name != "sqlite" or not db or db == ":memory:" or db.startswith("file:"):
+        return None
+    return Path(db)
+
+
+def prepare_sqlite_file(engine: Engine) -> None:
+    """Make the directory of a SQLite database that is about to be created (`xpvae db upgrade`, the demo)."""
+    path = sqlite_file(engine)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
 
 
 @lru_cache(maxsize=8)
@@ -59,11 +87,26 @@ def is_postgres(engine: Engine) -> bool:
 
 
 def describe(engine: Engine) -> str:
-    return engine.url.render_as_string(hide_password=True)
+    return describe_url(engine.url)
 
 
-def check_connection(engine: Engine) -> None:
-    """Raise DatabaseUnavailable with a readable message if the database cannot be reached."""
+def describe_url(url: sa.engine.URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+def check_connection(engine: Engine, *, create: bool = False) -> None:
+    """Raise DatabaseUnavailable with a readable message if the database cannot be reached. A SQLite file
+    that does not exist is unreachable too (connecting would create it: a mistyped path must not), unless
+    ``create`` (`xpvae db upgrade`) asks for it."""
+    path = sqlite_file(engine)
+    if create:
+        try:
+            prepare_sqlite_file(engine)
+        except OSError as exc:
+            raise DatabaseUnavailable(f"cannot create the database directory for {path}: {exc.strerror}") from None
+    elif path is not None and not path.is_file():
+        raise DatabaseUnavailable(f"no database file at {path}: check XPVAE_DATABASE_URL / XPVAE_HOME, or create "
+                                  "it with `xpvae db upgrade`")
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
@@ -81,3 +124,34 @@ def check_schema(engine: Engine) -> None:
         raise SchemaOutOfDate(
             f"the database at {describe(engine)} is at migration {current or 'none'}, the code needs {head}: "
             f"run `xpvae db upgrade`")
+
+
+# --- classifying failures -------------------------------------------------------------------------------------
+_LOCK_CONFLICT_CODES = ("40P01", "40001")     # deadlock_detected, serialization_failure
+
+
+def is_lock_conflict(exc: BaseException) -> bool:
+    """A PostgreSQL deadlock or serialisation failure (raised as is, or as the cause of another error): the
+    transaction was rolled back and may simply run again."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if getattr(getattr(exc, "orig", None) or exc, "pgcode", None) in _LOCK_CONFLICT_CODES:
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def is_transient_db_error(exc: BaseException) -> bool:
+    """A database failure that a later attempt may not meet: the connection lost or refused, a lock conflict,
+    SQLite busy. Covers SQLAlchemy's wrappers and the raw driver errors of the bulk paths (raw cursors)."""
+    import sqlite3
+    if isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError,
+                        sa.exc.TimeoutError, sqlite3.OperationalError)):
+        return True
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    try:
+        import psycopg2
+    except ImportError:
+        return False
+    return isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)) or is_lock_conflict(exc)

@@ -1,6 +1,7 @@
 """The jobs table is the source of truth for every job; these are its only writers.
 
-Status moves queued → running → succeeded | failed | cancelled. A message on the queue carries only a job id
+Status moves queued → running → succeeded | partial | failed | cancelled ('partial': the job ran to its end
+but part of its work failed, e.g. some files of an ingest). A message on the queue carries only a job id
 (and a shard number for inference shards) and is published after the row commits.
 """
 from __future__ import annotations
@@ -13,7 +14,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from db.schema import job_shards, jobs
 
-TERMINAL = ("succeeded", "failed", "cancelled")
+TERMINAL = ("succeeded", "partial", "failed", "cancelled")
+RETRYABLE = ("partial", "failed", "cancelled")     # statuses `xpvae job retry` may run again
 
 
 def now() -> dt.datetime:

@@ -22,6 +22,9 @@ def alembic_config(engine: Engine | None = None) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Create or migrate the schema (a new SQLite file and its directory are made here, and only here)."""
+    from db.engine import prepare_sqlite_file
+    prepare_sqlite_file(engine)
     command.upgrade(alembic_config(engine), revision)
 
 

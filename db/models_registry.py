@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from db.jobs import now
 from db.schema import analysis_reports, analysis_statistics, inference_results, jobs, models
+from shared.errors import InputError
 
 NAME_RULE = "1-64 characters: a letter, then letters, digits, '.', '_' or '-'"
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9._-]{0,63}")
@@ -22,15 +23,15 @@ _ID = re.compile(r"(?:id:)?([0-9]+)")
 _MAX_ID = 2**31 - 1     # the id column is a 32-bit integer
 
 
-class ModelNotFound(LookupError):
+class ModelNotFound(InputError, LookupError):
+    """No model by that name or id: a job asking for one fails at once (see shared.errors)."""
+
+
+class InvalidModelName(InputError):
     pass
 
 
-class InvalidModelName(ValueError):
-    pass
-
-
-class ModelNameTaken(ValueError):
+class ModelNameTaken(InputError):
     pass
 
 

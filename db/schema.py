@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from shared.params import LATENT_MAX
 from shared.xp import APOGEE_COLUMNS, BANDS
 
 metadata = sa.MetaData(naming_convention={
@@ -148,7 +149,7 @@ training_metrics = sa.Table(
     *[sa.Column(n, DOUBLE) for n in ("loss", "nll", "kl", "val_loss", "val_nll", "val_kl", "lr", "seconds")],
 )
 
-LATENT_MAX = 16   # z1..z16 columns exist; a 6-d model fills z1..z6 and leaves the rest NULL
+# z1..z16 columns exist (LATENT_MAX, the --latent-dim bound); a 6-d model fills z1..z6 and leaves the rest NULL
 
 inference_results = sa.Table(
     "inference_results", metadata,

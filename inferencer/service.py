@@ -24,8 +24,10 @@ from db.schema import LATENT_MAX, inference_results, xp_correlations
 from db.selection import Selection
 from db.spectra import quantile_ranges, read_spectra, selected_source_ids
 from shared.artifact import ModelArtifact
+from shared.errors import InputError
 from shared.inference import infer
 from shared.jobs import JobContext, fan_out
+from shared.params import describe_selection
 from shared.preprocessing import normalise_by_flux
 from shared.settings import get_settings
 
@@ -44,14 +46,15 @@ def _load(path: str, mtime: float) -> tuple[ModelArtifact, object, dict[str, np.
 
 def load_model(engine: Engine, model_id: int):
     row = get_model(engine, model_id)
+    if row["kind"] != "svae":
+        raise InputError(f"--model {row['name']}: a model of kind {row['kind']}; inference runs an sVAE "
+                         "(kind svae, see `xpvae models`)")
     path = Path(row["path"])
     if not path.exists():
         raise FileNotFoundError(f"model {row['name']!r}: artifact {path} is missing")
-    if row["kind"] != "svae":
-        raise ValueError(f"model {row['name']!r} is a {row['kind']}; inference runs the sVAE")
     art, model, splits = _load(str(path), path.stat().st_mtime)
     if art.lacks_normalisation:
-        raise ValueError(f"model {row['name']!r} was imported without its normalisation and cannot run on spectra: "
+        raise InputError(f"model {row['name']!r} was imported without its normalisation and cannot run on spectra: "
                          f"import it again with `xpvae model import-published --norm apogee_norm.npz "
                          f"--name {row['name']} --replace`")
     return row, art, model, splits
@@ -64,8 +67,9 @@ def run_infer_job(ctx: JobContext) -> dict:
     ids = selected_source_ids(ctx.engine, selection)      # one pass: the count and the shard bounds
     n = len(ids)
     if n == 0:
-        raise ValueError(f"the selection {selection.to_dict()} matches no spectra with photometry")
-    n_shards = int(p.get("shards") or 0) or max(1, math.ceil(n / STARS_PER_SHARD))
+        raise InputError(f"no spectra with photometry match the selection ({describe_selection(selection.to_dict())}):"
+                         " ingest them first, or widen --source-id-min/--source-id-max/--quality/--limit")
+    n_shards = min(int(p.get("shards") or 0) or math.ceil(n / STARS_PER_SHARD), n)   # a shard holds >= 1 star
     ranges = quantile_ranges(ids, n_shards)
     fan_out(ctx, ranges)      # does not return: the shards complete the job
     return {}

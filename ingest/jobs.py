@@ -22,4 +22,8 @@ def run_ingest_job(ctx: JobContext) -> dict:
         raise ValueError(f"unknown ingest source {source!r}")
     out = summary.to_dict() if hasattr(summary, "to_dict") else dataclasses.asdict(summary)
     out["source"] = source
+    if summary.files_failed:
+        first = (next(f.error for f in summary.files if not f.ok).strip().splitlines() or [""])[0]
+        ctx.incomplete(f"{summary.files_failed} of {len(summary.files)} files failed, first: {first}",
+                       nothing_done=summary.files_ok == 0)
     return out

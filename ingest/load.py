@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -26,6 +28,7 @@ import numpy as np
 from sqlalchemy.engine import Engine
 
 from db.bulk import analyze
+from db.engine import is_lock_conflict
 from shared.streams import read_ahead
 from db.labels import write_apogee
 from db.spectra import write_photometry, write_xp_batch
@@ -40,6 +43,7 @@ CATALOGUE_ID_PREFIX = "xp_apogee_cat:"   # apogee_id given to catalogue rows tha
 # row is ~12.7 kB, so ~13 MB a chunk), large enough that per-chunk round trips stay negligible.
 XP_CHUNK_ROWS = 1024
 XP_CHUNK_ROWS_NO_CORRELATIONS = 8192
+LOCK_CONFLICT_ATTEMPTS = 5      # loads of one file that a deadlock with a concurrent ingest may roll back
 
 
 @dataclass
@@ -225,35 +229,50 @@ def _fail_all_skipped(summary: IngestSummary, found: list[Found], what: str) -> 
 def _load_file(engine: Engine, summary: IngestSummary, path: Path, n_files: int, progress: Progress,
                load: Callable[[Any, FileResult, ReadReport], None], named: bool = True) -> FileResult:
     """Run ``load(conn, result, report)`` for one file inside one transaction; failures roll it back.
-    A file of the wrong kind fails when ``named``; found by a walk or glob it is passed over with a note."""
-    result = FileResult(str(path))
-    report = ReadReport(str(path))
-    try:
-        with engine.begin() as conn:
-            load(conn, result, report)
-    except WrongKindError as exc:    # nothing of it was this kind of data: no rows read, no bad rows
-        result.rows_loaded = result.rows_read = 0
-        report.rows_read, report.bad_rows, report.duplicates = 0, [], []
-        if named:
-            result.error = str(exc)
-        else:
-            result.skipped = exc.message
-    except Exception as exc:   # one bad file must not stop the others; its transaction is rolled back
-        result.error = report.error or f"{type(exc).__name__}: {exc}"
-        result.rows_loaded = 0     # rolled back
-        if str(path) not in result.error:
-            result.error = f"{path}: {result.error}"
+    A file of the wrong kind fails when ``named``; found by a walk or glob it is passed over with a note.
+    A lock conflict with a concurrent load of the same rows (a deadlock, possible when files overlap in
+    different orders across chunks) rolls back only this file: it is loaded again from its start."""
+    for attempt in range(1, LOCK_CONFLICT_ATTEMPTS + 1):
+        result = FileResult(str(path))
+        report = ReadReport(str(path))
+        try:
+            with engine.begin() as conn:
+                load(conn, result, report)
+            break
+        except WrongKindError as exc:    # nothing of it was this kind of data: no rows read, no bad rows
+            result.rows_loaded = result.rows_read = 0
+            report.rows_read, report.bad_rows, report.duplicates = 0, [], []
+            if named:
+                result.error = str(exc)
+            else:
+                result.skipped = exc.message
+            break
+        except Exception as exc:   # one bad file must not stop the others; its transaction is rolled back
+            if is_lock_conflict(exc) and attempt < LOCK_CONFLICT_ATTEMPTS:
+                time.sleep(random.uniform(0.1, 0.5) * attempt)    # jitter: the two loads must not meet again
+                continue
+            _record_failure(result, report, exc, path)
+            break
     result.rows_read = max(result.rows_read, report.rows_read)
     result.bad_rows = list(report.bad_rows)
     result.duplicates = list(report.duplicates)
     result.notes = list(report.notes)
     result.other_products = dict(report.other_products)
+    if attempt > 1:
+        result.notes.append(f"loaded {attempt} times: a concurrent load of the same stars deadlocked with it")
     summary.files.append(result)
     if progress:
         state = (f"{result.rows_loaded} rows loaded" if result.loaded else
                  f"passed over ({result.skipped})" if result.ok else f"FAILED ({result.error})")
         progress(len(summary.files), n_files, f"{path.name}: {state}")
     return result
+
+
+def _record_failure(result: FileResult, report: ReadReport, exc: Exception, path: Path) -> None:
+    result.error = report.error or f"{type(exc).__name__}: {exc}"
+    result.rows_loaded = 0     # rolled back
+    if str(path) not in result.error:
+        result.error = f"{path}: {result.error}"
 
 
 def _analyze_if_loaded(engine: Engine, summary: IngestSummary, tables: tuple[str, ...]) -> None:

@@ -21,6 +21,8 @@ from sqlalchemy.exc import OperationalError
 
 from db import jobs as jobs_db
 from db.engine import get_engine
+from shared.errors import InputError, is_transient
+from shared.params import check_params
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -76,8 +78,15 @@ class JobContext:
     engine: Engine
     settings: Settings
     on_progress: Callable[[int, int | None, str], None] | None = None   # in-process UI (progress bar)
+    outcome: tuple[str, str] | None = None     # (status, reason) set by `incomplete`
     _last_write: float = field(default=0.0, repr=False)
     _progress_engine: Engine | None = field(default=None, repr=False)
+
+    def incomplete(self, reason: str, *, nothing_done: bool = False) -> None:
+        """The handler finished but not all of its work did (an ingest whose files partly failed): its result
+        is kept and the job ends 'partial' ('failed' when ``nothing_done``), never 'succeeded', and is not
+        retried — what failed would fail again."""
+        self.outcome = ("failed" if nothing_done else "partial", reason)
 
     def progress(self, done: int, total: int | None = None, message: str = "") -> None:
         """Record progress (throttled to a few writes a second) and honour cancellation."""
@@ -139,6 +148,7 @@ def execute(job_id: int, *, engine: Engine | None = None, on_progress=None) -> s
         return "failed"
     ctx = JobContext(job_id, job["kind"], dict(job["params"]), job["attempts"], engine, settings, on_progress)
     try:
+        check_params(job["kind"], ctx.params)      # again here: rows may come from anywhere, not only submit()
         result = _resolve(kind.handler)(ctx)
     except JobDeferred:
         return "running"
@@ -146,16 +156,32 @@ def execute(job_id: int, *, engine: Engine | None = None, on_progress=None) -> s
         jobs_db.finish_job(engine, job_id, "cancelled", error="cancelled by request")
         return "cancelled"
     except Exception as exc:  # noqa: BLE001 — every failure is recorded on the job, then retried or failed
-        text = f"{type(exc).__name__}: {exc}"
-        log.warning("job %s attempt %s failed: %s", job_id, job["attempts"], text)
-        if job["attempts"] >= job["max_attempts"]:
-            jobs_db.finish_job(engine, job_id, "failed",
-                               error=f"{text}\n(after {job['attempts']} attempts)\n{traceback.format_exc(limit=8)}")
-            return "failed"
-        jobs_db.update_job(engine, job_id, status="queued", error=text)
-        return "retry"
-    jobs_db.finish_job(engine, job_id, "succeeded", result=result or {})
-    return "succeeded"
+        retry = is_transient(exc) and job["attempts"] < job["max_attempts"]
+        text = failure_line(exc)
+        if retry:
+            log.warning("job %s attempt %s failed, will retry: %s", job_id, job["attempts"], text)
+            jobs_db.update_job(engine, job_id, status="queued", error=text)
+            return "retry"
+        jobs_db.finish_job(engine, job_id, "failed", error=failure_record(exc, text, job["attempts"]))
+        return "failed"
+    status, reason = ctx.outcome or ("succeeded", None)
+    jobs_db.finish_job(engine, job_id, status, result=result or {}, error=reason)
+    return status
+
+
+def failure_line(exc: BaseException) -> str:
+    """What a user sees of a failure: one line. An InputError says itself (it names the flag to change);
+    anything else is unexpected and keeps its type for the bug report."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else ""
+    return line if isinstance(exc, InputError) and line else f"{type(exc).__name__}: {line}".rstrip(": ")
+
+
+def failure_record(exc: BaseException, line: str, attempts: int) -> str:
+    """The job's error: the one line, why it ends here, and the traceback for `xpvae job show`."""
+    why = (f"(failed on each of {attempts} attempts)" if is_transient(exc) else
+           "(not retried: the same job would fail the same way; change what the line says and submit again)")
+    return f"{line}\n{why}\n{traceback.format_exc(limit=8)}"
 
 
 def run_in_process(job_id: int, *, engine: Engine | None = None, on_progress=None) -> str:
@@ -173,6 +199,7 @@ def submit(kind: str, params: dict, *, engine: Engine | None = None, on_progress
     """Create a job and dispatch it: publish after commit (stack), or run it now in-process (embedded)."""
     if kind not in KINDS:
         raise ValueError(f"unknown job kind {kind!r}; known: {', '.join(KINDS)}")
+    check_params(kind, params)      # refused at the door: no job row for parameters that cannot work
     settings = get_settings()
     engine = engine or get_engine()
     job_id = jobs_db.create_job(engine, kind, KINDS[kind].queue, params,
@@ -246,11 +273,12 @@ def execute_shard(job_id: int, shard: int, *, engine: Engine | None = None, on_p
         jobs_db.finish_job(engine, job_id, "cancelled", error="cancelled by request")
         return "cancelled"
     except Exception as exc:  # noqa: BLE001
-        text = f"shard {shard}: {type(exc).__name__}: {exc}"
+        retry = is_transient(exc) and row["attempts"] < job["max_attempts"]
+        text = f"shard {shard}: {failure_line(exc)}"
         with engine.begin() as conn:
-            jobs_db.finish_shard(conn, job_id, shard, "queued" if row["attempts"] < job["max_attempts"] else "failed", text)
-        if row["attempts"] >= job["max_attempts"]:
-            jobs_db.finish_job(engine, job_id, "failed", error=f"{text}\n{traceback.format_exc(limit=8)}")
+            jobs_db.finish_shard(conn, job_id, shard, "queued" if retry else "failed", text)
+        if not retry:
+            jobs_db.finish_job(engine, job_id, "failed", error=failure_record(exc, text, row["attempts"]))
             return "failed"
         return "retry"
     jobs_db.complete_if_all_shards_done(engine, job_id, _shard_result(engine, job_id))

@@ -11,6 +11,7 @@
 | XPVAE_RETRY_BACKOFF_S| 2                                     | first retry delay of a failed job (doubles)    |
 | XPVAE_READ_STREAMS   | 2                                     | parallel PostgreSQL streams for large reads    |
 | XPVAE_GAIA_TAP_URL   | https://gea.esac.esa.int/             | Gaia archive for `xpvae fetch` (TAP, DataLink) |
+| XPVAE_DEBUG          | unset                                 | 1: the CLI shows tracebacks of unexpected errors |
 """
 from __future__ import annotations
 
@@ -27,6 +28,10 @@ REFERENCE_DIR = Path(__file__).resolve().parents[1] / "reference"
 MAX_READ_STREAMS = 8      # each stream holds a pooled connection (db/engine.py: 5 + 5 overflow), plus one counting
 
 
+class SettingsError(ValueError):
+    """An XPVAE_* variable with a value it cannot take (the CLI reports it in one line, exit code 2)."""
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -38,6 +43,7 @@ class Settings:
     retry_backoff_s: float = 2.0
     read_streams: int = 2
     gaia_tap_url: str = "https://gea.esac.esa.int/"
+    debug: bool = False
 
     @property
     def embedded(self) -> bool:
@@ -63,21 +69,26 @@ class Settings:
         database_url = env.get("XPVAE_DATABASE_URL") or f"sqlite:///{home / 'xpvae.sqlite'}"
         device = (env.get("XPVAE_DEVICE") or "auto").strip().lower()
         if not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
-            raise ValueError(f"XPVAE_DEVICE must be auto, cpu, cuda or cuda:N, not {device!r}")
+            raise SettingsError(f"XPVAE_DEVICE must be auto, cpu, cuda or cuda:N, not {device!r}")
         shared_dir = Path(env.get("XPVAE_SHARED") or REFERENCE_DIR).expanduser().resolve()
         threads = (env.get("XPVAE_TORCH_THREADS") or "").strip()
         if threads and (not threads.isdigit() or int(threads) < 1):
-            raise ValueError(f"XPVAE_TORCH_THREADS must be an integer >= 1, not {threads!r}")
-        backoff = float(env.get("XPVAE_RETRY_BACKOFF_S") or 2.0)
-        if backoff < 0:
-            raise ValueError(f"XPVAE_RETRY_BACKOFF_S must be >= 0, not {backoff}")
+            raise SettingsError(f"XPVAE_TORCH_THREADS must be an integer >= 1, not {threads!r}")
+        try:
+            backoff = float(env.get("XPVAE_RETRY_BACKOFF_S") or 2.0)
+        except ValueError:
+            backoff = float("nan")
+        if not 0 <= backoff < float("inf"):
+            raise SettingsError(f"XPVAE_RETRY_BACKOFF_S must be a number of seconds >= 0, not "
+                                f"{env.get('XPVAE_RETRY_BACKOFF_S')!r}")
         streams = (env.get("XPVAE_READ_STREAMS") or "2").strip()
         if not streams.isdigit() or not 1 <= int(streams) <= MAX_READ_STREAMS:
-            raise ValueError(f"XPVAE_READ_STREAMS must be an integer from 1 to {MAX_READ_STREAMS}, not {streams!r}")
+            raise SettingsError(f"XPVAE_READ_STREAMS must be an integer from 1 to {MAX_READ_STREAMS}, not {streams!r}")
         return cls(home=home, database_url=database_url, broker_url=env.get("XPVAE_BROKER_URL") or None,
                    device=device, shared_dir=shared_dir, torch_threads=int(threads) if threads else None,
                    retry_backoff_s=backoff, read_streams=int(streams),
-                   gaia_tap_url=(env.get("XPVAE_GAIA_TAP_URL") or cls.gaia_tap_url).strip())
+                   gaia_tap_url=(env.get("XPVAE_GAIA_TAP_URL") or cls.gaia_tap_url).strip(),
+                   debug=(env.get("XPVAE_DEBUG") or "").strip() not in ("", "0"))
 
 
 @lru_cache(maxsize=1)

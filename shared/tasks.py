@@ -1,7 +1,8 @@
 """The task bodies every service registers: thin wrappers that hand a job id to the job runner.
 
 A database outage is retried by Celery (with backoff) instead of being recorded, because it cannot be
-recorded; any other failure is recorded on the job by `execute`, then retried with backoff or failed.
+recorded; any other failure is recorded on the job by `execute`: retried with backoff when transient, failed
+at once otherwise (shared.errors).
 """
 from __future__ import annotations
 

@@ -240,8 +240,9 @@ def _train_loop(model: nn.Module, train: Sequence[np.ndarray], validation: Seque
     n_train = int(train[0].shape[0])
     steps = n_train // config.batch_size
     if steps == 0:
-        raise ValueError(f"{n_train} training rows is fewer than one batch of {config.batch_size}; "
-                         f"lower TrainConfig.batch_size")
+        from shared.errors import InputError
+        raise InputError(f"--batch-size {config.batch_size} is larger than the {n_train} training spectra (the "
+                         f"training split of the selection): pass --batch-size {n_train} or less, or select more stars")
 
     as_t = lambda arrs: tuple(torch.as_tensor(np.ascontiguousarray(a, dtype=np.float32), device=device) for a in arrs)
     train_t, val_t = as_t(train), as_t(validation)

@@ -18,9 +18,11 @@ from db.selection import Selection
 from db.spectra import read_spectra
 from shared.artifact import ModelArtifact, register_artifact
 from shared.baseline import BaselineConfig, fit_label_baseline
+from shared.errors import InputError
 from shared.inference import infer_all
 from shared.jobs import JobCancelled, JobContext
 from shared.model import VAEConfig
+from shared.params import describe_selection
 from shared.preprocessing import finite_rows, normalise_by_flux
 from shared.recipe import Recipe, choose, n_train_rows
 from shared.training import TrainConfig, TrainResult, fit_scatter_vae, load_checkpoint
@@ -59,8 +61,9 @@ def load_training_set(engine: Engine, selection: Selection, progress=None,
     selection requires photometry, so they are never read."""
     data = read_spectra(engine, selection, progress=progress, with_correlations=correlations)
     if len(data["source_id"]) == 0:
-        raise ValueError(f"the selection {selection.to_dict()} matches no spectra with photometry: ingest "
-                         "Gaia XP spectra and photometry first")
+        raise InputError(f"no spectra with photometry match the selection ({describe_selection(selection.to_dict())}):"
+                         " ingest Gaia XP spectra and photometry first, or widen --source-id-min/--source-id-max/"
+                         "--quality/--limit")
     x, e = normalise_by_flux(data["coefficients"], data["errors"], data["phot_g_mean_flux"])
     out = {"source_id": data["source_id"], "x": x, "x_err": e}
     if correlations:

@@ -1,8 +1,8 @@
 """The `xpvae` command line. The same commands work in both modes: with XPVAE_BROKER_URL set they enqueue jobs
 for the workers (add --wait to follow one); without it they run the job in this process.
 
-Exit codes: 0 done (or queued), 1 the job failed or was cancelled, 2 bad usage, 3 database or broker
-unreachable / schema out of date, 4 no such job or model.
+Exit codes: 0 done (or queued), 1 the job failed, was cancelled or only partly succeeded, 2 bad usage,
+3 database or broker unreachable / schema out of date, 4 no such job or model.
 """
 from __future__ import annotations
 
@@ -12,10 +12,54 @@ import click
 
 from shared.settings import get_settings
 
-from xpvae.jobrun import EXIT_NOT_FOUND, EXIT_UNAVAILABLE, _die, _engine, follow
+from xpvae.jobrun import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_UNAVAILABLE, EXIT_USAGE, _die, _engine, follow
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+class _Main(click.Group):
+    """Every failure a user can meet ends in one line and its exit code, never a traceback (XPVAE_DEBUG=1
+    shows the traceback of an unexpected error)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 — the last line of defence against tracebacks
+            code, message = _one_line(exc)
+            if code == EXIT_FAILED and _debug():
+                raise
+            _die(message, code)
+
+
+def _one_line(exc: Exception) -> tuple[int, str]:
+    """(exit code, message) for an error that escaped a command. Imports here: `xpvae --help` stays light."""
+    import sqlalchemy as sa
+
+    from db.engine import DatabaseError
+    from db.models_registry import ModelNotFound
+    from shared.errors import InputError
+    from shared.jobs import BrokerUnavailable
+    from shared.settings import SettingsError
+    if isinstance(exc, ModelNotFound):
+        return EXIT_NOT_FOUND, str(exc)
+    if isinstance(exc, (SettingsError, InputError)):
+        return EXIT_USAGE, str(exc)
+    if isinstance(exc, (DatabaseError, BrokerUnavailable)):
+        return EXIT_UNAVAILABLE, str(exc)
+    if isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)):
+        return EXIT_UNAVAILABLE, "lost the database: " + (str(exc.orig) if exc.orig else str(exc)).strip().split("\n")[0]
+    line = (str(exc).strip().splitlines() or [""])[0]
+    return EXIT_FAILED, f"unexpected {type(exc).__name__}: {line} (XPVAE_DEBUG=1 shows the traceback)"
+
+
+def _debug() -> bool:
+    try:
+        return get_settings().debug
+    except ValueError:           # the settings themselves are what failed
+        return False
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="xpvae")
 def main() -> None:
     """xpvae: the scatter VAE of Gaia XP spectra, and the [α/M] bimodality analysis.
@@ -37,7 +81,7 @@ def db_upgrade() -> None:
     from db.migrate import head_revision, upgrade
     engine = get_engine()
     try:
-        check_connection(engine)
+        check_connection(engine, create=True)
     except DatabaseError as exc:
         _die(str(exc), EXIT_UNAVAILABLE)
     upgrade(engine)
@@ -68,9 +112,10 @@ def _fmt_progress(job: dict) -> str:
 
 
 @main.command("jobs")
-@click.option("--status", type=click.Choice(["queued", "running", "succeeded", "failed", "cancelled"]))
+@click.option("--status", type=click.Choice(["queued", "running", "succeeded", "partial", "failed", "cancelled"]),
+              help="partial: ran to the end but part of its work failed (e.g. some files of an ingest)")
 @click.option("--kind")
-@click.option("--limit", default=30, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=30, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def jobs_list(status, kind, limit, as_json) -> None:
     """List jobs, newest first."""
@@ -90,8 +135,14 @@ def job_group() -> None:
     """Inspect, follow, cancel or retry one job."""
 
 
+JOB_ID = click.argument("job_id", type=int)
+
+
 def _get_job_or_die(job_id: int) -> dict:
     from db import jobs as jobs_db
+    from shared.params import INT64_MAX
+    if not 1 <= job_id <= INT64_MAX:          # no such id can exist (and the database cannot compare it)
+        _die(f"no job {job_id}", EXIT_NOT_FOUND)
     job = jobs_db.get_job(_engine(), job_id)
     if job is None:
         _die(f"no job {job_id}", EXIT_NOT_FOUND)
@@ -99,7 +150,7 @@ def _get_job_or_die(job_id: int) -> dict:
 
 
 @job_group.command("show")
-@click.argument("job_id", type=int)
+@JOB_ID
 @click.option("--json", "as_json", is_flag=True)
 def job_show(job_id, as_json) -> None:
     """Everything about one job."""
@@ -119,7 +170,7 @@ def job_show(job_id, as_json) -> None:
 
 
 @job_group.command("wait")
-@click.argument("job_id", type=int)
+@JOB_ID
 def job_wait(job_id) -> None:
     """Follow a job with a progress line until it ends (exit 1 if it did not succeed)."""
     job = _get_job_or_die(job_id)
@@ -127,7 +178,7 @@ def job_wait(job_id) -> None:
 
 
 @job_group.command("cancel")
-@click.argument("job_id", type=int)
+@JOB_ID
 def job_cancel(job_id) -> None:
     """Cancel a queued job now, a running one at its next progress point."""
     from db import jobs as jobs_db
@@ -137,15 +188,15 @@ def job_cancel(job_id) -> None:
 
 
 @job_group.command("retry")
-@click.argument("job_id", type=int)
+@JOB_ID
 @click.option("--wait", is_flag=True, help="follow the job until it ends")
 def job_retry(job_id, wait) -> None:
-    """Run a failed or cancelled job again (finished shards and checkpoints are reused)."""
+    """Run a partial, failed or cancelled job again (finished shards and checkpoints are reused)."""
     from db import jobs as jobs_db
     from shared import jobs
     job = _get_job_or_die(job_id)
-    if job["status"] not in ("failed", "cancelled"):
-        _die(f"job {job_id} is {job['status']}; only failed or cancelled jobs can be retried", 2)
+    if job["status"] not in jobs_db.RETRYABLE:
+        _die(f"job {job_id} is {job['status']}; only {', '.join(jobs_db.RETRYABLE)} jobs can be retried", EXIT_USAGE)
     engine = _engine()
     jobs_db.reset_for_retry(engine, job_id)
     try:

@@ -7,19 +7,22 @@ from pathlib import Path
 
 import click
 
+from shared import params as P
 from xpvae.compose import refuse_host_artifacts, worker_path
-from xpvae.jobrun import EXIT_NOT_FOUND, EXIT_USAGE, _die, _engine, run_job
+from xpvae.jobrun import EXIT_NOT_FOUND, EXIT_USAGE, Spec, _die, _engine, run_job
 
 
 def selection_options(fn):
     """Options that pick the stars a job works on (see db.selection.Selection)."""
     opts = [
-        click.option("--source-id-min", "source_id_lo", type=int, help="smallest Gaia source_id to include"),
-        click.option("--source-id-max", "source_id_hi", type=int, help="largest Gaia source_id to include"),
+        click.option("--source-id-min", "source_id_lo", type=Spec(P.SELECTION["source_id_lo"]),
+                     help="smallest Gaia source_id to include"),
+        click.option("--source-id-max", "source_id_hi", type=Spec(P.SELECTION["source_id_hi"]),
+                     help="largest Gaia source_id to include"),
         click.option("--quality", type=click.Choice(["pristine", "good", "giant", "cool_giant"]),
                      help="only stars whose APOGEE labels pass this selection (docs/science.md §9)"),
         click.option("--labelled/--any-labels", default=None, help="only stars with (or any) APOGEE labels"),
-        click.option("--limit", type=int, help="at most this many stars (lowest source ids first)"),
+        click.option("--limit", type=Spec(P.SELECTION["limit"]), help="at most this many stars (lowest source ids first)"),
     ]
     for o in reversed(opts):
         fn = o(fn)
@@ -28,18 +31,28 @@ def selection_options(fn):
 
 def _selection(kw: dict) -> dict:
     sel = {k: kw.pop(k) for k in ("source_id_lo", "source_id_hi", "quality", "labelled", "limit")}
-    return {k: v for k, v in sel.items() if v is not None}
+    sel = {k: v for k, v in sel.items() if v is not None}
+    try:
+        P.check_selection(sel)          # what no single option can see: --source-id-min above --source-id-max
+    except P.InputError as exc:
+        raise click.UsageError(str(exc)) from None
+    return sel
 
 
-def _model_ref(ref: str) -> int:
-    """--model/--baseline: a name, or an id as N or id:N → the id (exit 2 if malformed, 4 if no such model)."""
+def _model_ref(ref: str, flag: str = "--model", kind: str | None = "svae") -> int:
+    """--model/--baseline: a name, or an id as N or id:N → the id (exit 2 if malformed or not of ``kind``,
+    4 if no such model)."""
     from db.models_registry import InvalidModelName, ModelNotFound, get_model
     try:
-        return int(get_model(_engine(), ref)["id"])
+        model = get_model(_engine(), ref)
     except InvalidModelName as exc:
         _die(str(exc), EXIT_USAGE)
     except ModelNotFound as exc:
         _die(str(exc), EXIT_NOT_FOUND)
+    if kind is not None and model["kind"] != kind:
+        _die(f"{flag} {ref}: model {model['name']!r} is of kind {model['kind']}, {flag} takes a model of kind "
+             f"{kind} (see `xpvae models`)", EXIT_USAGE)
+    return int(model["id"])
 
 
 def _valid_name(ctx, param, value):
@@ -69,12 +82,6 @@ def _check_name_free(name: str | None, replace: bool) -> None:
             _die(str(exc), EXIT_USAGE)
 
 
-def _print_result(job: dict) -> None:
-    if job.get("result"):
-        from xpvae.summaries import describe_result
-        click.echo(describe_result(job["kind"], job["result"]))
-
-
 wait_option = click.option("--wait", is_flag=True, help="stack mode: follow the job with a progress line until it ends")
 
 
@@ -100,10 +107,7 @@ def ingest_group() -> None:
 
 
 def _ingest(source: str, paths: list[str], wait: bool, **extra) -> None:
-    job = run_job("ingest", {"source": source, "paths": paths, **extra}, wait=wait, label=f"ingest {source}")
-    _print_result(job)
-    if (job.get("result") or {}).get("files_failed"):
-        raise SystemExit(1)
+    run_job("ingest", {"source": source, "paths": paths, **extra}, wait=wait, label=f"ingest {source}")
 
 
 @ingest_group.command("gaia-xp")
@@ -150,15 +154,18 @@ def ingest_catalogue(path, norm, wait) -> None:
               help="auto: batch size, lr and epochs from the number of optimiser steps the training set allows; "
                    "published: the authors' lr 1e-4, batch 1024, 5000 epochs (tuned for ~360k training spectra). "
                    "--epochs, --batch-size, --lr and --t0 override either")
-@click.option("--epochs", type=int, help="default: from the recipe (the published model used 5000)")
-@click.option("--batch-size", type=int, help="default: from the recipe")
-@click.option("--lr", type=float, help="peak learning rate; default: from the recipe")
-@click.option("--weight-decay", type=float, default=0.01, show_default=True)
-@click.option("--t0", type=int, help="cosine warm-restart period in epochs; default: from the recipe")
-@click.option("--latent-dim", type=int, default=6, show_default=True)
-@click.option("--hidden", default="90,70,50,30,10", show_default=True, help="encoder widths")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--checkpoint-every", type=int, default=10, show_default=True)
+@click.option("--epochs", type=Spec(P.TRAIN["epochs"]), help="default: from the recipe (the published model used 5000)")
+@click.option("--batch-size", type=Spec(P.TRAIN["batch_size"]),
+              help="default: from the recipe; at most the number of training spectra (80 % of the selection)")
+@click.option("--lr", type=Spec(P.TRAIN["lr"]), help="peak learning rate; default: from the recipe")
+@click.option("--weight-decay", type=Spec(P.TRAIN["weight_decay"]), default=0.01, show_default=True)
+@click.option("--t0", type=Spec(P.TRAIN["t0"]), help="cosine warm-restart period in epochs; default: from the recipe")
+@click.option("--latent-dim", type=Spec(P.SVAE["latent_dim"]), default=6, show_default=True)
+@click.option("--hidden", type=Spec(P.SVAE["hidden"]), default="90,70,50,30,10", show_default=True,
+              help="encoder widths")
+@click.option("--seed", type=Spec(P.SEED), default=0, show_default=True)
+@click.option("--checkpoint-every", type=Spec(P.TRAIN["checkpoint_every"]), default=10, show_default=True,
+              help="epochs between checkpoints (0: only at the end)")
 @click.option("--likelihood", type=click.Choice(["diagonal", "full"]), default="diagonal", show_default=True,
               help="diagonal: errors only, as published; full: each star's XP covariance, Σ + diag(ŝ²) per "
                    "band (needs stored correlations; bands without usable ones fall back to diagonal and are "
@@ -171,10 +178,10 @@ def train_cmd(name, replace, recipe, epochs, batch_size, lr, weight_decay, t0, l
     _check_name_free(name, replace)
     given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "t0": t0}
     params = {"name": name, "replace": replace, "selection": _selection(kw), "recipe": recipe,
-              "model": {"latent_dim": latent_dim, "hidden": [int(h) for h in hidden.split(",")]},
+              "model": {"latent_dim": latent_dim, "hidden": list(hidden)},
               "train": {**{k: v for k, v in given.items() if v is not None}, "weight_decay": weight_decay,
                         "seed": seed, "checkpoint_every": checkpoint_every, "likelihood": likelihood}}
-    _print_result(run_job("train", params, wait=wait, label="train"))
+    run_job("train", params, wait=wait, label="train")
 
 
 def _label_names(text: str) -> list[str]:
@@ -193,10 +200,10 @@ def _label_names(text: str) -> list[str]:
 @click.command("train-baseline")
 @name_option("baseline-job<job id>")
 @replace_option
-@click.option("--epochs", type=int, default=50, show_default=True)
-@click.option("--batch-size", type=int, default=1024, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--epochs", type=Spec(P.TRAIN["epochs"]), default=50, show_default=True)
+@click.option("--batch-size", type=Spec(P.TRAIN["batch_size"]), default=1024, show_default=True)
+@click.option("--lr", type=Spec(P.TRAIN["lr"]), default=1e-3, show_default=True)
+@click.option("--seed", type=Spec(P.SEED), default=0, show_default=True)
 @click.option("--labels-from", type=click.Choice(["good", "pristine"]), default="good", show_default=True)
 @click.option("--labels", "label_names", default="teff,logg,m_h,alpha_m", show_default=True,
               help="comma list of APOGEE label columns the baseline maps from, e.g. add sfd_ebv as a reddening proxy")
@@ -209,21 +216,22 @@ def train_baseline_cmd(name, replace, epochs, batch_size, lr, seed, labels_from,
     sel.setdefault("quality", labels_from)
     params = {"name": name, "replace": replace, "selection": sel, "model": {"label_names": _label_names(label_names)},
               "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}}
-    _print_result(run_job("train_baseline", params, wait=wait, label="train-baseline"))
+    run_job("train_baseline", params, wait=wait, label="train-baseline")
 
 
 # --- infer ---------------------------------------------------------------------------------------------------
 @click.command("infer")
 @click.option("--model", "model_ref", required=True, help="model name, or id as N or id:N")
-@click.option("--shards", type=int, default=0, help="number of shards (default: about 50,000 stars each)")
-@click.option("--batch-size", type=int, default=8192, show_default=True)
+@click.option("--shards", type=Spec(P.INFER["shards"]), default=0,
+              help="number of shards (default 0: about 25,000 stars each)")
+@click.option("--batch-size", type=Spec(P.INFER["batch_size"]), default=8192, show_default=True)
 @selection_options
 @wait_option
 def infer_cmd(model_ref, shards, batch_size, wait, **kw):
     """Run a model over the selected stars: latents (μ, σ), NLL, z-score and χ² summaries into inference_results."""
     params = {"model_id": _model_ref(model_ref), "selection": _selection(kw), "shards": shards,
               "batch_size": batch_size}
-    _print_result(run_job("infer", params, wait=wait, label="infer"))
+    run_job("infer", params, wait=wait, label="infer")
 
 
 # --- analyze -------------------------------------------------------------------------------------------------
@@ -235,14 +243,14 @@ def analyze_group() -> None:
 @analyze_group.command("alpha")
 @click.option("--model", "model_ref", required=True, help="sVAE model name, or id as N or id:N (its inference "
               "must have run)")
-@click.option("--folds", type=int, default=5, show_default=True)
-@click.option("--bootstrap", type=int, default=500, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--folds", type=Spec(P.ALPHA["n_folds"]), default=5, show_default=True)
+@click.option("--bootstrap", type=Spec(P.ALPHA["n_boot"]), default=500, show_default=True)
+@click.option("--seed", type=Spec(P.SEED), default=0, show_default=True)
 @wait_option
 def analyze_alpha(model_ref, folds, bootstrap, seed, wait):
     """[α/M] bimodality: classifiers (latents vs labels), dip test, ΔBIC, unsupervised mixtures, tracks."""
     params = {"model_id": _model_ref(model_ref), "n_folds": folds, "n_boot": bootstrap, "seed": seed}
-    _print_result(run_job("analyze_alpha", params, wait=wait, label="analyze alpha"))
+    run_job("analyze_alpha", params, wait=wait, label="analyze alpha")
 
 
 @analyze_group.command("reconstruction")
@@ -250,13 +258,13 @@ def analyze_alpha(model_ref, folds, bootstrap, seed, wait):
 @click.option("--baseline", "baseline_ref", help="label-dependent baseline (name, N or id:N) to compare "
               "with, on the same stars")
 @click.option("--split", type=click.Choice(["test", "validation", "all"]), default="test", show_default=True)
-@click.option("--max-stars", type=int, default=50000, show_default=True)
+@click.option("--max-stars", type=Spec(P.RECONSTRUCTION["max_stars"]), default=50000, show_default=True)
 @wait_option
 def analyze_reconstruction(model_ref, baseline_ref, split, max_stars, wait):
     """Reconstruction report: per-coefficient z-scores, χ²/dof per band, by Teff, log g and [M/H]."""
     params = {"model_id": _model_ref(model_ref), "split": split, "max_stars": max_stars,
-              "baseline_id": _model_ref(baseline_ref) if baseline_ref else None}
-    _print_result(run_job("analyze_reconstruction", params, wait=wait, label="analyze reconstruction"))
+              "baseline_id": _model_ref(baseline_ref, "--baseline", "label_baseline") if baseline_ref else None}
+    run_job("analyze_reconstruction", params, wait=wait, label="analyze reconstruction")
 
 
 # --- models --------------------------------------------------------------------------------------------------

@@ -3,12 +3,15 @@
 label baseline → infer → both analyses → headline numbers, report paths and SQL to paste."""
 from __future__ import annotations
 
+import functools
 import json
 import time
 
 import click
 
+from shared import params as P
 from shared.settings import get_settings
+from xpvae.jobrun import Spec
 
 SQL_EXAMPLES = [
     ("latents with labels of the pristine giants",
@@ -30,20 +33,22 @@ def _step(title: str):
 
 @click.command("demo")
 @click.option("--n-stars", type=int, default=25000, show_default=True, help="size of the simulated survey")
-@click.option("--epochs", type=int, default=150, show_default=True, help="sVAE training epochs")
-@click.option("--batch-size", type=int, default=256, show_default=True,
+@click.option("--epochs", type=Spec(P.TRAIN["epochs"]), default=150, show_default=True, help="sVAE training epochs")
+@click.option("--batch-size", type=Spec(P.TRAIN["batch_size"]), default=256, show_default=True,
               help="sVAE batch size (small batches: enough optimiser steps on a small survey)")
-@click.option("--lr", type=float, default=2e-3, show_default=True, help="sVAE peak learning rate (one cosine cycle)")
-@click.option("--baseline-epochs", type=int, default=150, show_default=True)
+@click.option("--lr", type=Spec(P.TRAIN["lr"]), default=2e-3, show_default=True,
+              help="sVAE peak learning rate (one cosine cycle)")
+@click.option("--baseline-epochs", type=Spec(P.TRAIN["epochs"]), default=150, show_default=True)
 @click.option("--label-fraction", type=float, default=0.3, show_default=True)
 @click.option("--alpha-signal", type=float, default=1.0, show_default=True)
 @click.option("--mag-max", type=float, default=16.0, show_default=True,
               help="faintest simulated G (APOGEE×XP stars are mostly G ≲ 16)")
-@click.option("--threads", type=int, default=1, show_default=True,
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="CPU threads for training: batches of 256 through a 67k-parameter network gain little from "
                    "more, and two threads on two busy cores wait on each other")
-@click.option("--bootstrap", type=int, default=200, show_default=True, help="bootstrap resamples for intervals")
-@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--bootstrap", type=Spec(P.ALPHA["n_boot"]), default=200, show_default=True,
+              help="bootstrap resamples for intervals")
+@click.option("--seed", type=Spec(P.SEED), default=1, show_default=True)
 @click.option("--likelihood", type=click.Choice(["diagonal", "full"]), default="diagonal", show_default=True,
               help="sVAE likelihood: diagonal errors (the published recipe) or each star's full XP covariance "
                    "(several times slower to train; see docs/science-validation.md)")
@@ -55,7 +60,8 @@ def demo(n_stars, epochs, batch_size, lr, baseline_epochs, label_fraction, alpha
     from db.engine import get_engine
     from db.migrate import upgrade
     from ingest.simulate.survey import simulate_survey
-    from xpvae.jobrun import run_job
+    from xpvae.jobrun import run_job as submit
+    run_job = functools.partial(submit, show_result=False)      # the demo prints its own digest of each step
     from xpvae.progress import ProgressLine
     settings = get_settings()
     t_start = time.perf_counter()

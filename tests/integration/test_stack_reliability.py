@@ -45,25 +45,56 @@ def test_worker_killed_mid_shard_still_gives_one_row_per_star(stack, pg_engine):
     assert attempts >= 2          # the killed shard really ran twice
 
 
-def test_always_failing_task_is_retried_then_failed_and_the_worker_goes_on(stack, pg_engine):
-    """A job whose model artifact is gone raises on every attempt: it is retried with backoff, ends `failed`
-    with the error text after max_attempts, and the same worker then serves the next job."""
+def test_transient_failures_are_retried_deterministic_ones_are_not_and_the_worker_goes_on(stack, pg_engine):
+    """Three jobs on one inference worker whose statements give up after 300 ms waiting for a lock
+    (PGOPTIONS, a server setting): a job whose model artifact is gone fails on its first attempt (retrying
+    cannot bring the file back); a job whose results table stays locked by another session fails with the
+    lock timeout on each of its attempts (a transient error: retried with backoff); once the lock is
+    released, the same worker serves the next job."""
     seed_survey(pg_engine, 600)
-    bad_model = train_small_model(pg_engine, name="doomed")
-    good_model = train_small_model(pg_engine, name="fine")
+    gone = train_small_model(pg_engine, name="doomed")
+    good = train_small_model(pg_engine, name="fine")
     with pg_engine.connect() as conn:
-        path = conn.execute(sa.text("SELECT path FROM models WHERE id = :m"), {"m": bad_model}).scalar()
+        path = conn.execute(sa.text("SELECT path FROM models WHERE id = :m"), {"m": gone}).scalar()
     os.unlink(path)
+    stack.env["PGOPTIONS"] = "-c lock_timeout=300"
     stack.start_worker("inferencer")
-    bad = jobs.submit("infer", {"model_id": bad_model, "selection": {}}, engine=pg_engine, max_attempts=3)
-    good = jobs.submit("infer", {"model_id": good_model, "selection": {}}, engine=pg_engine)
-    for job_id in (bad, good):
-        wait_for(lambda: _job(pg_engine, job_id)["status"] in jobs_db.TERMINAL, timeout=120,
-                 what=f"job {job_id}", stack=stack)
-    bad_job, good_job = _job(pg_engine, bad), _job(pg_engine, good)
-    assert bad_job["status"] == "failed" and bad_job["attempts"] == 3
-    assert "FileNotFoundError" in bad_job["error"] and "is missing" in bad_job["error"]
-    assert good_job["status"] == "succeeded"
+    missing = jobs.submit("infer", {"model_id": gone, "selection": {}}, engine=pg_engine, max_attempts=3)
+    job = wait_for(lambda: (j := _job(pg_engine, missing))["status"] in jobs_db.TERMINAL and j, timeout=120,
+                   what="the job without artifact", stack=stack)
+    assert job["status"] == "failed" and job["attempts"] == 1
+    assert job["error"].startswith("FileNotFoundError: model 'doomed': artifact") and "not retried" in job["error"]
+    locker = pg_engine.connect()
+    tx = locker.begin()
+    locker.execute(sa.text("LOCK TABLE inference_results IN ACCESS EXCLUSIVE MODE"))
+    try:
+        locked = jobs.submit("infer", {"model_id": good, "selection": {}}, engine=pg_engine, max_attempts=3)
+        job = wait_for(lambda: (j := _job(pg_engine, locked))["status"] in jobs_db.TERMINAL and j, timeout=180,
+                       what="the job meeting the lock", stack=stack)
+    finally:
+        tx.rollback()
+        locker.close()
+    assert job["status"] == "failed", job["error"]
+    assert "lock timeout" in job["error"].splitlines()[0] and "failed on each of 3 attempts" in job["error"]
+    assert max(s["attempts"] for s in jobs_db.get_shards(pg_engine, locked)) == 3
+    after = jobs.submit("infer", {"model_id": good, "selection": {}}, engine=pg_engine)
+    job = wait_for(lambda: (j := _job(pg_engine, after))["status"] in jobs_db.TERMINAL and j, timeout=120,
+                   what="the job after the lock", stack=stack)
+    assert job["status"] == "succeeded", job["error"]
+
+
+def test_partly_failed_ingest_is_partial_in_stack_mode(stack, pg_engine, shared_dir, tmp_path):
+    """An ingest job whose files partly fail ends 'partial' after one attempt, and `--wait` exits 1."""
+    import gzip
+    good = shared_dir / "data/gaia_xp/gaiaxpy_tests/XP_CONTINUOUS_RAW.csv"
+    broken = tmp_path / "broken.csv.gz"
+    broken.write_bytes(gzip.compress(good.read_bytes())[:500])
+    stack.start_worker("ingest")
+    res = stack.cli("ingest", "gaia-xp", str(good), str(broken), "--wait", check=False)
+    assert res.returncode == 1, res.stderr
+    assert "partial: 1 of 2 files failed" in res.stderr and "files ok 1, failed 1" in res.stdout
+    (job,) = jobs_db.list_jobs(pg_engine, kind="ingest")
+    assert job["status"] == "partial" and job["attempts"] == 1 and job["result"]["rows_loaded"] == 2
 
 
 def test_crash_looping_job_stops_after_max_attempts(stack, pg_engine):

@@ -1,5 +1,6 @@
 """The two entry points end to end on small synthetic inputs: rows, headline, figures and report written."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -92,3 +93,19 @@ def test_reconstruction_report_refuses_different_stars(tmp_path):
     other = dict(models["label"], x=models["label"]["x"] + 1.0)
     with pytest.raises(ValueError, match="same stars"):
         run_reconstruction_report({"svae": models["svae"], "label": other}, labels, out_dir=tmp_path)
+
+
+def test_report_embeds_model_names_as_text(tmp_path):
+    """A model name is data: in report.md and report.html it must read as itself, never become markup
+    (raw HTML, a link, a table cell break, a heading)."""
+    evil = "<img src=x onerror=alert(1)>|[click](javascript:alert(2)) *x*\n# owned"
+    models, labels, _ = reconstruction_sample(300, seed=8)
+    models = {evil: models["label"], "svae": models["svae"]}
+    run_reconstruction_report(models, labels, out_dir=tmp_path, pairs=[(evil, "svae")], n_boot=20)
+    md = (tmp_path / "report.md").read_text()
+    unescaped = lambda pattern: re.search(r"(?<!\\)" + pattern, md)
+    assert not unescaped("<img") and not unescaped(r"\]\(javascript") and not unescaped(r"\|\[") and "\n# owned" not in md
+    assert "\\<img src=x onerror=alert(1)\\>\\|\\[click\\](javascript:alert(2)) \\*x\\* \\# owned" in md
+    page = (tmp_path / "report.html").read_text()
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert all("<" not in f.name and "/" not in f.name.replace(".png", "") for f in tmp_path.glob("*.png"))

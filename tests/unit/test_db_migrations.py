@@ -1,7 +1,7 @@
 """The schema comes from alembic migrations and matches db.schema on both backends."""
 import sqlalchemy as sa
 
-from db.engine import SchemaOutOfDate, check_schema, create_engine
+from db.engine import DatabaseUnavailable, SchemaOutOfDate, check_schema, create_engine
 from db.migrate import downgrade, head_revision, upgrade
 from db.schema import metadata
 
@@ -16,7 +16,14 @@ def test_migrations_create_every_table_and_view(engine):
 
 
 def test_out_of_date_schema_is_reported_with_the_fix(tmp_path):
-    eng = create_engine(f"sqlite:///{tmp_path / 'old.sqlite'}")
+    path = tmp_path / "old.sqlite"
+    eng = create_engine(f"sqlite:///{path}")
+    try:
+        check_schema(eng)
+        raise AssertionError("a missing database file must be reported, not created")
+    except DatabaseUnavailable as exc:
+        assert "no database file at" in str(exc) and not path.exists()
+    path.touch()       # an empty SQLite database
     try:
         check_schema(eng)
         raise AssertionError("an empty database must be reported as out of date")

@@ -3,18 +3,38 @@ idempotent redelivery and the job commands of the CLI. (The same runner under re
 by tests/integration.)"""
 from __future__ import annotations
 
+import errno
+
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 
 from db import jobs as jobs_db
 from shared import jobs
+from shared.errors import InputError, is_transient
 
 CALLS: dict[str, int] = {}
 
 
 def always_fails(ctx):
     CALLS["fail"] = CALLS.get("fail", 0) + 1
-    raise RuntimeError("the disk is on fire")
+    raise OSError(errno.EIO, "the disk is on fire")
+
+
+def has_a_bug(ctx):
+    CALLS["bug"] = CALLS.get("bug", 0) + 1
+    return {"x": 1} / 0
+
+
+def refuses(ctx):
+    CALLS["refuse"] = CALLS.get("refuse", 0) + 1
+    raise InputError("--thing 7 is too many: pass --thing 3 or less")
+
+
+def half_done(ctx):
+    CALLS["half"] = CALLS.get("half", 0) + 1
+    ctx.incomplete("1 of 2 files failed, first: b.csv: truncated")
+    return {"files_ok": 1, "files_failed": 1}
 
 
 def fails_once(ctx):
@@ -45,7 +65,8 @@ def test_kinds(monkeypatch):
     get_settings.cache_clear()
     CALLS.clear()
     for name, fn in (("t_fail", "always_fails"), ("t_flaky", "fails_once"), ("t_count", "counts"),
-                     ("t_cancel", "cancels_itself")):
+                     ("t_cancel", "cancels_itself"), ("t_bug", "has_a_bug"), ("t_refuse", "refuses"),
+                     ("t_half", "half_done")):
         monkeypatch.setitem(jobs.KINDS, name, jobs.JobKind("analysis", f"test_jobs_runner:{fn}"))
     yield
     get_settings.cache_clear()
@@ -59,12 +80,92 @@ def test_success_records_result_progress_and_timestamps(engine):
     assert job["started_at"] is not None and job["finished_at"] >= job["started_at"]
 
 
-def test_always_failing_job_is_retried_then_failed_with_the_error(engine):
+def test_always_failing_transient_job_is_retried_then_failed_with_the_error(engine):
     job_id = jobs.submit("t_fail", {}, engine=engine, max_attempts=3)
     job = jobs_db.get_job(engine, job_id)
     assert CALLS["fail"] == 3
     assert job["status"] == "failed" and job["attempts"] == 3
-    assert "RuntimeError: the disk is on fire" in job["error"]
+    assert job["error"].splitlines()[0] == "OSError: [Errno 5] the disk is on fire"
+    assert "each of 3 attempts" in job["error"]
+
+
+def test_deterministic_failures_fail_at_once(engine):
+    """An error that would recur (a bug, a refused input) is not retried; an InputError's own words are the
+    first line (it names the flag), the traceback stays in the record for `xpvae job show`."""
+    bug = jobs_db.get_job(engine, jobs.submit("t_bug", {}, engine=engine, max_attempts=3))
+    assert CALLS["bug"] == 1 and bug["status"] == "failed" and bug["attempts"] == 1
+    assert bug["error"].splitlines()[0].startswith("TypeError: unsupported operand")
+    refused = jobs_db.get_job(engine, jobs.submit("t_refuse", {}, engine=engine, max_attempts=3))
+    assert CALLS["refuse"] == 1 and refused["status"] == "failed" and refused["attempts"] == 1
+    lines = refused["error"].splitlines()
+    assert lines[0] == "--thing 7 is too many: pass --thing 3 or less"
+    assert lines[1].startswith("(not retried") and "Traceback (most recent call last)" in refused["error"]
+
+
+@pytest.mark.parametrize("exc, transient", [
+    (OSError(errno.EIO, "i/o"), True), (ConnectionResetError(), True), (TimeoutError(), True),
+    (FileNotFoundError(2, "gone"), False), (PermissionError(13, "no"), False),
+    (sa.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection")), True),
+    (sa.exc.IntegrityError("INSERT", {}, Exception("duplicate key")), False),
+    (ValueError("bad"), False), (InputError("--x"), False), (ZeroDivisionError(), False),
+    (RuntimeError("wrapped"), False),
+])
+def test_transient_or_deterministic(exc, transient):
+    assert is_transient(exc) is transient
+
+
+def test_cause_decides_a_wrapped_failure():
+    try:
+        try:
+            raise ConnectionRefusedError(111, "refused")
+        except OSError as inner:
+            raise RuntimeError("could not load") from inner
+    except RuntimeError as outer:
+        assert is_transient(outer)
+
+
+def test_partial_job_keeps_its_result_and_is_not_retried(engine):
+    job = jobs_db.get_job(engine, jobs.submit("t_half", {}, engine=engine, max_attempts=3))
+    assert CALLS["half"] == 1 and job["status"] == "partial" and job["attempts"] == 1
+    assert job["result"] == {"files_ok": 1, "files_failed": 1}
+    assert job["error"] == "1 of 2 files failed, first: b.csv: truncated"
+    assert jobs.execute(job["id"], engine=engine) == "partial" and CALLS["half"] == 1   # terminal: not run again
+
+
+@pytest.mark.parametrize("kind, params, flag", [
+    ("train", {"selection": {}, "train": {"epochs": 0}}, "--epochs"),
+    ("train", {"selection": {}, "train": {"epochs": -1}}, "--epochs"),
+    ("train", {"selection": {}, "train": {"batch_size": 0}}, "--batch-size"),
+    ("train", {"selection": {}, "train": {"lr": -1}}, "--lr"),
+    ("train", {"selection": {}, "train": {"lr": "nan"}}, "--lr"),        # JSON has no NaN: a string
+    ("train", {"selection": {}, "model": {"latent_dim": 0}}, "--latent-dim"),
+    ("train", {"selection": {}, "model": {"latent_dim": 17}}, "--latent-dim"),
+    ("train", {"selection": {}, "model": {"hidden": [90, 0, 10]}}, "--hidden"),
+    ("train", {"selection": {"limit": -3}}, "--limit"),
+    ("train", {"selection": {"source_id_lo": 9, "source_id_hi": 3}}, "--source-id-min"),
+    ("train", {"selection": {"quality": "shiny"}}, "--quality"),
+    ("train", {"selection": {}, "train": {"epoch": 5}}, "unknown parameter(s) epoch"),
+    ("train_baseline", {"selection": {}, "train": {"seed": -1}}, "--seed"),
+    ("infer", {"model_id": 1, "shards": -2}, "--shards"),
+    ("infer", {"model_id": 1, "batch_size": 0}, "--batch-size"),
+    ("infer", {"model_id": 1, "selection": {"limit": 0}}, "--limit"),
+    ("analyze_alpha", {"model_id": 1, "n_folds": 1}, "--folds"),
+    ("analyze_alpha", {"model_id": 1, "n_boot": True}, "--bootstrap"),
+    ("analyze_reconstruction", {"model_id": 1, "split": "train"}, "--split"),
+    ("analyze_reconstruction", {"model_id": 1, "max_stars": 0}, "--max-stars"),
+    ("ingest", {"source": "gaia-xp", "paths": []}, "PATHS"),
+    ("ingest", {"source": "gaia", "paths": ["a.csv"]}, "SOURCE"),
+])
+def test_bad_parameters_are_refused_at_submit_and_at_run(engine, kind, params, flag):
+    """For API callers: submit() refuses before any job row exists; a row that got in some other way fails
+    on its first attempt, never reaching the handler, with the flag named."""
+    with pytest.raises(InputError, match=flag.replace("(", r"\(").replace(")", r"\)")):
+        jobs.submit(kind, params, engine=engine)
+    assert jobs_db.list_jobs(engine) == []
+    job_id = jobs_db.create_job(engine, kind, jobs.KINDS[kind].queue, params)
+    assert jobs.execute(job_id, engine=engine) == "failed"
+    job = jobs_db.get_job(engine, job_id)
+    assert job["attempts"] == 1 and flag in job["error"].splitlines()[0]
 
 
 def test_transient_failure_succeeds_on_retry(engine):
@@ -124,7 +225,16 @@ def test_job_commands(sqlite_url, monkeypatch):
         assert runner.invoke(main, ["job", "show", "999999"]).exit_code == 4
         done = jobs.submit("t_count", {}, engine=engine)
         again = runner.invoke(main, ["job", "retry", str(done)])
-        assert again.exit_code == 2 and "only failed or cancelled" in again.output
+        assert again.exit_code == 2 and "only partial, failed, cancelled jobs" in again.output
+        half = jobs.submit("t_half", {}, engine=engine)
+        listed = runner.invoke(main, ["jobs", "--status", "partial"])
+        assert listed.exit_code == 0 and f"{half:>5}  t_half                 partial" in listed.output
+        waited = runner.invoke(main, ["job", "wait", str(half)])
+        assert waited.exit_code == 1
+        assert f"job {half} partial: 1 of 2 files failed, first: b.csv: truncated" in waited.output
+        for bad_id, code in (("99999999999999999999999", 4), ("0", 4), ("abc", 2)):
+            out = runner.invoke(main, ["job", "show", bad_id])
+            assert out.exit_code == code and isinstance(out.exception, SystemExit), (bad_id, out.output)
     finally:
         get_settings.cache_clear()
         get_engine.cache_clear()
