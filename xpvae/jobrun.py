@@ -99,8 +99,6 @@ def follow(job_id: int, label: str = "job", poll: float = 1.0, show_result: bool
     if job["status"] != "succeeded":
         reason = (job["error"] or "").strip().splitlines()
         click.secho(f"job {job_id} {job['status']}: {reason[0] if reason else ''}", fg="red", err=True)
-        if job["status"] == "failed":
-            click.echo(f"(`xpvae job show {job_id}` has the details)", err=True)
         sys.exit(EXIT_FAILED)
     click.echo(f"job {job_id} succeeded", err=True)
     return job

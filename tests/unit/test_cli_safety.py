@@ -62,7 +62,7 @@ def _seed(engine, n: int = 120) -> None:
 
 def _register(engine, name: str, kind: str) -> int:
     from db.models_registry import register_model
-    return register_model(engine, name=name, kind=kind, path="/nonexistent/never-read.pt")
+    return register_model(engine, name=name, kind=kind, path="/nonexistent/never-read.pt").model_id
 
 
 # --- item 9: bad arguments never reach a job ------------------------------------------------------------------
@@ -159,7 +159,7 @@ def test_model_of_the_wrong_kind_fails_once_through_the_api(cli):
         assert job["status"] == "failed" and job["attempts"] == 1, job
         first = job["error"].splitlines()[0]
         assert first.startswith("--model base: a model of kind label_baseline") or \
-            first == "no model 12345 (see `xpvae models`)", first
+            first == "no model id 12345 (see `xpvae models`)", first
 
 
 # --- item 11 (the CLI side): a partly failed ingest is 'partial', exit 1 ----------------------------------------
@@ -189,7 +189,7 @@ def test_partly_failed_ingest_is_partial_and_exits_1(cli, shared_dir, tmp_path):
     ({}, ["job", "show", "99999999999999999999999"], 4, "no job 99999999999999999999999"),
     ({}, ["job", "show", "abc"], 2, "is not a valid integer"),
     ({}, ["job", "wait", "424242"], 4, "no job 424242"),
-    ({}, ["infer", "--model", "nope"], 4, "no model 'nope'"),
+    ({}, ["infer", "--model", "nope"], 4, "no model named 'nope'"),
     ({}, ["train", "--hidden", "abc"], 2, "--hidden"),
 ])
 def test_mistakes_get_one_line_and_their_code(cli, env, args, code, says):
