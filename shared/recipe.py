@@ -21,6 +21,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from shared.errors import InputError
+
 RECIPES = ("auto", "published")
 PUBLISHED = {"batch_size": 1024, "lr": 1e-4, "epochs": 5000, "t0": 500}
 MIN_STEPS_PER_EPOCH = 32
@@ -92,7 +94,7 @@ def choose(recipe: str, n_train: int, given: Mapping[str, Any]) -> Recipe:
         settings["t0"] = int(given["epochs"])       # keep one cosine cycle over the run the user asked for
     settings.update({k: given[k] for k in explicit})
     if settings["batch_size"] > n_train:
-        raise ValueError(f"--batch-size {settings['batch_size']} is larger than the training set "
+        raise InputError(f"--batch-size {settings['batch_size']} is larger than the training set "
                          f"({n_train:,} spectra); give a smaller one or leave it to --recipe auto")
     if explicit:
         reason += f"; given explicitly: {', '.join(explicit)}"

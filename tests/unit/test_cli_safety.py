@@ -144,7 +144,7 @@ def test_batch_larger_than_the_data_fails_once_naming_the_flag(cli):
     out = cli("train", "--epochs", "1", "--batch-size", "5000")
     assert out.exit_code == 1
     line = _error_line(out.output)
-    assert "--batch-size 5000 is larger than the" in line and "pass --batch-size" in line
+    assert "--batch-size 5000 is larger than the training" in line and "Error" not in line
     assert _only_job(cli.engine)["attempts"] == 1
 
 
