@@ -24,11 +24,7 @@ import uuid
 
 import sqlalchemy as sa
 
-PG_ADMIN_URL = os.environ.get("XPVAE_TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
-
-
-def _pg_url_for(name: str) -> str:
-    return sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+from testdb import PG_ADMIN_URL, _empty_tables, _pg_url_for  # noqa: E402  (one home, importable by tests)
 
 
 @pytest.fixture(scope="session")
@@ -64,19 +60,6 @@ def sqlite_url(tmp_path_factory):
     upgrade(engine)
     engine.dispose()
     return url
-
-
-DATA_TABLES = ("analysis_reports", "analysis_statistics", "inference_results", "training_metrics", "models",
-               "job_shards", "jobs", "xp_correlations", "xp_spectra", "photometry", "apogee_labels")
-
-
-def _empty_tables(engine) -> None:
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(sa.text(f"TRUNCATE {', '.join(DATA_TABLES)} RESTART IDENTITY CASCADE"))
-        else:
-            for t in DATA_TABLES:
-                conn.execute(sa.text(f"DELETE FROM {t}"))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])

@@ -16,7 +16,7 @@ from db.migrate import alembic_config, downgrade, upgrade
 from db.partitions import PARTITIONED_TABLES, healpix_pixel, inner_bounds, partition_name, pixel_span
 from db.selection import Selection
 from db.spectra import quantile_ranges, read_spectra, write_photometry, write_xp_batch
-from conftest import PG_ADMIN_URL, _pg_url_for
+from testdb import PG_ADMIN_URL, _pg_url_for
 from test_dbio_spectra import make_batch
 
 SPAN = pixel_span(1)                       # source_ids per level-1 pixel: 2**57

@@ -135,7 +135,7 @@ def test_id_files_and_apogee_ids(tmp_path, sky):
 
 
 def test_cli_fetch_then_ingest_end_to_end(archive, sky, sqlite_url, tmp_path, monkeypatch):
-    from conftest import _empty_tables
+    from testdb import _empty_tables
     from db.engine import get_engine
     from shared.settings import get_settings
     from xpvae.cli import main

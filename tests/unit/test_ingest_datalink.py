@@ -134,7 +134,7 @@ def _check_stored(engine, batch: XPBatch) -> None:
 
 @pytest.fixture
 def sqlite_engine(sqlite_url):
-    from conftest import _empty_tables
+    from testdb import _empty_tables
     from db.engine import create_engine
     eng = create_engine(sqlite_url)
     _empty_tables(eng)
@@ -247,7 +247,7 @@ def test_cli_passes_globs_through_and_reports_other_products(sqlite_url, survey,
     get_settings.cache_clear()
     get_engine.cache_clear()
     try:
-        from conftest import _empty_tables
+        from testdb import _empty_tables
         _empty_tables(get_engine())
         zpath = write_datalink(survey[0], mixed_dir / "datalink.zip", "fits", "INDIVIDUAL", ALL_PRODUCTS)
         runner = CliRunner()
