@@ -259,7 +259,7 @@ def execute_shard(job_id: int, shard: int, *, engine: Engine | None = None, on_p
         return job["status"] if job else "missing"
     row = jobs_db.start_shard(engine, job_id, shard, worker_name())
     if row is None:
-        jobs_db.complete_if_all_shards_done(engine, job_id, _shard_result(engine, job_id))
+        _complete_if_last(engine, job_id)
         return "done"
     ctx = JobContext(job_id, job["kind"], dict(job["params"]), row["attempts"], engine, settings, on_progress)
     if row["attempts"] > job["max_attempts"]:
@@ -281,15 +281,19 @@ def execute_shard(job_id: int, shard: int, *, engine: Engine | None = None, on_p
             jobs_db.finish_job(engine, job_id, "failed", error=failure_record(exc, text, row["attempts"]))
             return "failed"
         return "retry"
-    jobs_db.complete_if_all_shards_done(engine, job_id, _shard_result(engine, job_id))
+    _complete_if_last(engine, job_id)
     return "done"
 
 
-def _shard_result(engine: Engine, job_id: int) -> dict:
+def _complete_if_last(engine: Engine, job_id: int) -> None:
+    """Complete the job if every shard is done. A shard that still saw a sibling running leaves the job alone:
+    the sibling finishes after it, sees every shard done and writes the whole result (completing here with a
+    partial or empty result would win the race and lose the summary)."""
     shards = jobs_db.get_shards(engine, job_id)
     if any(s["status"] != "done" for s in shards):
-        return {}
-    return _resolve(SHARD_SUMMARY)(engine, jobs_db.get_job(engine, job_id), shards)
+        return
+    result = _resolve(SHARD_SUMMARY)(engine, jobs_db.get_job(engine, job_id), shards)
+    jobs_db.complete_if_all_shards_done(engine, job_id, result)
 
 
 def fan_out(ctx: JobContext, ranges: list[tuple[int, int, int]]) -> None:
