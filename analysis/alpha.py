@@ -52,13 +52,15 @@ def run_alpha_analysis(latents: np.ndarray, labels: Mapping[str, np.ndarray],
                        samples: Sequence[str] = DEFAULT_SAMPLES, feature_sets: Sequence[str] = FEATURE_SETS,
                        m_h_edges=DEFAULT_M_H_EDGES, min_stars: int = 100, min_bin: int = 30,
                        max_features: float | str | None = MAX_FEATURES, draw_figures: bool = True,
-                       progress: Progress | None = None) -> AnalysisResult:
+                       classifiers_only: bool = False, progress: Progress | None = None) -> AnalysisResult:
     """Run the whole [α/M] analysis and write figures and report.md/report.html into ``out_dir``.
 
     latents: (N, d) posterior means; labels: (N,) arrays keyed as in shared.xp.APOGEE_COLUMNS (teff, teff_err,
     logg, logg_err, m_h, m_h_err, alpha_m, fe_h, mg_fe, j, h, k, aspcapflag, starflag); photometry: optional
     phot_g_mean_mag and bp_rp (see analysis.samples for what happens without it). A sample with fewer than
-    ``min_stars`` usable stars is reported as skipped, never silently dropped."""
+    ``min_stars`` usable stars is reported as skipped, never silently dropped. ``classifiers_only``: the
+    classifier comparison and verdict alone, no bimodality, mixtures, tracks or figures (for the benchmark that
+    measures the verdict's calibration over many surveys)."""
     progress = progress or no_progress
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -118,6 +120,10 @@ def run_alpha_analysis(latents: np.ndarray, labels: Mapping[str, np.ndarray],
                                         None if verdict is None else float(verdict),
                                         ci=tuple(info["alpha_test"]["gain"][1:]), n=comp.difference_n[TEST_DIFFERENCE]))
         step += 1
+        if classifiers_only:
+            per_sample_blocks.append((sample, {"comp": comp, "tests": [], "clusters": []}))
+            step += 3
+            continue
 
         progress(step, total, f"{sample}: bimodality per [M/H] bin")
         m_h = np.asarray(lab["m_h"], np.float64)
@@ -152,7 +158,7 @@ def run_alpha_analysis(latents: np.ndarray, labels: Mapping[str, np.ndarray],
             result.figures.append(figs.bimodality_per_bin(tests, out_dir / f"bimodality_{sample}.png", title=sample))
         per_sample_blocks.append((sample, {"comp": comp, "tests": tests, "clusters": clusters}))
     progress(step, total, "figures and report")
-    if draw_figures and comparisons:
+    if draw_figures and comparisons and not classifiers_only:
         result.figures.insert(0, figs.classifier_comparison(comparisons, out_dir / "classifiers.png"))
     headline["notes"] = notes
     result.headline = headline

@@ -103,10 +103,43 @@ def out_of_fold_scores(X: np.ndarray, y: np.ndarray, folds: np.ndarray, *, n_tre
     return scores
 
 
+def alpha_independence_weights(labels: Mapping[str, np.ndarray], rows: np.ndarray, n_bins: int = 6,
+                               max_weight: float = 10.0) -> np.ndarray:
+    """Weights of the stars ``rows`` under which their [α/M] label is independent of their [M/H] label:
+    p([M/H] bin)·p([α/M] bin) / p(both), on quantile bins, capped at ``max_weight`` × the mean.
+
+    Why: in a disc [α/M] and [M/H] are correlated (the high-α sequence is metal-poorer), so where the spectra do
+    carry α features a regressor of [M/H] would use them, and its estimate minus the [M/H] label would hand the
+    α information to the baseline — a test with no power. Fitted with these weights, α features say nothing
+    about [M/H]. ([α/M] from ALPHA_M where finite, else MG_FE; stars with neither get weight 1.)"""
+    m = np.asarray(labels["m_h"], np.float64)[rows]
+    a = np.full(len(m), np.nan)
+    for name in ("mg_fe", "alpha_m"):          # ALPHA_M wins where both are finite
+        if name in labels:
+            v = np.asarray(labels[name], np.float64)[rows]
+            a = np.where(np.isfinite(v), v, a)
+    w = np.ones(len(m))
+    ok = np.isfinite(m) & np.isfinite(a)
+    if ok.sum() < n_bins * n_bins:
+        return w
+    def bins(x: np.ndarray) -> np.ndarray:
+        edges = np.quantile(x, np.linspace(0, 1, n_bins + 1)[1:-1])
+        return np.searchsorted(edges, x, side="right")
+    i, j = bins(m[ok]), bins(a[ok])
+    joint = np.zeros((n_bins, n_bins))
+    np.add.at(joint, (i, j), 1.0)
+    joint /= joint.sum()
+    ratio = joint.sum(1)[:, None] * joint.sum(0)[None, :] / np.where(joint > 0, joint, np.inf)
+    w[ok] = ratio[i, j]
+    w = np.minimum(w, max_weight * w.mean())
+    return w / w.mean()
+
+
 def latent_label_estimates(latents: np.ndarray, labels: Mapping[str, np.ndarray], folds: np.ndarray, *,
                            n_trees: int = 100, seed: int = 0, n_jobs: int = 2) -> np.ndarray:
     """(N, 3) out-of-fold estimates of Teff, log g, [M/H] from the latents alone: one multi-output forest per
-    fold, trained on the other folds' stars with the targets standardised (each label weighs alike).
+    fold, trained on the other folds' stars with the targets standardised (each label weighs alike) and the
+    stars weighted so that [α/M] is independent of [M/H] (alpha_independence_weights).
 
     Out of fold, because an estimate fitted on the star's own label would copy that label's noise back into
     the baseline and leave the latents' better measurement of the true value to the gain."""
@@ -118,9 +151,10 @@ def latent_label_estimates(latents: np.ndarray, labels: Mapping[str, np.ndarray]
     out = np.empty_like(T)
     for k in np.unique(folds):
         test = folds == k
+        train = np.flatnonzero(~test)
         forest = RandomForestRegressor(n_estimators=n_trees, min_samples_leaf=5, max_features=None,
                                        random_state=seed + 31 * (k + 1), n_jobs=n_jobs)
-        forest.fit(X[~test], T[~test])
+        forest.fit(X[train], T[train], sample_weight=alpha_independence_weights(labels, train))
         out[test] = forest.predict(X[test])
     return out * sd + mu
 

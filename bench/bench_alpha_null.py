@@ -7,8 +7,11 @@ the older gain over the labels alone, (e) − (c), had its 95 % interval above 0
 Clopper–Pearson intervals. Results go to a JSON-lines file, one line per survey and alpha_signal, written as
 they come so that a long sweep can be read (and resumed) while it runs:
 
-    python -m bench.bench_alpha_null --surveys 24 --out bench/results/alpha_null.jsonl
-    python -m bench.bench_alpha_null --summarise bench/results/alpha_null.jsonl
+    python -m bench.bench_alpha_null --surveys 20 --out bench/results/alpha_null.jsonl
+    python -m bench.bench_alpha_null --summarise bench/results/alpha_null*.jsonl
+
+(Two processes, one per alpha_signal with ``--alpha 0`` / ``--alpha 1`` and their own files, halve the wall
+time on two cores.)
 
 `python -m bench alpha_null [--quick]` runs a short sweep into a temporary file. Seeds start at 9101: no test
 uses them. docs/science-validation.md records the figures.
@@ -27,9 +30,10 @@ from scipy.stats import beta
 SAMPLES = ("pristine", "pristine_cool_giants", "good", "good_cool_giants")
 FEATURES = ("labels", "labels_latents", "labels_latent_labels")
 FIRST_SEED = 9101
-# Small surveys, brief training: 5000 stars at G < 16 (the demo's depth, so the good sample's noisier labels
-# are there), every star labelled, 100 epochs of batch 256.
-SIZES = {"n_stars": 5000, "g_max": 16.0, "epochs": 100, "n_boot": 400, "n_trees": 100}
+# Small surveys, brief training, so that 2 × 20 of them fit in about an hour on 2 busy shared cores: 3000 stars at
+# G < 16 (the demo's depth, so the good sample's noisier labels are there), every star labelled, 60 epochs of
+# batch 256, forests of 40 trees (the demo: 100).
+SIZES = {"n_stars": 3000, "g_max": 16.0, "epochs": 60, "n_boot": 300, "n_trees": 40}
 
 
 def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -57,7 +61,8 @@ def one_survey(seed: int, alpha_signal: float, sizes: dict, tmp: Path) -> dict:
             "bp_rp": (d["phot"]["phot_bp_mean_mag"] - d["phot"]["phot_rp_mean_mag"])[keep]}
     out = run_alpha_analysis(z[keep], {k: v[keep] for k, v in d["labels"].items()}, phot,
                              out_dir=tmp / f"alpha-{seed}-{alpha_signal:g}", seed=seed, n_boot=sizes["n_boot"],
-                             n_trees=sizes["n_trees"], samples=SAMPLES, feature_sets=FEATURES, draw_figures=False)
+                             n_trees=sizes["n_trees"], samples=SAMPLES, feature_sets=FEATURES, draw_figures=False,
+                             classifiers_only=True)
     row: dict = {"seed": seed, "alpha_signal": alpha_signal, **sizes, "train_s": round(train_s, 1),
                  "wall_s": round(time.perf_counter() - t0, 1), "active_latents": int(np.sum(sigma < 0.5)),
                  "samples": {}}
@@ -96,9 +101,9 @@ def sweep(out: Path, surveys: int, alpha_signals=(0.0, 1.0), sizes: dict | None 
                       f"p {s.get('p')} old {s.get('old_gain')}", flush=True)
 
 
-def summarise(path: Path) -> str:
+def summarise(*paths: Path) -> str:
     """Markdown table: rate of 'yes' per sample and alpha_signal, new test and old gain, with 95 % intervals."""
-    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for path in paths for line in Path(path).read_text().splitlines() if line.strip()]
     lines = ["| alpha_signal | sample | surveys | test (e) − (f): 'yes' rate [95 % CP] | median gain (e) − (f) "
              "| old (e) − (c) > 0 rate [95 % CP] | median old gain |", "|---|---|---|---|---|---|---|"]
     for a in sorted({r["alpha_signal"] for r in rows}):
@@ -120,19 +125,19 @@ def main(quick: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "alpha_null.jsonl"
         sizes = dict(SIZES, n_stars=3000, epochs=60, n_boot=200, n_trees=50) if quick else SIZES
-        sweep(out, 2 if quick else 24, sizes=sizes)
+        sweep(out, 2 if quick else 20, sizes=sizes)
         print(summarise(out))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench.bench_alpha_null", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--surveys", type=int, default=24)
+    parser.add_argument("--surveys", type=int, default=20)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--alpha", type=float, nargs="+", default=[0.0, 1.0])
-    parser.add_argument("--summarise", type=Path)
+    parser.add_argument("--summarise", type=Path, nargs="+", help="JSON-lines files of sweeps to summarise")
     args = parser.parse_args()
     if args.summarise:
-        print(summarise(args.summarise))
+        print(summarise(*args.summarise))
     else:
         sweep(args.out, args.surveys, tuple(args.alpha))
