@@ -79,7 +79,8 @@ def one_survey(seed: int, alpha_signal: float, sizes: dict, tmp: Path) -> dict:
     return row
 
 
-def sweep(out: Path, surveys: int, alpha_signals=(0.0, 1.0), sizes: dict | None = None) -> None:
+def sweep(out: Path, surveys: int, alpha_signals=(0.0, 1.0), sizes: dict | None = None,
+          first_seed: int = FIRST_SEED) -> None:
     """Append one line per (seed, alpha_signal) to ``out``; lines already there are kept and skipped."""
     sizes = sizes or SIZES
     done = set()
@@ -89,7 +90,7 @@ def sweep(out: Path, surveys: int, alpha_signals=(0.0, 1.0), sizes: dict | None 
             done.add((r["seed"], r["alpha_signal"]))
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(FIRST_SEED, FIRST_SEED + surveys):
+        for seed in range(first_seed, first_seed + surveys):
             for a in alpha_signals:
                 if (seed, a) in done:
                     continue
@@ -104,6 +105,7 @@ def sweep(out: Path, surveys: int, alpha_signals=(0.0, 1.0), sizes: dict | None 
 def summarise(*paths: Path) -> str:
     """Markdown table: rate of 'yes' per sample and alpha_signal, new test and old gain, with 95 % intervals."""
     rows = [json.loads(line) for path in paths for line in Path(path).read_text().splitlines() if line.strip()]
+    rows = list({(r["seed"], r["alpha_signal"]): r for r in rows}.values())     # one line per survey
     lines = ["| alpha_signal | sample | surveys | test (e) − (f): 'yes' rate [95 % CP] | median gain (e) − (f) "
              "| old (e) − (c) > 0 rate [95 % CP] | median old gain |", "|---|---|---|---|---|---|---|"]
     for a in sorted({r["alpha_signal"] for r in rows}):
@@ -118,6 +120,25 @@ def summarise(*paths: Path) -> str:
             lines.append(f"| {a:g} | {sample} | {n} | {k}/{n} = {k / n:.2f} [{lo:.2f}, {hi:.2f}] | "
                          f"{np.median([g['gain'][0] for g in got]):+.3f} | {k_old}/{n} = {k_old / n:.2f} "
                          f"[{lo_o:.2f}, {hi_o:.2f}] | {np.median([g['old_gain'][0] for g in got]):+.3f} |")
+    for a in sorted({r["alpha_signal"] for r in rows}):
+        p = np.array([g["p"] for r in rows if r["alpha_signal"] == a for g in r["samples"].values() if "p" in g])
+        if p.size:
+            lines.append(f"\nalpha_signal {a:g}, all samples pooled: {p.size} p-values, mean {p.mean():.2f} "
+                         f"(0.5 if uniform), {np.mean(p < 0.025):.2f} below 0.025, {np.mean(p < 0.1):.2f} below 0.1")
+    return "\n".join(lines)
+
+
+def dose_table(*paths: Path, seed: int = FIRST_SEED) -> str:
+    """Markdown: gain and p of the test, and the old gain, per alpha_signal and sample for one seed."""
+    rows = [json.loads(line) for path in paths for line in Path(path).read_text().splitlines() if line.strip()]
+    rows = sorted({r["alpha_signal"]: r for r in rows if r["seed"] == seed}.values(), key=lambda r: r["alpha_signal"])
+    lines = ["| alpha_signal | sample | stars | test (e) − (f) | p | old (e) − (c) |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        for sample, g in r["samples"].items():
+            if "gain" in g:
+                lines.append(f"| {r['alpha_signal']:g} | {sample} | {g['n']} | {g['gain'][0]:+.3f} [{g['gain'][1]:+.3f}, "
+                             f"{g['gain'][2]:+.3f}] | {g['p']:.3f} | {g['old_gain'][0]:+.3f} [{g['old_gain'][1]:+.3f}, "
+                             f"{g['old_gain'][2]:+.3f}] |")
     return "\n".join(lines)
 
 
@@ -135,9 +156,11 @@ if __name__ == "__main__":
     parser.add_argument("--surveys", type=int, default=20)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--alpha", type=float, nargs="+", default=[0.0, 1.0])
+    parser.add_argument("--first-seed", type=int, default=FIRST_SEED, help="to split a sweep between processes")
     parser.add_argument("--summarise", type=Path, nargs="+", help="JSON-lines files of sweeps to summarise")
+    parser.add_argument("--dose", action="store_true", help="with --summarise: the dose-response table of one seed")
     args = parser.parse_args()
     if args.summarise:
-        print(summarise(*args.summarise))
+        print(dose_table(*args.summarise) if args.dose else summarise(*args.summarise))
     else:
-        sweep(args.out, args.surveys, tuple(args.alpha))
+        sweep(args.out, args.surveys, tuple(args.alpha), first_seed=args.first_seed)
