@@ -28,8 +28,6 @@ KEY_DIFFERENCE = "labels_latents-labels"
 LEVEL = 0.025          # one-sided: "yes" only when the 95 % interval of the gain lies above 0
 CONTROLS_FOR = ("beyond what the latents know about Teff, log g and [M/H] (their own out-of-fold estimates "
                 "of them are in the baseline)")
-# Samples on which no verdict is given, and why (docs/science-validation.md has the measured rates).
-NO_VERDICT: dict[str, str] = {}
 
 
 def _wilson(k: int, n: int) -> tuple[float, float]:
@@ -114,10 +112,9 @@ def run_alpha_analysis(latents: np.ndarray, labels: Mapping[str, np.ndarray],
         info["differences_balanced_accuracy"] = {k: _triple(d["balanced_accuracy"]) for k, d in comp.differences.items()}
         info.update(_verdict(sample, comp))
         if "alpha_test" in info:
-            # the verdict as a row: 1 yes, 0 no, NULL refused; its interval is the tested gain's
-            verdict = info.get("latents_add_alpha_information")
+            # the verdict as a row: 1 yes, 0 no; its interval is the tested gain's
             result.rows.append(make_row("alpha", sample, "alpha_verdict", TEST_DIFFERENCE,
-                                        None if verdict is None else float(verdict),
+                                        float(info["latents_add_alpha_information"]),
                                         ci=tuple(info["alpha_test"]["gain"][1:]), n=comp.difference_n[TEST_DIFFERENCE]))
         step += 1
         if classifiers_only:
@@ -170,7 +167,8 @@ def run_alpha_analysis(latents: np.ndarray, labels: Mapping[str, np.ndarray],
 
 def _verdict(sample: str, comp: ClassifierComparison) -> dict[str, Any]:
     """The headline's answer for one sample: the (e) − (f) gain, its interval and p-value, and 'yes' only when
-    p < LEVEL; no answer where the test was not run or the sample is refused (NO_VERDICT)."""
+    p < LEVEL; no answer where the test was not run. Every sample is judged: the false-positive rate at
+    alpha_signal 0 was measured on the good samples too (docs/science-validation.md)."""
     if TEST_DIFFERENCE not in comp.differences:
         return {}
     gain = _triple(comp.differences[TEST_DIFFERENCE]["balanced_accuracy"])
@@ -178,10 +176,7 @@ def _verdict(sample: str, comp: ClassifierComparison) -> dict[str, Any]:
     out: dict[str, Any] = {"alpha_test": {"gain": gain, "p_value": round(p, 5), "level": LEVEL,
                                           "controls_for": CONTROLS_FOR,
                                           "latent_estimate_r2": {k: round(v, 4) for k, v in comp.estimate_r2.items()}}}
-    if sample in NO_VERDICT:
-        out["alpha_test"]["refused"] = NO_VERDICT[sample]
-    else:
-        out["latents_add_alpha_information"] = bool(p < LEVEL)
+    out["latents_add_alpha_information"] = bool(p < LEVEL)
     return out
 
 
@@ -214,13 +209,10 @@ def _write_report(report: Report, headline: dict, blocks, figures: list[Path], o
         info = headline["samples"][sample]
         test = info.get("alpha_test", {})
         row.append(fmt(test.get("p_value"), 4))
-        row.append(_verdict_word(info))
+        row.append({True: "yes", False: "no"}.get(info.get("latents_add_alpha_information"), "–"))
         rows.append(row)
     report.table(["sample"] + [DESCRIPTIONS[k] for k in FEATURE_SETS]
                  + ["test (e) − (f)", "(e) − (c)", "(a) − (c)", "p", "verdict"], rows)
-    refused = [f"{s}: {i['alpha_test']['refused']}" for s, i in headline["samples"].items()
-               if i.get("alpha_test", {}).get("refused")]
-    report.bullets(refused)
     r2 = [[s] + [fmt(i["alpha_test"]["latent_estimate_r2"].get(k)) for k in ("teff", "logg", "m_h")]
           for s, i in headline["samples"].items() if i.get("alpha_test")]
     if r2:
@@ -252,9 +244,3 @@ def _write_report(report: Report, headline: dict, blocks, figures: list[Path], o
     report.heading("Figures")
     for f in figures:
         report.image(f, f.stem.replace("_", " "))
-
-
-def _verdict_word(info: dict) -> str:
-    if info.get("alpha_test", {}).get("refused"):
-        return "no verdict"
-    return {True: "yes", False: "no"}.get(info.get("latents_add_alpha_information"), "–")

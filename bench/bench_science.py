@@ -126,7 +126,7 @@ def _print_alpha(samples: dict) -> None:
             print(f"  {sample}: skipped ({info['skipped']})")
             continue
         ba, diffs, test = info["balanced_accuracy"], info["differences_balanced_accuracy"], info["alpha_test"]
-        verdict = "no verdict" if test.get("refused") else ("yes" if info["latents_add_alpha_information"] else "no")
+        verdict = "yes" if info["latents_add_alpha_information"] else "no"
         print(f"  {sample} ({info['n']} stars, {info['high_fraction']:.1%} high-α): balanced accuracy "
               + ", ".join(f"{k} {_ci(ba[k])}" for k in FEATURES if k in ba))
         print(f"    test (e) − (f) {_ci(test['gain'])}, p = {test['p_value']:.4f} → {verdict}; old (e) − (c) "

@@ -35,8 +35,6 @@ def _verdict_lines(info: dict) -> list[str]:
         return []
     head = (f"  latents add [α/M] information {test['controls_for']}: gain (e) − (f) {_ci(test['gain'])}, "
             f"one-sided p = {test['p_value']:.3g}")
-    if test.get("refused"):
-        return [head, f"  → no verdict on this sample: {test['refused']}"]
     verdict = "yes" if info.get("latents_add_alpha_information") else "no"
     return [head, f"  → {verdict} (yes needs p < {test['level']:g})"]
 
