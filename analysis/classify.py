@@ -12,7 +12,8 @@ Feature sets (built with ``np.column_stack``: one row per star, never the releas
 The test of the [α/M] claim is the paired balanced-accuracy difference (e) − (f). Set (f) holds everything the
 latents know about Teff, log g and [M/H] (a forest regressor from the latents, fitted out of fold), so the
 latents re-measuring noisy labels — which helps to predict a class defined from noisy [Fe/H] — is in the
-baseline, not in the gain; (e) beats (f) only with information about [α/M] itself (docs/science-validation.md).
+baseline, not in the gain; (e) beats (f) only with information about [α/M] itself. The test is conservative:
+α information the latents' label estimates also carry is in (f) too (docs/science-validation.md, Power).
 The older (e) − (c) mixes both and is kept as a secondary number.
 """
 from __future__ import annotations
@@ -110,8 +111,9 @@ def alpha_independence_weights(labels: Mapping[str, np.ndarray], rows: np.ndarra
 
     Why: in a disc [α/M] and [M/H] are correlated (the high-α sequence is metal-poorer), so where the spectra do
     carry α features a regressor of [M/H] would use them, and its estimate minus the [M/H] label would hand the
-    α information to the baseline — a test with no power. Fitted with these weights, α features say nothing
-    about [M/H]. ([α/M] from ALPHA_M where finite, else MG_FE; stars with neither get weight 1.)"""
+    α information to the baseline. With these weights the population no longer ties α to [M/H]; α lines that
+    are also metal lines still do, which is why the test is conservative (docs/science-validation.md, Power).
+    ([α/M] from ALPHA_M where finite, else MG_FE; stars with neither get weight 1.)"""
     m = np.asarray(labels["m_h"], np.float64)[rows]
     a = np.full(len(m), np.nan)
     for name in ("mg_fe", "alpha_m"):          # ALPHA_M wins where both are finite
