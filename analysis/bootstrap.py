@@ -51,13 +51,23 @@ def percentile_interval(samples: np.ndarray, level: float = CI_LEVEL) -> tuple[f
     return float(lo), float(hi)
 
 
+def one_sided_p(draws: np.ndarray) -> float:
+    """Bootstrap p-value of "the difference is ≤ 0": the share of resampled differences at or below 0, with the
+    +1 correction so that it is never exactly 0 ((k + 1) / (B + 1))."""
+    draws = np.asarray(draws, np.float64)
+    draws = draws[np.isfinite(draws)]
+    return float((np.sum(draws <= 0) + 1) / (draws.size + 1))
+
+
 def bootstrap_metrics(y: np.ndarray, predictions: dict[str, np.ndarray], *, n_boot: int, seed: int,
-                      pairs: tuple[tuple[str, str], ...] = ()) -> tuple[dict, dict]:
+                      pairs: tuple[tuple[str, str], ...] = (), p_values: dict[str, float] | None = None
+                      ) -> tuple[dict, dict]:
     """Point estimates and 95 % intervals for every predictor, and paired intervals of the balanced-accuracy
     difference for each (a, b) in ``pairs`` (a − b).
 
     All predictors must be scored on the same stars (same length as ``y``).
-    Returns ({name: {metric: (value, lo, hi)}}, {"a-b": {metric: (value, lo, hi)}})."""
+    Returns ({name: {metric: (value, lo, hi)}}, {"a-b": {metric: (value, lo, hi)}}); when ``p_values`` is a
+    dict it also receives {"a-b": one-sided bootstrap p of balanced-accuracy difference ≤ 0}."""
     y = np.asarray(y, bool)
     correct = {k: np.asarray(p, bool) == y for k, p in predictions.items()}
     draws: dict[str, dict[str, list[np.ndarray]]] = {k: {m: [] for m in METRICS} for k in correct}
@@ -76,4 +86,6 @@ def bootstrap_metrics(y: np.ndarray, predictions: dict[str, np.ndarray], *, n_bo
     for a, b in pairs:
         diffs[f"{a}-{b}"] = {m: (out[a][m][0] - out[b][m][0], *percentile_interval(stacked[a][m] - stacked[b][m]))
                              for m in METRICS}
+        if p_values is not None:
+            p_values[f"{a}-{b}"] = one_sided_p(stacked[a]["balanced_accuracy"] - stacked[b]["balanced_accuracy"])
     return out, diffs

@@ -1,14 +1,17 @@
 """Science benchmark: the [α/M] claim and its control at survey scale, on the simulator (known truth).
 
-For alpha_signal = 1 and 0 (same seed: same stars, labels, classes and noise) it trains an sVAE without labels
-and runs the [α/M] analysis on the pristine sample and the Teff < 5000 K pristine giants, printing balanced
-accuracies with 95 % bootstrap intervals and the paired gain (labels + latents) − labels. It also trains the
+A dose response: for alpha_signal = 1, 0.5, 0.25 and 0 (same seed: same stars, labels, classes and noise) it
+trains an sVAE without labels and runs the [α/M] analysis on the pristine and good samples and their
+Teff < 5000 K giants, printing balanced accuracies with 95 % bootstrap intervals, the test's paired gain
+(labels + latents) − (labels + the latents' estimates of the labels) with its one-sided p and verdict, and the
+older gain (labels + latents) − labels. It also trains the
 label-dependent baseline on the survey's labelled stars (the simulator under-samples cool dwarfs, as APOGEE
 does) and prints msz(baseline)/msz(sVAE) in that region and among the well-labelled giants, and their contrast.
 
 Baseline for the speed figure: the published recipe's batch size (1024) and learning rate (1e-4) trained for the
 same number of epochs, in the same process — it shows why the demo trains with small batches and lr 2e-3.
-Run: python -m bench science [--quick]. Figures are recorded in docs/science-validation.md.
+Run: python -m bench science [--quick]; the dose response alone: python -m bench.bench_science --dose [--quick].
+Figures are recorded in docs/science-validation.md.
 """
 from __future__ import annotations
 
@@ -19,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-FEATURES = ("latents", "m_h", "labels", "labels_latents")
-SAMPLES = ("pristine", "pristine_cool_giants")
+FEATURES = ("latents", "m_h", "labels", "labels_latents", "labels_latent_labels")
+SAMPLES = ("pristine", "pristine_cool_giants", "good", "good_cool_giants")
+DOSES = (1.0, 0.5, 0.25, 0.0)
 COOL_DWARF = (4500.0, 4.0)            # Teff below, log g above: the region the sparse label set barely covers
 
 
@@ -111,41 +115,69 @@ def _reconstruction(res, d: dict, d_all: dict, seed: int, extra_labels: tuple[st
           f"[{np.percentile(contrast, 2.5):.2f}, {np.percentile(contrast, 97.5):.2f}] (> 1: worse where labels are scarce)")
 
 
-def main(quick: bool) -> None:
-    torch.set_num_threads(1)   # see docs/science-validation.md: one thread trains small batches fastest
-    n, epochs, n_boot, g_max = (8000, 120, 200, 15.0) if quick else (30000, 200, 500, 16.0)
-    seed = 1
+def _sizes(quick: bool) -> tuple[int, int, int, float]:
+    """(stars, epochs, bootstrap resamples, faintest G)."""
+    return (8000, 120, 200, 15.0) if quick else (30000, 200, 500, 16.0)
+
+
+def _print_alpha(samples: dict) -> None:
+    for sample, info in samples.items():
+        if info.get("skipped"):
+            print(f"  {sample}: skipped ({info['skipped']})")
+            continue
+        ba, diffs, test = info["balanced_accuracy"], info["differences_balanced_accuracy"], info["alpha_test"]
+        verdict = "yes" if info["latents_add_alpha_information"] else "no"
+        print(f"  {sample} ({info['n']} stars, {info['high_fraction']:.1%} high-α): balanced accuracy "
+              + ", ".join(f"{k} {_ci(ba[k])}" for k in FEATURES if k in ba))
+        print(f"    test (e) − (f) {_ci(test['gain'])}, p = {test['p_value']:.4f} → {verdict}; old (e) − (c) "
+              f"{_ci(diffs['labels_latents-labels'])}; latents − labels {_ci(diffs['latents-labels'])}; "
+              f"R² of latent estimates {test['latent_estimate_r2']}")
+
+
+def dose_response(quick: bool, seed: int = 1) -> dict:
+    """Train and analyse at every alpha_signal in DOSES on the same stars; returns {alpha_signal: (survey, fit)}."""
+    n, epochs, n_boot, g_max = _sizes(quick)
+    results = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        results = {}
-        for alpha_signal in (1.0, 0.0):
+        for alpha_signal in DOSES:
             d = _survey(n, seed, alpha_signal, g_max, 0.3, tmp / f"labels{alpha_signal:g}.sqlite")
             res, seconds = _train(d, epochs, 256, 2e-3, seed)
             z, ok, sig = _latents(res, d)
             last = res.history[-1]
             print(f"alpha_signal={alpha_signal:g}: {n} stars G<{g_max:g}, sVAE {epochs} epochs (batch 256, lr 2e-3) "
                   f"in {seconds:.0f} s; val loss {last['val_loss']:.2f}, KL {last['val_kl']:.2f}, "
-                  f"mean posterior σ per latent {[round(float(s), 2) for s in sig]}")
+                  f"mean posterior σ per latent {[round(float(s), 2) for s in sig]}", flush=True)
             t0 = time.perf_counter()
-            samples = _alpha(z, ok, d, n_boot, seed, tmp / f"alpha{alpha_signal:g}")
-            for sample, info in samples.items():
-                if info.get("skipped"):
-                    print(f"  {sample}: skipped ({info['skipped']})")
-                    continue
-                ba = info["balanced_accuracy"]
-                print(f"  {sample} ({info['n']} stars, {info['high_fraction']:.1%} high-α): balanced accuracy "
-                      + ", ".join(f"{k} {_ci(ba[k])}" for k in FEATURES if k in ba))
-                print(f"    gain (labels+latents) − labels {_ci(info['differences_balanced_accuracy']['labels_latents-labels'])}"
-                      f"; latents − labels {_ci(info['differences_balanced_accuracy']['latents-labels'])}")
-            print(f"  [α/M] analysis {time.perf_counter() - t0:.0f} s")
+            _print_alpha(_alpha(z, ok, d, n_boot, seed, tmp / f"alpha{alpha_signal:g}"))
+            print(f"  [α/M] analysis {time.perf_counter() - t0:.0f} s", flush=True)
             results[alpha_signal] = (d, res)
-            if alpha_signal == 1.0:
-                d_all = _survey(n, seed, alpha_signal, g_max, 1.0, tmp / "labels_all.sqlite")
-                _reconstruction(res, d, d_all, seed)
-                _reconstruction(res, d, d_all, seed, ("sfd_ebv",))   # with a reddening proxy: the fairer baseline
-        # speed/quality baseline: the published recipe's batch and learning rate for the same epochs
-        d = results[1.0][0]
-        ref, ref_s = _train(d, epochs, 1024, 1e-4, seed)
-        new_s = results[1.0][1].history[-1]["val_loss"]
-        print(f"published batch 1024 / lr 1e-4 for {epochs} epochs: {ref_s:.0f} s, val loss "
-              f"{ref.history[-1]['val_loss']:.2f} (batch 256 / lr 2e-3: {new_s:.2f}; lower is better)")
+    return results
+
+
+def main(quick: bool) -> None:
+    torch.set_num_threads(1)   # see docs/science-validation.md: one thread trains small batches fastest
+    n, epochs, n_boot, g_max = _sizes(quick)
+    seed = 1
+    results = dose_response(quick, seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        d, res = results[1.0]
+        d_all = _survey(n, seed, 1.0, g_max, 1.0, tmp / "labels_all.sqlite")
+        _reconstruction(res, d, d_all, seed)
+        _reconstruction(res, d, d_all, seed, ("sfd_ebv",))   # with a reddening proxy: the fairer baseline
+    # speed/quality baseline: the published recipe's batch and learning rate for the same epochs
+    ref, ref_s = _train(d, epochs, 1024, 1e-4, seed)
+    new_s = res.history[-1]["val_loss"]
+    print(f"published batch 1024 / lr 1e-4 for {epochs} epochs: {ref_s:.0f} s, val loss "
+          f"{ref.history[-1]['val_loss']:.2f} (batch 256 / lr 2e-3: {new_s:.2f}; lower is better)")
+
+
+if __name__ == "__main__":
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_science")
+    parser.add_argument("--dose", action="store_true", help="only the dose response")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    dose_response(args.quick) if args.dose else main(args.quick)

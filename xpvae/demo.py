@@ -14,6 +14,12 @@ from shared.settings import get_settings
 from xpvae.jobrun import Spec
 
 SQL_EXAMPLES = [
+    ("the verdict per sample (1 yes, 0 no): labels + latents vs labels + the latents' estimates "
+     "of Teff, log g, [M/H]; gain interval and one-sided p",
+     "SELECT v.sample, v.value AS verdict, v.ci_lo AS gain_lo, v.ci_hi AS gain_hi, p.value AS p "
+     "FROM analysis_statistics v JOIN analysis_statistics p ON p.job_id = v.job_id AND p.sample = v.sample "
+     "AND p.statistic = 'balanced_accuracy_diff_p' AND p.subject = v.subject "
+     "WHERE v.report = 'alpha' AND v.statistic = 'alpha_verdict' ORDER BY v.sample;"),
     ("latents with labels of the pristine giants",
      "SELECT source_id, z1, z2, z3, teff, logg, m_h, alpha_m, high_alpha FROM latents "
      "WHERE model = '{model}' AND pristine AND giant LIMIT 10;"),

@@ -23,10 +23,20 @@ def alpha_lines(headline: dict) -> list[str]:
             lines.append(f"    {DESCRIPTIONS.get(key, key):<38} {_ci(t)}")
         for key, t in (info.get("differences_balanced_accuracy") or {}).items():
             lines.append(f"    gain {key:<33} {_ci(t)}")
-        if "latents_add_alpha_information" in info:
-            verdict = "yes" if info["latents_add_alpha_information"] else "no"
-            lines.append(f"  latents add [α/M] information beyond Teff, log g, [M/H] (gain interval > 0): {verdict}")
+        lines += _verdict_lines(info)
     return lines
+
+
+def _verdict_lines(info: dict) -> list[str]:
+    """The test's answer with what it controls for: (e) labels + latents against (f) labels + the latents'
+    own estimates of Teff, log g, [M/H] (analysis.alpha)."""
+    test = info.get("alpha_test")
+    if not test:
+        return []
+    head = (f"  latents add [α/M] information {test['controls_for']}: gain (e) − (f) {_ci(test['gain'])}, "
+            f"one-sided p = {test['p_value']:.3g}")
+    verdict = "yes" if info.get("latents_add_alpha_information") else "no"
+    return [head, f"  → {verdict} (yes needs p < {test['level']:g})"]
 
 
 def reconstruction_lines(headline: dict) -> list[str]:

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from analysis.classify import compare_feature_sets, feature_matrix
+from analysis.classify import compare_feature_sets, feature_matrix, fold_ids, latent_label_estimates, r_squared
 from analysis.samples import alpha_split
-from analysis.synthetic import alpha_sample
+from analysis.synthetic import alpha_sample, label_noise_sample
 
 FAST = dict(n_trees=40, n_boot=300, n_folds=5, seed=0, n_jobs=2)
 
@@ -80,3 +80,46 @@ def test_too_few_stars_of_a_class_is_a_clear_error():
     high[:3] = True
     with pytest.raises(ValueError, match="3 high"):
         compare_feature_sets(np.zeros((20, 6)), labels, high, **FAST)
+
+
+NULL_TEST_SETS = ("labels", "labels_latents", "labels_latent_labels")
+
+
+def test_latents_that_only_remeasure_noisy_labels_get_no_alpha_verdict():
+    """The latents measure the true Teff, log g, [M/H] better than the labels and know nothing of [α/M]
+    (analysis.synthetic.label_noise_sample). The gain over the labels alone, (e) − (c), is then positive —
+    the confound the test must remove: asserted, so this test cannot pass on a sample without it — while the
+    test's gain (e) − (f) must have p ≥ 0.025 and an interval that reaches 0."""
+    z, lab, high = label_noise_sample(2000, alpha_in_latents=False, seed=41)
+    comp = compare_feature_sets(z, lab, high, feature_sets=NULL_TEST_SETS, **FAST)
+    assert comp.differences["labels_latents-labels"]["balanced_accuracy"][1] > 0       # the old gain's trap
+    v, lo, hi = comp.differences["labels_latents-labels_latent_labels"]["balanced_accuracy"]
+    assert lo <= 0 and comp.p_values["labels_latents-labels_latent_labels"] >= 0.025, (v, lo, hi)
+    assert comp.estimate_r2["m_h"] > 0.7          # (f) really holds the latents' [M/H]
+
+
+def test_latents_with_alpha_information_pass_the_null_test():
+    """Same survey model, z1 = the true [α/M] offset from the Patil boundary: (e) − (f) far above 0."""
+    z, lab, high = label_noise_sample(2000, alpha_in_latents=True, seed=43)
+    comp = compare_feature_sets(z, lab, high, feature_sets=NULL_TEST_SETS, **FAST)
+    assert comp.differences["labels_latents-labels_latent_labels"]["balanced_accuracy"][1] > 0.1
+    assert comp.p_values["labels_latents-labels_latent_labels"] < 0.025
+    rows = comp.rows("pristine")
+    assert [r["value"] for r in rows if r["statistic"] == "balanced_accuracy_diff_p"
+            and r["subject"] == "labels_latents-labels_latent_labels"] == [comp.p_values["labels_latents-labels_latent_labels"]]
+
+
+def test_latent_label_estimates_are_out_of_fold():
+    """Latents of pure noise know nothing of the labels: out-of-fold estimates must score R² ≤ ~0 (a forest
+    that had seen each star's own label would reproduce much of it, R² ≫ 0)."""
+    rng = np.random.default_rng(45)
+    n = 800
+    labels = {"teff": rng.normal(5000, 300, n), "logg": rng.normal(2.5, 0.5, n), "m_h": rng.normal(0, 0.3, n)}
+    est = latent_label_estimates(rng.normal(size=(n, 6)), labels, fold_ids(rng.random(n) < 0.3, 5, 0), n_trees=40)
+    for i, k in enumerate(("teff", "logg", "m_h")):
+        assert r_squared(labels[k], est[:, i]) < 0.05
+
+
+def test_labels_latent_labels_needs_estimates():
+    with pytest.raises(ValueError, match="estimates"):
+        feature_matrix("labels_latent_labels", np.zeros((3, 6)), {k: np.zeros(3) for k in ("teff", "logg", "m_h")})

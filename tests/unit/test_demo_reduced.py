@@ -25,6 +25,8 @@ def test_reduced_demo_produces_reports_figures_and_finite_tables(tmp_path, share
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     out = res.stdout
     assert "demo finished" in out and "SELECT" in out and "balanced accuracy" in out
+    # the verdict says what it controls for and gives its p-value
+    assert "beyond what the latents know about Teff, log g and [M/H]" in out and "one-sided p =" in out
 
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert math.isfinite(summary["svae"]["test_nll"]) and math.isfinite(summary["svae"]["test_zscore_std"])
@@ -44,9 +46,9 @@ def test_reduced_demo_produces_reports_figures_and_finite_tables(tmp_path, share
     n_stats, n_null = db.execute("SELECT count(*), sum(value IS NULL) FROM analysis_statistics "
                                  "WHERE statistic IN ('balanced_accuracy', 'msz', 'zscore_width')").fetchone()
     assert n_stats > 100 and n_null == 0
-    # the three queries the demo prints run as printed
+    # the queries the demo prints run as printed
     queries = [line.strip() for line in out.splitlines() if line.strip().startswith("SELECT")]
-    assert len(queries) == 3
+    assert len(queries) == 4
     for q in queries:
         assert db.execute(q).fetchall(), q
     assert db.execute("SELECT count(*) FROM jobs WHERE status != 'succeeded'").fetchone()[0] == 0

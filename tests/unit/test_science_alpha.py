@@ -3,13 +3,17 @@
 Two surveys share every star, magnitude and noise draw (same seed) and differ only in the simulator's
 ``alpha_signal``: 1 (the α-element features follow [α/M]) or 0 (the spectra carry no [α/M] information at all,
 while the labels and the Patil high/low-α classes stay exactly the same). An sVAE is trained on each, WITHOUT
-labels, and the [α/M] analysis (analysis.alpha.run_alpha_analysis, the function the analysis job calls) asks
-whether labels + latents classify high/low-α better than the labels Teff, log g, [M/H] alone.
+labels, and the [α/M] analysis (analysis.alpha.run_alpha_analysis, the function the analysis job calls) gives
+its verdict on the two pristine samples: do labels + latents classify high/low-α better than labels + the
+latents' own estimates of Teff, log g, [M/H]? Without the signal it must say "no"; with it, the latents must
+carry α (their gain over the labels alone rises on the same stars). At this size the verdict has too little
+power to be asserted "yes" with the signal (see test_latents_carry_alpha_when_spectra_do).
 
-Sizes are chosen for CI (≈1.5–2.5 min on 2 busy cores): 6000 stars with G < 15 (bright, like APOGEE × XP), every star
+Sizes are chosen for CI (≈2–3 min on 2 busy cores): 6000 stars with G < 15 (bright, like APOGEE × XP), every star
 labelled (the sVAE never sees labels, so this only enlarges the classified sample), 160 epochs with small
-batches and a high learning rate so the latent space is not collapsed. bench/bench_science.py runs the larger
-versions; docs/science-validation.md records the figures.
+batches and a high learning rate so the latent space is not collapsed, forests of 50 trees as in the
+calibration benchmark. The seed is used by no other test. bench/bench_alpha_null.py measures the verdict's
+false-positive rate and power over 20 surveys; docs/science-validation.md records the figures.
 """
 from __future__ import annotations
 
@@ -17,15 +21,16 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.alpha import KEY_DIFFERENCE, run_alpha_analysis
+from analysis.alpha import KEY_DIFFERENCE, TEST_DIFFERENCE, run_alpha_analysis
 from ingest.simulate.survey import labelled_survey
 from shared.inference import infer_all
 from shared.model import VAEConfig
 from shared.training import TrainConfig, fit_scatter_vae
 
-N_STARS, SEED, G_MAX = 6000, 7, 15.0
+N_STARS, SEED, G_MAX = 6000, 9307, 15.0
 TRAIN = dict(epochs=160, batch_size=256, lr=2e-3, t0=160, seed=SEED, threads=1, compile=False, checkpoint_every=0)
-FEATURES = ("latents", "labels", "labels_latents")
+FEATURES = ("labels", "labels_latents", "labels_latent_labels")
+SAMPLES = ("pristine", "pristine_cool_giants")
 
 
 def _survey_and_latents(alpha_signal: float, db_path) -> dict:
@@ -55,9 +60,9 @@ def _survey_and_latents(alpha_signal: float, db_path) -> dict:
 
 def _analyse(d: dict, out_dir) -> dict:
     res = run_alpha_analysis(d["z"], d["labels"], d["photometry"], out_dir=out_dir, seed=SEED, n_folds=5,
-                             n_boot=400, n_trees=100, samples=("pristine",), feature_sets=FEATURES,
-                             draw_figures=False)
-    return res.headline["samples"]["pristine"]
+                             n_boot=400, n_trees=50, samples=SAMPLES, feature_sets=FEATURES, draw_figures=False,
+                             classifiers_only=True)
+    return res.headline["samples"]
 
 
 @pytest.fixture(scope="module")
@@ -93,31 +98,32 @@ def test_latent_space_is_not_collapsed(alpha_on, alpha_off):
         assert r2 > 0.8, r2
 
 
-def test_latents_add_alpha_information_beyond_labels_when_spectra_carry_it(alpha_on):
-    """alpha_signal = 1: on the pristine sample (~4000 stars), labels + latents beat labels alone and the PAIRED
-    bootstrap 95 % interval of the balanced-accuracy gain lies above 0. Measured gain ≈ 0.07 with an interval
-    ≈ ±0.015; requiring the lower end > 0.02 leaves room for platform-level numerical differences while failing
-    if the latents carried no α information."""
-    h = alpha_on["headline"]
-    gain, lo, hi = h["differences_balanced_accuracy"][KEY_DIFFERENCE]
-    assert h["latents_add_alpha_information"] is True
-    assert lo > 0.02, (gain, lo, hi)
-    assert h["balanced_accuracy"]["labels_latents"][0] > h["balanced_accuracy"]["labels"][0] + 0.03
+def test_latents_carry_alpha_when_spectra_do(alpha_on, alpha_off):
+    """alpha_signal = 1 against 0 on the same stars: the gain of labels + latents over the labels alone rises by
+    more than 0.03 in balanced accuracy on both pristine samples (measured 0.067 and 0.097), and its interval
+    at alpha_signal 1 lies above 0 — the α features, not the analysis, make the latents informative.
 
-
-def test_no_gain_when_spectra_carry_no_alpha_information(alpha_off, alpha_on):
-    """alpha_signal = 0 (same stars, labels, classes and noise; only the α features no longer follow [α/M]):
-    the latents cannot know [α/M], so the gain must be small and its interval must (nearly) reach 0, and it must
-    be far below the gain with the signal on (paired surveys): the positive result above is caused by the α
-    features. Measured in repeated runs: gain 0.007 [−0.004, 0.018] and 0.014 [0.003, 0.025] here (training is
-    not bit-reproducible from run to run) vs 0.069 [0.057, 0.083] with the signal on. The small positive
-    residual is real, not α: the spectra re-measure [M/H] and Teff and so average down label noise. Hence the
-    pristine sample (σ_[M/H] < 0.05 dex) and the bounds: point gain < 0.025 and lower end < 0.01 (both fail for
-    any α-like effect of the α = 1 size), and on − off > 0.03."""
-    diffs_off = alpha_off["headline"]["differences_balanced_accuracy"]
-    gain_off, lo_off, _ = diffs_off[KEY_DIFFERENCE]
-    gain_on = alpha_on["headline"]["differences_balanced_accuracy"][KEY_DIFFERENCE][0]
-    assert gain_off < 0.025 and lo_off < 0.01, diffs_off
-    assert gain_on - gain_off > 0.03, (gain_on, gain_off)
+    Not asserted: the verdict "yes" at alpha_signal 1. At this size the verdict's test, (e) − (f), measured
+    p = 0.040 (pristine) and 0.22 (cool giants): the latents' α information is mostly entangled with their
+    estimates of [M/H] and Teff (the simulator's α lines are metal lines too), and the test counts only the
+    part that is not (docs/science-validation.md, "Power")."""
+    for sample in SAMPLES:
+        on = alpha_on["headline"][sample]["differences_balanced_accuracy"][KEY_DIFFERENCE]
+        off = alpha_off["headline"][sample]["differences_balanced_accuracy"][KEY_DIFFERENCE]
+        assert on[1] > 0 and on[0] - off[0] > 0.03, (sample, on, off)
     # identical labels and classes in both surveys: the comparison is paired by construction
     assert np.array_equal(alpha_on["truth_high"], alpha_off["truth_high"])
+
+
+def test_verdict_is_no_when_spectra_carry_no_alpha(alpha_off):
+    """alpha_signal = 0 (same stars, labels, classes and noise; only the α features no longer follow [α/M]):
+    the verdict must be "no" on both pristine samples (measured p = 0.32 and 0.78), while the latents still
+    re-measure the labels (R² of their [M/H] estimate > 0.5) — the situation in which the older gain over the
+    labels alone, (e) − (c), can say "yes" without any α."""
+    for sample in SAMPLES:
+        h = alpha_off["headline"][sample]
+        assert h["latents_add_alpha_information"] is False, (sample, h["alpha_test"])
+        assert h["alpha_test"]["p_value"] >= 0.025, h["alpha_test"]
+        assert h["alpha_test"]["latent_estimate_r2"]["m_h"] > 0.5, h["alpha_test"]
+        # the older gain is still reported beside it
+        assert KEY_DIFFERENCE in h["differences_balanced_accuracy"] and TEST_DIFFERENCE in h["differences_balanced_accuracy"]

@@ -1,0 +1,166 @@
+"""Calibration and power of the [α/M] verdict (analysis.alpha): many small simulated surveys, each trained
+briefly, judged at alpha_signal 0 (the spectra hold no [α/M]: every "yes" is a false positive) and 1 (every
+"no" is a miss), on the same stars for both (same seed).
+
+For every sample the report judges it counts the verdicts of the test (e) − (f) and, for comparison, how often
+the older gain over the labels alone, (e) − (c), had its 95 % interval above 0. Rates come with 95 %
+Clopper–Pearson intervals. Results go to a JSON-lines file, one line per survey and alpha_signal, written as
+they come so that a long sweep can be read (and resumed) while it runs:
+
+    python -m bench.bench_alpha_null --surveys 20 --out bench/results/alpha_null.jsonl
+    python -m bench.bench_alpha_null --summarise bench/results/alpha_null*.jsonl
+
+(Two processes, one per alpha_signal with ``--alpha 0`` / ``--alpha 1`` and their own files, halve the wall
+time on two cores.)
+
+`python -m bench alpha_null [--quick]` runs a short sweep into a temporary file. Seeds start at 9101: no test
+uses them. docs/science-validation.md records the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import beta
+
+SAMPLES = ("pristine", "pristine_cool_giants", "good", "good_cool_giants")
+FEATURES = ("labels", "labels_latents", "labels_latent_labels")
+FIRST_SEED = 9101
+# Small surveys, brief training, so that 2 × 20 of them fit in about an hour on 2 busy shared cores: 3000 stars at
+# G < 16 (the demo's depth, so the good sample's noisier labels are there), every star labelled, 60 epochs of
+# batch 256, forests of 40 trees (the demo: 100).
+SIZES = {"n_stars": 3000, "g_max": 16.0, "epochs": 60, "n_boot": 300, "n_trees": 40}
+
+
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact binomial interval of k successes in n trials."""
+    a = (1 - level) / 2
+    lo = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
+    hi = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
+    return lo, hi
+
+
+def one_survey(seed: int, alpha_signal: float, sizes: dict, tmp: Path) -> dict:
+    """Simulate, train without labels, infer and run the [α/M] analysis; the per-sample verdicts and gains."""
+    import torch
+    from analysis.alpha import KEY_DIFFERENCE, TEST_DIFFERENCE, run_alpha_analysis
+    from bench.bench_science import _latents, _train
+    from ingest.simulate.survey import labelled_survey
+    t0 = time.perf_counter()
+    d = labelled_survey(sizes["n_stars"], seed, alpha_signal=alpha_signal, label_fraction=1.0,
+                        g_max=sizes["g_max"], db_path=tmp / f"labels-{seed}-{alpha_signal:g}.sqlite")
+    torch.manual_seed(seed)
+    res, train_s = _train(d, sizes["epochs"], 256, 2e-3, seed)
+    z, ok, sigma = _latents(res, d)
+    keep = d["labels"]["labelled"] & ok
+    phot = {"phot_g_mean_mag": d["phot"]["phot_g_mean_mag"][keep],
+            "bp_rp": (d["phot"]["phot_bp_mean_mag"] - d["phot"]["phot_rp_mean_mag"])[keep]}
+    out = run_alpha_analysis(z[keep], {k: v[keep] for k, v in d["labels"].items()}, phot,
+                             out_dir=tmp / f"alpha-{seed}-{alpha_signal:g}", seed=seed, n_boot=sizes["n_boot"],
+                             n_trees=sizes["n_trees"], samples=SAMPLES, feature_sets=FEATURES, draw_figures=False,
+                             classifiers_only=True)
+    row: dict = {"seed": seed, "alpha_signal": alpha_signal, **sizes, "train_s": round(train_s, 1),
+                 "wall_s": round(time.perf_counter() - t0, 1), "active_latents": int(np.sum(sigma < 0.5)),
+                 "samples": {}}
+    for sample, info in out.headline["samples"].items():
+        if info.get("skipped"):
+            row["samples"][sample] = {"skipped": info["skipped"]}
+            continue
+        test = info["alpha_test"]
+        old = info["differences_balanced_accuracy"][KEY_DIFFERENCE]
+        row["samples"][sample] = {
+            "n": info["n"], "gain": test["gain"], "p": test["p_value"],
+            "yes": bool(test["p_value"] < test["level"]), "old_gain": old, "old_yes": bool(old[1] > 0),
+            "r2": test["latent_estimate_r2"], "diff_check": info["differences_balanced_accuracy"][TEST_DIFFERENCE]}
+    return row
+
+
+def sweep(out: Path, surveys: int, alpha_signals=(0.0, 1.0), sizes: dict | None = None,
+          first_seed: int = FIRST_SEED) -> None:
+    """Append one line per (seed, alpha_signal) to ``out``; lines already there are kept and skipped."""
+    sizes = sizes or SIZES
+    done = set()
+    if out.exists():
+        for line in out.read_text().splitlines():
+            r = json.loads(line)
+            done.add((r["seed"], r["alpha_signal"]))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in range(first_seed, first_seed + surveys):
+            for a in alpha_signals:
+                if (seed, a) in done:
+                    continue
+                row = one_survey(seed, a, sizes, Path(tmp))
+                with out.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+                s = row["samples"].get("pristine", {})
+                print(f"seed {seed} alpha {a:g}: {row['wall_s']:.0f} s, pristine gain {s.get('gain')} "
+                      f"p {s.get('p')} old {s.get('old_gain')}", flush=True)
+
+
+def summarise(*paths: Path) -> str:
+    """Markdown table: rate of 'yes' per sample and alpha_signal, new test and old gain, with 95 % intervals."""
+    rows = [json.loads(line) for path in paths for line in Path(path).read_text().splitlines() if line.strip()]
+    rows = list({(r["seed"], r["alpha_signal"]): r for r in rows}.values())     # one line per survey
+    lines = ["| alpha_signal | sample | surveys | test (e) − (f): 'yes' rate [95 % CP] | median gain (e) − (f) "
+             "| old (e) − (c) > 0 rate [95 % CP] | median old gain |", "|---|---|---|---|---|---|---|"]
+    for a in sorted({r["alpha_signal"] for r in rows}):
+        for sample in SAMPLES:
+            got = [r["samples"][sample] for r in rows if r["alpha_signal"] == a
+                   and sample in r["samples"] and "gain" in r["samples"][sample]]
+            if not got:
+                continue
+            n, k, k_old = len(got), sum(g["yes"] for g in got), sum(g["old_yes"] for g in got)
+            lo, hi = clopper_pearson(k, n)
+            lo_o, hi_o = clopper_pearson(k_old, n)
+            lines.append(f"| {a:g} | {sample} | {n} | {k}/{n} = {k / n:.2f} [{lo:.2f}, {hi:.2f}] | "
+                         f"{np.median([g['gain'][0] for g in got]):+.3f} | {k_old}/{n} = {k_old / n:.2f} "
+                         f"[{lo_o:.2f}, {hi_o:.2f}] | {np.median([g['old_gain'][0] for g in got]):+.3f} |")
+    for a in sorted({r["alpha_signal"] for r in rows}):
+        p = np.array([g["p"] for r in rows if r["alpha_signal"] == a for g in r["samples"].values() if "p" in g])
+        if p.size:
+            lines.append(f"\nalpha_signal {a:g}, all samples pooled: {p.size} p-values, mean {p.mean():.2f} "
+                         f"(0.5 if uniform), {np.mean(p < 0.025):.2f} below 0.025, {np.mean(p < 0.1):.2f} below 0.1")
+    return "\n".join(lines)
+
+
+def dose_table(*paths: Path, seed: int = FIRST_SEED) -> str:
+    """Markdown: gain and p of the test, and the old gain, per alpha_signal and sample for one seed."""
+    rows = [json.loads(line) for path in paths for line in Path(path).read_text().splitlines() if line.strip()]
+    rows = sorted({r["alpha_signal"]: r for r in rows if r["seed"] == seed}.values(), key=lambda r: r["alpha_signal"])
+    lines = ["| alpha_signal | sample | stars | test (e) − (f) | p | old (e) − (c) |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        for sample, g in r["samples"].items():
+            if "gain" in g:
+                lines.append(f"| {r['alpha_signal']:g} | {sample} | {g['n']} | {g['gain'][0]:+.3f} [{g['gain'][1]:+.3f}, "
+                             f"{g['gain'][2]:+.3f}] | {g['p']:.3f} | {g['old_gain'][0]:+.3f} [{g['old_gain'][1]:+.3f}, "
+                             f"{g['old_gain'][2]:+.3f}] |")
+    return "\n".join(lines)
+
+
+def main(quick: bool) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "alpha_null.jsonl"
+        sizes = dict(SIZES, n_stars=3000, epochs=60, n_boot=200, n_trees=50) if quick else SIZES
+        sweep(out, 2 if quick else 20, sizes=sizes)
+        print(summarise(out))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_alpha_null", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--surveys", type=int, default=20)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--alpha", type=float, nargs="+", default=[0.0, 1.0])
+    parser.add_argument("--first-seed", type=int, default=FIRST_SEED, help="to split a sweep between processes")
+    parser.add_argument("--summarise", type=Path, nargs="+", help="JSON-lines files of sweeps to summarise")
+    parser.add_argument("--dose", action="store_true", help="with --summarise: the dose-response table of one seed")
+    args = parser.parse_args()
+    if args.summarise:
+        print(dose_table(*args.summarise) if args.dose else summarise(*args.summarise))
+    else:
+        sweep(args.out, args.surveys, tuple(args.alpha), first_seed=args.first_seed)
