@@ -165,6 +165,14 @@ inference_results = sa.Table(
     sa.Column("scatter_mean", REAL),
     sa.Column("bp_chi2_dof", REAL), sa.Column("rp_chi2_dof", REAL),                   # full covariance
     sa.Column("bp_chi2_dof_scatter", REAL), sa.Column("rp_chi2_dof_scatter", REAL),   # Σ + diag(ŝ²)
+    # The anomaly score (shared/anomaly.py, README "Anomalies"): how badly the model explains the spectrum given
+    # its errors and learned scatter, calibrated on the model's held-out stars (the job's params say on which).
+    # anomaly_score: ~N(0, 1) for typical stars, larger = worse (ORDER BY anomaly_score DESC), combined over the
+    # bands present; anomaly_p: tail probability P(a typical star scores ≥ this), small = anomalous. _bp/_rp:
+    # the same per band, NULL for a missing band. NULL everywhere when the star could not be scored.
+    sa.Column("anomaly_score", REAL), sa.Column("anomaly_score_bp", REAL), sa.Column("anomaly_score_rp", REAL),
+    sa.Column("anomaly_p", DOUBLE), sa.Column("anomaly_p_bp", DOUBLE), sa.Column("anomaly_p_rp", DOUBLE),
+    sa.Index("ix_inference_results_anomaly", "model_id", "anomaly_score"),
 )
 
 analysis_statistics = sa.Table(

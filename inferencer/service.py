@@ -23,6 +23,8 @@ from db.models_registry import get_model
 from db.schema import LATENT_MAX, inference_results, xp_correlations
 from db.selection import Selection
 from db.spectra import quantile_ranges, read_spectra, selected_source_ids
+from inferencer import anomaly
+from shared.anomaly import AnomalyCalibration
 from shared.artifact import ModelArtifact
 from shared.errors import InputError
 from shared.inference import infer
@@ -70,6 +72,10 @@ def run_infer_job(ctx: JobContext) -> dict:
         raise InputError(f"no spectra with photometry match the selection ({describe_selection(selection.to_dict())}):"
                          " ingest them first, or widen --source-id-min/--source-id-max/--quality/--limit")
     n_shards = min(int(p.get("shards") or 0) or math.ceil(n / STARS_PER_SHARD), n)   # a shard holds >= 1 star
+    if "anomaly_calibration" not in p:      # fitted once per job: a redelivered planner keeps the first
+        _, art, model, splits = load_model(ctx.engine, p["model_id"])
+        p["anomaly_calibration"] = anomaly.fit_calibration(ctx.engine, art, model, splits, ids).to_dict()
+        jobs_db.update_job(ctx.engine, ctx.job_id, params=p)
     ranges = quantile_ranges(ids, n_shards)
     fan_out(ctx, ranges)      # does not return: the shards complete the job
     return {}
@@ -90,7 +96,7 @@ def summarise_infer_job(engine: Engine, job: dict, shards: list[dict]) -> dict:
     chi2 = "full covariance for every star" if n_chi2 == n else \
         f"unavailable for {n - n_chi2} of {n} stars: " + chi2_causes(int(n_unstored), int(n - n_chi2 - n_unstored))
     return {"model_id": model_id, "n_shards": len(shards), "n_stars": int(sum(s["n_stars"] for s in shards)),
-            "n_results": int(n), "chi2": chi2, **timing}
+            "n_results": int(n), "chi2": chi2, **anomaly.summary(job["params"]), **timing}
 
 
 def chi2_causes(n_unstored: int, n_singular: int) -> str:
@@ -134,9 +140,11 @@ def _split_labels(source_id: np.ndarray, splits: dict[str, np.ndarray]) -> list[
 
 def infer_range(engine: Engine, model_id: int, selection: Selection, *, batch_size: int = 8192,
                 chi2: bool = True, progress=None, batch_pause_s: float = 0.0,
-                expected_rows: int | None = None) -> tuple[dict, dict]:
+                expected_rows: int | None = None,
+                anomaly_calibration: AnomalyCalibration | None = None) -> tuple[dict, dict]:
     """Read, infer and build the result columns for one selection (no writing). Returns (columns, timings).
-    ``expected_rows``: the selection's size when known (a shard's), to allocate the read once."""
+    ``expected_rows``: the selection's size when known (a shard's), to allocate the read once.
+    ``anomaly_calibration``: the job's (inferencer/anomaly.py); without it the anomaly columns stay NULL."""
     row, art, model, splits = load_model(engine, model_id)
     configure_torch_threads()
     t0 = time.perf_counter()
@@ -187,6 +195,9 @@ def infer_range(engine: Engine, model_id: int, selection: Selection, *, batch_si
     for b in ("bp", "rp"):
         cols[f"{b}_chi2_dof"] = chi2_cols[f"chi2_{b}"] / 55.0
         cols[f"{b}_chi2_dof_scatter"] = chi2_cols[f"chi2_{b}_scatter"] / 55.0
+    if anomaly_calibration is not None:
+        cols.update(anomaly_calibration.columns({k: cat(k) for k in ("chi2_diag_bp", "chi2_diag_rp", "dof_bp",
+                                                                     "dof_rp")}))
     return cols, {"seconds_read": t1 - t0, "seconds_model": t2 - t1}
 
 
@@ -219,6 +230,11 @@ class ShardProgress:
             self.ctx.check_cancelled()
 
 
+def _job_calibration(params: dict) -> AnomalyCalibration | None:
+    cal = params.get("anomaly_calibration")
+    return AnomalyCalibration.from_dict(cal) if cal else None
+
+
 def run_infer_shard(ctx: JobContext, shard: dict) -> None:
     p = ctx.params
     lo, hi = int(shard["source_id_lo"]), int(shard["source_id_hi"])
@@ -228,7 +244,8 @@ def run_infer_shard(ctx: JobContext, shard: dict) -> None:
     selection = base.replace(source_id_lo=lo, source_id_hi=hi, limit=None)
     cols, timings = infer_range(ctx.engine, p["model_id"], selection, batch_size=int(p.get("batch_size", 8192)),
                                 chi2=bool(p.get("chi2", True)), batch_pause_s=float(p.get("batch_pause_s", 0)),
-                                expected_rows=int(shard["n_stars"]), progress=ShardProgress(ctx, shard))
+                                expected_rows=int(shard["n_stars"]), progress=ShardProgress(ctx, shard),
+                                anomaly_calibration=_job_calibration(p))
     ctx.check_cancelled()
     t = time.perf_counter()
     with ctx.engine.begin() as conn:

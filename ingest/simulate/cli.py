@@ -28,9 +28,12 @@ from .survey import FORMATS
 @click.option("--coefficients", type=click.Choice(COEFFICIENT_MODELS), default=DEFAULT_COEFFICIENTS,
               show_default=True, help="how SEDs become XP coefficients: ridge fit to GaiaXPy's bases, or "
                                       "forward through Gaia's DR3 instrument model (docs/simulator.md)")
+@click.option("--anomaly-fraction", type=float, default=0.0, show_default=True,
+              help="fraction of stars made anomalous (emission line, unresolved binary, corrupted band, wrong G "
+                   "flux), flagged in truth.parquet's `anomaly` column; 0 leaves the survey unchanged")
 def simulate(n_stars: int, seed: int, alpha_signal: float, label_fraction: float, out_dir: Path,
              formats: tuple[str, ...], mag_min: float, mag_max: float, population_mix: str | None,
-             chunk_size: int, coefficients: str) -> None:
+             chunk_size: int, coefficients: str, anomaly_fraction: float) -> None:
     """Simulate a Gaia DR3 XP × APOGEE DR17 survey with known truth and write its files."""
     from .populations import parse_mix
     from .survey import simulate_survey, validate_arguments
@@ -38,7 +41,7 @@ def simulate(n_stars: int, seed: int, alpha_signal: float, label_fraction: float
     try:
         mix = parse_mix(population_mix) if population_mix else None
         validate_arguments(n_stars, seed, alpha_signal, label_fraction, (mag_min, mag_max), formats, chunk_size, mix,
-                           coefficients)
+                           coefficients, anomaly_fraction)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
 
@@ -53,7 +56,7 @@ def simulate(n_stars: int, seed: int, alpha_signal: float, label_fraction: float
             summary = simulate_survey(n_stars, seed, alpha_signal=alpha_signal, label_fraction=label_fraction,
                                       out_dir=out_dir, formats=formats, mag_range=(mag_min, mag_max),
                                       population_mix=mix, chunk_size=chunk_size, progress=progress,
-                                      coefficients=coefficients)
+                                      coefficients=coefficients, anomaly_fraction=anomaly_fraction)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {summary.n_stars} stars, {summary.n_label_rows} label rows to {summary.out_dir} "

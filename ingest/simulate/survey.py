@@ -20,6 +20,7 @@ import numpy as np
 
 from shared.xp import XPBatch
 
+from . import anomalies as anomaly
 from .labels import label_probability, simulate_actions, simulate_labels
 from .noise import CorrelationTemplates, ErrorModel, stored_error_model
 from .populations import POPULATIONS, Stars, draw_stars, is_giant, is_high_alpha, normalise_mix
@@ -73,7 +74,7 @@ class SimulationSummary:
 def validate_arguments(n_stars: int, seed: int, alpha_signal: float, label_fraction: float,
                        mag_range: Sequence[float], formats: Sequence[str] = ("csv",), chunk_size: int = 5000,
                        population_mix: Mapping[str, float] | None = None,
-                       coefficients: str = DEFAULT_COEFFICIENTS) -> dict[str, float]:
+                       coefficients: str = DEFAULT_COEFFICIENTS, anomaly_fraction: float = 0.0) -> dict[str, float]:
     """Raise ValueError with a message fit for click.BadParameter; return the normalised population mix."""
     if not isinstance(n_stars, (int, np.integer)) or n_stars < 1:
         raise ValueError(f"n_stars must be a positive integer, got {n_stars!r}")
@@ -93,14 +94,15 @@ def validate_arguments(n_stars: int, seed: int, alpha_signal: float, label_fract
     if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     check_coefficient_model(coefficients)
+    anomaly.check_fraction(anomaly_fraction)
     return normalise_mix(population_mix)
 
 
 def simulate_block(seed: int, k: int, n_total: int, *, alpha_signal: float, label_fraction: float,
                    mag_range: Sequence[float], mix: Mapping[str, float], templates: CorrelationTemplates,
                    error_model: ErrorModel, with_correlations: bool = True,
-                   coefficients: str = DEFAULT_COEFFICIENTS) -> Block:
-    """Stars k·BLOCK … min((k+1)·BLOCK, n_total) − 1 of the survey."""
+                   coefficients: str = DEFAULT_COEFFICIENTS, anomaly_fraction: float = 0.0) -> Block:
+    """Stars k·BLOCK … min((k+1)·BLOCK, n_total) − 1 of the survey (``anomaly_fraction``: anomalies.py)."""
     start, stop = k * BLOCK, min((k + 1) * BLOCK, n_total)
     n = stop - start
     rng = np.random.default_rng([seed, k])
@@ -111,6 +113,9 @@ def simulate_block(seed: int, k: int, n_total: int, *, alpha_signal: float, labe
     hp12 = np.minimum(((idx + rng.random(n)) / n_total * NPIX12).astype(np.int64), NPIX12 - 1)
     source_id = hp12 * 2**35 + idx + 1
     truth_flux = noise_free_coefficients(stars, alpha_signal, coefficients)
+    anomalies = anomaly.choose(seed, k, n, anomaly_fraction) if anomaly_fraction > 0 else None
+    if anomalies is not None:
+        truth_flux = anomaly.inject_spectra(anomalies, stars, truth_flux, alpha_signal, coefficients)
     batch = observe(rng, truth_flux, error_model, templates, source_id, with_correlations)
 
     g_obs = stars.g_mag + rng.normal(0.0, 0.0003 + 0.002 * 10 ** (0.4 * (stars.g_mag - 17.0)), n)
@@ -124,6 +129,9 @@ def simulate_block(seed: int, k: int, n_total: int, *, alpha_signal: float, labe
                                           labelled)
     actions = simulate_actions(rng, stars)
     truth = _truth_columns(stars, source_id, truth_flux.mags, labelled)
+    if anomalies is not None:
+        anomaly.inject_photometry(anomalies, photometry)
+        truth.update(anomalies.truth_columns())
     truth["coefficients_true"] = truth_flux.coefficients
     return Block(batch=batch, truth=truth, photometry=photometry, labels=labels, label_index=label_index,
                  actions=actions)
@@ -141,17 +149,18 @@ def _truth_columns(stars: Stars, source_id: np.ndarray, mags: np.ndarray, labell
 def iter_blocks(n_stars: int, seed: int, alpha_signal: float = 1.0, label_fraction: float = 0.3,
                 mag_range: Sequence[float] = (9.0, 17.5), population_mix: Mapping[str, float] | None = None,
                 with_correlations: bool = True, progress: Progress | None = None,
-                coefficients: str = DEFAULT_COEFFICIENTS) -> Iterator[Block]:
+                coefficients: str = DEFAULT_COEFFICIENTS, anomaly_fraction: float = 0.0) -> Iterator[Block]:
     """Yield the survey block by block (bounded memory for any n_stars)."""
     mix = validate_arguments(n_stars, seed, alpha_signal, label_fraction, mag_range, population_mix=population_mix,
-                             coefficients=coefficients)
+                             coefficients=coefficients, anomaly_fraction=anomaly_fraction)
     templates = CorrelationTemplates.make(seed)
     error_model = stored_error_model()
     n_blocks = -(-n_stars // BLOCK)
     for k in range(n_blocks):
         yield simulate_block(seed, k, n_stars, alpha_signal=alpha_signal, label_fraction=label_fraction,
                              mag_range=mag_range, mix=mix, templates=templates, error_model=error_model,
-                             with_correlations=with_correlations, coefficients=coefficients)
+                             with_correlations=with_correlations, coefficients=coefficients,
+                             anomaly_fraction=anomaly_fraction)
         if progress:
             progress(min((k + 1) * BLOCK, n_stars), n_stars, "simulating spectra")
 
@@ -163,7 +172,7 @@ def _concat_dicts(dicts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 def generate(n_stars: int, seed: int, alpha_signal: float = 1.0, label_fraction: float = 0.3,
              mag_range: Sequence[float] = (9.0, 17.5), population_mix: Mapping[str, float] | None = None,
              with_correlations: bool = True, progress: Progress | None = None,
-             coefficients: str = DEFAULT_COEFFICIENTS
+             coefficients: str = DEFAULT_COEFFICIENTS, anomaly_fraction: float = 0.0
              ) -> tuple[XPBatch, dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The survey in memory: (XPBatch, truth, labels, photometry).
 
@@ -172,9 +181,11 @@ def generate(n_stars: int, seed: int, alpha_signal: float = 1.0, label_fraction:
     coefficients_true (N, 110) noise-free at the star's G). coefficients: "ridge" or "forward" (how SEDs become
     coefficients, spectra.COEFFICIENT_MODELS). labels: APOGEE rows with the lower-case keys of
     shared.xp.APOGEE_COLUMNS (duplicates, flags and NaNs included). photometry: PHOTOMETRY_COLUMNS.
+    With ``anomaly_fraction`` > 0 (anomalies.py) truth also holds ``anomaly`` (kind, '' for a normal star) and
+    ``anomaly_strength``.
     """
     blocks = list(iter_blocks(n_stars, seed, alpha_signal, label_fraction, mag_range, population_mix,
-                              with_correlations, progress, coefficients))
+                              with_correlations, progress, coefficients, anomaly_fraction))
     return (XPBatch.concat(b.batch for b in blocks), _concat_dicts([b.truth for b in blocks]),
             _concat_dicts([b.labels for b in blocks]), _concat_dicts([b.photometry for b in blocks]))
 
@@ -241,7 +252,7 @@ def simulate_survey(n_stars: int, seed: int, alpha_signal: float = 1.0, label_fr
                     out_dir: Path | str = "survey", formats: Sequence[str] = ("csv",),
                     mag_range: Sequence[float] = (9.0, 17.5), population_mix: Mapping[str, float] | None = None,
                     chunk_size: int = 5000, progress: Progress | None = None,
-                    coefficients: str = DEFAULT_COEFFICIENTS) -> SimulationSummary:
+                    coefficients: str = DEFAULT_COEFFICIENTS, anomaly_fraction: float = 0.0) -> SimulationSummary:
     """Simulate a survey and write it to ``out_dir`` (created; must not exist or be empty).
 
     Always written: photometry.csv, allStar-dr17-synspec_rev1-sim.fits, truth.parquet, manifest.json.
@@ -254,7 +265,7 @@ def simulate_survey(n_stars: int, seed: int, alpha_signal: float = 1.0, label_fr
 
     formats = tuple(dict.fromkeys(formats))
     validate_arguments(n_stars, seed, alpha_signal, label_fraction, mag_range, formats, chunk_size, population_mix,
-                       coefficients)
+                       coefficients, anomaly_fraction)
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
     tmp = _prepare_out_dir(out_dir)
@@ -268,8 +279,10 @@ def simulate_survey(n_stars: int, seed: int, alpha_signal: float = 1.0, label_fr
         label_parts: list[dict] = []
         catalogue_parts: list[tuple] = []
         giants = high_giants = 0
+        anomalies: dict[str, int] = {}
         for k, block in enumerate(iter_blocks(n_stars, seed, alpha_signal, label_fraction, mag_range,
-                                              population_mix, coefficients=coefficients)):
+                                              population_mix, coefficients=coefficients,
+                                              anomaly_fraction=anomaly_fraction)):
             chunker.add(block.batch)
             truth = dict(block.truth)
             truth_writer.write({c: v for c, v in truth.items() if c != "coefficients_true"},
@@ -282,6 +295,10 @@ def simulate_survey(n_stars: int, seed: int, alpha_signal: float = 1.0, label_fr
             summary.n_missing_rp += int(block.batch["rp_missing"].sum())
             giants += int(truth["giant"].sum())
             high_giants += int((truth["giant"] & truth["high_alpha"]).sum())
+            if "anomaly" in truth:
+                kinds, counts = np.unique(truth["anomaly"][truth["anomaly"] != ""], return_counts=True)
+                for kind, count in zip(kinds.tolist(), counts.tolist()):
+                    anomalies[kind] = anomalies.get(kind, 0) + count
             if progress:
                 progress(min((k + 1) * BLOCK, n_stars), n_stars, "simulating and writing")
         chunker.close()
@@ -301,6 +318,8 @@ def simulate_survey(n_stars: int, seed: int, alpha_signal: float = 1.0, label_fr
         manifest = json.loads(summary.to_json())
         manifest.update(formats=list(formats), mag_range=list(map(float, mag_range)), chunk_size=int(chunk_size),
                         population_mix=normalise_mix(population_mix), out_dir=None)
+        if anomaly_fraction > 0:         # only then: the default manifest stays as it was
+            manifest.update(anomaly_fraction=float(anomaly_fraction), anomalies=anomalies)
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
         files["manifest"] = [MANIFEST_FILE]
         os.replace(tmp, out_dir)          # atomic on one filesystem; an empty existing out_dir is replaced
