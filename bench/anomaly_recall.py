@@ -58,7 +58,9 @@ def measure(n_stars: int, seed: int, *, anomaly_fraction: float = 0.01, epochs: 
     cal = AnomalyCalibration.fit({k: v[held] for k, v in chi2.items()}, "held-out split")
     cols = cal.columns(chi2)
     methods = {"score": cols["anomaly_score"],
-               "chi2 without scatter": transformed(band_chi2(xs, out["xhat"], es))["all"]}
+               "chi2 without scatter": transformed(band_chi2(xs, out["xhat"], es))["all"],
+               # a variant: the worse of the two bands (a one-band fault is diluted in the combined χ²)
+               "worst band": np.fmax(cols["anomaly_score_bp"], cols["anomaly_score_rp"])}
     kind = np.asarray(truth["anomaly"])[ok]
     truth_sets = {**{k: kind == k for k in KINDS}, "any": kind != ""}
     recall = {m: {k: {f: recall_at(s, hit, f) for f in top} for k, hit in truth_sets.items()}

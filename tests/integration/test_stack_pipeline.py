@@ -5,6 +5,7 @@ and ingest → train → infer → analyze produce their rows in PostgreSQL.
 """
 from __future__ import annotations
 
+import json
 import os
 
 import sqlalchemy as sa
@@ -37,10 +38,22 @@ def test_ingest_train_infer_analyze_through_workers(stack, pg_engine, tmp_path):
         workers = set(conn.execute(sa.text("SELECT worker FROM jobs")).scalars())
         statuses = set(conn.execute(sa.text("SELECT status FROM jobs")).scalars())
         n_shards = conn.execute(sa.text("SELECT count(*) FROM job_shards WHERE status = 'done'")).scalar()
+        # the anomaly score: one calibration for the job, a score for every star the model scored
+        n_nll, n_score = conn.execute(sa.text(
+            "SELECT count(nll), count(anomaly_score) FROM inference_results r JOIN models m ON m.id = r.model_id "
+            "WHERE m.name = 'e2e'")).one()
+        top = conn.execute(sa.text(
+            "SELECT anomaly_score, anomaly_p FROM inference_results WHERE anomaly_score IS NOT NULL "
+            "ORDER BY anomaly_score DESC LIMIT 20")).all()
+        infer_params = conn.execute(sa.text("SELECT params FROM jobs WHERE kind = 'infer'")).scalar()
     assert n_xp == 1500 and n_phot == 1500
     # every star with both bands and photometry got exactly one result row
     assert n_res == n_distinct and n_res >= 0.95 * n_xp
     assert n_shards == 3
+    assert n_score == n_nll >= 0.95 * n_xp
+    assert [t[1] for t in top] == sorted(t[1] for t in top)          # a higher score is a smaller p
+    params = infer_params if isinstance(infer_params, dict) else json.loads(infer_params)
+    assert "held-out" in params["anomaly_calibration"]["reference"]
     assert n_stats > 20
     assert statuses == {"succeeded"}
     # the jobs ran in the worker processes, not in this one
