@@ -33,14 +33,14 @@ def even_pick(ids: np.ndarray, n_max: int) -> np.ndarray:
     return ids[np.linspace(0, ids.size - 1, n_max).round().astype(np.int64)]
 
 
-def reference_chi2(engine: Engine, art, model, ids: np.ndarray) -> dict[str, np.ndarray]:
-    """The per-band χ² inputs of the score (shared.anomaly.band_chi2) for the stored stars among ``ids``."""
+def reference_outputs(engine: Engine, art, model, ids: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(x, x̂, e, ŝ) in standardised units for the stored stars among ``ids``: what the calibration needs."""
     data = read_spectra(engine, ids)
     x, e = normalise_by_flux(data["coefficients"], data["errors"], data["phot_g_mean_flux"])
     xs, es = art.normalisation.apply(x, e)
-    keys = ("chi2_diag_bp", "chi2_diag_rp", "dof_bp", "dof_rp")
-    parts = list(infer(model, xs, es, include_reconstructions=False)) if len(xs) else []
-    return {k: np.concatenate([p[k] for p in parts]) if parts else np.zeros(0) for k in keys}
+    parts = list(infer(model, xs, es)) if len(xs) else []
+    cat = lambda k: np.concatenate([p[k] for p in parts]) if parts else np.zeros((0, xs.shape[1]))
+    return xs, cat("xhat"), es, cat("scatter")
 
 
 def fit_calibration(engine: Engine, art, model, splits: dict[str, np.ndarray],
@@ -48,12 +48,11 @@ def fit_calibration(engine: Engine, art, model, splits: dict[str, np.ndarray],
     """The job's calibration: on the model's held-out stars, else on an even sample of the selection."""
     held = [splits[k] for k in HELD_OUT if k in splits]
     if held:
-        chi2 = reference_chi2(engine, art, model, even_pick(np.concatenate(held), REFERENCE_MAX))
-        usable = int(np.isfinite(chi2["chi2_diag_bp"]).sum() + np.isfinite(chi2["chi2_diag_rp"]).sum())
-        if usable >= 2 * REFERENCE_MIN:
-            return AnomalyCalibration.fit(chi2, "held-out stars of the model (validation and test splits)")
-    chi2 = reference_chi2(engine, art, model, even_pick(selection_ids, REFERENCE_MAX))
-    return AnomalyCalibration.fit(chi2, "stars of an even sample of the inferred selection (none of the model's "
+        out = reference_outputs(engine, art, model, even_pick(np.concatenate(held), REFERENCE_MAX))
+        if np.isfinite(out[0]).all(1).sum() >= REFERENCE_MIN:
+            return AnomalyCalibration.fit(*out, "held-out stars of the model (validation and test splits)")
+    out = reference_outputs(engine, art, model, even_pick(selection_ids, REFERENCE_MAX))
+    return AnomalyCalibration.fit(*out, "stars of an even sample of the inferred selection (none of the model's "
                                         "validation or test stars in this database)")
 
 

@@ -169,7 +169,7 @@ def infer_range(engine: Engine, model_id: int, selection: Selection, *, batch_si
     # With correlations for only some stars, the (costly: ~7x the network) χ² runs on those alone; the
     # others get NaN, as they would from NaN correlations.
     for res in infer(model, xs, es, correlations=corr if corr_rows is None else None, batch_size=batch_size,
-                     include_reconstructions=False):
+                     include_reconstructions=anomaly_calibration is not None):     # the score needs x̂ and ŝ
         parts.append(res)
         if progress:
             progress(min(res["start"] + batch_size, n), n)
@@ -196,8 +196,7 @@ def infer_range(engine: Engine, model_id: int, selection: Selection, *, batch_si
         cols[f"{b}_chi2_dof"] = chi2_cols[f"chi2_{b}"] / 55.0
         cols[f"{b}_chi2_dof_scatter"] = chi2_cols[f"chi2_{b}_scatter"] / 55.0
     if anomaly_calibration is not None:
-        cols.update(anomaly_calibration.columns({k: cat(k) for k in ("chi2_diag_bp", "chi2_diag_rp", "dof_bp",
-                                                                     "dof_rp")}))
+        cols.update(anomaly_calibration.columns(xs, cat("xhat"), es, cat("scatter")))
     return cols, {"seconds_read": t1 - t0, "seconds_model": t2 - t1}
 
 

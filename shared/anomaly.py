@@ -3,13 +3,18 @@
 Per band b, the chi-square of the model's own likelihood (docs/science.md §4: diagonal errors plus the
 learned scatter, at z = μ), summed over the band's finite coefficients ν_b (55 for a present band):
 
-    χ²_b = Σ_j (x̂_j − x_j)² / (e_j² + ŝ_j²)
+    χ²_b = Σ_j (x̂_j − x_j)² / (e_j² + min(ŝ_j, ŝ_ref,j)²)
 
 Diagonal, not the full covariance, on purpose: it is the quantity the scatter was fitted against, and it
 exists for every star, including those ingested without correlations, so one definition ranks them all.
+The scatter is capped at ŝ_ref, the median learned scatter of the reference stars per coefficient: an
+unusual spectrum tends to be encoded where the model predicts a large scatter (on the simulator the injected
+anomalies got 3–5× the normal stars' median), which would explain the anomaly away. The cap keeps what the
+scatter is for — the model's typical misfit, so that bright stars with tiny errors do not dominate — and
+takes away the star's own excuse (measured: `python -m bench anomaly`, README "Anomalies").
 
 The Wilson–Hilferty transform t = ((χ²/ν)^⅓ − (1 − 2/(9ν))) / √(2/(9ν)) is ~N(0, 1) for a χ²_ν variable,
-which puts a band (ν = 55) and both bands together (ν = 110) on one scale. A learned scatter is never exactly
+which puts a band (ν = 55) and both bands together (ν = 110) on one scale. The scatter is never exactly
 calibrated, so t is re-centred and re-scaled on a reference population — the model's held-out stars — by
 their median and 1.4826·MAD (robust: the reference's own anomalies do not move them):
 
@@ -21,6 +26,7 @@ expected to fit at least this badly. "Combined" uses both bands when both are pr
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -67,7 +73,8 @@ def transformed(chi2: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     present, else the present band)."""
     t = {b: wilson_hilferty(chi2[f"chi2_diag_{b}"], chi2[f"dof_{b}"]) for b in ("bp", "rp")}
     both = (chi2["dof_bp"] > 0) & (chi2["dof_rp"] > 0)
-    joint = wilson_hilferty(np.nansum([chi2["chi2_diag_bp"], chi2["chi2_diag_rp"]], axis=0), chi2["dof_bp"] + chi2["dof_rp"])
+    joint = wilson_hilferty(np.nansum([chi2["chi2_diag_bp"], chi2["chi2_diag_rp"]], axis=0),
+                            chi2["dof_bp"] + chi2["dof_rp"])
     t["all"] = np.where(both, joint, np.where(chi2["dof_bp"] > 0, t["bp"], t["rp"]))
     return t
 
@@ -77,53 +84,82 @@ def tail_probability(score: np.ndarray) -> np.ndarray:
     return 0.5 * erfc(np.asarray(score, dtype=np.float64) / math.sqrt(2.0))     # NaN stays NaN
 
 
+def robust_centre_width(chi2: dict[str, np.ndarray]) -> tuple[dict[str, float], dict[str, float], int]:
+    """Median and 1.4826·MAD of the Wilson–Hilferty values per key of KEYS ('all' over two-band stars), and
+    how many stars had a combined value. A key with fewer than 10 finite values (a band missing everywhere)
+    keeps the χ² distribution's own centre 0 and width 1."""
+    t = transformed(chi2)
+    both = (chi2["dof_bp"] > 0) & (chi2["dof_rp"] > 0)
+    centre, width = {}, {}
+    for k in KEYS:
+        v = t[k][np.isfinite(t[k]) & (both if k == "all" else True)]
+        med = float(np.median(v)) if v.size >= 10 else 0.0
+        mad = MAD_TO_SD * float(np.median(np.abs(v - med))) if v.size >= 10 else 1.0
+        centre[k], width[k] = med, (mad if mad > 0 else 1.0)
+    return centre, width, int(np.isfinite(t["all"]).sum())
+
+
+def calibrated(chi2: dict[str, np.ndarray], centre: dict[str, float], width: dict[str, float]) -> dict:
+    """{'all', 'bp', 'rp'} scores; a star with one band gets that band's own score as 'all'."""
+    t = transformed(chi2)
+    s = {k: (t[k] - centre[k]) / width[k] for k in KEYS}
+    both = (chi2["dof_bp"] > 0) & (chi2["dof_rp"] > 0)
+    s["all"] = np.where(both, s["all"], np.where(chi2["dof_bp"] > 0, s["bp"], s["rp"]))
+    return s
+
+
 @dataclass(frozen=True)
 class AnomalyCalibration:
-    """Centre and width of the Wilson–Hilferty values on the reference stars, per key of KEYS."""
+    """What a job scores with: the scatter cap per coefficient and the centre and width per key of KEYS,
+    all from the reference stars."""
+    scatter_cap: tuple[float, ...]      # 110: median learned scatter of the reference stars (standardised units)
     centre: dict[str, float]
     width: dict[str, float]
     n_reference: int
     reference: str          # which stars, for people: e.g. "held-out stars of the model"
 
     @classmethod
-    def fit(cls, chi2: dict[str, np.ndarray], reference: str) -> "AnomalyCalibration":
-        """From ``band_chi2`` output on the reference stars. A key with fewer than 10 finite values (e.g. a
-        band missing everywhere) keeps the χ² distribution's own centre 0 and width 1."""
-        t = transformed(chi2)
-        both = (chi2["dof_bp"] > 0) & (chi2["dof_rp"] > 0)
-        centre, width = {}, {}
-        for k in KEYS:
-            v = t[k][np.isfinite(t[k]) & (both if k == "all" else True)]
-            med = float(np.median(v)) if v.size >= 10 else 0.0
-            mad = MAD_TO_SD * float(np.median(np.abs(v - med))) if v.size >= 10 else 1.0
-            centre[k], width[k] = med, (mad if mad > 0 else 1.0)
-        n = int(np.isfinite(t["all"]).sum())
-        return cls(centre=centre, width=width, n_reference=n, reference=reference)
+    def fit(cls, x, xhat, x_err, scatter, reference: str) -> "AnomalyCalibration":
+        """From the reference stars' standardised inputs and model outputs (N, 110) at z = μ."""
+        seen = np.isfinite(np.asarray(x, dtype=np.float64)) & np.isfinite(np.asarray(x_err, dtype=np.float64))
+        scatter = np.where(seen, np.asarray(scatter, dtype=np.float64), np.nan)     # only where observed
+        with warnings.catch_warnings():        # a coefficient NaN for every star (a band missing everywhere)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            cap = np.nanmedian(scatter, axis=0) if len(scatter) else np.full(scatter.shape[1], np.nan)
+        cap = np.where(np.isfinite(cap), cap, np.inf)            # no cap where nothing is known
+        chi2 = band_chi2(x, xhat, x_err, np.minimum(scatter, cap))
+        centre, width, n = robust_centre_width(chi2)
+        return cls(scatter_cap=tuple(float(c) for c in cap), centre=centre, width=width, n_reference=n,
+                   reference=reference)
 
-    def scores(self, chi2: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def chi2(self, x, xhat, x_err, scatter) -> dict[str, np.ndarray]:
+        """``band_chi2`` with each star's learned scatter capped at the reference median: the scatter cannot
+        explain away an anomaly (an unusual spectrum tends to land where the model predicts a large scatter)."""
+        return band_chi2(x, xhat, x_err, np.minimum(np.asarray(scatter, dtype=np.float64),
+                                                    np.asarray(self.scatter_cap)))
+
+    def scores(self, x, xhat, x_err, scatter) -> dict[str, np.ndarray]:
         """{'all': …, 'bp': …, 'rp': …} calibrated scores (NaN where a band is missing)."""
-        t = transformed(chi2)
-        s = {k: (t[k] - self.centre[k]) / self.width[k] for k in KEYS}
-        # one band only: that band's own calibration (the combined one is fitted on two-band stars)
-        both = (chi2["dof_bp"] > 0) & (chi2["dof_rp"] > 0)
-        s["all"] = np.where(both, s["all"], np.where(chi2["dof_bp"] > 0, s["bp"], s["rp"]))
-        return s
+        return calibrated(self.chi2(x, xhat, x_err, scatter), self.centre, self.width)
 
-    def columns(self, chi2: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def columns(self, x, xhat, x_err, scatter) -> dict[str, np.ndarray]:
         """The inference_results columns (db/schema.py): anomaly_score[_bp|_rp] and anomaly_p[_bp|_rp]."""
         out = {}
-        for k, s in self.scores(chi2).items():
+        for k, s in self.scores(x, xhat, x_err, scatter).items():
             suffix = "" if k == "all" else f"_{k}"
             out[f"anomaly_score{suffix}"] = s
             out[f"anomaly_p{suffix}"] = tail_probability(s)
         return out
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["scatter_cap"] = [c if math.isfinite(c) else None for c in self.scatter_cap]     # JSON has no inf
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "AnomalyCalibration":
-        return cls(centre={k: float(d["centre"][k]) for k in KEYS}, width={k: float(d["width"][k]) for k in KEYS},
+        return cls(scatter_cap=tuple(math.inf if c is None else float(c) for c in d["scatter_cap"]),
+                   centre={k: float(d["centre"][k]) for k in KEYS}, width={k: float(d["width"][k]) for k in KEYS},
                    n_reference=int(d["n_reference"]), reference=str(d["reference"]))
 
 

@@ -4,8 +4,7 @@ Per star it gives the posterior mean μ and σ = exp(½ log σ²) (sVAE only), t
 scatter ŝ at z = μ, and — when the observed spectrum and its errors are supplied — the NLL at z = μ, the RMS
 z-score with and without the scatter, and χ²/dof per band with the full covariance (NaN, with the reason
 recorded, when no correlations are given): keys chi2_bp, chi2_rp (δᵀΣ⁻¹δ), chi2_dof_bp, chi2_dof_rp (÷55), and
-the same with '_scatter' for Σ + diag(ŝ²); and per band the diagonal χ² with scatter of the anomaly score
-(chi2_diag_bp, chi2_diag_rp, dof_bp, dof_rp: see shared.anomaly). Sampled reconstructions come only on request and are seeded.
+the same with '_scatter' for Σ + diag(ŝ²). Sampled reconstructions come only on request and are seeded.
 All inputs and outputs are in the model's standardised units (see shared.preprocessing).
 """
 from __future__ import annotations
@@ -16,7 +15,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from shared.anomaly import band_chi2
 from shared.device import resolve_device
 from shared import covariance
 from shared.metrics import zscore_rms, zscores
@@ -71,7 +69,6 @@ def infer_batch(model: nn.Module, x: np.ndarray | None, x_err: np.ndarray | None
                 out["kl"] = kl_divergence(p["latent_mu"], p["latent_log_var"]).double().cpu().numpy()
             out["zscore_rms"] = zscore_rms(zscores(xt, p["xhat"], et)).double().cpu().numpy()
             out["zscore_rms_scatter"] = zscore_rms(zscores(xt, p["xhat"], et, p["scatter"])).double().cpu().numpy()
-            out.update(band_chi2(xt, p["xhat"], et, p["scatter"]))     # the anomaly score's input (shared.anomaly)
         if draws and "latent_mu" in p:
             sig = torch.exp(0.5 * p["latent_log_var"])
             eps = torch.randn((draws,) + tuple(sig.shape), generator=generator, device=device, dtype=sig.dtype)

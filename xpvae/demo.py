@@ -29,6 +29,9 @@ SQL_EXAMPLES = [
     ("bimodality of the α coordinate per [M/H] bin",
      "SELECT sample, subject, bin_lo, bin_hi, statistic, value FROM analysis_statistics "
      "WHERE report = 'alpha' AND statistic IN ('dip_p', 'delta_bic') AND bin_var = 'm_h' ORDER BY sample, subject, bin_lo;"),
+    ("the stars the model explains worst (README: Anomalies)",
+     "SELECT r.source_id, r.anomaly_score, r.anomaly_p FROM inference_results r JOIN models m ON m.id = r.model_id "
+     "WHERE m.name = '{model}' AND r.anomaly_score IS NOT NULL ORDER BY r.anomaly_score DESC LIMIT 10;"),
 ]
 
 
@@ -58,8 +61,10 @@ def _step(title: str):
 @click.option("--likelihood", type=click.Choice(["diagonal", "full"]), default="diagonal", show_default=True,
               help="sVAE likelihood: diagonal errors (the published recipe) or each star's full XP covariance "
                    "(several times slower to train; see docs/science-validation.md)")
+@click.option("--anomaly-fraction", type=float, default=0.01, show_default=True,
+              help="share of simulated stars made anomalous, to report how many the anomaly score finds (0: none)")
 def demo(n_stars, epochs, batch_size, lr, baseline_epochs, label_fraction, alpha_signal, mag_max, threads, bootstrap,
-         seed, likelihood) -> None:
+         seed, likelihood, anomaly_fraction) -> None:
     """Run the whole pipeline on a simulated survey and print where the results are. A re-run with the same
     --seed replaces the demo's models (demo-svae-s<seed>, or demo-svae-s<seed>-full with --likelihood full,
     and demo-baseline-s<seed>) and their results."""
@@ -75,13 +80,15 @@ def demo(n_stars, epochs, batch_size, lr, baseline_epochs, label_fraction, alpha
                 f"{'in-process jobs' if settings.embedded else 'jobs on ' + settings.broker_url}", bold=True)
 
     t = _step("1/7 simulate a Gaia XP × APOGEE survey with known truth")
-    survey = settings.home / "demo" / f"survey-n{n_stars}-s{seed}-a{alpha_signal:g}-f{label_fraction:g}-g{mag_max:g}"
+    survey = settings.home / "demo" / (f"survey-n{n_stars}-s{seed}-a{alpha_signal:g}-f{label_fraction:g}-g{mag_max:g}"
+                                       + (f"-x{anomaly_fraction:g}" if anomaly_fraction else ""))
     if (survey / "manifest.json").exists():
         click.echo(f"reusing {survey}")
     else:
         bar = ProgressLine("simulate")
         simulate_survey(n_stars, seed, alpha_signal=alpha_signal, label_fraction=label_fraction, out_dir=survey,
-                        formats=("csv",), mag_range=(9.0, mag_max), progress=bar)
+                        formats=("csv",), mag_range=(9.0, mag_max), progress=bar,
+                        anomaly_fraction=anomaly_fraction)
         bar.close()
     click.echo(f"done in {time.perf_counter() - t:.0f} s → {survey}")
 
@@ -133,7 +140,10 @@ def demo(n_stars, epochs, batch_size, lr, baseline_epochs, label_fraction, alpha
                                       "seed": seed}, wait=True, label="analyze alpha")["result"]
     click.echo(f"done in {time.perf_counter() - t:.0f} s")
 
+    from xpvae.anomaly_recall import stored_recall
+    anomalies = stored_recall(get_engine(), train["name"], survey / "truth.parquet")
     summary = {"wall_seconds": round(time.perf_counter() - t_start, 1), "n_stars": n_stars,
+               "anomaly_recall": anomalies,
                "svae": {k: train.get(k) for k in ("name", "test_nll", "test_zscore_std", "test_zscore_mean",
                                                   "epochs_completed", "likelihood", "diagonal_fallback_stars")},
                "baseline": {k: base.get(k) for k in ("name", "test_nll")},
@@ -151,6 +161,9 @@ def _print_summary(summary, train, alpha, rec, settings) -> None:
                f"std {train.get('test_zscore_std', float('nan')):.3f} (1 = calibrated)")
     from xpvae.headlines import alpha_lines
     for line in alpha_lines(alpha.get("headline") or {}):
+        click.echo(line)
+    from xpvae.anomaly_recall import recall_lines
+    for line in recall_lines(summary.get("anomaly_recall") or {}):
         click.echo(line)
     click.echo(f"\nreports:\n  {alpha['report']}\n  {rec['report']}\nfigures: {len(alpha['figures']) + len(rec['figures'])} PNG "
                f"files beside them\nsummary: {settings.home / 'demo' / 'summary.json'}")

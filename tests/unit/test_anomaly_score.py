@@ -10,7 +10,8 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from shared.anomaly import AnomalyCalibration, band_chi2, recall_at, tail_probability, transformed, wilson_hilferty
+from shared.anomaly import (AnomalyCalibration, band_chi2, calibrated, recall_at, robust_centre_width,
+                            tail_probability, wilson_hilferty)
 from shared.metrics import zscore_rms, zscores
 
 
@@ -30,10 +31,10 @@ def test_band_chi2_adds_up_to_the_rms_zscore_and_skips_a_missing_band():
     x[3, :55] = np.nan                                          # star 3 lacks BP
     got = band_chi2(x, xhat, e, s)
     assert np.isnan(got["chi2_diag_bp"][3]) and got["dof_bp"][3] == 0 and got["dof_rp"][3] == 55
-    cal = AnomalyCalibration.fit(_chi2_dict(rng.chisquare(55, 500), rng.chisquare(55, 500)), "test")
-    cols = cal.columns(got)
-    assert np.isnan(cols["anomaly_score_bp"][3]) and np.isfinite(cols["anomaly_score_rp"][3])
-    assert cols["anomaly_score"][3] == cols["anomaly_score_rp"][3]      # combined = the band present
+    centre, width, _ = robust_centre_width(_chi2_dict(rng.chisquare(55, 500), rng.chisquare(55, 500)))
+    scores = calibrated(got, centre, width)
+    assert np.isnan(scores["bp"][3]) and np.isfinite(scores["rp"][3])
+    assert scores["all"][3] == scores["rp"][3]      # combined = the band present, on that band's calibration
 
 
 def test_wilson_hilferty_is_standard_normal_for_chi2_and_the_tail_is_right():
@@ -54,18 +55,55 @@ def test_calibration_is_robust_to_anomalies_in_the_reference_and_round_trips():
     n = 4000
     bp, rp = 1.3 * rng.chisquare(55, n), 0.8 * rng.chisquare(55, n)     # a mis-scaled scatter, per band
     bp[:40] *= 50                                                      # 1 % wild stars in the reference
-    cal = AnomalyCalibration.fit(_chi2_dict(bp, rp), "test")
-    s = cal.scores(_chi2_dict(bp, rp))
+    centre, width, n = robust_centre_width(_chi2_dict(bp, rp))
+    s = calibrated(_chi2_dict(bp, rp), centre, width)
+    assert n == 4000
     for k in ("bp", "rp", "all"):
         clean = s[k][40:]
         assert abs(np.median(clean)) < 0.06 and abs(np.std(clean) - 1) < 0.08, k
     assert (s["all"][:40] > 10).all()
-    assert AnomalyCalibration.from_dict(cal.to_dict()) == cal
-    with pytest.raises(KeyError):
-        AnomalyCalibration.from_dict({"centre": {"bp": 0.0}, "width": {}, "n_reference": 1, "reference": "x"})
     # too few finite values: the χ² distribution's own centre and width, never NaN
-    few = AnomalyCalibration.fit(_chi2_dict([np.nan] * 5, [60.0] * 5), "tiny")
-    assert few.centre == {"bp": 0.0, "rp": 0.0, "all": 0.0} and few.width == {"bp": 1.0, "rp": 1.0, "all": 1.0}
+    centre, width, _ = robust_centre_width(_chi2_dict([np.nan] * 5, [60.0] * 5))
+    assert centre == {"bp": 0.0, "rp": 0.0, "all": 0.0} and width == {"bp": 1.0, "rp": 1.0, "all": 1.0}
+
+
+def _outputs(rng, n, scatter_scale=0.5):
+    """Standardised x, x̂, e and ŝ where the residuals follow N(0, e² + ŝ²): a calibrated model."""
+    e = rng.uniform(0.05, 1.0, (n, 110))
+    s = scatter_scale * rng.uniform(0.5, 1.5, (n, 110))
+    xhat = rng.normal(size=(n, 110))
+    return xhat + rng.normal(size=(n, 110)) * np.sqrt(e ** 2 + s ** 2), xhat, e, s
+
+
+def test_a_star_cannot_explain_itself_away_with_a_large_scatter():
+    rng = np.random.default_rng(8)
+    x, xhat, e, s = _outputs(rng, 3000)
+    cal = AnomalyCalibration.fit(x, xhat, e, s, "test")
+    np.testing.assert_allclose(cal.scatter_cap, np.median(s, axis=0))
+    normal = cal.scores(x, xhat, e, s)["all"]
+    assert abs(np.median(normal)) < 0.1 and np.mean(cal.columns(x, xhat, e, s)["anomaly_p"] < 0.01) < 0.03
+    # one star off by 2 in every coefficient, which its own (inflated) scatter of 3 would cover
+    odd_x, odd_s = x[:1] + 2.0, np.full((1, 110), 3.0)
+    assert cal.scores(odd_x, xhat[:1], e[:1], odd_s)["all"][0] > 8
+    own = calibrated(band_chi2(odd_x, xhat[:1], e[:1], odd_s), cal.centre, cal.width)["all"][0]
+    assert own < 3          # uncapped, the scatter would have hidden it
+    # a smaller scatter than the reference's is kept: the cap only ever lowers
+    small = cal.chi2(x[:5], xhat[:5], e[:5], s[:5] / 10)
+    np.testing.assert_allclose(small["chi2_diag_bp"], band_chi2(x[:5], xhat[:5], e[:5], s[:5] / 10)["chi2_diag_bp"])
+
+
+def test_calibration_round_trips_through_json_and_refuses_a_partial_one():
+    import json
+    rng = np.random.default_rng(9)
+    x, xhat, e, s = _outputs(rng, 400)
+    x[:, :55] = np.nan                     # BP missing for every reference star: no cap, default BP calibration
+    cal = AnomalyCalibration.fit(x, xhat, e, s, "test")
+    assert all(math.isinf(c) for c in cal.scatter_cap[:55]) and cal.centre["bp"] == 0.0
+    again = AnomalyCalibration.from_dict(json.loads(json.dumps(cal.to_dict(), allow_nan=False)))
+    assert again == cal
+    with pytest.raises(KeyError):
+        AnomalyCalibration.from_dict({"scatter_cap": [], "centre": {"bp": 0.0}, "width": {}, "n_reference": 1,
+                                      "reference": "x"})
 
 
 def test_recall_at():
@@ -120,7 +158,8 @@ def test_survey_files_flag_anomalies_only_when_asked(tmp_path):
     simulate_survey(300, 3, out_dir=tmp_path / "odd", anomaly_fraction=0.1)
     plain = pq.read_table(tmp_path / "plain" / "truth.parquet")
     odd = pq.read_table(tmp_path / "odd" / "truth.parquet")
-    assert "anomaly" not in plain.column_names and "anomaly_fraction" not in (tmp_path / "plain" / "manifest.json").read_text()
+    assert "anomaly" not in plain.column_names
+    assert "anomaly_fraction" not in (tmp_path / "plain" / "manifest.json").read_text()
     kinds = odd.column("anomaly").to_numpy(zero_copy_only=False)
     manifest = json.loads((tmp_path / "odd" / "manifest.json").read_text())
     assert manifest["anomaly_fraction"] == 0.1
@@ -187,7 +226,8 @@ def test_inference_job_stores_scores_calibrated_once_per_job(engine, tmp_path, w
     x, e = normalise_by_flux(batch.coefficients110()[order][sel], batch.errors110()[order][sel],
                              phot["phot_g_mean_flux"][order][sel])
     xs, es = art.normalisation.apply(x, e)
-    want = cal.columns(infer_all(art.build_model(), xs, es, include_reconstructions=False))
+    out = infer_all(art.build_model(), xs, es)
+    want = cal.columns(xs, out["xhat"], es, out["scatter"])
     np.testing.assert_allclose(stored[:, 0], want["anomaly_score"], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(stored[:, 3], want["anomaly_p"], rtol=1e-4, atol=1e-30)
     # a shard run again (redelivery) rewrites the same rows: no duplicates, the same values

@@ -43,6 +43,11 @@ def test_reduced_demo_produces_reports_figures_and_finite_tables(tmp_path, share
     n_res, n_finite = db.execute("SELECT count(*), sum(z1 IS NOT NULL AND nll IS NOT NULL AND zscore_rms "
                                  "IS NOT NULL AND bp_chi2_dof IS NOT NULL) FROM inference_results").fetchone()
     assert n_res > 2000 and n_finite == n_res
+    # every star scored; the 1 % injected anomalies reported with their recall
+    assert db.execute("SELECT count(*) FROM inference_results WHERE anomaly_score IS NULL").fetchone()[0] == 0
+    recall = summary["anomaly_recall"]
+    assert recall["counts"]["any"] >= 10 and "injected anomalies found by the anomaly score" in out
+    assert all(0 <= recall["score"]["any"][f] <= 1 for f in ("0.01", "0.05"))
     n_stats, n_null = db.execute("SELECT count(*), sum(value IS NULL) FROM analysis_statistics "
                                  "WHERE statistic IN ('balanced_accuracy', 'msz', 'zscore_width')").fetchone()
     assert n_stats > 100 and n_null == 0
