@@ -166,7 +166,8 @@ inference_results = sa.Table(
     sa.Column("bp_chi2_dof", REAL), sa.Column("rp_chi2_dof", REAL),                   # full covariance
     sa.Column("bp_chi2_dof_scatter", REAL), sa.Column("rp_chi2_dof_scatter", REAL),   # Σ + diag(ŝ²)
     # The anomaly score (shared/anomaly.py, README "Anomalies"): how badly the model explains the spectrum given
-    # its errors and learned scatter, calibrated on the model's held-out stars (the job's params say on which).
+    # its errors and learned scatter (capped at the held-out median), calibrated on the model's held-out stars
+    # (the infer job's params hold the calibration and say on which stars).
     # anomaly_score: ~N(0, 1) for typical stars, larger = worse (ORDER BY anomaly_score DESC), combined over the
     # bands present; anomaly_p: tail probability P(a typical star scores ≥ this), small = anomalous. _bp/_rp:
     # the same per band, NULL for a missing band. NULL everywhere when the star could not be scored.

@@ -250,16 +250,16 @@ def test_inference_job_stores_scores_calibrated_once_per_job(engine, tmp_path, w
 
 # ---- recall of injected anomalies after a brief training (the full measurement: python -m bench anomaly) ----
 
-def test_score_finds_injected_anomalies_better_than_chance_and_than_chi2_without_scatter_on_bands():
+def test_score_finds_injected_anomalies_better_than_chance_and_than_chi2_without_scatter():
     """4,000 stars, 3 % anomalous, 30 epochs: a model far from converged (the benchmark trains 20,000 stars for
-    100 epochs). Stated minimums, top 5 % of the score (chance: 0.05): any kind ≥ 0.35, a corrupted band ≥ 0.6
-    and above χ² without the scatter (whose ranking is dominated by bright stars the model fits to within its
-    scatter but not within their errors), a wrong G flux ≥ 0.6; and the tail probability roughly calibrated on
-    the normal stars (p < 1 % for 0.5–3 % of them)."""
+    100 epochs). Stated minimums, top 5 % of the score (chance: 0.05): any kind ≥ 0.5 and above χ² without the
+    scatter (whose top ranks are bright normal stars the model fits to within its scatter but not within their
+    errors); emission lines and corrupted bands ≥ 0.6 and above that baseline; a wrong G flux ≥ 0.8; and the
+    tail probability no worse than ~5× off at 1 % on the normal stars (0.5–6 % of them below p = 1 %)."""
     from bench.anomaly_recall import measure
     r = measure(4000, 8, anomaly_fraction=0.03, epochs=30)
     score, base = r.recall["score"], r.recall["chi2 without scatter"]
-    assert score["any"][0.05] >= 0.35, r.recall
-    assert score["band"][0.05] >= 0.6 and score["band"][0.05] > base["band"][0.05], r.recall
-    assert score["gflux"][0.05] >= 0.6, r.recall
-    assert 0.005 <= r.normal_p_below[0.01] <= 0.03, r.normal_p_below
+    for kind, minimum in (("any", 0.5), ("emission", 0.6), ("band", 0.6)):
+        assert score[kind][0.05] >= minimum and score[kind][0.05] > base[kind][0.05], (kind, r.recall)
+    assert score["gflux"][0.05] >= 0.8, r.recall
+    assert 0.005 <= r.normal_p_below[0.01] <= 0.06, r.normal_p_below
