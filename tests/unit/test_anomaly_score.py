@@ -189,7 +189,7 @@ def _seed_model(engine, tmp_path, *, with_splits: bool):
     art = ModelArtifact(kind="svae", config=cfg.to_dict(), normalisation=Normalisation(x[ok].mean(0), x[ok].std(0)),
                         state_dict=ScatterVAE(cfg).state_dict(), splits=splits)
     path = art.save(tmp_path / "m.pt")
-    return register_model(engine, name="m", kind="svae", path=str(path)), art, batch, phot
+    return register_model(engine, name="m", kind="svae", path=str(path)).model_id, art, batch, phot
 
 
 def _stored(engine, model_id):
