@@ -7,7 +7,7 @@ Kinds (equally likely), and what the truth table's ``anomaly_strength`` holds fo
   of roughly 20–200 Å, Be stars to T Tauri stars).
 - ``binary``: an unresolved pair — another star of the block at least 1500 K hotter or cooler, seen through
   the primary's extinction, its light added before the G scaling (the drawn G is the pair's); strength = the
-  companion's share of the G flux ratio, companion/primary, uniform in [0.3, 1].
+  G flux ratio companion/primary, uniform in [0.3, 1].
 - ``band``: one band (BP or RP, at random) replaced by that band of another star of the block at least 1500 K
   hotter or cooler, rescaled to the same first coefficient (a corrupted or mis-assigned band); strength =
   ‖Δc‖/‖c‖ of the band.
@@ -81,7 +81,6 @@ def inject_spectra(an: Anomalies, stars: Stars, truth: NoiseFree, alpha_signal: 
     """The noise-free coefficients (and synthetic magnitudes) with the spectral anomalies applied."""
     c = truth.coefficients.copy()
     rng = an.rng
-    n = len(c)
     rows = np.flatnonzero(an.kind == "emission")
     if rows.size:
         share = np.exp(rng.uniform(*np.log(EMISSION_SHARE), rows.size))
