@@ -20,7 +20,7 @@ def test_reduced_demo_produces_reports_figures_and_finite_tables(tmp_path, share
     env = {k: v for k, v in os.environ.items() if not k.startswith("XPVAE_")}
     env.update(XPVAE_HOME=str(tmp_path), XPVAE_SHARED=str(shared_dir), OMP_NUM_THREADS="2")
     res = subprocess.run([sys.executable, "-m", "xpvae", "demo", "--n-stars", "2500", "--epochs", "3",
-                          "--baseline-epochs", "3", "--bootstrap", "30"],
+                          "--baseline-epochs", "3", "--bootstrap", "30", "--anomaly-fraction", "0.01"],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     out = res.stdout
