@@ -1,18 +1,15 @@
 """anomaly scores on inference_results (issue 15)
 
 Revision ID: a15_anomaly_scores
-Revises: 0001
+Revises: 0003
 Create Date: 2026-12-01 12:40:00
 """
-import importlib.util
-from pathlib import Path
-
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = 'a15_anomaly_scores'
-down_revision = '0001'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
@@ -21,7 +18,8 @@ PROBABILITIES = ('anomaly_p', 'anomaly_p_bp', 'anomaly_p_rp')
 
 
 def upgrade() -> None:
-    # plain ADD COLUMN on both engines: no table rebuild, the views stay valid
+    # plain ADD COLUMN on both engines (a partitioned PostgreSQL parent passes it to its partitions): no table
+    # rebuild, the views stay valid
     for name in SCORES:
         op.add_column('inference_results', sa.Column(name, sa.REAL(), nullable=True))
     for name in PROBABILITIES:
@@ -29,18 +27,20 @@ def upgrade() -> None:
     op.create_index('ix_inference_results_anomaly', 'inference_results', ['model_id', 'anomaly_score'])
 
 
-def _initial_views() -> dict:
-    spec = importlib.util.spec_from_file_location('initial_schema', Path(__file__).with_name('0001_initial_schema.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.VIEWS
-
-
 def downgrade() -> None:
-    # SQLite drops columns by rebuilding the table, which a view on it would block: drop and restore the view
-    op.execute("DROP VIEW IF EXISTS latents")
+    bind = op.get_bind()
     op.drop_index('ix_inference_results_anomaly', table_name='inference_results')
+    if bind.dialect.name != 'sqlite':
+        for name in SCORES + PROBABILITIES:
+            op.drop_column('inference_results', name)
+        return
+    # SQLite drops columns by rebuilding the table, which the views over it would block: set them aside as
+    # the database has them, and restore them after
+    views = [tuple(r) for r in bind.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'view'")]
+    for name, _ in views:
+        op.execute(f'DROP VIEW "{name}"')
     with op.batch_alter_table('inference_results') as batch_op:
         for name in SCORES + PROBABILITIES:
             batch_op.drop_column(name)
-    op.execute(f"CREATE VIEW latents AS {_initial_views()['latents']}")
+    for _, sql in views:
+        op.execute(sql)
