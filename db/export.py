@@ -146,13 +146,45 @@ def _statistics(model: dict, has_positions: bool) -> tuple[str, list[Column]]:
     return f"SELECT {names} FROM analysis_statistics WHERE model_id = :model_id", list(_STATISTICS)
 
 
+# --- anomaly scores ----------------------------------------------------------------------------------------------
+_SCORES = [
+    ("anomaly_score", "float32", "stat.fit.goodness", "how badly the model explains the spectrum given its errors "
+     "and (capped) learned scatter, both bands: ~N(0,1) for typical stars, larger = worse (README 'Anomalies')"),
+    ("anomaly_score_bp", "float32", "stat.fit.goodness", "the anomaly score of the BP band alone"),
+    ("anomaly_score_rp", "float32", "stat.fit.goodness", "the anomaly score of the RP band alone"),
+    ("anomaly_p", "float64", "stat.probability", "tail probability that a typical star scores at least this "
+     "(small = anomalous), both bands"),
+    ("anomaly_p_bp", "float64", "stat.probability", "tail probability of the BP score"),
+    ("anomaly_p_rp", "float64", "stat.probability", "tail probability of the RP score"),
+    ("nll", "float32", "stat.fit.goodness", "negative log-likelihood of the spectrum at z = mu (standardised units)"),
+]
+
+
+def _scores(model: dict, has_positions: bool) -> tuple[str, list[Column]]:
+    cols = [Column("model", "str", None, "meta.id", "model name"),
+            Column("source_id", "int64", None, "meta.id;meta.main", "Gaia DR3 source_id")]
+    select = ["m.name AS model", "r.source_id"]
+    if has_positions:
+        cols += [Column("ra", "float64", "deg", "pos.eq.ra;meta.main", "right ascension (ICRS, Gaia DR3 epoch)"),
+                 Column("dec", "float64", "deg", "pos.eq.dec;meta.main", "declination (ICRS, Gaia DR3 epoch)")]
+        select += ["p.ra", "p.dec"]
+    for name, kind, ucd, desc in _SCORES:
+        cols.append(Column(name, kind, None, ucd, desc))
+        select.append(f"r.{name}")
+    cols.append(Column("phot_g_mean_mag", "float32", "mag", "phot.mag;em.opt", "Gaia G mean magnitude"))
+    select.append("p.phot_g_mean_mag")
+    sql = (f"SELECT {', '.join(select)} FROM inference_results r JOIN models m ON m.id = r.model_id "
+           "LEFT JOIN photometry p ON p.source_id = r.source_id WHERE r.model_id = :model_id")
+    return sql, cols
+
+
 EXPORTS: dict[str, ExportView] = {
     "latents": ExportView("latents", "latent means and widths, fit quality, photometry and APOGEE labels per star",
                           _latents),
     "statistics": ExportView("statistics", "the model's analysis statistics (one row per statistic × sample × "
                              "subject × bin)", _statistics, order_by="id"),
-    "scores": ExportView("scores", "per-star anomaly scores", None,
-                         missing="the anomaly-score table does not exist yet (issue 15, part 2): nothing to export"),
+    "scores": ExportView("scores", "per-star anomaly scores (overall and per band) with their tail probabilities",
+                         _scores),
     "alpha": ExportView("alpha", "per-star P(high-alpha)", None,
                         missing="the P(high-alpha) table does not exist yet (issue 15, part 1): nothing to export"),
 }

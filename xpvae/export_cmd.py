@@ -86,7 +86,7 @@ def run_export(what: str, model: dict, fmt: str, out: Path, where: str | None, o
 def export(what, model_ref, fmt, out, where, overwrite, chunk_rows) -> None:
     """Export latents (per star: latents, fit quality, photometry, ra/dec when stored, APOGEE labels) or
     statistics (the model's analysis_statistics) as FITS, VOTable, Parquet or CSV (ECSV), NULLs kept as
-    masked values. `scores` and `alpha` are refused until their tables exist."""
+    masked values. `alpha` is refused until its table exists."""
     import sqlalchemy as sa
     from db.export import EXPORTS, ExportError
     from db.models_registry import get_model

@@ -35,6 +35,10 @@ def _seed(engine, n: int = N_STARS, seed: int = SEED, latent_dim: int = 6) -> di
         res[f"z{i}"] = rng.normal(size=n).astype(np.float32)
         res[f"z{i}_sigma"] = rng.uniform(0.01, 1, n).astype(np.float32)
     res["nll"] = rng.normal(-10, 5, n).astype(np.float32)
+    score = rng.normal(0, 1, n).astype(np.float32)
+    score[rng.random(n) < 0.1] = np.nan      # stars missing a band: no score
+    res["anomaly_score"] = score
+    res["anomaly_p"] = np.where(np.isnan(score), np.nan, rng.uniform(0, 1, n))
     chi = rng.uniform(0.5, 3, n)
     chi[rng.random(n) < 0.3] = np.nan        # stars without correlations: NULL
     res["bp_chi2_dof"] = chi
@@ -288,7 +292,22 @@ def test_cli_refuses_bad_filters_writes_and_clobbering(engine, cli, tmp_path):
         conn.execute(sa.text("UPDATE models SET summary = NULL"))
 
 
-@pytest.mark.parametrize("what", ["scores", "alpha"])
+@pytest.mark.parametrize("fmt", ["fits", "votable", "parquet", "csv"])
+def test_scores_round_trip_with_nulls_and_a_filter(engine, cli, tmp_path, fmt):
+    seeded = _seed(engine, seed=SEED + 7)
+    out = tmp_path / f"scores.{fmt}"
+    where = "anomaly_score > 1 OR anomaly_score IS NULL"
+    r = cli("scores", "--model", str(seeded["model_id"]), "--format", fmt, "--out", str(out), "--where", where)
+    assert r.exit_code == 0, r.output
+    expected, cols = _expected(engine, "scores", seeded["model_id"], where)
+    assert any(v is None for v in expected["anomaly_score"]) and len(expected["source_id"]) < N_STARS
+    assert {"ra", "dec", "anomaly_p", "anomaly_score_bp"} <= set(expected)
+    table = _read_back(out, fmt)
+    assert len(table) == len(expected["source_id"])
+    _compare(table, expected, cols, fmt, out)
+
+
+@pytest.mark.parametrize("what", ["alpha"])
 def test_exports_without_their_tables_refuse_in_one_line(cli, tmp_path, what):
     r = cli(what, "--model", "anything", "--out", str(tmp_path / "s.fits"))
     assert r.exit_code == 2 and "does not exist yet" in r.output and len(r.output.strip().splitlines()) == 1

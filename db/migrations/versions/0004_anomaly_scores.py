@@ -1,6 +1,6 @@
 """anomaly scores on inference_results (issue 15)
 
-Revision ID: a15_anomaly_scores
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-01 12:40:00
 """
@@ -8,7 +8,7 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = 'a15_anomaly_scores'
+revision = '0004'
 down_revision = '0003'
 branch_labels = None
 depends_on = None
