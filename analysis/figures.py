@@ -77,7 +77,7 @@ def latent_pairs(latents: np.ndarray, high: np.ndarray, path: Path, *, sample: s
         keep = np.random.default_rng(seed).choice(len(latents), max_points, replace=False)
         latents, high = latents[keep], high[keep]
     d = latents.shape[1]
-    size = max(1.0, min(8.0, 4000 / max(len(latents), 1)))
+    size = max(2.0, min(10.0, 6000 / max(len(latents), 1)))
     shown = f"a random {len(latents)} of them" if len(latents) < n_all else "all of them"
     text = (f"Latent means of the {n_all} stars of the sample '{label(sample)}' ({shown} drawn), every pair of the "
             f"{d} latent dimensions: high-α stars of the Patil split in red ({n_high}), drawn over the low-α "
@@ -92,7 +92,8 @@ def latent_pairs(latents: np.ndarray, high: np.ndarray, path: Path, *, sample: s
         ax.legend(frameon=False)
         ax.set_title(label(sample))
         return _save(fig, path, text.replace("every pair of the 1 latent dimensions", "histogram of the one latent"))
-    fig, axes = plt.subplots(d - 1, d - 1, figsize=(2.2 * (d - 1) + 1, 2.2 * (d - 1) + 0.6), squeeze=False)
+    panel = 2.2 if d > 3 else 3.5                # inches; a small grid would otherwise be a thumbnail
+    fig, axes = plt.subplots(d - 1, d - 1, figsize=(panel * (d - 1) + 1, panel * (d - 1) + 0.6), squeeze=False)
     for i in range(1, d):
         for j in range(d - 1):
             ax = axes[i - 1, j]
