@@ -13,12 +13,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import (FixedLocator, LogLocator, MaxNLocator, NullFormatter,  # noqa: E402
+                               ScalarFormatter)
 
 from analysis.bimodality import BinTest  # noqa: E402
 from analysis.classify import ClassifierComparison  # noqa: E402
 from analysis.display import label  # noqa: E402
-from analysis.report import P_FLOOR  # noqa: E402
+from analysis.report import P_FLOOR, P_FLOOR_TEXT  # noqa: E402
 from analysis.tracks import Track  # noqa: E402
 
 HIGH_COLOUR, LOW_COLOUR = "#c0392b", "#2c6fbb"
@@ -58,6 +59,26 @@ def _say(ax, text: str) -> None:
     """A panel that has nothing to draw says why instead of staying blank."""
     ax.set_axis_off()
     ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, transform=ax.transAxes, color="#555")
+
+
+_NICE = (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+
+def _plain_log_ticks(axis) -> None:
+    """Log axes labelled 0.5, 1, 2 rather than 5×10⁻¹, 10⁰."""
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(ScalarFormatter())
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _plain_symlog_ticks(ax) -> None:
+    """A symlog y axis (linear within ±1) with readable ticks on both sides of 0."""
+    lo, hi = ax.get_ylim()
+    ticks = [t for t in (*(-v for v in _NICE[::-1]), 0, *_NICE) if lo <= t <= hi and (abs(t) >= 1 or t == 0
+                                                                                     or hi - lo < 3)]
+    ax.yaxis.set_major_locator(FixedLocator(ticks))
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def _class_scatter(ax, x, y, high, size) -> None:
@@ -124,46 +145,51 @@ def _has_data(track: Track | None) -> bool:
     return track is not None and bool(np.isfinite(track.mean).any())
 
 
+TRACK_COLUMNS = 4          # panels per row: six latents in one row would shrink the ticks below legibility
+
+
 @_styled
 def latent_tracks(sequences: Sequence[Track], fixed: Track | None, path: Path, *, sample: str) -> Path:
-    """Top row: latent means ± 1 s.e. along the high- and low-α sequences vs [M/H]; bottom: vs [α/M] at fixed [M/H]
-    (left out when no [α/M] bin had enough stars)."""
+    """Latent means ± 1 s.e. along the high- and low-α sequences vs [M/H], then vs [α/M] at fixed [M/H] (left out
+    when no [α/M] bin had enough stars); at most TRACK_COLUMNS latent dimensions per row."""
     d = sequences[0].mean.shape[1]
     show_fixed = _has_data(fixed)
-    rows = 2 if show_fixed else 1
-    fig, axes = plt.subplots(rows, d, figsize=(2.4 * d, 2.5 * rows + 0.4), squeeze=False)
     seq_data = any(_has_data(tr) for tr in sequences)
-    for k in range(d):
-        ax = axes[0, k]
-        if not seq_data:
-            _say(ax, "too few stars\nper [M/H] bin") if k == 0 else ax.set_axis_off()
-            continue
-        for tr in sequences:
-            c = HIGH_COLOUR if tr.name.startswith("high") else LOW_COLOUR
-            x = 0.5 * (tr.bin_lo + tr.bin_hi)
-            ax.errorbar(x, tr.mean[:, k], yerr=tr.se[:, k], color=c, marker="o", ms=3, lw=1, label=label(tr.name),
-                        zorder=3 if c == HIGH_COLOUR else 2)
-        ax.set_xlabel("[M/H]")
-        ax.set_ylabel(f"mean z{k + 1}")
-        ax.xaxis.set_major_locator(MaxNLocator(4))
-        if show_fixed:
-            x = 0.5 * (fixed.bin_lo + fixed.bin_hi)
-            axes[1, k].errorbar(x, fixed.mean[:, k], yerr=fixed.se[:, k], color="k", marker="o", ms=3, lw=1)
-            axes[1, k].set_xlabel("[α/M]")
-            axes[1, k].set_ylabel(f"mean z{k + 1}")
-            axes[1, k].xaxis.set_major_locator(MaxNLocator(4))
-    if seq_data:
-        axes[0, 0].legend(frameon=False)
-    if show_fixed:
-        axes[1, 0].set_title(label(fixed.name), loc="left")
+    cols = min(d, TRACK_COLUMNS)
+    per_block = -(-d // cols)                                    # rows of panels per track
+    blocks = [("m_h", None)] + ([("alpha_m", fixed)] if show_fixed else [])
+    fig, axes = plt.subplots(per_block * len(blocks), cols, figsize=(2.7 * cols, 2.5 * per_block * len(blocks) + 0.5),
+                             squeeze=False)
+    for bi, (var, track) in enumerate(blocks):
+        for k in range(per_block * cols):
+            ax = axes[bi * per_block + k // cols, k % cols]
+            if k >= d:
+                ax.set_axis_off()
+                continue
+            if var == "m_h" and not seq_data:
+                _say(ax, "too few stars\nper [M/H] bin") if k == 0 else ax.set_axis_off()
+                continue
+            for tr in (sequences if var == "m_h" else [track]):
+                c = {"high": HIGH_COLOUR, "low_": LOW_COLOUR}.get(tr.name[:4], "k")
+                x = 0.5 * (tr.bin_lo + tr.bin_hi)
+                ax.errorbar(x, tr.mean[:, k], yerr=tr.se[:, k], color=c, marker="o", ms=3, lw=1,
+                            label=label(tr.name), zorder=3 if c == HIGH_COLOUR else 2)
+            ax.set_xlabel("[M/H]" if var == "m_h" else "[α/M]")
+            ax.set_ylabel(f"mean z{k + 1}")
+            ax.xaxis.set_major_locator(MaxNLocator(4))
+            if k == 0:
+                if var == "m_h":
+                    ax.legend(frameon=False)
+                else:
+                    ax.set_title(label(track.name), loc="left")
     fig.suptitle(f"{label(sample)}: mean latent position along the α sequences")
     fig.tight_layout()
     text = (f"Mean of each latent dimension (± 1 standard error over stars) in bins of [M/H] along the high-α (red) "
             f"and low-α (blue) sequences of the sample '{label(sample)}'")
     if show_fixed:
-        text += f"; bottom row: the same against [α/M] for the {label(fixed.name)}"
+        text += f"; last panels: the same against [α/M] for the {label(fixed.name)}"
     elif fixed is not None:
-        text += "; no [α/M] bin at fixed [M/H] had enough stars, so that row is left out"
+        text += "; no [α/M] bin at fixed [M/H] had enough stars, so those panels are left out"
     return _save(fig, path, text + ". Bins with too few stars are not drawn.")
 
 
@@ -227,7 +253,7 @@ def bimodality_per_bin(tests: Sequence[BinTest], path: Path, *, sample: str, min
     if tests:
         axes[0].set_yscale("log")
         axes[0].axhline(0.05, color="grey", ls=":", lw=0.8)
-        axes[0].set_ylabel(f"dip-test p (floored at {P_FLOOR:g})")
+        axes[0].set_ylabel(f"dip-test p (floored at {P_FLOOR_TEXT})")
         axes[1].axhline(10, color="grey", ls=":", lw=0.8)
         axes[1].axhline(0, color="grey", lw=0.8)
         axes[1].set_ylabel("ΔBIC = BIC₁ − BIC₂")
@@ -238,7 +264,7 @@ def bimodality_per_bin(tests: Sequence[BinTest], path: Path, *, sample: str, min
     fig.tight_layout()
     return _save(fig, path, (
         f"Bimodality of each α coordinate within [M/H] bins of the sample '{label(sample)}': left, Hartigan dip-test "
-        f"p-value (log scale; below the dotted 0.05 unimodality is rejected; p < {P_FLOOR:g} drawn at {P_FLOOR:g}); "
+        f"p-value (log scale; below the dotted 0.05 unimodality is rejected; p < {P_FLOOR_TEXT} drawn at {P_FLOOR_TEXT}); "
         "right, ΔBIC of one against two Gaussians (above the dotted 10, two components are strongly favoured)."))
 
 
@@ -265,6 +291,7 @@ def zscore_profiles(profiles: dict[str, dict[str, np.ndarray]], path: Path, *, s
         ax.axvline(54.5, color="k", lw=0.6)
         ax.set_ylabel(t)
         ax.set_yscale("symlog", linthresh=1)
+        _plain_symlog_ticks(ax)
         ax.legend(frameon=False, ncol=2)
     axes[-1].set_xlabel("coefficient (BP 0–54 | RP 0–54)")
     fig.suptitle(f"{label(sample)}: per-coefficient z-scores")
@@ -287,6 +314,7 @@ def msz_ratio_plot(ratio: np.ndarray, lo: np.ndarray, hi: np.ndarray, path: Path
     ax.axhline(1, color="r", lw=0.8)
     ax.axvline(54.5, color="k", lw=0.6)
     ax.set_yscale("log")
+    _plain_log_ticks(ax.yaxis)
     ax.set_xlabel("coefficient (BP 0–54 | RP 0–54)")
     ax.set_ylabel("ratio of mean squared z")
     ax.legend(frameon=False, loc="best")
@@ -313,12 +341,13 @@ def cell_map(cells, path: Path, *, a: str, b: str, min_stars: int | None = None)
         cmap = plt.get_cmap("RdBu_r")
         for c in cells:
             ax.add_patch(plt.Rectangle((c.teff_lo, c.logg_lo), c.teff_hi - c.teff_lo, c.logg_hi - c.logg_lo,
-                                       fc=cmap(norm(max(c.ratio, 1e-9))), ec="k" if c.ci_lo > 1 else "none",
-                                       lw=1.5))
+                                       fc=cmap(norm(max(c.ratio, 1e-9))), ec="k" if c.ci_lo > 1 else "#bbb",
+                                       lw=1.5 if c.ci_lo > 1 else 0.5, zorder=2 if c.ci_lo > 1 else 1))
         ax.set_xlim(max(c.teff_hi for c in cells), min(c.teff_lo for c in cells))
         ax.set_ylim(max(c.logg_hi for c in cells), min(c.logg_lo for c in cells))
-        fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax,
-                     label=f"msz({a}) / msz({b}) (black edge: CI > 1)")
+        bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax,
+                           label=f"msz({a}) / msz({b}) (black edge: CI > 1)")
+        _plain_log_ticks(bar.ax.yaxis)
         ax.set_xlabel("Teff [K]")
         ax.set_ylabel("log g")
     ax.set_title(f"msz({a}) / msz({b}) per (Teff, log g) cell")

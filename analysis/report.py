@@ -39,7 +39,7 @@ def fmt(value: Any, digits: int = 3) -> str:
     return f"{v:.{digits}f}"
 
 
-P_FLOOR = 1e-4
+P_FLOOR, P_FLOOR_TEXT = 1e-4, "1e-4"
 NBSP = "\u00a0"
 
 
@@ -51,7 +51,7 @@ def fmt_p(p: Any) -> str:
     if not math.isfinite(v):
         return "–"
     if v < P_FLOOR:
-        return f"<{NBSP}1e-4"
+        return f"<{NBSP}{P_FLOOR_TEXT}"
     return f"{v:.4f}" if v < 1e-3 else f"{v:.3f}"
 
 
