@@ -24,10 +24,10 @@ from analysis.tracks import Track  # noqa: E402
 
 HIGH_COLOUR, LOW_COLOUR = "#c0392b", "#2c6fbb"
 DPI = 110
-# Sizes in points at DPI; the report shows figures at most ~1100 px wide, so an 11-inch figure is scaled by ~0.9
-# and a 9-point tick label stays about 12 px high.
-STYLE = {"font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10, "xtick.labelsize": 9,
-         "ytick.labelsize": 9, "legend.fontsize": 9, "figure.titlesize": 11}
+# Sizes in points at DPI. The report shows figures at most ~1150 px wide; figures are at most ~10.5 inches
+# (1150 px) wide, so they are not shrunk and a 10-point tick label stays about 15 px high.
+STYLE = {"font.size": 11, "axes.titlesize": 11, "axes.labelsize": 11, "xtick.labelsize": 10,
+         "ytick.labelsize": 10, "legend.fontsize": 10, "figure.titlesize": 12}
 _CAPTION_KEY = "Description"
 
 
@@ -113,7 +113,7 @@ def latent_pairs(latents: np.ndarray, high: np.ndarray, path: Path, *, sample: s
         ax.legend(frameon=False)
         ax.set_title(label(sample))
         return _save(fig, path, text.replace("every pair of the 1 latent dimensions", "histogram of the one latent"))
-    panel = 2.2 if d > 3 else 3.5                # inches; a small grid would otherwise be a thumbnail
+    panel = min(3.5, 9.0 / (d - 1))              # inches: the grid fills ~10 inches, a small one is no thumbnail
     fig, axes = plt.subplots(d - 1, d - 1, figsize=(panel * (d - 1) + 1, panel * (d - 1) + 0.6), squeeze=False)
     for i in range(1, d):
         for j in range(d - 1):
@@ -158,7 +158,7 @@ def latent_tracks(sequences: Sequence[Track], fixed: Track | None, path: Path, *
     cols = min(d, TRACK_COLUMNS)
     per_block = -(-d // cols)                                    # rows of panels per track
     blocks = [("m_h", None)] + ([("alpha_m", fixed)] if show_fixed else [])
-    fig, axes = plt.subplots(per_block * len(blocks), cols, figsize=(2.7 * cols, 2.5 * per_block * len(blocks) + 0.5),
+    fig, axes = plt.subplots(per_block * len(blocks), cols, figsize=(2.6 * cols, 2.5 * per_block * len(blocks) + 0.5),
                              squeeze=False)
     for bi, (var, track) in enumerate(blocks):
         for k in range(per_block * cols):
@@ -212,9 +212,9 @@ def classifier_comparison(comparisons: dict[str, ClassifierComparison], path: Pa
             dvals.append(v); dlos.append(v - lo); dhis.append(hi - v)
     height = 0.8 + 0.3 * max(len(labels), 1)
     if dlabels:
-        fig, axes = plt.subplots(1, 2, figsize=(12, height), gridspec_kw={"width_ratios": (3, 2)})
+        fig, axes = plt.subplots(1, 2, figsize=(7, height), gridspec_kw={"width_ratios": (3, 2)})
     else:
-        fig, ax0 = plt.subplots(figsize=(8, height))
+        fig, ax0 = plt.subplots(figsize=(5, height))
         axes = [ax0]
     y = np.arange(len(labels))[::-1]
     axes[0].barh(y, vals, xerr=[los, his], color=colours, alpha=0.8, capsize=2)
@@ -276,7 +276,7 @@ def zscore_profiles(profiles: dict[str, dict[str, np.ndarray]], path: Path, *, s
     ``profiles[model]`` holds 'bias', 'width' and optionally 'bias_scatter', 'width_scatter' (110 each)."""
     with_scatter = any("bias_scatter" in p for p in profiles.values())
     panels = ("", "_scatter") if with_scatter else ("",)
-    fig, axes = plt.subplots(len(panels), 1, figsize=(11, 2.9 * len(panels) + 0.4), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 2.9 * len(panels) + 0.4), sharex=True, squeeze=False)
     axes = axes[:, 0]
     j = np.arange(110)
     for model, prof in profiles.items():
@@ -307,7 +307,7 @@ def zscore_profiles(profiles: dict[str, dict[str, np.ndarray]], path: Path, *, s
 @_styled
 def msz_ratio_plot(ratio: np.ndarray, lo: np.ndarray, hi: np.ndarray, path: Path, *, a: str, b: str) -> Path:
     """Per-coefficient ratio of mean squared z of two models with paired 95 % intervals (log scale)."""
-    fig, ax = plt.subplots(figsize=(11, 3.4))
+    fig, ax = plt.subplots(figsize=(10, 3.4))
     j = np.arange(len(ratio))
     ax.fill_between(j, lo, hi, color="#999", alpha=0.5, lw=0, label="95 % paired bootstrap interval")
     ax.plot(j, ratio, "k.-", lw=0.8, ms=4, label=f"msz({a}) / msz({b})")

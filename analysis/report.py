@@ -115,9 +115,9 @@ class Report:
             elif b[0] == "ul":
                 out.append("<ul>" + "".join(f"<li>{e(i)}</li>" for i in b[1]) + "</ul>")
             elif b[0] == "table":
-                out.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in b[1]) + "</tr>")
+                out.append("<div class='wide'><table><tr>" + "".join(f"<th>{e(h)}</th>" for h in b[1]) + "</tr>")
                 out += ["<tr>" + "".join(_td(str(c)) for c in r) + "</tr>" for r in b[2]]
-                out.append("</table>")
+                out.append("</table></div>")
             elif b[0] == "img":
                 out.append(f"<figure><img src='{_data_uri(b[1])}' alt='{e(b[2])}'>"
                            f"<figcaption>{e(b[2])}</figcaption></figure>")
@@ -142,18 +142,24 @@ def _rel(path: Path, base: Path) -> str:
 
 
 # Text cells left-aligned and free to wrap; numbers, intervals and p-values right-aligned and never wrapped.
-_CSS = ("body{font-family:sans-serif;max-width:1100px;margin:auto;padding:0 1em;line-height:1.4}"
-        "table{border-collapse:collapse;margin:0.5em 0 1em}"
+# A table wider than the window scrolls sideways inside its own box instead of running off the page.
+_CSS = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 1em;line-height:1.4}"
+        "div.wide{overflow-x:auto;margin:0.5em 0 1em}table{border-collapse:collapse;font-size:0.9em}"
         "td,th{border:1px solid #bbb;padding:2px 6px;text-align:left;vertical-align:top}"
-        "th{background:#f2f2f2}td.num{text-align:right;white-space:nowrap}"
+        "th{background:#f2f2f2}td.num{text-align:right;white-space:nowrap}td.range{white-space:nowrap}"
         "figure{margin:1.5em 0}img{max-width:100%;height:auto}figcaption{font-size:0.95em;color:#333}")
 _NUMBER = r"[-+−]?(?:\d+(?:\.\d*)?|\.\d+)(?:e[-+]?\d+)?|–|<\s?1e-4"
 _NUMERIC = re.compile(rf"(?:{_NUMBER})?\s*(?:\[(?:{_NUMBER}),\s*(?:{_NUMBER})[\])])?", re.IGNORECASE)
 
 
+_RANGE = re.compile(rf"\[(?:{_NUMBER}),\s*(?:{_NUMBER})\)")
+
+
 def _td(text: str) -> str:
-    numeric = bool(text.strip()) and _NUMERIC.fullmatch(text.strip()) is not None
-    return f"<td class='num'>{html.escape(text)}</td>" if numeric else f"<td>{html.escape(text)}</td>"
+    """Numbers and intervals of a statistic right-aligned, a bin's range '[a, b)' left like the words beside it."""
+    t = text.strip()
+    kind = "range" if _RANGE.fullmatch(t) else "num" if t and _NUMERIC.fullmatch(t) else ""
+    return f"<td class='{kind}'>{html.escape(text)}</td>" if kind else f"<td>{html.escape(text)}</td>"
 
 
 def _data_uri(path: Path) -> str:

@@ -44,8 +44,8 @@ def test_interval_is_held_together():
 
 def _report(tmp_path, figure=None):
     rep = Report("t")
-    rep.table(["sample", "value", "interval", "p", "bin"],
-              [["pristine stars", 12, fmt_ci(0.5, 0.4, 0.6), fmt_p(0), "[-0.4, -0.2)"]])
+    rep.table(["sample", "value", "interval", "p", "bin", "bins"],
+              [["pristine stars", 12, fmt_ci(0.5, 0.4, 0.6), fmt_p(0), "[-0.4, -0.2)", "all"]])
     if figure is not None:
         rep.image(figure, figs.caption(figure))
     rep.write(tmp_path)
@@ -57,9 +57,10 @@ def test_html_is_self_contained_and_aligns_text_left(tmp_path):
     html = _report(tmp_path, fig)
     assert "data:image/png;base64," in html
     assert not re.search(r"(src|href)\s*=\s*['\"](?!data:)", html) and "r.png" not in html
-    cells = re.findall(r"<td( class='num')?>([^<]*)</td>", html)
-    assert [bool(c) for c, _ in cells] == [False, True, True, True, True]   # prose left, numbers right
-    assert "td.num{text-align:right;white-space:nowrap}" in html and "text-align:left" in html
+    cells = re.findall(r"<td(?: class='(\w+)')?>([^<]*)</td>", html)
+    assert [c for c, _ in cells] == ["", "num", "num", "num", "range", ""]   # prose left, numbers right
+    assert "td.num{text-align:right;white-space:nowrap}td.range{white-space:nowrap}" in html
+    assert "text-align:left" in html
     assert "Ratio of the mean squared" in html                               # the caption, not the file name
 
 

@@ -23,7 +23,7 @@ PROBE = """<script>
 window.addEventListener('load', () => {
   const imgs = [...document.images];
   const broken = imgs.filter(i => !(i.complete && i.naturalWidth > 0)).length;
-  const wrapped = [...document.querySelectorAll('td.num')].filter(td => {
+  const wrapped = [...document.querySelectorAll('td.num, td.range')].filter(td => {
     const r = document.createRange(); r.selectNodeContents(td);
     return new Set([...r.getClientRects()].map(x => Math.round(x.top))).size > 1; }).length;
   const out = document.createElement('pre'); out.id = 'probe';
