@@ -210,29 +210,28 @@ def classifier_comparison(comparisons: dict[str, ClassifierComparison], path: Pa
             v, lo, hi = m[metric]
             dlabels.append(f"{label(sample)}: {label(key)}")
             dvals.append(v); dlos.append(v - lo); dhis.append(hi - v)
-    height = 0.8 + 0.3 * max(len(labels), 1)
-    if dlabels:
-        fig, axes = plt.subplots(1, 2, figsize=(7, height), gridspec_kw={"width_ratios": (3, 2)})
-    else:
-        fig, ax0 = plt.subplots(figsize=(5, height))
-        axes = [ax0]
+    # stacked, not side by side: the long sample and feature-set labels need the width
+    n_rows = [max(len(labels), 1)] + ([len(dlabels)] if dlabels else [])
+    fig, axes = plt.subplots(len(n_rows), 1, figsize=(9, 1.3 * len(n_rows) + 0.3 * sum(n_rows)),
+                             gridspec_kw={"height_ratios": n_rows}, squeeze=False)
+    axes = axes[:, 0]
     y = np.arange(len(labels))[::-1]
     axes[0].barh(y, vals, xerr=[los, his], color=colours, alpha=0.8, capsize=2)
     axes[0].set_yticks(y, labels)
     axes[0].axvline(0.5, color="grey", lw=0.8, ls=":")
-    axes[0].set_xlabel(f"{label(metric)} (out of fold, 95 % bootstrap)")
+    axes[0].set_xlabel(f"{label(metric)} (out of fold, 95 % bootstrap interval)")
     if dlabels:
         yd = np.arange(len(dlabels))[::-1]
         axes[1].errorbar(dvals, yd, xerr=[dlos, dhis], fmt="o", color="k", capsize=3)
         axes[1].axvline(0.0, color="grey", lw=0.8)
         axes[1].set_yticks(yd, dlabels)
         axes[1].set_ylim(-0.7, len(dlabels) - 0.3)
-        axes[1].set_xlabel(f"paired difference in {label(metric)}")
+        axes[1].set_xlabel(f"paired difference in {label(metric)} (95 % bootstrap interval)")
     fig.tight_layout()
     text = (f"{label(metric).capitalize()} of random forests predicting the α class from each feature set, per "
             f"sample, out of fold with 95 % bootstrap intervals (dotted line: chance, 0.5)")
     if dlabels:
-        text += ("; right: paired differences between feature sets on the same stars, e.g. (e) − (c) is what the "
+        text += ("; below: paired differences between feature sets on the same stars, e.g. (e) − (c) is what the "
                  "latents add to Teff, log g and [M/H] (an interval above 0 means they add information)")
     return _save(fig, path, text + ".")
 
