@@ -65,8 +65,14 @@ _NICE = (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
 
 def _plain_log_ticks(axis) -> None:
-    """Log axes labelled 0.5, 1, 2 rather than 5×10⁻¹, 10⁰."""
-    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    """Log axes labelled 0.5, 1, 2 rather than 5×10⁻¹, 10⁰; a range narrower than a factor 10 gets linear steps
+    (1.2, 1.3, …) instead of no labelled tick at all."""
+    lo, hi = sorted(axis.get_view_interval())
+    if lo > 0 and hi / lo < 10:
+        ticks = [t for t in MaxNLocator(5).tick_values(lo, hi) if lo <= t <= hi]
+        axis.set_major_locator(FixedLocator(ticks))
+    else:
+        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     axis.set_major_formatter(ScalarFormatter())
     axis.set_minor_formatter(NullFormatter())
 
@@ -155,8 +161,8 @@ def latent_tracks(sequences: Sequence[Track], fixed: Track | None, path: Path, *
     d = sequences[0].mean.shape[1]
     show_fixed = _has_data(fixed)
     seq_data = any(_has_data(tr) for tr in sequences)
-    cols = min(d, TRACK_COLUMNS)
-    per_block = -(-d // cols)                                    # rows of panels per track
+    per_block = -(-d // TRACK_COLUMNS)                           # rows of panels per track
+    cols = -(-d // per_block)                                    # six latents: 2 rows of 3, not 4 + 2
     blocks = [("m_h", None)] + ([("alpha_m", fixed)] if show_fixed else [])
     fig, axes = plt.subplots(per_block * len(blocks), cols, figsize=(2.6 * cols, 2.5 * per_block * len(blocks) + 0.5),
                              squeeze=False)
@@ -179,7 +185,7 @@ def latent_tracks(sequences: Sequence[Track], fixed: Track | None, path: Path, *
             ax.xaxis.set_major_locator(MaxNLocator(4))
             if k == 0:
                 if var == "m_h":
-                    ax.legend(frameon=False)
+                    ax.legend(frameon=False, loc="best")
                 else:
                     ax.set_title(label(track.name), loc="left")
     fig.suptitle(f"{label(sample)}: mean latent position along the α sequences")
@@ -313,6 +319,7 @@ def msz_ratio_plot(ratio: np.ndarray, lo: np.ndarray, hi: np.ndarray, path: Path
     ax.axhline(1, color="r", lw=0.8)
     ax.axvline(54.5, color="k", lw=0.6)
     ax.set_yscale("log")
+    ax.get_ylim()                                 # settles the autoscaled limits the ticks are chosen from
     _plain_log_ticks(ax.yaxis)
     ax.set_xlabel("coefficient (BP 0–54 | RP 0–54)")
     ax.set_ylabel("ratio of mean squared z")

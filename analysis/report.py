@@ -143,11 +143,11 @@ def _rel(path: Path, base: Path) -> str:
 
 # Text cells left-aligned and free to wrap; numbers, intervals and p-values right-aligned and never wrapped.
 # A table wider than the window scrolls sideways inside its own box instead of running off the page.
-_CSS = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 1em;line-height:1.4}"
-        "div.wide{overflow-x:auto;margin:0.5em 0 1em}table{border-collapse:collapse;font-size:0.9em}"
+_CSS = ("body{font-family:sans-serif;max-width:1300px;margin:auto;padding:0 1em;line-height:1.4}"
+        "div.wide{overflow-x:auto;margin:0.5em 0 1em}table{border-collapse:collapse;font-size:0.85em}"
         "td,th{border:1px solid #bbb;padding:2px 6px;text-align:left;vertical-align:top}"
         "th{background:#f2f2f2}td.num{text-align:right;white-space:nowrap}td.range{white-space:nowrap}"
-        "figure{margin:1.5em 0}img{max-width:100%;height:auto}figcaption{font-size:0.95em;color:#333}")
+        "figure{margin:1.5em 0}img{display:block;max-width:100%;height:auto}figcaption{font-size:0.95em;color:#333}")
 _NUMBER = r"[-+−]?(?:\d+(?:\.\d*)?|\.\d+)(?:e[-+]?\d+)?|–|<\s?1e-4"
 _NUMERIC = re.compile(rf"(?:{_NUMBER})?\s*(?:\[(?:{_NUMBER}),\s*(?:{_NUMBER})[\])])?", re.IGNORECASE)
 
