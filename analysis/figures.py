@@ -250,11 +250,13 @@ def bimodality_per_bin(tests: Sequence[BinTest], path: Path, *, sample: str, min
         need = f" (≥ {min_stars} stars)" if min_stars else ""
         for ax in axes:
             _say(ax, f"no [M/H] bin had enough stars{need}\nfor a bimodality test")
-    for name in dict.fromkeys(t.coordinate for t in tests):
+    # markers and dashes differ so that coordinates with the same values stay visible on top of each other
+    for i, name in enumerate(dict.fromkeys(t.coordinate for t in tests)):
         ts = [t for t in tests if t.coordinate == name]
         x = [0.5 * (t.bin_lo + t.bin_hi) for t in ts]
-        axes[0].plot(x, [max(t.dip_p, P_FLOOR) for t in ts], "o-", label=label(name))
-        axes[1].plot(x, [t.delta_bic for t in ts], "o-", label=label(name))
+        look = dict(marker="osD^v"[i % 5], ls=("-", "--", ":")[i % 3], ms=7 - 1.5 * (i % 3), label=label(name))
+        axes[0].plot(x, [max(t.dip_p, P_FLOOR) for t in ts], **look)
+        axes[1].plot(x, [t.delta_bic for t in ts], **look)
     if tests:
         axes[0].set_yscale("log")
         axes[0].axhline(0.05, color="grey", ls=":", lw=0.8)
