@@ -245,11 +245,14 @@ def classifier_comparison(comparisons: dict[str, ClassifierComparison], path: Pa
 @_styled
 def bimodality_per_bin(tests: Sequence[BinTest], path: Path, *, sample: str, min_stars: int | None = None) -> Path:
     """Dip-test p-value (log) and ΔBIC against [M/H] for each α coordinate."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     if not tests:
         need = f" (≥ {min_stars} stars)" if min_stars else ""
-        for ax in axes:
-            _say(ax, f"no [M/H] bin had enough stars{need}\nfor a bimodality test")
+        fig, ax = plt.subplots(figsize=(7, 1.6))
+        _say(ax, f"no [M/H] bin had enough stars{need} for a bimodality test")
+        fig.suptitle(f"{label(sample)}: bimodality of α at fixed [M/H]")
+        return _save(fig, path, f"No bimodality test for the sample '{label(sample)}': no [M/H] bin had enough "
+                                f"stars{need}.")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     # markers and dashes differ so that coordinates with the same values stay visible on top of each other
     for i, name in enumerate(dict.fromkeys(t.coordinate for t in tests)):
         ts = [t for t in tests if t.coordinate == name]
@@ -257,21 +260,21 @@ def bimodality_per_bin(tests: Sequence[BinTest], path: Path, *, sample: str, min
         look = dict(marker="osD^v"[i % 5], ls=("-", "--", ":")[i % 3], ms=7 - 1.5 * (i % 3), label=label(name))
         axes[0].plot(x, [max(t.dip_p, P_FLOOR) for t in ts], **look)
         axes[1].plot(x, [t.delta_bic for t in ts], **look)
-    if tests:
-        axes[0].set_yscale("log")
-        axes[0].axhline(0.05, color="grey", ls=":", lw=0.8)
-        axes[0].set_ylabel(f"dip-test p (floored at {P_FLOOR_TEXT})")
-        axes[1].axhline(10, color="grey", ls=":", lw=0.8)
-        axes[1].axhline(0, color="grey", lw=0.8)
-        axes[1].set_ylabel("ΔBIC = BIC₁ − BIC₂")
-        for ax in axes:
-            ax.set_xlabel("[M/H] bin centre")
-        axes[0].legend(frameon=False)
+    axes[0].set_yscale("log")
+    axes[0].axhline(0.05, color="grey", ls=":", lw=0.8)
+    axes[0].set_ylabel(f"dip-test p (floored at {P_FLOOR_TEXT})")
+    axes[1].axhline(10, color="grey", ls=":", lw=0.8)
+    axes[1].axhline(0, color="grey", lw=0.8)
+    axes[1].set_ylabel("ΔBIC = BIC₁ − BIC₂")
+    for ax in axes:
+        ax.set_xlabel("[M/H] bin centre")
+    axes[0].legend(frameon=False)
     fig.suptitle(f"{label(sample)}: bimodality of α at fixed [M/H]")
     fig.tight_layout()
     return _save(fig, path, (
         f"Bimodality of each α coordinate within [M/H] bins of the sample '{label(sample)}': left, Hartigan dip-test "
-        f"p-value (log scale; below the dotted 0.05 unimodality is rejected; p < {P_FLOOR_TEXT} drawn at {P_FLOOR_TEXT}); "
+        f"p-value (log scale; below the dotted 0.05 unimodality is rejected; p < {P_FLOOR_TEXT} drawn at "
+        f"{P_FLOOR_TEXT}); "
         "right, ΔBIC of one against two Gaussians (above the dotted 10, two components are strongly favoured)."))
 
 
