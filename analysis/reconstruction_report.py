@@ -154,8 +154,8 @@ def _write_report(report: Report, headline: dict, cell_tables, figures, rows, sa
                       info.get("msz_mean_over_coefficients"), info.get("msz_scatter_mean_over_coefficients"),
                       info.get("zscore_width_scatter_median")])
     report.table(["model", "full cov.", "χ²/dof BP", "χ²/dof RP", "χ²/dof BP +ŝ", "χ²/dof RP +ŝ", "mean msz",
-                  "mean msz +ŝ", "median width +ŝ"], [[{True: "yes", False: "no"}[c] if isinstance(c, bool) else c for c in r]
-                                            for r in table])
+                  "mean msz +ŝ", "median width +ŝ"],
+                 [[{True: "yes", False: "no"}[c] if isinstance(c, bool) else c for c in r] for r in table])
     if headline["comparisons"]:
         report.heading("Comparisons (ratio of mean squared z, no scatter)")
         report.table(["a/b", "coefficients a better (CI < 1)", "coefficients b better (CI > 1)", "median ratio"],
