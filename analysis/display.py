@@ -10,7 +10,8 @@ LABELS: dict[str, str] = {
     # samples (analysis.samples)
     "pristine": "pristine stars", "good": "good stars",
     "pristine_cool_giants": "pristine giants, Teff < 5000 K", "good_cool_giants": "good giants, Teff < 5000 K",
-    "heldout": "held-out stars",
+    "heldout": "held-out stars", "test": "held-out test stars", "val": "validation stars",
+    "train": "training stars",
     # α coordinates tested for bimodality
     "latent_fisher": "latent Fisher coordinate", "alpha_m": "[α/M] (APOGEE)", "mg_fe": "[Mg/Fe] (APOGEE)",
     # latent tracks

@@ -80,8 +80,10 @@ def _plain_log_ticks(axis) -> None:
 def _plain_symlog_ticks(ax) -> None:
     """A symlog y axis (linear within ±1) with readable ticks on both sides of 0."""
     lo, hi = ax.get_ylim()
-    ticks = [t for t in (*(-v for v in _NICE[::-1]), 0, *_NICE) if lo <= t <= hi and (abs(t) >= 1 or t == 0
-                                                                                     or hi - lo < 3)]
+    if hi - lo < 3:                                # all within the linear part: evenly spaced steps
+        ticks = [t for t in MaxNLocator(6).tick_values(lo, hi) if lo <= t <= hi]
+    else:
+        ticks = [t for t in (*(-v for v in _NICE[::-1]), 0, *_NICE) if lo <= t <= hi and (abs(t) >= 1 or t == 0)]
     ax.yaxis.set_major_locator(FixedLocator(ticks))
     ax.yaxis.set_major_formatter(ScalarFormatter())
     ax.yaxis.set_minor_formatter(NullFormatter())
@@ -302,7 +304,8 @@ def zscore_profiles(profiles: dict[str, dict[str, np.ndarray]], path: Path, *, s
         ax.set_ylabel(t)
         ax.set_yscale("symlog", linthresh=1)
         _plain_symlog_ticks(ax)
-        ax.legend(frameon=False, ncol=2)
+    # one legend above the panels, where it cannot hide points
+    axes[0].legend(frameon=False, ncol=min(4, 2 * len(profiles)), loc="lower left", bbox_to_anchor=(0, 1.0))
     axes[-1].set_xlabel("coefficient (BP 0–54 | RP 0–54)")
     fig.suptitle(f"{label(sample)}: per-coefficient z-scores")
     fig.tight_layout()
@@ -340,27 +343,30 @@ def msz_ratio_plot(ratio: np.ndarray, lo: np.ndarray, hi: np.ndarray, path: Path
 def cell_map(cells, path: Path, *, a: str, b: str, min_stars: int | None = None) -> Path:
     """msz ratio per (Teff, log g) cell, as a colour map (log scale centred on 1); cells with no data blank."""
     from matplotlib.colors import LogNorm
-    fig, ax = plt.subplots(figsize=(6.5, 4.8))
     if not cells:
         need = f" (≥ {min_stars} stars)" if min_stars else ""
-        _say(ax, f"no (Teff, log g) cell had enough stars{need}\nto compare the models")
-    else:
-        ratios = np.array([c.ratio for c in cells])
-        span = float(np.nanmax(np.abs(np.log10(ratios[ratios > 0])))) if np.any(ratios > 0) else 1.0
-        span = max(span, 0.05)
-        norm = LogNorm(10 ** -span, 10 ** span)
-        cmap = plt.get_cmap("RdBu_r")
-        for c in cells:
-            ax.add_patch(plt.Rectangle((c.teff_lo, c.logg_lo), c.teff_hi - c.teff_lo, c.logg_hi - c.logg_lo,
-                                       fc=cmap(norm(max(c.ratio, 1e-9))), ec="k" if c.ci_lo > 1 else "#bbb",
-                                       lw=1.5 if c.ci_lo > 1 else 0.5, zorder=2 if c.ci_lo > 1 else 1))
-        ax.set_xlim(max(c.teff_hi for c in cells), min(c.teff_lo for c in cells))
-        ax.set_ylim(max(c.logg_hi for c in cells), min(c.logg_lo for c in cells))
-        bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax,
-                           label=f"msz({a}) / msz({b}) (black edge: CI > 1)")
-        _plain_log_ticks(bar.ax.yaxis)
-        ax.set_xlabel("Teff [K]")
-        ax.set_ylabel("log g")
+        fig, ax = plt.subplots(figsize=(7, 1.6))
+        _say(ax, f"no (Teff, log g) cell had enough stars{need} to compare the models")
+        ax.set_title(f"msz({a}) / msz({b}) per (Teff, log g) cell")
+        return _save(fig, path, f"No (Teff, log g) cell of the held-out stars had enough stars{need} to compare "
+                                f"model '{a}' with model '{b}' cell by cell.")
+    fig, ax = plt.subplots(figsize=(6.5, 4.8))
+    ratios = np.array([c.ratio for c in cells])
+    span = float(np.nanmax(np.abs(np.log10(ratios[ratios > 0])))) if np.any(ratios > 0) else 1.0
+    span = max(span, 0.05)
+    norm = LogNorm(10 ** -span, 10 ** span)
+    cmap = plt.get_cmap("RdBu_r")
+    for c in cells:
+        ax.add_patch(plt.Rectangle((c.teff_lo, c.logg_lo), c.teff_hi - c.teff_lo, c.logg_hi - c.logg_lo,
+                                   fc=cmap(norm(max(c.ratio, 1e-9))), ec="k" if c.ci_lo > 1 else "#bbb",
+                                   lw=1.5 if c.ci_lo > 1 else 0.5, zorder=2 if c.ci_lo > 1 else 1))
+    ax.set_xlim(max(c.teff_hi for c in cells), min(c.teff_lo for c in cells))
+    ax.set_ylim(max(c.logg_hi for c in cells), min(c.logg_lo for c in cells))
+    bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax,
+                       label=f"msz({a}) / msz({b}) (black edge: CI > 1)")
+    _plain_log_ticks(bar.ax.yaxis)
+    ax.set_xlabel("Teff [K]")
+    ax.set_ylabel("log g")
     ax.set_title(f"msz({a}) / msz({b}) per (Teff, log g) cell")
     return _save(fig, path, (
         f"Ratio of the mean squared normalised residual of model '{a}' to that of model '{b}' over all coefficients, "
