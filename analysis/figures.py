@@ -110,7 +110,7 @@ def latent_pairs(latents: np.ndarray, high: np.ndarray, path: Path, *, sample: s
     shown = f"a random {len(latents)} of them" if len(latents) < n_all else "all of them"
     text = (f"Latent means of the {n_all} stars of the sample '{label(sample)}' ({shown} drawn), every pair of the "
             f"{d} latent dimensions: high-α stars of the Patil split in red ({n_high}), drawn over the low-α "
-            f"stars in blue ({n_all - n_high}).")
+            f"stars in blue ({n_all - n_high}); axes span the central 99 % of the stars drawn.")
     if d < 2:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         bins = np.histogram_bin_edges(latents[:, 0], 40)
@@ -121,6 +121,10 @@ def latent_pairs(latents: np.ndarray, high: np.ndarray, path: Path, *, sample: s
         ax.legend(frameon=False)
         ax.set_title(label(sample))
         return _save(fig, path, text.replace("every pair of the 1 latent dimensions", "histogram of the one latent"))
+    # axes span the central 99 % of stars: a few outliers would otherwise squeeze everyone else into a corner
+    lo, hi = np.nanpercentile(latents, 0.5, axis=0), np.nanpercentile(latents, 99.5, axis=0)
+    pad = 0.05 * np.where(hi > lo, hi - lo, 1.0)
+    lo, hi = lo - pad, hi + pad
     panel = min(3.5, 9.0 / (d - 1))              # inches: the grid fills ~10 inches, a small one is no thumbnail
     fig, axes = plt.subplots(d - 1, d - 1, figsize=(panel * (d - 1) + 1, panel * (d - 1) + 0.6), squeeze=False)
     for i in range(1, d):
@@ -130,8 +134,12 @@ def latent_pairs(latents: np.ndarray, high: np.ndarray, path: Path, *, sample: s
                 ax.axis("off")
                 continue
             _class_scatter(ax, latents[:, j], latents[:, i], high, size)
+            ax.set_xlim(lo[j], hi[j])
+            ax.set_ylim(lo[i], hi[i])
             ax.xaxis.set_major_locator(MaxNLocator(3))
             ax.yaxis.set_major_locator(MaxNLocator(3))
+            # tiny ranges as '−2.5 … 2.5' with a '1e−3' above the axis, not '−0.0025', which collides with its neighbour
+            ax.ticklabel_format(axis="both", style="sci", scilimits=(-2, 3), useMathText=True)
             if i == d - 1:
                 ax.set_xlabel(f"z{j + 1}")
             else:
