@@ -111,4 +111,4 @@ def test_high_alpha_is_drawn_over_the_majority(tmp_path):
         rgb = np.asarray(im.convert("RGB"), np.int16)
     red = np.sum((rgb[..., 0] - rgb[..., 2] > 40) & (rgb[..., 0] - rgb[..., 1] > 40))
     blue = np.sum(rgb[..., 2] - rgb[..., 0] > 40)
-    assert red > 2000 and red > 5 * blue, (red, blue)
+    assert red > 1000 and red > 5 * blue, (red, blue)   # drawn below the blue, red shows in < 100 pixels
