@@ -247,8 +247,8 @@ def classifier_comparison(comparisons: dict[str, ClassifierComparison], path: Pa
     text = (f"{label(metric).capitalize()} of random forests predicting the α class from each feature set, per "
             f"sample, out of fold with 95 % bootstrap intervals (dotted line: chance, 0.5)")
     if dlabels:
-        text += ("; below: paired differences between feature sets on the same stars, e.g. (e) − (c) is what the "
-                 "latents add to Teff, log g and [M/H] (an interval above 0 means they add information)")
+        text += ("; below: paired differences between feature sets on the same stars, named by the letters above "
+                 "(the report's tables say which difference the [α/M] verdict rests on)")
     return _save(fig, path, text + ".")
 
 
