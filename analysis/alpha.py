@@ -15,7 +15,8 @@ from analysis.bimodality import (DEFAULT_M_H_EDGES, bimodality_by_bin, bimodalit
                                  fisher_oof_coordinate, unsupervised_by_bin)
 from analysis.classify import (DESCRIPTIONS, FEATURE_SETS, MAX_FEATURES, NULL_TEST, ClassifierComparison,
                                compare_feature_sets, fold_ids)
-from analysis.report import Report, fmt, fmt_ci
+from analysis.display import label
+from analysis.report import Report, fmt, fmt_ci, fmt_p
 from analysis.rows import AnalysisResult, Progress, make_row, no_progress
 from analysis.samples import alpha_split, select_samples
 from analysis.tracks import fixed_metallicity_track, sequence_tracks
@@ -149,10 +150,10 @@ def run_alpha_analysis(latents: np.ndarray, labels: Mapping[str, np.ndarray],
             result.rows += tr.rows(sample)
         step += 1
         if draw_figures:
-            result.figures.append(figs.latent_pairs(z, y, out_dir / f"latents_{sample}.png",
-                                                    title=f"{sample}: latent means by Patil class", seed=seed))
-            result.figures.append(figs.latent_tracks(seq, fixed, out_dir / f"tracks_{sample}.png", title=sample))
-            result.figures.append(figs.bimodality_per_bin(tests, out_dir / f"bimodality_{sample}.png", title=sample))
+            result.figures.append(figs.latent_pairs(z, y, out_dir / f"latents_{sample}.png", sample=sample, seed=seed))
+            result.figures.append(figs.latent_tracks(seq, fixed, out_dir / f"tracks_{sample}.png", sample=sample))
+            result.figures.append(figs.bimodality_per_bin(tests, out_dir / f"bimodality_{sample}.png", sample=sample,
+                                                          min_stars=min_bin))
         per_sample_blocks.append((sample, {"comp": comp, "tests": tests, "clusters": clusters}))
     progress(step, total, "figures and report")
     if draw_figures and comparisons and not classifiers_only:
@@ -187,7 +188,7 @@ def _write_report(report: Report, headline: dict, blocks, figures: list[Path], o
     report.bullets(headline["notes"])
     report.heading("Samples")
     report.table(["sample", "stars", "high-α", "high-α fraction", "status"],
-                 [[s, i["n"], i["n_high"], i["high_fraction"], i.get("skipped", "analysed")]
+                 [[label(s), i["n"], i["n_high"], i["high_fraction"], i.get("skipped", "analysed")]
                   for s, i in headline["samples"].items()])
     report.heading("Do the latents add [α/M] information beyond what they know about Teff, log g, [M/H]?")
     report.paragraph("Balanced accuracy (mean of the two class recalls, so the class imbalance cannot inflate "
@@ -201,7 +202,7 @@ def _write_report(report: Report, headline: dict, blocks, figures: list[Path], o
     rows = []
     for sample, b in blocks:
         comp = b["comp"]
-        row = [sample]
+        row = [label(sample)]
         for name in FEATURE_SETS:
             row.append(fmt_ci(*comp.results[name].metrics["balanced_accuracy"]) if name in comp.results else "–")
         for key in (TEST_DIFFERENCE, KEY_DIFFERENCE, "latents-labels"):
@@ -222,7 +223,7 @@ def _write_report(report: Report, headline: dict, blocks, figures: list[Path], o
     rows = []
     for sample, b in blocks:
         for name, res in b["comp"].results.items():
-            rows.append([sample, DESCRIPTIONS[name], res.n] + [fmt_ci(*res.metrics[m]) for m in
+            rows.append([label(sample), DESCRIPTIONS[name], res.n] + [fmt_ci(*res.metrics[m]) for m in
                                                                 ("accuracy", "recall_high", "recall_low")])
     report.table(["sample", "features", "stars", "accuracy", "recall high-α", "recall low-α"], rows)
     report.heading("Bimodality of α at fixed [M/H]")
@@ -233,14 +234,15 @@ def _write_report(report: Report, headline: dict, blocks, figures: list[Path], o
     rows = []
     for sample, b in blocks:
         for t in b["tests"]:
-            rows.append([sample, f"[{t.bin_lo:g}, {t.bin_hi:g})", t.coordinate, t.n, t.dip, t.dip_p, t.delta_bic])
+            rows.append([label(sample), f"[{t.bin_lo:g}, {t.bin_hi:g})", label(t.coordinate), t.n, t.dip,
+                         fmt_p(t.dip_p), t.delta_bic])
     report.table(["sample", "[M/H]", "coordinate", "stars", "dip", "dip p", "ΔBIC"], rows)
     rows = []
     for sample, b in blocks:
         for c in b["clusters"]:
             rng = "all" if c.bin_lo is None else f"[{c.bin_lo:g}, {c.bin_hi:g})"
-            rows.append([sample, rng, c.n, c.ari, c.purity, c.purity_baseline])
+            rows.append([label(sample), rng, c.n, c.ari, c.purity, c.purity_baseline])
     report.table(["sample", "[M/H]", "stars", "ARI", "purity", "majority baseline"], rows)
     report.heading("Figures")
     for f in figures:
-        report.image(f, f.stem.replace("_", " "))
+        report.image(f, figs.caption(f))

@@ -11,6 +11,7 @@ import numpy as np
 from analysis import figures as figs
 from analysis.reconstruction import (DEFAULT_BINS, DEFAULT_CELL_EDGES, ModelOutputs, binned_rows, cell_rows,
                                      coefficient_rows, compare_by_cell, msz_ratio, worse_cells)
+from analysis.display import label
 from analysis.report import Report, fmt_ci
 from analysis.rows import AnalysisResult, Progress, make_row, no_progress
 from analysis.zstats import COEFF_NAMES
@@ -80,10 +81,10 @@ def run_reconstruction_report(models: Mapping[str, Any], labels: Mapping[str, np
                     info[f"chi2_dof{suffix}_{band}_median"] = float(np.nanmedian(chi)) if np.isfinite(chi).any() else None
         headline["models"][name] = info
         step += 1
-    report = Report(f"Reconstruction report ({sample}, {len(first.x)} stars)")
+    report = Report(f"Reconstruction report ({label(sample)}, {len(first.x)} stars)")
     figures: list[Path] = []
     if draw_figures:
-        figures.append(figs.zscore_profiles(profiles, out_dir / "zscores.png", title=f"{sample}: per-coefficient z-scores"))
+        figures.append(figs.zscore_profiles(profiles, out_dir / "zscores.png", sample=sample))
     cell_tables = []
     for a, b in pairs:
         progress(step, total, f"comparison {a}/{b}")
@@ -112,11 +113,11 @@ def run_reconstruction_report(models: Mapping[str, Any], labels: Mapping[str, np
             cmp_info["cells_b_worse"] = [_cell_dict(c) for c in sorted(b_worse, key=lambda c: c.ratio)[:10]]
             cell_tables.append((key, a_worse, b_worse))
             if draw_figures:
-                figures.append(figs.cell_map(cells, out_dir / f"cells_{_safe(a)}_vs_{_safe(b)}.png",
-                                             title=f"msz({a}) / msz({b}) per (Teff, log g) cell"))
+                figures.append(figs.cell_map(cells, out_dir / f"cells_{_safe(a)}_vs_{_safe(b)}.png", a=a, b=b,
+                                             min_stars=min_bin))
         if draw_figures:
             figures.append(figs.msz_ratio_plot(ratio, lo, hi, out_dir / f"msz_ratio_{_safe(a)}_vs_{_safe(b)}.png",
-                                               title=f"msz({a}) / msz({b}) per coefficient, no scatter (<1: {a} better)"))
+                                               a=a, b=b))
         headline["comparisons"][key] = cmp_info
         step += 1
     result.figures = figures
@@ -153,7 +154,8 @@ def _write_report(report: Report, headline: dict, cell_tables, figures, rows, sa
                       info.get("msz_mean_over_coefficients"), info.get("msz_scatter_mean_over_coefficients"),
                       info.get("zscore_width_scatter_median")])
     report.table(["model", "full cov.", "χ²/dof BP", "χ²/dof RP", "χ²/dof BP +ŝ", "χ²/dof RP +ŝ", "mean msz",
-                  "mean msz +ŝ", "median width +ŝ"], [[str(c) if isinstance(c, bool) else c for c in r] for r in table])
+                  "mean msz +ŝ", "median width +ŝ"],
+                 [[{True: "yes", False: "no"}[c] if isinstance(c, bool) else c for c in r] for r in table])
     if headline["comparisons"]:
         report.heading("Comparisons (ratio of mean squared z, no scatter)")
         report.table(["a/b", "coefficients a better (CI < 1)", "coefficients b better (CI > 1)", "median ratio"],
@@ -172,4 +174,4 @@ def _write_report(report: Report, headline: dict, cell_tables, figures, rows, sa
                           for c in cells[:10]])
     report.heading("Figures")
     for f in figures:
-        report.image(f, f.stem.replace("_", " "))
+        report.image(f, figs.caption(f))

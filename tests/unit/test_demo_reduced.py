@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -35,9 +36,12 @@ def test_reduced_demo_produces_reports_figures_and_finite_tables(tmp_path, share
         assert report.exists() and report.with_suffix(".html").exists()
         pngs = list(report.parent.glob("*.png"))
         assert pngs and all(p.stat().st_size > 5000 and p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
-        for link in (line for line in report.read_text().splitlines() if ".png" in line):
-            name = link[link.index("(") + 1:link.index(".png") + 4]
+        links = re.findall(r"\]\(([^()\s]+\.png)\)", report.read_text())   # captions may hold parentheses
+        assert links
+        for name in links:
             assert (report.parent / name).exists(), f"{report} links a missing figure {name}"
+        page = report.with_suffix(".html").read_text()
+        assert page.count("src='data:image/png;base64,") == len(links) and ".png" not in page   # self-contained
 
     db = sqlite3.connect(tmp_path / "xpvae.sqlite")
     n_res, n_finite = db.execute("SELECT count(*), sum(z1 IS NOT NULL AND nll IS NOT NULL AND zscore_rms "
