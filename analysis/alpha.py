@@ -209,12 +209,12 @@ def _write_report(report: Report, headline: dict, blocks, figures: list[Path], o
             row.append(fmt_ci(*comp.differences[key]["balanced_accuracy"]) if key in comp.differences else "–")
         info = headline["samples"][sample]
         test = info.get("alpha_test", {})
-        row.append(fmt(test.get("p_value"), 4))
+        row.append(fmt_p(test.get("p_value")))
         row.append({True: "yes", False: "no"}.get(info.get("latents_add_alpha_information"), "–"))
         rows.append(row)
     report.table(["sample"] + [DESCRIPTIONS[k] for k in FEATURE_SETS]
                  + ["test (e) − (f)", "(e) − (c)", "(a) − (c)", "p", "verdict"], rows)
-    r2 = [[s] + [fmt(i["alpha_test"]["latent_estimate_r2"].get(k)) for k in ("teff", "logg", "m_h")]
+    r2 = [[label(s)] + [fmt(i["alpha_test"]["latent_estimate_r2"].get(k)) for k in ("teff", "logg", "m_h")]
           for s, i in headline["samples"].items() if i.get("alpha_test")]
     if r2:
         report.paragraph("How well the latents re-measure the labels (R² of their out-of-fold estimates, set f):")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from analysis.classify import DESCRIPTIONS
+from analysis.display import label
 
 
 def _ci(t) -> str:
@@ -11,18 +12,22 @@ def _ci(t) -> str:
     return f"{v:.3f} [{lo:.3f}, {hi:.3f}]" if lo is not None else f"{v:.3f}"
 
 
+def _p(p) -> str:
+    return "< 1e-4" if p is not None and p < 1e-4 else f"{p:.3g}"
+
+
 def alpha_lines(headline: dict) -> list[str]:
     lines = []
     for sample, info in (headline.get("samples") or {}).items():
         if info.get("skipped"):
-            lines.append(f"\n{sample}: skipped ({info['skipped']})")
+            lines.append(f"\n{label(sample)}: skipped ({info['skipped']})")
             continue
-        lines.append(f"\n{sample}: {info['n']:,} stars, {info['high_fraction']:.1%} high-α (Patil et al. 2023 split)")
+        lines.append(f"\n{label(sample)}: {info['n']:,} stars, {info['high_fraction']:.1%} high-α (Patil et al. 2023 split)")
         lines.append("  balanced accuracy (5-fold CV, 95 % bootstrap interval):")
         for key, t in (info.get("balanced_accuracy") or {}).items():
             lines.append(f"    {DESCRIPTIONS.get(key, key):<38} {_ci(t)}")
         for key, t in (info.get("differences_balanced_accuracy") or {}).items():
-            lines.append(f"    gain {key:<33} {_ci(t)}")
+            lines.append(f"    gain {label(key):<33} {_ci(t)}")
         lines += _verdict_lines(info)
     return lines
 
@@ -34,7 +39,7 @@ def _verdict_lines(info: dict) -> list[str]:
     if not test:
         return []
     head = (f"  latents add [α/M] information {test['controls_for']}: gain (e) − (f) {_ci(test['gain'])}, "
-            f"one-sided p = {test['p_value']:.3g}")
+            f"one-sided p = {_p(test['p_value'])}")
     verdict = "yes" if info.get("latents_add_alpha_information") else "no"
     return [head, f"  → {verdict} (yes needs p < {test['level']:g})"]
 

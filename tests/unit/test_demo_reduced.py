@@ -57,7 +57,7 @@ def test_reduced_demo_produces_reports_figures_and_finite_tables(tmp_path, share
     assert n_stats > 100 and n_null == 0
     # the queries the demo prints run as printed
     queries = [line.strip() for line in out.splitlines() if line.strip().startswith("SELECT")]
-    assert len(queries) == 4
+    assert len(queries) == 5
     for q in queries:
         assert db.execute(q).fetchall(), q
     assert db.execute("SELECT count(*) FROM jobs WHERE status != 'succeeded'").fetchone()[0] == 0
