@@ -8,8 +8,9 @@ Documented behaviour when inputs are missing (each case is recorded in ``SampleS
 - photometry: taken from ``photometry`` when given; otherwise from the APOGEE columns ``gaia_g_mag``,
   ``gaia_bp_mag``, ``gaia_rp_mag`` (the EDR3 photometry APOGEE carries, identical to DR3's); when neither is
   there the two photometric cuts are *skipped*, not failed. A star whose G or BP−RP is NaN fails the cut.
-- flags: ``starflag`` / ``aspcapflag`` absent (e.g. the small real APOGEE subset has none) → that flag cut is
-  skipped. Present but negative (the -1 "missing" value) → the star fails.
+- flags: one rule, shared with the database's stored flags (``shared.selections.flag_cuts``): a star whose
+  ``starflag`` / ``aspcapflag`` is unknown (negative, e.g. the -1 ``db.labels.read_labels`` fills NULL with, or
+  the column absent, as in the small real APOGEE subset) fails the flag cuts — unknown flags cannot certify it.
 - the label-error columns (teff_err, logg_err, m_h_err) are the definition of the samples: missing → KeyError.
 """
 from __future__ import annotations
@@ -22,8 +23,7 @@ import numpy as np
 # The cut values, the giant definition and the Patil et al. 2023 boundary are defined once, in
 # shared.selections (the database flags use them too); this module adds the analysis' sample bookkeeping.
 from shared import selections
-from shared.selections import (ASPCAP_M_H_WARN_BIT, ASPCAP_VMICRO_WARN_BIT, BP_RP_RANGE, COOL_GIANT_TEFF,
-                               G_RANGE, QUALITY_CUTS, patil_boundary)
+from shared.selections import COOL_GIANT_TEFF, QUALITY_CUTS, patil_boundary
 
 Arrays = Mapping[str, np.ndarray]
 
@@ -68,33 +68,26 @@ def photometry_arrays(labels: Arrays, photometry: Arrays | None) -> tuple[np.nda
     return None
 
 
-def common_cuts(labels: Arrays, photometry: Arrays | None = None,
+def _common_cuts(labels: Arrays, photometry: Arrays | None = None,
                 notes: list[str] | None = None) -> np.ndarray:
-    """The photometric and flag cuts shared by the pristine and good samples."""
+    """The photometric and flag cuts shared by the pristine and good samples (shared.selections' cuts; only the
+    choice of photometry and the notes are the analysis' own)."""
     n = _length(labels)
     notes = notes if notes is not None else []
-    ok = np.ones(n, bool)
+    ok = selections.flag_cuts(labels)
+    for name in ("starflag", "aspcapflag"):
+        if name not in labels:
+            notes.append(f"no {name} column: every star fails the {name.upper()} cut (unknown flags)")
     phot = photometry_arrays(labels, photometry)
     if phot is None:
         notes.append("no photometry (G, BP-RP) given or in labels: photometric cuts 6<G<17.5, 0<BP-RP<4 skipped")
-    else:
-        g, bp_rp = phot
-        if len(g) != n:
-            raise ValueError(f"photometry: {len(g)} rows but labels have {n}")
-        ok &= (g > G_RANGE[0]) & (g < G_RANGE[1]) & (bp_rp > BP_RP_RANGE[0]) & (bp_rp < BP_RP_RANGE[1])
-        if photometry is None:
-            notes.append("photometric cuts used the APOGEE gaia_g_mag/gaia_bp_mag/gaia_rp_mag columns")
-    if "starflag" in labels:
-        ok &= np.asarray(labels["starflag"]).astype(np.int64) == 0
-    else:
-        notes.append("no starflag column: STARFLAG = 0 cut skipped")
-    if "aspcapflag" in labels:
-        flag = np.asarray(labels["aspcapflag"]).astype(np.int64)
-        bits = (1 << ASPCAP_VMICRO_WARN_BIT) | (1 << ASPCAP_M_H_WARN_BIT)
-        ok &= (flag >= 0) & ((flag & bits) == 0)
-    else:
-        notes.append("no aspcapflag column: ASPCAPFLAG bits 2, 3 cut skipped")
-    return ok
+        return ok
+    g, bp_rp = phot
+    if len(g) != n:
+        raise ValueError(f"photometry: {len(g)} rows but labels have {n}")
+    if photometry is None:
+        notes.append("photometric cuts used the APOGEE gaia_g_mag/gaia_bp_mag/gaia_rp_mag columns")
+    return ok & selections.photometric_cuts(g, bp_rp)
 
 
 def _require(labels: Arrays, *names: str) -> None:
@@ -122,7 +115,7 @@ def cool_giant_mask(labels: Arrays, teff_max: float = COOL_GIANT_TEFF) -> np.nda
 def select_samples(labels: Arrays, photometry: Arrays | None = None) -> SampleSelection:
     """Masks 'pristine', 'good', 'pristine_giants', 'good_giants', 'pristine_cool_giants', 'good_cool_giants'."""
     notes: list[str] = []
-    common = common_cuts(labels, photometry, notes)
+    common = _common_cuts(labels, photometry, notes)
     giants, cool = giant_mask(labels), cool_giant_mask(labels)
     masks: dict[str, np.ndarray] = {}
     for level in QUALITY_CUTS:

@@ -5,8 +5,10 @@ Input: a mapping of the lower-case names of ``shared.xp.APOGEE_COLUMNS`` to (N,)
 NaN (floats), negative (bitmasks) or an absent key; DR16's -9999 is read as missing too.
 
 Conventions for missing inputs (per star, because a database row cannot say whether a file lacked a column):
-- STARFLAG / ASPCAPFLAG unknown → that flag cut is not applied to the star (the 1612-star real subset has no
-  flags at all; a full allStar always has them).
+- STARFLAG / ASPCAPFLAG unknown (NULL in the database, negative or NaN in arrays, or the column absent) → the
+  star fails the flag cuts: the samples are defined by *clean* flags, and a star whose flags nobody measured
+  cannot be certified clean (docs/science.md §9.1). So the 1612-star real subset, which has no flag columns,
+  has no pristine or good stars; a full allStar always has the flags.
 - Gaia G or BP−RP unknown (NaN) → the star fails the photometric cuts (6 < G < 17.5, 0 < BP−RP < 4), as in
   analysis/samples.py and the readers: the stored flags use the APOGEE row's GAIAEDR3 magnitudes; pass
   ``g``/``bp_rp`` (e.g. Gaia DR3 photometry) to recompute with other photometry.
@@ -23,6 +25,7 @@ import numpy as np
 
 ASPCAP_VMICRO_WARN_BIT = 2
 ASPCAP_M_H_WARN_BIT = 3
+ASPCAP_SAMPLE_BITS = (1 << ASPCAP_VMICRO_WARN_BIT) | (1 << ASPCAP_M_H_WARN_BIT)   # must be clear
 EXTRATARG_DUPLICATE_BIT = 4
 COOL_GIANT_TEFF = 5000.0                                            # K
 QUALITY_CUTS = {"pristine": (100.0, 0.1, 0.05), "good": (20.0, 0.4, 0.2)}   # Teff/σ >, σ_logg <, σ_[M/H] <
@@ -63,22 +66,31 @@ def patil_boundary(x: np.ndarray) -> np.ndarray:
     return ((c3 * x + c2) * x + c1) * x + c0
 
 
+def flag_cuts(labels: Mapping[str, np.ndarray]) -> np.ndarray:
+    """STARFLAG = 0 and ASPCAPFLAG bits 2, 3 clear — both flags *known*. An unknown flag fails the star: the
+    cut asks for evidence of clean spectra, and a missing flag is no evidence. The ingest-time SQL flags
+    (db.labels) and the analysis samples (analysis.samples) both use this one rule."""
+    n = _length(labels)
+    starflag, star_known = _bitmask(labels, "starflag", n)
+    aspcap, aspcap_known = _bitmask(labels, "aspcapflag", n)
+    return star_known & (starflag == 0) & aspcap_known & ((aspcap & ASPCAP_SAMPLE_BITS) == 0)
+
+
+def photometric_cuts(g: np.ndarray, bp_rp: np.ndarray) -> np.ndarray:
+    """6 < G < 17.5 and 0 < BP−RP < 4 (NaN fails)."""
+    g, bp_rp = np.asarray(g, np.float64), np.asarray(bp_rp, np.float64)
+    with np.errstate(invalid="ignore"):
+        return (g > G_RANGE[0]) & (g < G_RANGE[1]) & (bp_rp > BP_RP_RANGE[0]) & (bp_rp < BP_RP_RANGE[1])
+
+
 def common_cuts(labels: Mapping[str, np.ndarray], g: np.ndarray | None = None,
                 bp_rp: np.ndarray | None = None) -> np.ndarray:
-    """Photometric and flag cuts shared by the pristine and good samples (NaN photometry fails; an unknown
-    bitmask skips its cut). ``g``/``bp_rp`` default to the labels' gaia_g_mag and gaia_bp_mag − gaia_rp_mag."""
+    """Photometric and flag cuts shared by the pristine and good samples. ``g``/``bp_rp`` default to the
+    labels' gaia_g_mag and gaia_bp_mag − gaia_rp_mag."""
     n = _length(labels)
-    g = _float(labels, "gaia_g_mag", n) if g is None else np.asarray(g, np.float64)
-    bp_rp = (_float(labels, "gaia_bp_mag", n) - _float(labels, "gaia_rp_mag", n)) if bp_rp is None \
-        else np.asarray(bp_rp, np.float64)
-    with np.errstate(invalid="ignore"):
-        ok = (g > G_RANGE[0]) & (g < G_RANGE[1]) & (bp_rp > BP_RP_RANGE[0]) & (bp_rp < BP_RP_RANGE[1])
-    starflag, known = _bitmask(labels, "starflag", n)
-    ok &= ~known | (starflag == 0)
-    aspcap, known = _bitmask(labels, "aspcapflag", n)
-    bits = (1 << ASPCAP_VMICRO_WARN_BIT) | (1 << ASPCAP_M_H_WARN_BIT)
-    ok &= ~known | ((aspcap & bits) == 0)
-    return ok
+    g = _float(labels, "gaia_g_mag", n) if g is None else g
+    bp_rp = (_float(labels, "gaia_bp_mag", n) - _float(labels, "gaia_rp_mag", n)) if bp_rp is None else bp_rp
+    return photometric_cuts(g, bp_rp) & flag_cuts(labels)
 
 
 def quality_mask(labels: Mapping[str, np.ndarray], level: str) -> np.ndarray:

@@ -72,9 +72,20 @@ def test_photometry_fallback_and_skipping_are_documented():
     assert any("gaia_g_mag" in n for n in sel.notes)
     bare = {k: v for k, v in _good_star_labels(2).items() if k not in ("starflag", "aspcapflag")}
     sel = select_samples(bare)
-    assert sel.masks["pristine"].all()
+    assert not sel.masks["pristine"].any() and not sel.masks["good"].any()     # unknown flags cannot certify
     assert any("photometric cuts" in n and "skipped" in n for n in sel.notes)
-    assert any("starflag" in n for n in sel.notes) and any("aspcapflag" in n for n in sel.notes)
+    assert any("starflag" in n and "fails" in n for n in sel.notes)
+    assert any("aspcapflag" in n and "fails" in n for n in sel.notes)
+
+
+def test_unknown_flag_values_fail_the_star():
+    """-1 (what read_labels gives for NULL), any negative value or NaN is an unknown flag: the star fails."""
+    lab = _good_star_labels(6)
+    lab["starflag"] = np.array([0, -1, 0, -7, 0, 0], float)
+    lab["aspcapflag"] = np.array([0, 0, -1, 0, np.nan, 1 << 23], float)
+    sel = select_samples(lab)
+    assert sel.masks["pristine"].tolist() == [True, False, False, False, False, True]
+    assert sel.masks["good"].tolist() == [True, False, False, False, False, True]
 
 
 def test_missing_error_column_names_the_field():
