@@ -20,6 +20,7 @@ from analysis.report import Report, fmt, fmt_ci, fmt_p
 from analysis.rows import AnalysisResult, Progress, make_row, no_progress
 from analysis.samples import alpha_split, select_samples
 from analysis.tracks import fixed_metallicity_track, sequence_tracks
+from shared import defaults as D
 
 DEFAULT_SAMPLES = ("pristine", "good", "pristine_cool_giants", "good_cool_giants")
 # The verdict's test: (e) labels + latents against (f) labels + the latents' estimates of the labels.
@@ -46,8 +47,8 @@ def _triple(t: tuple[float, float, float]) -> list[float | None]:
 
 
 def run_alpha_analysis(latents: np.ndarray, labels: Mapping[str, np.ndarray],
-                       photometry: Mapping[str, np.ndarray] | None = None, *, out_dir: Path | str, seed: int = 0,
-                       n_folds: int = 5, n_boot: int = 1000, n_trees: int = 100, n_jobs: int = 2,
+                       photometry: Mapping[str, np.ndarray] | None = None, *, out_dir: Path | str, seed: int = D.SEED,
+                       n_folds: int = D.ALPHA_FOLDS, n_boot: int = D.ALPHA_BOOTSTRAP, n_trees: int = 100, n_jobs: int = 2,
                        samples: Sequence[str] = DEFAULT_SAMPLES, feature_sets: Sequence[str] = FEATURE_SETS,
                        m_h_edges=DEFAULT_M_H_EDGES, min_stars: int = 100, min_bin: int = 30,
                        max_features: float | str | None = MAX_FEATURES, draw_figures: bool = True,

@@ -27,6 +27,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from analysis.bootstrap import METRICS, bootstrap_metrics
 from analysis.rows import Progress, make_row, no_progress
+from shared import defaults as D
 
 FEATURE_SETS = ("latents", "m_h", "labels", "labels_colours", "labels_latents", "labels_latent_labels")
 DESCRIPTIONS = {
@@ -212,7 +213,7 @@ class ClassifierComparison:
 
 
 def compare_feature_sets(latents: np.ndarray, labels: Mapping[str, np.ndarray], high: np.ndarray, *,
-                         feature_sets: tuple[str, ...] = FEATURE_SETS, n_folds: int = 5, n_boot: int = 1000,
+                         feature_sets: tuple[str, ...] = FEATURE_SETS, n_folds: int = D.ALPHA_FOLDS, n_boot: int = D.ALPHA_BOOTSTRAP,
                          n_trees: int = 100, seed: int = 0, n_jobs: int = 2, min_colour_stars: int = 50,
                          max_features: float | str | None = MAX_FEATURES, progress: Progress = no_progress) -> ClassifierComparison:
     """Score every feature set out of fold on the same stars and folds; bootstrap intervals (seeded).

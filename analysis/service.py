@@ -16,6 +16,7 @@ from db.labels import read_labels
 from db.models_registry import get_model
 from db.schema import analysis_reports, analysis_statistics, inference_results, photometry
 from db.spectra import read_spectra
+from shared import defaults as D
 from shared.artifact import ModelArtifact
 from shared.errors import InputError
 from shared.inference import infer_all
@@ -113,8 +114,8 @@ def run_alpha_job(ctx: JobContext) -> dict:
     labels = {k: v[keep] for k, v in labels.items()}
     phot = {k: v[keep] for k, v in read_photometry(ctx.engine, source_id).items()}
     result = run_alpha_analysis(latents[keep], labels, phot, out_dir=_out_dir(ctx, "alpha"),
-                                seed=int(p.get("seed", 0)), n_folds=int(p.get("n_folds", 5)),
-                                n_boot=int(p.get("n_boot", 500)), progress=ctx.progress)
+                                seed=int(p.get("seed", D.SEED)), n_folds=int(p.get("n_folds", D.ALPHA_FOLDS)),
+                                n_boot=int(p.get("n_boot", D.ALPHA_BOOTSTRAP)), progress=ctx.progress)
     store(ctx.engine, ctx, "alpha", model["id"], result)
     return {"report": str(result.report_path), "n_statistics": len(result.rows),
             "figures": [str(f) for f in result.figures], "headline": _jsonable(result.headline)}
@@ -165,7 +166,7 @@ def run_reconstruction_job(ctx: JobContext) -> dict:
             train_labels = {"teff": tl["teff"], "logg": tl["logg"]}
     result = run_reconstruction_report(models, {k: labels[k] for k in ("teff", "logg", "m_h")},
                                        out_dir=_out_dir(ctx, "reconstruction"), sample=f"{split or 'all'}",
-                                       train_labels=train_labels, seed=int(p.get("seed", 0)), progress=ctx.progress)
+                                       train_labels=train_labels, seed=int(p.get("seed", D.SEED)), progress=ctx.progress)
     store(ctx.engine, ctx, "reconstruction", model["id"], result)
     return {"report": str(result.report_path), "n_statistics": len(result.rows), "n_stars": int(len(source_id)),
             "figures": [str(f) for f in result.figures], "headline": _jsonable(result.headline)}

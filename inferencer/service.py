@@ -26,6 +26,7 @@ from db.spectra import quantile_ranges, read_spectra, selected_source_ids
 from inferencer import anomaly
 from shared.anomaly import AnomalyCalibration
 from shared.artifact import ModelArtifact
+from shared.defaults import STARS_PER_SHARD
 from shared.errors import InputError
 from shared.inference import infer
 from shared.jobs import JobContext, fan_out
@@ -35,7 +36,6 @@ from shared.settings import get_settings
 
 # 25k stars a shard: ~0.5 s of work for one process, small enough to balance two or more workers
 # without a long tail, large enough that per-shard overhead (messages, queries) stays a few per cent.
-STARS_PER_SHARD = 25_000
 
 
 @lru_cache(maxsize=4)

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from shared.covariance import MIN_EIGENVALUE, usable_correlations
+from shared.defaults import SEED
 from shared.device import configure_threads, resolve_device
 from shared.model import ScatterVAE, VAEConfig
 from shared.preprocessing import Normalisation, RowExclusion, finite_rows
@@ -54,7 +55,7 @@ class TrainConfig:
     t_mult: int = 1
     eta_min: float = 1e-10
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)    # train / validation / test
-    seed: int = 12345
+    seed: int = SEED
     checkpoint_every: int = 10           # epochs; 0 = only at the end and when stopped
     eval_batch_size: int = 16384
     compile: bool | str = "auto"         # True, False or 'auto' (CUDA, or enough CPU work to pay back)
@@ -91,7 +92,7 @@ class TrainConfig:
 _RESUME_MUTABLE = {"epochs", "checkpoint_every", "eval_batch_size", "device", "compile", "threads"}
 
 
-def make_split(n: int, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 12345) -> dict[str, np.ndarray]:
+def make_split(n: int, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = SEED) -> dict[str, np.ndarray]:
     """Seeded three-way split of row positions 0..n-1: sorted index arrays 'train', 'validation', 'test'."""
     perm = np.random.default_rng(seed).permutation(n)
     n_val, n_test = int(round(n * fractions[1])), int(round(n * fractions[2]))

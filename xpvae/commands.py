@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from shared import defaults as D
 from shared import params as P
 from xpvae.compose import refuse_host_artifacts, worker_path
 from xpvae.jobrun import EXIT_NOT_FOUND, EXIT_USAGE, Spec, _die, _engine, run_job
@@ -163,7 +164,7 @@ def ingest_catalogue(path, norm, wait) -> None:
 @click.option("--latent-dim", type=Spec(P.SVAE["latent_dim"]), default=6, show_default=True)
 @click.option("--hidden", type=Spec(P.SVAE["hidden"]), default="90,70,50,30,10", show_default=True,
               help="encoder widths")
-@click.option("--seed", type=Spec(P.SEED), default=0, show_default=True)
+@click.option("--seed", type=Spec(P.SEED), default=D.SEED, show_default=True)
 @click.option("--checkpoint-every", type=Spec(P.TRAIN["checkpoint_every"]), default=10, show_default=True,
               help="epochs between checkpoints (0: only at the end)")
 @click.option("--likelihood", type=click.Choice(["diagonal", "full"]), default="diagonal", show_default=True,
@@ -203,7 +204,7 @@ def _label_names(text: str) -> list[str]:
 @click.option("--epochs", type=Spec(P.TRAIN["epochs"]), default=50, show_default=True)
 @click.option("--batch-size", type=Spec(P.TRAIN["batch_size"]), default=1024, show_default=True)
 @click.option("--lr", type=Spec(P.TRAIN["lr"]), default=1e-3, show_default=True)
-@click.option("--seed", type=Spec(P.SEED), default=0, show_default=True)
+@click.option("--seed", type=Spec(P.SEED), default=D.SEED, show_default=True)
 @click.option("--labels-from", type=click.Choice(["good", "pristine"]), default="good", show_default=True)
 @click.option("--labels", "label_names", default="teff,logg,m_h,alpha_m", show_default=True,
               help="comma list of APOGEE label columns the baseline maps from, e.g. add sfd_ebv as a reddening proxy")
@@ -223,7 +224,7 @@ def train_baseline_cmd(name, replace, epochs, batch_size, lr, seed, labels_from,
 @click.command("infer")
 @click.option("--model", "model_ref", required=True, help="model name, or id as N or id:N")
 @click.option("--shards", type=Spec(P.INFER["shards"]), default=0,
-              help="number of shards (default 0: about 25,000 stars each)")
+              help=f"number of shards (default 0: about {D.STARS_PER_SHARD:,} stars each)")
 @click.option("--batch-size", type=Spec(P.INFER["batch_size"]), default=8192, show_default=True)
 @selection_options
 @wait_option
@@ -243,9 +244,10 @@ def analyze_group() -> None:
 @analyze_group.command("alpha")
 @click.option("--model", "model_ref", required=True, help="sVAE model name, or id as N or id:N (its inference "
               "must have run)")
-@click.option("--folds", type=Spec(P.ALPHA["n_folds"]), default=5, show_default=True)
-@click.option("--bootstrap", type=Spec(P.ALPHA["n_boot"]), default=500, show_default=True)
-@click.option("--seed", type=Spec(P.SEED), default=0, show_default=True)
+@click.option("--folds", type=Spec(P.ALPHA["n_folds"]), default=D.ALPHA_FOLDS, show_default=True)
+@click.option("--bootstrap", type=Spec(P.ALPHA["n_boot"]), default=D.ALPHA_BOOTSTRAP, show_default=True,
+              help="bootstrap resamples of stars for the 95 % intervals")
+@click.option("--seed", type=Spec(P.SEED), default=D.SEED, show_default=True)
 @wait_option
 def analyze_alpha(model_ref, folds, bootstrap, seed, wait):
     """[α/M] bimodality: classifiers (latents vs labels), dip test, ΔBIC, unsupervised mixtures, tracks."""

@@ -5,13 +5,15 @@ from pathlib import Path
 
 import click
 
+from shared.defaults import SEED
+
 from .spectra import COEFFICIENT_MODELS, DEFAULT_COEFFICIENTS
 from .survey import FORMATS
 
 
 @click.command("simulate")
 @click.option("--n-stars", type=int, default=10000, show_default=True, help="number of stars")
-@click.option("--seed", type=int, default=0, show_default=True, help="random seed (same seed ⇒ same survey)")
+@click.option("--seed", type=int, default=SEED, show_default=True, help="random seed (same seed ⇒ same survey)")
 @click.option("--alpha-signal", type=float, default=1.0, show_default=True,
               help="strength of the [α/M] features in the spectra (0 = no α information at all)")
 @click.option("--label-fraction", type=float, default=0.3, show_default=True,
