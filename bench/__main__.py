@@ -1,4 +1,7 @@
-"""Run the benchmarks: python -m bench [NAME …] [--quick]. NAME is a module suffix (model, simulate, …)."""
+"""Run the benchmarks: python -m bench [NAME …] [--quick]. NAME is a module suffix (model, simulate, …).
+
+Without NAME every benchmark runs except the sweeps in LONG (each takes from a quarter of an hour to hours on
+2 cores); name them to run them."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +13,12 @@ import time
 import bench
 
 
+# Measurements that train many models or load millions of rows: run only when named.
+LONG = {"alpha_null": "20 simulated surveys per α setting (hours)", "anomaly": "two 20,000-star surveys (~15 min)",
+        "partition": "2 million spectra in two layouts (~16 min)", "science": "the science figures (~5 min+)",
+        "recipe": "a training grid over batch and learning rate (~20 min)"}
+
+
 def main(argv: list[str] | None = None) -> int:
     names = sorted(m.name[len("bench_"):] for m in pkgutil.iter_modules(bench.__path__) if m.name.startswith("bench_"))
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
@@ -17,7 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     args = parser.parse_args(argv)
     failed = []
-    for name in args.names or names:
+    if not args.names:
+        print("long sweeps left out (name them to run): "
+              + "; ".join(f"{n}: {why}" for n, why in LONG.items()), flush=True)
+    for name in args.names or [n for n in names if n not in LONG]:
         print(f"\n=== bench {name} ===", flush=True)
         t0 = time.perf_counter()
         try:
