@@ -10,11 +10,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from analysis.alpha import run_alpha_analysis
+from analysis.alpha_catalogue import REPORT as CATALOGUE_REPORT, fit_alpha_catalogue
+from analysis.samples import alpha_split, select_samples
 from analysis.reconstruction_report import run_reconstruction_report
 from analysis.rows import AnalysisResult
 from db.labels import read_labels
 from db.models_registry import get_model
-from db.schema import analysis_reports, analysis_statistics, inference_results, photometry
+from db.schema import alpha_probabilities, analysis_reports, analysis_statistics, inference_results, photometry
 from db.spectra import read_spectra
 from shared import defaults as D
 from shared.artifact import ModelArtifact
@@ -119,6 +121,68 @@ def run_alpha_job(ctx: JobContext) -> dict:
     store(ctx.engine, ctx, "alpha", model["id"], result)
     return {"report": str(result.report_path), "n_statistics": len(result.rows),
             "figures": [str(f) for f in result.figures], "headline": _jsonable(result.headline)}
+
+
+def read_latent_features(engine: Engine, model_id: int, latent_dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """(source_id, [z1..zd, z1_sigma..zd_sigma]) of every star a model inferred (NaN for a NULL width)."""
+    names = [f"z{i + 1}" for i in range(latent_dim)] + [f"z{i + 1}_sigma" for i in range(latent_dim)]
+    stmt = (sa.select(inference_results.c.source_id, *[inference_results.c[n] for n in names])
+            .where(inference_results.c.model_id == model_id).order_by(inference_results.c.source_id))
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    if not rows:
+        raise InputError(f"--model {model_id} has no inference results: run `xpvae infer --model {model_id}` first")
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    feats = np.array([[np.nan if v is None else v for v in r[1:]] for r in rows], dtype=np.float64)
+    return ids, feats.reshape(len(rows), len(names))
+
+
+def store_alpha_probabilities(engine: Engine, model_id: int, job_id: int, source_id: np.ndarray,
+                              p: np.ndarray, chunk: int = 20000) -> None:
+    """Replace every P(high-α) row of the model in one transaction (a rerun never duplicates)."""
+    with engine.begin() as conn:
+        conn.execute(alpha_probabilities.delete().where(alpha_probabilities.c.model_id == model_id))
+        for lo in range(0, len(source_id), chunk):
+            conn.execute(alpha_probabilities.insert(), [
+                {"model_id": model_id, "source_id": int(s), "p_high_alpha": float(q), "job_id": job_id}
+                for s, q in zip(source_id[lo:lo + chunk], p[lo:lo + chunk])])
+
+
+def run_alpha_catalogue_job(ctx: JobContext) -> dict:
+    p = ctx.params
+    sample = p.get("sample", "pristine")
+    model = _model_of_kind(ctx.engine, p["model_id"], "svae", "--model")
+    latent_dim = int((model["config"] or {}).get("latent_dim", 6))
+    ctx.progress(0, 3, "reading latents and labels")
+    source_id, features = read_latent_features(ctx.engine, model["id"], latent_dim)
+    labels = read_labels(ctx.engine, source_id)
+    lab = labels["labelled"]
+    if not lab.any():
+        raise InputError("no star with inference results has APOGEE labels: ingest them first "
+                         "(`xpvae ingest apogee`)")
+    sub = {k: v[lab] for k, v in labels.items()}
+    phot = {k: v[lab] for k, v in read_photometry(ctx.engine, source_id).items()}
+    split = alpha_split(sub)
+    train = np.zeros(len(source_id), bool)
+    train[lab] = select_samples(sub, phot).masks[sample] & split.valid
+    high = np.zeros(len(source_id), bool)
+    high[lab] = split.high
+    ctx.progress(1, 3, f"fitting and calibrating on {int(train.sum())} {sample} stars")
+    try:
+        cat = fit_alpha_catalogue(features, train, high, sample=sample, seed=int(p.get("seed", D.SEED)))
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    ctx.progress(2, 3, f"storing P(high-alpha) for {len(source_id)} stars")
+    store_alpha_probabilities(ctx.engine, model["id"], ctx.job_id, source_id, cat.p_all)
+    store(ctx.engine, ctx, CATALOGUE_REPORT, model["id"], _CatalogueResult(cat.rows, cat.headline))
+    ctx.progress(3, 3, "done")
+    return {"n_stars": int(len(source_id)), "n_statistics": len(cat.rows), "headline": _jsonable(cat.headline)}
+
+
+class _CatalogueResult:
+    """The catalogue job writes no report file: only rows and a headline (``store``'s path is the table)."""
+    def __init__(self, rows, headline):
+        self.rows, self.headline, self.report_path = rows, headline, "alpha_probabilities"
 
 
 def _flux_units(art: ModelArtifact, xhat_std: np.ndarray, scatter_std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

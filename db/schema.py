@@ -192,6 +192,17 @@ analysis_statistics = sa.Table(
     sa.Index("ix_analysis_statistics_job", "job_id"),
 )
 
+# P(high-α) per star (analysis/alpha_catalogue.py): calibrated on out-of-fold predictions; job_id is the
+# `analyze alpha-catalogue` job that fitted the classifier (its result and analysis_statistics rows describe it).
+# A rerun for the same model replaces all of the model's rows.
+alpha_probabilities = sa.Table(
+    "alpha_probabilities", metadata,
+    sa.Column("model_id", sa.Integer, sa.ForeignKey("models.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("source_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("p_high_alpha", DOUBLE, nullable=False),
+    sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id", ondelete="SET NULL")),
+)
+
 analysis_reports = sa.Table(
     "analysis_reports", metadata,
     sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),

@@ -41,6 +41,7 @@ KINDS: dict[str, JobKind] = {
     "train_baseline": JobKind("trainer", "trainer.service:run_baseline_job"),
     "infer": JobKind("inferencer", "inferencer.service:run_infer_job"),
     "analyze_alpha": JobKind("analysis", "analysis.service:run_alpha_job"),
+    "analyze_alpha_catalogue": JobKind("analysis", "analysis.service:run_alpha_catalogue_job"),
     "analyze_reconstruction": JobKind("analysis", "analysis.service:run_reconstruction_job"),
 }
 SHARD_HANDLER = "inferencer.service:run_infer_shard"

@@ -128,6 +128,9 @@ SELECTION = {
 }
 INFER = {"shards": Number("--shards", lo=0), "batch_size": Number("--batch-size", lo=1)}
 ALPHA = {"n_folds": Number("--folds", lo=2), "n_boot": Number("--bootstrap", lo=10), "seed": SEED}
+ALPHA_CATALOGUE_SAMPLES = ("pristine", "good", "pristine_giants", "good_giants", "pristine_cool_giants",
+                           "good_cool_giants")
+ALPHA_CATALOGUE = {"sample": Choice("--sample", ALPHA_CATALOGUE_SAMPLES), "seed": SEED}
 RECONSTRUCTION = {"split": Choice("--split", RECONSTRUCTION_SPLITS), "max_stars": Number("--max-stars", lo=1),
                   "seed": SEED}
 MODEL_ID = Number("--model", lo=1, hi=INT64_MAX)
@@ -212,7 +215,8 @@ def _check_analysis(specs: Mapping[str, Any], also: tuple[str, ...] = ()) -> Cal
 
 CHECKS: dict[str, Callable[[Mapping[str, Any]], None]] = {
     "ingest": _check_ingest, "train": _check_train, "train_baseline": _check_baseline, "infer": _check_infer,
-    "analyze_alpha": _check_analysis(ALPHA), "analyze_reconstruction": _check_analysis(RECONSTRUCTION, ("baseline_id",)),
+    "analyze_alpha": _check_analysis(ALPHA), "analyze_alpha_catalogue": _check_analysis(ALPHA_CATALOGUE),
+    "analyze_reconstruction": _check_analysis(RECONSTRUCTION, ("baseline_id",)),
 }
 
 

@@ -13,8 +13,8 @@ def _pg_url_for(name: str) -> str:
     return sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
 
 
-DATA_TABLES = ("analysis_reports", "analysis_statistics", "inference_results", "training_metrics", "models",
-               "job_shards", "jobs", "xp_correlations", "xp_spectra", "photometry", "apogee_labels")
+DATA_TABLES = ("alpha_probabilities", "analysis_reports", "analysis_statistics", "inference_results",
+               "training_metrics", "models", "job_shards", "jobs", "xp_correlations", "xp_spectra", "photometry", "apogee_labels")
 
 
 def _empty_tables(engine) -> None:

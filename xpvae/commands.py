@@ -255,6 +255,20 @@ def analyze_alpha(model_ref, folds, bootstrap, seed, wait):
     run_job("analyze_alpha", params, wait=wait, label="analyze alpha")
 
 
+@analyze_group.command("alpha-catalogue")
+@click.option("--model", "model_ref", required=True, help="sVAE model name, or id as N or id:N (its inference "
+              "must have run)")
+@click.option("--sample", type=click.Choice(P.ALPHA_CATALOGUE_SAMPLES), default="pristine", show_default=True,
+              help="the labelled stars the classifier learns the Patil et al. 2023 high-α class from")
+@click.option("--seed", type=Spec(P.SEED), default=D.SEED, show_default=True)
+@wait_option
+def analyze_alpha_catalogue(model_ref, sample, seed, wait):
+    """P(high-α) for every star the model inferred, labelled or not, calibrated on out-of-fold predictions;
+    stored in alpha_probabilities (a rerun replaces the model's rows)."""
+    params = {"model_id": _model_ref(model_ref), "sample": sample, "seed": seed}
+    run_job("analyze_alpha_catalogue", params, wait=wait, label="analyze alpha-catalogue")
+
+
 @analyze_group.command("reconstruction")
 @click.option("--model", "model_ref", required=True, help="sVAE model name, or id as N or id:N")
 @click.option("--baseline", "baseline_ref", help="label-dependent baseline (name, N or id:N) to compare "

@@ -32,6 +32,8 @@ def describe_result(kind: str, result: dict) -> str:
         lines = [f"report: {result['report']} ({len(result.get('figures', []))} figures beside it, "
                  f"{result.get('n_statistics', 0)} statistics in analysis_statistics)"]
         return "\n".join(lines + alpha_lines(result.get("headline") or {}))
+    if kind == "analyze_alpha_catalogue":
+        return "\n".join(alpha_catalogue_lines(result))
     if kind == "analyze_reconstruction":
         from xpvae.headlines import reconstruction_lines
         lines = [f"report: {result['report']} ({len(result.get('figures', []))} figures beside it, "
@@ -78,3 +80,21 @@ def _ingest_passed_over(result: dict, limit: int = 20) -> list[str]:
         lines.append(f"NOTE {paths[0] if len(paths) == 1 else f'{len(paths)} files'}: {note}")
     return lines
 
+
+
+def alpha_catalogue_lines(result: dict) -> list[str]:
+    """The P(high-α) job in a few lines: what was stored, and how good it is on held-out labelled stars."""
+    h = result.get("headline") or {}
+    lines = [f"P(high-alpha) for {result.get('n_stars', 0)} stars in alpha_probabilities; classifier fitted on "
+             f"{h.get('n_labelled')} {h.get('sample')} stars ({h.get('n_high_alpha')} high-alpha), "
+             f"{h.get('calibration')} calibration",
+             f"held-out (out-of-fold) Brier score: {_fmt(h.get('brier'))}",
+             "reliability (predicted bin: mean predicted / observed fraction, n):"]
+    for b in h.get("reliability", []):
+        lines.append(f"  [{b['lo']:.1f}, {b['hi']:.1f}): {b['predicted']:.3f} / {b['observed']:.3f}  (n={b['n']})")
+    for t, v in (h.get("thresholds") or {}).items():
+        lines.append(f"P >= {t}: purity {_fmt(v['purity'])}, completeness {_fmt(v['completeness'])} (n={v['n']})")
+    t90 = h.get("threshold_purity_0.9")
+    lines.append(f"high-alpha candidates at purity >= 0.9 (P >= {t90}): {h.get('n_candidates_purity_0.9')}"
+                 if t90 is not None else "no threshold reaches purity 0.9 on held-out stars: no candidates")
+    return lines
