@@ -178,6 +178,30 @@ def _scores(model: dict, has_positions: bool) -> tuple[str, list[Column]]:
     return sql, cols
 
 
+# --- P(high-α) ---------------------------------------------------------------------------------------------------
+def _alpha(model: dict, has_positions: bool) -> tuple[str, list[Column]]:
+    cols = [Column("model", "str", None, "meta.id", "model name"),
+            Column("source_id", "int64", None, "meta.id;meta.main", "Gaia DR3 source_id")]
+    select = ["m.name AS model", "q.source_id"]
+    if has_positions:
+        cols += [Column("ra", "float64", "deg", "pos.eq.ra;meta.main", "right ascension (ICRS, Gaia DR3 epoch)"),
+                 Column("dec", "float64", "deg", "pos.eq.dec;meta.main", "declination (ICRS, Gaia DR3 epoch)")]
+        select += ["p.ra", "p.dec"]
+    cols += [Column("p_high_alpha", "float64", None, "stat.probability", "calibrated probability that the star "
+                    "is high-alpha (Patil et al. 2023 class), from the latents (README 'P(high-alpha) catalogue')"),
+             Column("classifier_job_id", "int64", None, "meta.id", "the analyze alpha-catalogue job that fitted "
+                    "the classifier (its statistics describe its calibration)"),
+             Column("phot_g_mean_mag", "float32", "mag", "phot.mag;em.opt", "Gaia G mean magnitude"),
+             Column("high_alpha", "bool", None, "meta.code.class", "APOGEE Patil et al. 2023 class where known "
+                    "(NULL: unlabelled or undecidable)")]
+    select += ["q.p_high_alpha", "q.job_id AS classifier_job_id", "p.phot_g_mean_mag", "a.high_alpha"]
+    sql = (f"SELECT {', '.join(select)} FROM alpha_probabilities q JOIN models m ON m.id = q.model_id "
+           "LEFT JOIN photometry p ON p.source_id = q.source_id "
+           "LEFT JOIN apogee_labels a ON a.gaia_source_id = q.source_id AND a.is_primary "
+           "WHERE q.model_id = :model_id")
+    return sql, cols
+
+
 EXPORTS: dict[str, ExportView] = {
     "latents": ExportView("latents", "latent means and widths, fit quality, photometry and APOGEE labels per star",
                           _latents),
@@ -185,8 +209,7 @@ EXPORTS: dict[str, ExportView] = {
                              "subject × bin)", _statistics, order_by="id"),
     "scores": ExportView("scores", "per-star anomaly scores (overall and per band) with their tail probabilities",
                          _scores),
-    "alpha": ExportView("alpha", "per-star P(high-alpha)", None,
-                        missing="the P(high-alpha) table does not exist yet (issue 15, part 1): nothing to export"),
+    "alpha": ExportView("alpha", "per-star calibrated P(high-alpha) from `xpvae analyze alpha-catalogue`", _alpha),
 }
 
 

@@ -84,9 +84,9 @@ def run_export(what: str, model: dict, fmt: str, out: Path, where: str | None, o
 @click.option("--chunk-rows", type=click.IntRange(1, 10_000_000), default=20_000, show_default=True,
               help="rows read and written at a time (memory grows with it)")
 def export(what, model_ref, fmt, out, where, overwrite, chunk_rows) -> None:
-    """Export latents (per star: latents, fit quality, photometry, ra/dec when stored, APOGEE labels) or
-    statistics (the model's analysis_statistics) as FITS, VOTable, Parquet or CSV (ECSV), NULLs kept as
-    masked values. `alpha` is refused until its table exists."""
+    """Export latents (per star: latents, fit quality, photometry, ra/dec when stored, APOGEE labels),
+    statistics (the model's analysis_statistics), scores (anomaly scores) or alpha (P(high-α) per star, from
+    `xpvae analyze alpha-catalogue`) as FITS, VOTable, Parquet or CSV (ECSV), NULLs kept as masked values."""
     import sqlalchemy as sa
     from db.export import EXPORTS, ExportError
     from db.models_registry import get_model

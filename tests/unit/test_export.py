@@ -307,11 +307,32 @@ def test_scores_round_trip_with_nulls_and_a_filter(engine, cli, tmp_path, fmt):
     _compare(table, expected, cols, fmt, out)
 
 
-@pytest.mark.parametrize("what", ["alpha"])
-def test_exports_without_their_tables_refuse_in_one_line(cli, tmp_path, what):
-    r = cli(what, "--model", "anything", "--out", str(tmp_path / "s.fits"))
-    assert r.exit_code == 2 and "does not exist yet" in r.output and len(r.output.strip().splitlines()) == 1
-    assert not (tmp_path / "s.fits").exists()
+@pytest.mark.parametrize("fmt", ["fits", "votable", "parquet", "csv"])
+def test_alpha_round_trip_with_nulls_and_a_filter(engine, cli, tmp_path, fmt):
+    """P(high-α) rows of one model (another model's rows must stay out), NULL classes of unlabelled stars kept."""
+    from db.schema import alpha_probabilities
+    seeded = _seed(engine, seed=SEED + 8)
+    other = register_model(engine, name="exp-m2", kind="svae", path="/nonexistent.pt").model_id
+    rng = np.random.default_rng(SEED + 8)
+    p = rng.uniform(0, 1, len(seeded["source_id"]))
+    p[:3] = (0.0, 1.0, 0.7)                       # the ends and the filter's edge
+    with engine.begin() as conn:
+        job = conn.execute(jobs.insert().values(kind="analyze_alpha_catalogue", queue="analysis", params={})
+                           .returning(jobs.c.id)).scalar()
+        conn.execute(alpha_probabilities.insert(), [
+            {"model_id": m, "source_id": int(s), "p_high_alpha": float(q if m == seeded["model_id"] else 1 - q),
+             "job_id": job} for m in (seeded["model_id"], other) for s, q in zip(seeded["source_id"], p)])
+    out = tmp_path / f"alpha.{fmt}"
+    where = "p_high_alpha >= 0.7"
+    r = cli("alpha", "--model", str(seeded["model_id"]), "--format", fmt, "--out", str(out), "--where", where)
+    assert r.exit_code == 0, r.output
+    expected, cols = _expected(engine, "alpha", seeded["model_id"], where)
+    assert len(expected["source_id"]) == int(np.sum(p >= 0.7)) < N_STARS
+    assert set(expected["classifier_job_id"]) == {job}
+    assert any(v is None for v in expected["high_alpha"]) and {"ra", "dec"} <= set(expected)
+    table = _read_back(out, fmt)
+    assert len(table) == len(expected["source_id"])
+    _compare(table, expected, cols, fmt, out)
 
 
 def test_empty_export_is_a_valid_file(engine, cli, tmp_path):
