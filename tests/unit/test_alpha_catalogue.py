@@ -138,6 +138,19 @@ def test_job_stores_one_calibrated_probability_per_star_and_a_rerun_replaces(eng
     headline = done[1]["result"]["headline"]
     assert headline["calibration"] == "sigmoid" and headline["n_labelled"] == 900
     assert done[1]["result"]["n_stars"] == len(sid)
+    from xpvae.summaries import describe_result
+    text = describe_result("analyze_alpha_catalogue", done[1]["result"])
+    assert f"for {len(sid)} stars" in text and "sigmoid calibration" in text and "Brier score" in text
+    assert "candidates at purity >= 0.9" in text
+    # the README's query: the most probable high-α stars APOGEE never observed
+    with engine.connect() as conn:
+        top = conn.execute(sa.text(
+            "SELECT q.source_id, q.p_high_alpha FROM alpha_probabilities q "
+            "LEFT JOIN apogee_labels a ON a.gaia_source_id = q.source_id AND a.is_primary "
+            "WHERE q.model_id = (SELECT id FROM models WHERE name = 'cat-m1') AND a.id IS NULL "
+            "ORDER BY q.p_high_alpha DESC LIMIT 300")).all()
+    assert len(top) == 300 and {r[0] for r in top} <= set(sid[900:].tolist())
+    assert [r[1] for r in top] == sorted(p[900:], reverse=True)[:300]
 
 
 def test_job_without_labels_fails_once_with_a_clear_line(engine, embedded):
