@@ -14,6 +14,7 @@ from analysis.alpha_catalogue import REPORT as CATALOGUE_REPORT, fit_alpha_catal
 from analysis.samples import alpha_split, select_samples
 from analysis.reconstruction_report import run_reconstruction_report
 from analysis.rows import AnalysisResult
+from db import bulk
 from db.labels import read_labels
 from db.models_registry import get_model
 from db.schema import alpha_probabilities, analysis_reports, analysis_statistics, inference_results, photometry
@@ -138,14 +139,15 @@ def read_latent_features(engine: Engine, model_id: int, latent_dim: int) -> tupl
 
 
 def store_alpha_probabilities(engine: Engine, model_id: int, job_id: int, source_id: np.ndarray,
-                              p: np.ndarray, chunk: int = 20000) -> None:
+                              p: np.ndarray) -> None:
     """Replace every P(high-α) row of the model in one transaction (a rerun never duplicates)."""
+    n = len(source_id)
     with engine.begin() as conn:
         conn.execute(alpha_probabilities.delete().where(alpha_probabilities.c.model_id == model_id))
-        for lo in range(0, len(source_id), chunk):
-            conn.execute(alpha_probabilities.insert(), [
-                {"model_id": model_id, "source_id": int(s), "p_high_alpha": float(q), "job_id": job_id}
-                for s, q in zip(source_id[lo:lo + chunk], p[lo:lo + chunk])])
+        bulk.upsert_rows(conn, alpha_probabilities, {"model_id": np.full(n, model_id, np.int64),
+                                                     "source_id": source_id, "p_high_alpha": p,
+                                                     "job_id": np.full(n, job_id, np.int64)},
+                         key=("model_id", "source_id"))
 
 
 def run_alpha_catalogue_job(ctx: JobContext) -> dict:
