@@ -82,14 +82,14 @@ def test_checkpoint_payload_refused_by_the_engine(evil):
 
 
 @pytest.fixture
-def cli(tmp_path, monkeypatch, shared_dir):
+def cli(tmp_path, monkeypatch):
     """Invoke the CLI on the embedded default in a fresh XPVAE_HOME; returns (invoke, home)."""
     from db.engine import get_engine
     from shared.settings import get_settings
     from xpvae.cli import main
     home = tmp_path / "home"
     monkeypatch.setenv("XPVAE_HOME", str(home))
-    monkeypatch.setenv("XPVAE_SHARED", str(shared_dir))
+    monkeypatch.delenv("XPVAE_SHARED", raising=False)   # the default: the vendored reference/
     monkeypatch.setenv("XPVAE_RETRY_BACKOFF_S", "0")
     for var in ("XPVAE_DATABASE_URL", "XPVAE_BROKER_URL"):
         monkeypatch.delenv(var, raising=False)

@@ -157,13 +157,13 @@ def test_references_resolve_ids_and_names(engine, tmp_path):
 
 # --- through the CLI, on both backends ------------------------------------------------------------------------
 @pytest.fixture
-def cli(engine, tmp_path, monkeypatch, shared_dir):
+def cli(engine, tmp_path, monkeypatch):
     from db.engine import get_engine
     from shared.settings import get_settings
     from xpvae.cli import main
     monkeypatch.setenv("XPVAE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XPVAE_DATABASE_URL", engine.url.render_as_string(hide_password=False))
-    monkeypatch.setenv("XPVAE_SHARED", str(shared_dir))
+    monkeypatch.delenv("XPVAE_SHARED", raising=False)   # the default: the vendored reference/
     monkeypatch.setenv("XPVAE_RETRY_BACKOFF_S", "0")
     monkeypatch.delenv("XPVAE_BROKER_URL", raising=False)
     get_settings.cache_clear(); get_engine.cache_clear()
