@@ -89,15 +89,22 @@ _LABELS = [
 ]
 
 
-def _latents(model: dict, has_positions: bool) -> tuple[str, list[Column]]:
-    k = _latent_dim(model)
+def _star_head(alias: str, has_positions: bool) -> tuple[list[Column], list[str]]:
+    """The first columns of every per-star export: model, source_id and, when photometry holds any, ra/dec
+    (``p`` is the photometry join)."""
     cols = [Column("model", "str", None, "meta.id", "model name"),
             Column("source_id", "int64", None, "meta.id;meta.main", "Gaia DR3 source_id")]
-    select = ["m.name AS model", "r.source_id"]
+    select = ["m.name AS model", f"{alias}.source_id"]
     if has_positions:
         cols += [Column("ra", "float64", "deg", "pos.eq.ra;meta.main", "right ascension (ICRS, Gaia DR3 epoch)"),
                  Column("dec", "float64", "deg", "pos.eq.dec;meta.main", "declination (ICRS, Gaia DR3 epoch)")]
         select += ["p.ra", "p.dec"]
+    return cols, select
+
+
+def _latents(model: dict, has_positions: bool) -> tuple[str, list[Column]]:
+    k = _latent_dim(model)
+    cols, select = _star_head("r", has_positions)
     cols.append(Column("split", "str", None, "meta.code", "the model's training split of this star: train, "
                        "validation, test, or NULL when it was not in the training set"))
     select.append("r.split")
@@ -161,13 +168,7 @@ _SCORES = [
 
 
 def _scores(model: dict, has_positions: bool) -> tuple[str, list[Column]]:
-    cols = [Column("model", "str", None, "meta.id", "model name"),
-            Column("source_id", "int64", None, "meta.id;meta.main", "Gaia DR3 source_id")]
-    select = ["m.name AS model", "r.source_id"]
-    if has_positions:
-        cols += [Column("ra", "float64", "deg", "pos.eq.ra;meta.main", "right ascension (ICRS, Gaia DR3 epoch)"),
-                 Column("dec", "float64", "deg", "pos.eq.dec;meta.main", "declination (ICRS, Gaia DR3 epoch)")]
-        select += ["p.ra", "p.dec"]
+    cols, select = _star_head("r", has_positions)
     for name, kind, ucd, desc in _SCORES:
         cols.append(Column(name, kind, None, ucd, desc))
         select.append(f"r.{name}")
@@ -180,13 +181,7 @@ def _scores(model: dict, has_positions: bool) -> tuple[str, list[Column]]:
 
 # --- P(high-α) ---------------------------------------------------------------------------------------------------
 def _alpha(model: dict, has_positions: bool) -> tuple[str, list[Column]]:
-    cols = [Column("model", "str", None, "meta.id", "model name"),
-            Column("source_id", "int64", None, "meta.id;meta.main", "Gaia DR3 source_id")]
-    select = ["m.name AS model", "q.source_id"]
-    if has_positions:
-        cols += [Column("ra", "float64", "deg", "pos.eq.ra;meta.main", "right ascension (ICRS, Gaia DR3 epoch)"),
-                 Column("dec", "float64", "deg", "pos.eq.dec;meta.main", "declination (ICRS, Gaia DR3 epoch)")]
-        select += ["p.ra", "p.dec"]
+    cols, select = _star_head("q", has_positions)
     cols += [Column("p_high_alpha", "float64", None, "stat.probability", "calibrated probability that the star "
                     "is high-alpha (Patil et al. 2023 class), from the latents (README 'P(high-alpha) catalogue')"),
              Column("classifier_job_id", "int64", None, "meta.id", "the analyze alpha-catalogue job that fitted "
