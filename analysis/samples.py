@@ -8,7 +8,7 @@ Documented behaviour when inputs are missing (each case is recorded in ``SampleS
 - photometry: taken from ``photometry`` when given; otherwise from the APOGEE columns ``gaia_g_mag``,
   ``gaia_bp_mag``, ``gaia_rp_mag`` (the EDR3 photometry APOGEE carries, identical to DR3's); when neither is
   there the two photometric cuts are *skipped*, not failed. A star whose G or BP−RP is NaN fails the cut.
-- flags: one rule, shared with the database's stored flags (``shared.selections.flag_cuts``): a star whose
+- flags: one rule, shared with the database's stored flags (``shared.quality.flag_cuts``): a star whose
   ``starflag`` / ``aspcapflag`` is unknown (negative, e.g. the -1 ``db.labels.read_labels`` fills NULL with, or
   the column absent, as in the small real APOGEE subset) fails the flag cuts — unknown flags cannot certify it.
 - the label-error columns (teff_err, logg_err, m_h_err) are the definition of the samples: missing → KeyError.
@@ -21,9 +21,9 @@ from typing import Mapping
 import numpy as np
 
 # The cut values, the giant definition and the Patil et al. 2023 boundary are defined once, in
-# shared.selections (the database flags use them too); this module adds the analysis' sample bookkeeping.
-from shared import selections
-from shared.selections import COOL_GIANT_TEFF, QUALITY_CUTS, patil_boundary
+# shared.quality (the database flags use them too); this module adds the analysis' sample bookkeeping.
+from shared import quality
+from shared.quality import COOL_GIANT_TEFF, QUALITY_CUTS, patil_boundary
 
 Arrays = Mapping[str, np.ndarray]
 
@@ -70,11 +70,11 @@ def photometry_arrays(labels: Arrays, photometry: Arrays | None) -> tuple[np.nda
 
 def _common_cuts(labels: Arrays, photometry: Arrays | None = None,
                 notes: list[str] | None = None) -> np.ndarray:
-    """The photometric and flag cuts shared by the pristine and good samples (shared.selections' cuts; only the
+    """The photometric and flag cuts shared by the pristine and good samples (shared.quality' cuts; only the
     choice of photometry and the notes are the analysis' own)."""
     n = _length(labels)
     notes = notes if notes is not None else []
-    ok = selections.flag_cuts(labels)
+    ok = quality.flag_cuts(labels)
     for name in ("starflag", "aspcapflag"):
         if name not in labels:
             notes.append(f"no {name} column: every star fails the {name.upper()} cut (unknown flags)")
@@ -87,7 +87,7 @@ def _common_cuts(labels: Arrays, photometry: Arrays | None = None,
         raise ValueError(f"photometry: {len(g)} rows but labels have {n}")
     if photometry is None:
         notes.append("photometric cuts used the APOGEE gaia_g_mag/gaia_bp_mag/gaia_rp_mag columns")
-    return ok & selections.photometric_cuts(g, bp_rp)
+    return ok & quality.photometric_cuts(g, bp_rp)
 
 
 def _require(labels: Arrays, *names: str) -> None:
@@ -98,13 +98,13 @@ def _require(labels: Arrays, *names: str) -> None:
 def quality_mask(labels: Arrays, level: str) -> np.ndarray:
     """The label-precision part of the 'pristine' or 'good' definition (docs/science.md §9.1)."""
     _require(labels, "teff", "teff_err", "logg", "logg_err", "m_h", "m_h_err")
-    return selections.quality_mask(labels, level)
+    return quality.quality_mask(labels, level)
 
 
 def giant_mask(labels: Arrays) -> np.ndarray:
     """Giants: log g < 5.9 − 4·(Teff / 10⁴)."""
     _require(labels, "logg", "teff")
-    return selections.giant_mask(labels)
+    return quality.giant_mask(labels)
 
 
 def cool_giant_mask(labels: Arrays, teff_max: float = COOL_GIANT_TEFF) -> np.ndarray:

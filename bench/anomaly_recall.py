@@ -1,6 +1,6 @@
 """Recall of injected anomalies by the anomaly score (shared/anomaly.py), where the truth is known.
 
-A survey with ``anomaly_fraction`` of anomalous stars (ingest/simulate/anomalies.py) is simulated, an sVAE is
+A survey with ``anomaly_fraction`` of anomalous stars (simulator/anomalies.py) is simulated, an sVAE is
 trained on all of it without labels or truth (as on real data, anomalies included), and every star is scored
 as inference scores it: χ² with the learned scatter capped at its held-out median, calibrated on the held-out
 split. The baseline ranks by χ² *without* the learned scatter (same diagonal errors, same transform); a third
@@ -33,8 +33,8 @@ class RecallResult:
 
 def measure(n_stars: int, seed: int, *, anomaly_fraction: float = 0.01, epochs: int = 60, batch_size: int = 256,
             lr: float = 2e-3, g_max: float = 16.0, top: tuple[float, ...] = TOP) -> RecallResult:
-    from ingest.simulate import generate
-    from ingest.simulate.anomalies import KINDS
+    from simulator import generate
+    from simulator.anomalies import KINDS
     from shared.anomaly import AnomalyCalibration, band_chi2, calibrated, recall_at, robust_centre_width
     from shared.inference import infer_all
     from shared.model import VAEConfig
@@ -82,7 +82,7 @@ def measure(n_stars: int, seed: int, *, anomaly_fraction: float = 0.01, epochs: 
 
 def table(results: list[RecallResult], top: tuple[float, ...] = TOP) -> str:
     """Mean recall over the runs, per kind and method, for people."""
-    from ingest.simulate.anomalies import KINDS
+    from simulator.anomalies import KINDS
     methods = list(results[0].recall)
     head = "kind (injected per run)".ljust(30) + "".join(f"{m} top {f:.0%}".rjust(28) for m in methods for f in top)
     lines = [head]

@@ -49,7 +49,7 @@ def one_survey(seed: int, alpha_signal: float, sizes: dict, tmp: Path) -> dict:
     import torch
     from analysis.alpha import KEY_DIFFERENCE, TEST_DIFFERENCE, run_alpha_analysis
     from bench.bench_science import _latents, _train
-    from ingest.simulate.survey import labelled_survey
+    from simulator.survey import labelled_survey
     t0 = time.perf_counter()
     d = labelled_survey(sizes["n_stars"], seed, alpha_signal=alpha_signal, label_fraction=1.0,
                         g_max=sizes["g_max"], db_path=tmp / f"labels-{seed}-{alpha_signal:g}.sqlite")

@@ -1,6 +1,6 @@
 """Anomaly benchmark: recall of injected anomalies by the anomaly score, against χ² without the learned scatter.
 
-For each seed: a survey with 1 % anomalous stars (four kinds, ingest/simulate/anomalies.py), an sVAE trained on
+For each seed: a survey with 1 % anomalous stars (four kinds, simulator/anomalies.py), an sVAE trained on
 it with the demo's recipe (batch 256, lr 2e-3, one cosine cycle), every star scored (bench/anomaly_recall.py).
 Prints recall per kind in the top 1 % and 5 % of each ranking, averaged over seeds, recall of the two weaker
 halves of each kind's strength range, and how often a normal star gets p below 5 %, 1 %, 0.1 % (the

@@ -27,8 +27,8 @@ def _read_seconds(path: Path, repeats: int = 3) -> tuple[float, int]:
 
 
 def main(quick: bool = False) -> None:
-    from ingest.simulate import generate
-    from ingest.simulate.writers import write_datalink
+    from simulator import generate
+    from simulator.writers import write_datalink
     n = 200 if quick else 1000
     batch, *_ = generate(n, seed=7)
     print(f"{n} sources; read_xp, median of 3 reads; rate = XP sources per second")

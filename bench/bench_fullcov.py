@@ -28,7 +28,7 @@ FEATURES = ("labels", "labels_latents")
 def _survey(n: int, seed: int, g_max: float, db: Path) -> dict:
     """The labelled survey plus its correlations (N, 2, 1485): the same seed regenerates the same stars and
     noise with the correlation arrays kept."""
-    from ingest.simulate.survey import generate, labelled_survey
+    from simulator.survey import generate, labelled_survey
     d = labelled_survey(n, seed, alpha_signal=1.0, label_fraction=1.0, g_max=g_max, db_path=db)
     batch, _, _, _ = generate(n, seed, alpha_signal=1.0, label_fraction=1.0, mag_range=(9.0, g_max))
     assert np.array_equal(batch["source_id"], d["batch"]["source_id"])
@@ -126,7 +126,7 @@ def _previous_chi2(x, xhat, x_err, correlations, scatter):
 
 
 def _chi2_speed(n: int, threads: int) -> None:
-    from ingest.simulate.survey import generate
+    from simulator.survey import generate
     from shared.inference import infer
     from shared.model import ScatterVAE
     from shared.preprocessing import Normalisation

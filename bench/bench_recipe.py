@@ -19,7 +19,7 @@ from shared.training import TrainConfig, fit_scatter_vae
 
 
 def survey(n_stars: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from ingest.simulate.survey import generate
+    from simulator.survey import generate
     batch, _, _, phot = generate(n_stars, seed, mag_range=(9.0, 16.0), with_correlations=False)
     return normalise_by_flux(batch.coefficients110(), batch.errors110(), phot["phot_g_mean_flux"])
 

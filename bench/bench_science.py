@@ -29,7 +29,7 @@ COOL_DWARF = (4500.0, 4.0)            # Teff below, log g above: the region the 
 
 
 def _survey(n: int, seed: int, alpha_signal: float, g_max: float, label_fraction: float, db: Path) -> dict:
-    from ingest.simulate.survey import labelled_survey
+    from simulator.survey import labelled_survey
     return labelled_survey(n, seed, alpha_signal=alpha_signal, label_fraction=label_fraction, g_max=g_max,
                            db_path=db)
 

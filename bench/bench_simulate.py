@@ -21,8 +21,8 @@ def _one_thread():
 
 def _naive_spectra(stars, templates, error_model, rng) -> None:
     """The obvious per-star loop: SED, projection, Cholesky of the star's own correlation, noise."""
-    from ingest.simulate.spectra import sed_model
-    from ingest.simulate.xp_basis import xp_basis
+    from simulator.spectra import sed_model
+    from simulator.xp_basis import xp_basis
     basis = xp_basis()
     sed = sed_model()
     for i in range(len(stars)):
@@ -54,13 +54,13 @@ def _naive_csv(batch, path: Path) -> None:
 
 
 def main(quick: bool = False) -> None:
-    from ingest.simulate.noise import CorrelationTemplates, stored_error_model
-    from ingest.simulate.populations import draw_stars
-    from ingest.simulate.spectra import (COEFFICIENT_MODELS, DEFAULT_COEFFICIENTS, noise_free_coefficients, observe,
+    from simulator.noise import CorrelationTemplates, stored_error_model
+    from simulator.populations import draw_stars
+    from simulator.spectra import (COEFFICIENT_MODELS, DEFAULT_COEFFICIENTS, noise_free_coefficients, observe,
                                          sed_to_coefficients)
-    from ingest.simulate.survey import generate
-    from ingest.simulate.writers import write_xp_csv
-    from ingest.simulate.xp_basis import xp_basis
+    from simulator.survey import generate
+    from simulator.writers import write_xp_csv
+    from simulator.xp_basis import xp_basis
 
     limits = _one_thread()
     xp_basis()                                  # one-off GaiaXPy XML load (~2 s), not part of the rate

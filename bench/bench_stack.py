@@ -1,7 +1,7 @@
 """End-to-end inference through the stack: real RabbitMQ, real Celery inferencer workers, real PostgreSQL.
 
 What it does (everything private to this run, removed at the end even on failure):
-1. creates a bench database and a RabbitMQ vhost; seeds N simulated spectra (``ingest.simulate.survey``,
+1. creates a bench database and a RabbitMQ vhost; seeds N simulated spectra (``simulator.survey``,
    2,000 real simulations replicated under new source ids) with photometry, correlations for the first
    N_CORR of them only (12 kB a star);
 2. registers an untrained sVAE (its normalisation fitted to the seed, so the numbers are realistic);
@@ -37,7 +37,7 @@ def _seed(engine, n: int, n_corr: int) -> None:
     with correlations, the first n without (as after ``ingest --no-correlations`` or a catalogue import)."""
     from db.bulk import Nullable, analyze, upsert_rows
     from db.spectra import write_photometry, write_xp_batch
-    from ingest.simulate.survey import generate
+    from simulator.survey import generate
     base, _, _, phot = generate(SEED_STARS, 1, with_correlations=True)
     plain = base.without_correlations()
     step = 20_000
@@ -156,7 +156,7 @@ def _restore(saved: dict[str, str | None]) -> None:
 
 def _run_job(engine, params: dict, stack: _Stack, timeout: float) -> tuple[float, dict]:
     """Submit an infer job through the broker, wait for it; (seconds submit → success, job row)."""
-    from db import jobs as jobs_db
+    from db import job_store as jobs_db
     from shared import jobs
     t = time.perf_counter()
     job_id = jobs.submit("infer", params, engine=engine)
@@ -175,7 +175,7 @@ def _run_job(engine, params: dict, stack: _Stack, timeout: float) -> tuple[float
 
 
 def _shard_split(engine, job_id: int) -> dict[str, float]:
-    from db import jobs as jobs_db
+    from db import job_store as jobs_db
     shards = jobs_db.get_shards(engine, job_id)
     return {k: float(sum(s[k] or 0.0 for s in shards)) for k in ("seconds_read", "seconds_model", "seconds_write")}
 

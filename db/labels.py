@@ -1,6 +1,6 @@
 """APOGEE labels in and out of the database.
 
-``write_apogee`` upserts rows on (apogee_id, telescope, field) with their quality flags (shared.selections,
+``write_apogee`` upserts rows on (apogee_id, telescope, field) with their quality flags (shared.quality,
 computed per row from the row itself), then recomputes the cross-match primary (``is_primary``) in SQL for
 every Gaia source the load touched — old and new ids of the rows written — so the result never depends on the
 order files were loaded in. ``read_labels`` returns the primary label row per requested Gaia source.
@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from db.bulk import Nullable, fill_temp_table, upsert_rows
 from db.selection import ID_TABLE, Selection
-from shared.selections import EXTRATARG_DUPLICATE_BIT, FLAG_NAMES, quality_flags
+from shared.quality import EXTRATARG_DUPLICATE_BIT, FLAG_NAMES, quality_flags
 from shared.xp import APOGEE_COLUMNS
 
 KEY = ("apogee_id", "telescope", "field")

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from db.jobs import now
+from db.job_store import now
 from db.schema import analysis_reports, analysis_statistics, inference_results, jobs, models
 from shared.errors import InputError
 

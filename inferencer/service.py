@@ -18,7 +18,7 @@ import torch
 from sqlalchemy.engine import Engine
 
 from db import bulk
-from db import jobs as jobs_db
+from db import job_store as jobs_db
 from db.models_registry import get_model
 from db.schema import LATENT_MAX, inference_results, xp_correlations
 from db.selection import Selection

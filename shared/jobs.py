@@ -19,7 +19,7 @@ from typing import Any, Callable
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from db import jobs as jobs_db
+from db import job_store as jobs_db
 from db.engine import get_engine
 from shared.errors import InputError, is_transient
 from shared.params import check_params
@@ -36,7 +36,7 @@ class JobKind:
 
 
 KINDS: dict[str, JobKind] = {
-    "ingest": JobKind("ingest", "ingest.jobs:run_ingest_job"),
+    "ingest": JobKind("ingest", "ingest.service:run_ingest_job"),
     "train": JobKind("trainer", "trainer.service:run_train_job"),
     "train_baseline": JobKind("trainer", "trainer.service:run_baseline_job"),
     "infer": JobKind("inferencer", "inferencer.service:run_infer_job"),

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs
 
 import numpy as np
 
-from ingest.simulate.writers import write_datalink
+from simulator.writers import write_datalink
 from shared.xp import XPBatch
 
 TAP = "/tap-server/tap"

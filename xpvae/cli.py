@@ -69,12 +69,12 @@ def main() -> None:
 
 
 # --- database ------------------------------------------------------------------------------------------------
-@main.group()
-def db() -> None:
+@main.group("db")
+def db_group() -> None:
     """Database schema (alembic migrations)."""
 
 
-@db.command("upgrade")
+@db_group.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the schema of XPVAE_DATABASE_URL to the newest revision."""
     from db.engine import DatabaseError, check_connection, describe, get_engine
@@ -88,7 +88,7 @@ def db_upgrade() -> None:
     click.echo(f"{describe(engine)} is at migration {head_revision()}")
 
 
-@db.command("status")
+@db_group.command("status")
 def db_status() -> None:
     """Show the database URL and whether its schema is current."""
     from db.engine import DatabaseError, check_connection, describe, get_engine
@@ -119,7 +119,7 @@ def _fmt_progress(job: dict) -> str:
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def jobs_list(status, kind, limit, as_json) -> None:
     """List jobs, newest first."""
-    from db import jobs as jobs_db
+    from db import job_store as jobs_db
     rows = jobs_db.list_jobs(_engine(), status=status, kind=kind, limit=limit)
     if as_json:
         click.echo(json.dumps(rows, default=str, indent=1))
@@ -139,7 +139,7 @@ JOB_ID = click.argument("job_id", type=int)
 
 
 def _get_job_or_die(job_id: int) -> dict:
-    from db import jobs as jobs_db
+    from db import job_store as jobs_db
     from shared.params import INT64_MAX
     if not 1 <= job_id <= INT64_MAX:          # no such id can exist (and the database cannot compare it)
         _die(f"no job {job_id}", EXIT_NOT_FOUND)
@@ -181,7 +181,7 @@ def job_wait(job_id) -> None:
 @JOB_ID
 def job_cancel(job_id) -> None:
     """Cancel a queued job now, a running one at its next progress point."""
-    from db import jobs as jobs_db
+    from db import job_store as jobs_db
     _get_job_or_die(job_id)
     job = jobs_db.request_cancel(_engine(), job_id)
     click.echo(f"job {job_id}: {job['status']}{' (cancel requested)' if job['status'] == 'running' else ''}")
@@ -192,7 +192,7 @@ def job_cancel(job_id) -> None:
 @click.option("--wait", is_flag=True, help="follow the job until it ends")
 def job_retry(job_id, wait) -> None:
     """Run a partial, failed or cancelled job again (finished shards and checkpoints are reused)."""
-    from db import jobs as jobs_db
+    from db import job_store as jobs_db
     from shared import jobs
     job = _get_job_or_die(job_id)
     if job["status"] not in jobs_db.RETRYABLE:

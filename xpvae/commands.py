@@ -327,7 +327,7 @@ def import_published(weights, norm, name, replace):
 def register(main: click.Group) -> None:
     for cmd in (ingest_group, train_cmd, train_baseline_cmd, infer_cmd, analyze_group, model_group):
         main.add_command(cmd)
-    from ingest.simulate.cli import simulate
+    from simulator.cli import simulate
     main.add_command(simulate)
     from xpvae.demo import demo
     main.add_command(demo)

@@ -71,7 +71,7 @@ def demo(n_stars, epochs, batch_size, lr, baseline_epochs, label_fraction, alpha
     and demo-baseline-s<seed>) and their results."""
     from db.engine import get_engine
     from db.migrate import upgrade
-    from ingest.simulate.survey import simulate_survey
+    from simulator.survey import simulate_survey
     from xpvae.jobrun import run_job as submit
     run_job = functools.partial(submit, show_result=False)      # the demo prints its own digest of each step
     from xpvae.progress import ProgressLine

@@ -80,7 +80,7 @@ def run_job(kind: str, params: dict, *, wait: bool = False, label: str | None = 
 def follow(job_id: int, label: str = "job", poll: float = 1.0, show_result: bool = True) -> dict:
     """Wait for a job to end, print its result summary (``show_result``) and return it if it succeeded;
     otherwise say why in one line and exit 1 (a partial job's summary is printed first: it lists what failed)."""
-    from db import jobs as jobs_db
+    from db import job_store as jobs_db
     from xpvae.progress import ProgressLine
     engine = _engine(check=False)
     bar = ProgressLine(f"[job {job_id}] {label}")

@@ -8,4 +8,4 @@ from ingest.readers.xp import read_xp
 
 __all__ = ["read_xp", "read_photometry", "read_apogee", "read_catalogue", "read_norm_npz",
            "ReaderError", "UnknownFormatError", "WrongKindError"]
-# The cross-match duplicate rule and the quality flags live in shared.selections (one implementation).
+# The cross-match duplicate rule and the quality flags live in shared.quality (one implementation).

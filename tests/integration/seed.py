@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from db import jobs as jobs_db
+from db import job_store as jobs_db
 from db.labels import write_apogee
 from db.spectra import write_photometry, write_xp_batch
-from ingest.simulate.survey import generate
+from simulator.survey import generate
 from shared import jobs
 
 

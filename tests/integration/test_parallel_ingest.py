@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from db import jobs as jobs_db
+from db import job_store as jobs_db
 from db.spectra import read_spectra
 from ingest.load import ingest_gaia_xp
-from ingest.simulate.survey import generate
-from ingest.simulate.writers import write_xp_csv
+from simulator.survey import generate
+from simulator.writers import write_xp_csv
 from shared import jobs
 
 N_STARS = 1100         # with correlations two chunks of a file's one transaction (1024 rows a chunk), ~47 MB

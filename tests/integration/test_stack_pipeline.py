@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 
 def test_ingest_train_infer_analyze_through_workers(stack, pg_engine, tmp_path):
-    from ingest.simulate.survey import simulate_survey
+    from simulator.survey import simulate_survey
     survey = tmp_path / "survey"
     simulate_survey(1500, 5, alpha_signal=1.0, label_fraction=0.6, out_dir=survey, formats=("csv",))
     for q in ("ingest", "trainer", "inferencer", "analysis"):

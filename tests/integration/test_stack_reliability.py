@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from stackutil import REPO, wait_for
 from seed import seed_survey, train_small_model
 
-from db import jobs as jobs_db
+from db import job_store as jobs_db
 from shared import jobs
 
 

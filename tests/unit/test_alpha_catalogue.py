@@ -109,7 +109,7 @@ def embedded(monkeypatch, tmp_path):
 
 
 def test_job_stores_one_calibrated_probability_per_star_and_a_rerun_replaces(engine, embedded):
-    from db import jobs as jobs_db
+    from db import job_store as jobs_db
     from db.schema import alpha_probabilities, analysis_statistics
     from shared import jobs
     mid, sid, truth = _seed_survey(engine)
@@ -154,7 +154,7 @@ def test_job_stores_one_calibrated_probability_per_star_and_a_rerun_replaces(eng
 
 
 def test_job_without_labels_fails_once_with_a_clear_line(engine, embedded):
-    from db import jobs as jobs_db
+    from db import job_store as jobs_db
     from db.schema import apogee_labels
     from shared import jobs
     mid, _, _ = _seed_survey(engine, n=60, n_labelled=30)

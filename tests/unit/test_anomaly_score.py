@@ -117,7 +117,7 @@ def test_recall_at():
 # ---- the simulator's injected anomalies ------------------------------------------------------------------
 
 def test_default_survey_is_unchanged_and_normal_stars_are_identical_with_anomalies():
-    from ingest.simulate import generate
+    from simulator import generate
     b0, t0, l0, p0 = generate(600, 17, with_correlations=False)
     b1, t1, l1, p1 = generate(600, 17, with_correlations=False, anomaly_fraction=0.2)
     bz, tz, _, pz = generate(600, 17, with_correlations=False, anomaly_fraction=0.0)
@@ -140,8 +140,8 @@ def test_default_survey_is_unchanged_and_normal_stars_are_identical_with_anomali
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
 def test_bad_anomaly_fraction_is_refused(bad, tmp_path):
-    from ingest.simulate import generate
-    from ingest.simulate.cli import simulate
+    from simulator import generate
+    from simulator.cli import simulate
     with pytest.raises(ValueError, match="anomaly_fraction"):
         generate(10, 1, anomaly_fraction=bad)
     res = CliRunner().invoke(simulate, ["--n-stars", "10", "--out", str(tmp_path / "s"),
@@ -153,7 +153,7 @@ def test_survey_files_flag_anomalies_only_when_asked(tmp_path):
     import json
 
     import pyarrow.parquet as pq
-    from ingest.simulate import simulate_survey
+    from simulator import simulate_survey
     simulate_survey(300, 3, out_dir=tmp_path / "plain")
     simulate_survey(300, 3, out_dir=tmp_path / "odd", anomaly_fraction=0.1)
     plain = pq.read_table(tmp_path / "plain" / "truth.parquet")
@@ -172,7 +172,7 @@ def _seed_model(engine, tmp_path, *, with_splits: bool):
     import torch
     from db.models_registry import register_model
     from db.spectra import write_photometry, write_xp_batch
-    from ingest.simulate import generate
+    from simulator import generate
     from shared.artifact import ModelArtifact
     from shared.model import ScatterVAE, VAEConfig
     from shared.preprocessing import Normalisation, normalise_by_flux
@@ -201,7 +201,7 @@ def _stored(engine, model_id):
 
 @pytest.mark.parametrize("with_splits", [True, False])
 def test_inference_job_stores_scores_calibrated_once_per_job(engine, tmp_path, with_splits):
-    from db import jobs as jobs_db
+    from db import job_store as jobs_db
     from inferencer.service import run_infer_shard
     from shared import jobs
     from shared.inference import infer_all

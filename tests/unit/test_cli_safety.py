@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from db import jobs as jobs_db
+from db import job_store as jobs_db
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -53,7 +53,7 @@ def cli(sqlite_url, tmp_path, monkeypatch):
 
 def _seed(engine, n: int = 120) -> None:
     from db.spectra import write_photometry, write_xp_batch
-    from ingest.simulate.survey import generate
+    from simulator.survey import generate
     batch, _, _, phot = generate(n, 11, label_fraction=0.5, with_correlations=False)
     with engine.begin() as conn:
         write_xp_batch(conn, batch, "seed")

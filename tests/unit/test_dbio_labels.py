@@ -1,4 +1,4 @@
-"""db.labels and shared.selections: the APOGEE cross-match primary, quality flags, the xp_apogee view."""
+"""db.labels and shared.quality: the APOGEE cross-match primary, quality flags, the xp_apogee view."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from db.labels import read_labels, write_apogee
 from db.selection import Selection
 from db.spectra import count, write_photometry, write_xp_batch
-from shared.selections import primary_mask, quality_flags
+from shared.quality import primary_mask, quality_flags
 from shared.xp import APOGEE_COLUMNS, XPBatch
 
 

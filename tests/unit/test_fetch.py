@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from gaia_archive import DATA, TAP, GaiaArchive
 from ingest import fetch
-from ingest.simulate import generate
-from ingest.simulate.writers import write_allstar_fits
+from simulator import generate
+from simulator.writers import write_allstar_fits
 
 N_FAKE = 4997       # ids the archive has no data for: with the 6 real ones, 5,003 ids = two batches
 

@@ -15,7 +15,7 @@ from db.models_registry import register_model
 from db.selection import Selection
 from db.spectra import read_spectra, write_photometry, write_xp_batch
 from inferencer.service import infer_range
-from ingest.simulate.survey import generate
+from simulator.survey import generate
 from shared.artifact import ModelArtifact
 from shared.inference import infer_all
 from shared.model import ScatterVAE, VAEConfig

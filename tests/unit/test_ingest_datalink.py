@@ -15,8 +15,8 @@ from db.spectra import read_spectra
 from ingest.load import ingest_apogee, ingest_gaia_xp, ingest_photometry
 from ingest.readers import WrongKindError, read_xp
 from ingest.readers.products import product_of
-from ingest.simulate import generate
-from ingest.simulate.writers import (write_allstar_fits, write_datalink, write_other_product, write_photometry_csv,
+from simulator import generate
+from simulator.writers import (write_allstar_fits, write_datalink, write_other_product, write_photometry_csv,
                                      write_xp_csv)
 from shared.xp import ReadReport, XPBatch
 

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from db import jobs as jobs_db
+from db import job_store as jobs_db
 from shared import jobs
 from shared.errors import InputError, is_transient
 

@@ -126,7 +126,7 @@ def test_train_job_refuses_payload_where_its_checkpoint_is_expected(tmp_path, cl
 
     from db.engine import get_engine
     from db.spectra import write_photometry, write_xp_batch
-    from ingest.simulate.survey import generate
+    from simulator.survey import generate
     invoke, home = cli
     batch, _, _, phot = generate(80, 9, with_correlations=False)
     engine = get_engine()

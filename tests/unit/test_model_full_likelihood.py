@@ -267,10 +267,10 @@ def test_compiled_likelihood_kernel_agrees_with_lapack_and_marks_bad_rows():
 def test_train_job_with_full_likelihood_reads_correlations_and_counts_stars_without(engine, tmp_path, monkeypatch):
     """Through the trainer service on a database (both backends): correlations stored for some stars only;
     the job trains, registers, and counts the others as diagonal fallbacks. An unknown likelihood fails."""
-    from db import jobs as jobs_db
+    from db import job_store as jobs_db
     from db.bulk import Nullable, upsert_rows
     from db.spectra import write_photometry, write_xp_batch
-    from ingest.simulate.survey import generate
+    from simulator.survey import generate
     from shared import jobs
     from shared.settings import get_settings
     monkeypatch.setenv("XPVAE_HOME", str(tmp_path / "home"))

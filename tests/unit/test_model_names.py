@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from db import jobs as jobs_db
+from db import job_store as jobs_db
 from db.models_registry import (InvalidModelName, ModelNameTaken, ModelNotFound, check_model_name, get_model,
                                 parse_model_ref, register_model)
 from db.schema import analysis_reports, analysis_statistics, inference_results, models

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 def test_catalogue_published_weights_infer(tmp_path, shared_dir, monkeypatch):
     from db.engine import get_engine
-    from ingest.simulate.survey import simulate_survey
+    from simulator.survey import simulate_survey
     from shared.model import load_published
     from shared.settings import get_settings
     from xpvae.cli import main

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from shared.selections import primary_mask, quality_flags
+from shared.quality import primary_mask, quality_flags
 from ingest.readers import (ReaderError, read_apogee, read_catalogue, read_norm_npz,
                             read_photometry, read_xp)
 from ingest.readers.photometry import G_ZERO_POINT

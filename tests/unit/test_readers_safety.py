@@ -22,7 +22,7 @@ import pytest
 
 from ingest.readers import ReaderError, read_catalogue, read_photometry, read_xp
 from ingest.readers.textio import MAX_LINE_BYTES
-from ingest.simulate.writers import write_xp_csv, write_xp_ecsv, write_xp_fits
+from simulator.writers import write_xp_csv, write_xp_ecsv, write_xp_fits
 from shared.xp import ReadReport, XPBatch
 
 REAL = "data/gaia_xp/gaiaxpy_tests/XP_CONTINUOUS_RAW_with_missing_BP"

@@ -62,7 +62,7 @@ def small_survey(tmp_path_factory):
     from db.migrate import upgrade
     from shared.settings import get_settings
     from db.spectra import write_photometry, write_xp_batch
-    from ingest.simulate.survey import generate
+    from simulator.survey import generate
     home = tmp_path_factory.mktemp("recipe")
     url = f"sqlite:///{home / 'x.sqlite'}"
     engine = create_engine(url)
@@ -112,7 +112,7 @@ def test_train_reports_the_recipe_it_ran_and_refuses_an_oversized_batch(small_su
 
 
 def test_infer_reports_progress_within_a_shard(small_survey):
-    from db import jobs as jobs_db
+    from db import job_store as jobs_db
     from db.models_registry import get_model
     from shared import jobs
     if not _xpvae("models").output.count("auto-1"):

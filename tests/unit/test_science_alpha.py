@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from analysis.alpha import KEY_DIFFERENCE, TEST_DIFFERENCE, run_alpha_analysis
-from ingest.simulate.survey import labelled_survey
+from simulator.survey import labelled_survey
 from shared.inference import infer_all
 from shared.model import VAEConfig
 from shared.training import TrainConfig, fit_scatter_vae

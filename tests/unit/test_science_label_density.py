@@ -2,7 +2,7 @@
 
 The label-dependent baseline can only be worse "where labels are scarce" if the survey has such a region: the
 simulator labels giants at the highest rate, other dwarfs at half of it and cool dwarfs (Teff < 4500 K,
-log g > 4) at 1/20 (ingest.simulate.labels.label_probability), normalised so the labelled fraction is still
+log g > 4) at 1/20 (simulator.labels.label_probability), normalised so the labelled fraction is still
 ``label_fraction``. The model comparison itself (baseline vs sVAE on the same held-out stars per region) did not
 give an interval clear of equality at CI size; it is measured in bench/bench_science.py
 (``label_density``) and recorded in docs/science-validation.md, not asserted here.
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ingest.simulate.labels import is_cool_dwarf, label_probability
-from ingest.simulate.survey import generate
+from simulator.labels import is_cool_dwarf, label_probability
+from simulator.survey import generate
 
 
 def test_label_probability_keeps_the_fraction_and_the_contrast():
@@ -58,12 +58,12 @@ def test_label_model_reconstructs_label_poor_cool_dwarfs_worse_than_the_svae(tmp
     validation.md). Held-out cool dwarfs get their true simulator labels (same seed, every star labelled) so
     the baseline can be evaluated where the survey has none."""
     from analysis.reconstruction import ModelOutputs, star_msz
-    from ingest.simulate.survey import generate
+    from simulator.survey import generate
     from shared.baseline import BaselineConfig, fit_label_baseline
     from shared.inference import infer_all
     from shared.model import VAEConfig
     from shared.preprocessing import normalise_by_flux
-    from shared.selections import quality_flags
+    from shared.quality import quality_flags
     from shared.training import TrainConfig, fit_scatter_vae
     n, seed = 6000, 5
     batch, truth, labels, phot = generate(n, seed, label_fraction=0.3, mag_range=(9.0, 15.0), with_correlations=False)

@@ -1,4 +1,4 @@
-"""The DR3 XP instrument model (ingest/simulate/instrument.py) and the simulator's forward coefficient model.
+"""The DR3 XP instrument model (simulator/instrument.py) and the simulator's forward coefficient model.
 
 Measured limits these tests state (docs/simulator.md, "Forward model"): the vendored tables alone reproduce a
 real star's coefficients from its GaiaXPy-calibrated spectrum to ≲ 5 % of c₀ per order, above the real
@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ingest.simulate import instrument
-from ingest.simulate.compare import forward_of_calibrated, shape_gaps
-from ingest.simulate.instrument import (COUNT_SCALE, FORWARD_GRID, HERMITE_SCALE, band_model,
+from simulator import instrument
+from simulator.compare import forward_of_calibrated, shape_gaps
+from simulator.instrument import (COUNT_SCALE, FORWARD_GRID, HERMITE_SCALE, band_model,
                                         extend_sampled_sed, fit_count_scale, forward_operator, hermite_functions)
-from ingest.simulate.noise import read_flat_real_sources
-from ingest.simulate.populations import draw_stars
-from ingest.simulate.spectra import noise_free_coefficients, sed_model, sed_to_coefficients
-from ingest.simulate.survey import generate
-from ingest.simulate.xp_basis import xp_basis
+from simulator.noise import read_flat_real_sources
+from simulator.populations import draw_stars
+from simulator.spectra import noise_free_coefficients, sed_model, sed_to_coefficients
+from simulator.survey import generate
+from simulator.xp_basis import xp_basis
 from shared.xp import BANDS, N_COEFF
 
 REPO = Path(__file__).resolve().parents[2]
@@ -118,7 +118,7 @@ def test_count_scale_is_photon_counting_through_the_telescope(shared_dir):
 def _calibrated_real_records():
     """The two real DR3 sources of GaiaXPy's test file: GaiaXPy's own calibrate() and their coefficients."""
     from ingest.readers.xp import read_xp
-    from ingest.simulate.xp_basis import _import_gaiaxpy_quietly
+    from simulator.xp_basis import _import_gaiaxpy_quietly
     _import_gaiaxpy_quietly()
     from gaiaxpy import calibrate
     df, wavelength = calibrate(str(REAL_RECORDS), save_file=False)
@@ -164,7 +164,7 @@ def test_edge_correction_on_held_out_real_sources(shared_dir):
     c, _ = read_flat_real_sources(shared_dir / REAL_2000)
     use = instrument.calibration_sources(c)
     refit = instrument.fit_edge_correction(c[use], basis.sample(c[use]), basis.wavelength)
-    from ingest.simulate.instrument_calibration import U_GRID, W
+    from simulator.instrument_calibration import U_GRID, W
     assert np.array_equal(np.asarray(U_GRID, float), instrument.EDGE_U_GRID)
     for band in BANDS:
         assert np.allclose(refit[band], W[band], atol=1e-5)
@@ -248,7 +248,7 @@ def test_cli_coefficients_option(tmp_path):
 
     import pyarrow.parquet as pq
     from click.testing import CliRunner
-    from ingest.simulate.cli import simulate
+    from simulator.cli import simulate
     runner = CliRunner()
     truth = {}
     for choice in ("forward", None):

@@ -10,11 +10,11 @@ import re
 import numpy as np
 import pytest
 
-from ingest.simulate import generate, simulate_survey
-from ingest.simulate import writers
-from ingest.simulate.formatting import java_floats
-from ingest.simulate.survey import ALLSTAR_FILE, PHOTOMETRY_FILE, TRUTH_FILE
-from ingest.simulate.xp_basis import G_ZERO_POINT, xp_basis
+from simulator import generate, simulate_survey
+from simulator import writers
+from simulator.formatting import java_floats
+from simulator.survey import ALLSTAR_FILE, PHOTOMETRY_FILE, TRUTH_FILE
+from simulator.xp_basis import G_ZERO_POINT, xp_basis
 from shared.xp import APOGEE_COLUMNS, ARCHIVE_COLUMNS, BANDS, N_COEFF, N_CORR, XPBatch
 
 REAL_CSV = "data/gaia_xp/gaiaxpy_tests/XP_CONTINUOUS_RAW_with_missing_BP.csv"
@@ -262,7 +262,7 @@ def test_refuses_non_empty_directory_and_bad_arguments(tmp_path):
 
 def test_cli_writes_survey_and_reports_bad_parameters(tmp_path):
     from click.testing import CliRunner
-    from ingest.simulate.cli import simulate
+    from simulator.cli import simulate
     runner = CliRunner()
     res = runner.invoke(simulate, ["--n-stars", "30", "--seed", "2", "--out", str(tmp_path / "s"), "--format", "csv",
                                    "--format", "ecsv", "--population-mix", "thin=1,thick=1"])

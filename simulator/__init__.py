@@ -1,6 +1,6 @@
 """The synthetic Gaia XP × APOGEE survey simulator (docs/simulator.md).
 
-    from ingest.simulate import generate, simulate_survey
+    from simulator import generate, simulate_survey
 """
 from .survey import FORMATS, SimulationSummary, generate, iter_blocks, simulate_survey
 

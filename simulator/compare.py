@@ -1,7 +1,7 @@
 """Simulated vs real XP sources: the documented comparison figures.
 
-    python -m ingest.simulate.compare [OUT_PNG]            # docs/figures/sim_vs_real.png
-    python -m ingest.simulate.compare --shapes [OUT_PNG]   # docs/figures/coefficient_shape_gaps.png (ridge vs forward)
+    python -m simulator.compare [OUT_PNG]            # docs/figures/sim_vs_real.png
+    python -m simulator.compare --shapes [OUT_PNG]   # docs/figures/coefficient_shape_gaps.png (ridge vs forward)
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 
 from shared.xp import N_COEFF
 
-DEFAULT_FIGURE = Path(__file__).resolve().parents[2] / "docs" / "figures" / "sim_vs_real.png"
+DEFAULT_FIGURE = Path(__file__).resolve().parents[1] / "docs" / "figures" / "sim_vs_real.png"
 SHAPES_FIGURE = DEFAULT_FIGURE.with_name("coefficient_shape_gaps.png")
 G_BIN = (14.0, 16.5)
 #: Shape comparison: stars with 12 < G < 17 (signal-dominated low and mid orders), binned in colour.

@@ -1,7 +1,7 @@
 """Refit the XP error model on the real sources and regenerate ``error_calibration.py``; with
 ``--instrument``, refit the instrument model's edge correction and regenerate ``instrument_calibration.py``.
 
-    python -m ingest.simulate.calibrate [--instrument] [PATH_TO_FLAT_XP_FITS]
+    python -m simulator.calibrate [--instrument] [PATH_TO_FLAT_XP_FITS]
 
 The default path is ``data/gaia_xp/xp_spectral_lines/xp_continuous_combined_chunk0.fits`` under XPVAE_SHARED (by
 default the repository's ``reference/`` folder).
