@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 export XPVAE_HOME ?= $(CURDIR)/var
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-unit test-integration bench demo up down status logs db-upgrade clean
+.PHONY: help venv lint test test-unit test-integration bench demo up down status logs db-upgrade clean
 
 help: ## list the documented targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -23,7 +23,11 @@ $(VENV)/.installed: pyproject.toml setup.py ingest/readers/_arraytext.c db/_pgco
 
 venv: $(VENV)/.installed ## create or update the virtual environment (.venv)
 
-test: venv ## run the whole test suite (unit + integration against local PostgreSQL/RabbitMQ)
+lint: venv ## style and type gate: ruff (pyflakes, pycodestyle, bugbear, isort, complexity) and mypy on shared/ and db/
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: venv lint ## the lint gate, then the whole test suite (unit + integration against local PostgreSQL/RabbitMQ)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-unit: venv ## run only the tests that need no PostgreSQL or RabbitMQ

@@ -11,10 +11,23 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from analysis import figures as figs
-from analysis.bimodality import (DEFAULT_M_H_EDGES, bimodality_by_bin, bimodality_rows, cluster_rows,
-                                 fisher_oof_coordinate, unsupervised_by_bin)
-from analysis.classify import (DESCRIPTIONS, FEATURE_SETS, MAX_FEATURES, NULL_TEST, ClassifierComparison,
-                               compare_feature_sets, fold_ids)
+from analysis.bimodality import (
+    DEFAULT_M_H_EDGES,
+    bimodality_by_bin,
+    bimodality_rows,
+    cluster_rows,
+    fisher_oof_coordinate,
+    unsupervised_by_bin,
+)
+from analysis.classify import (
+    DESCRIPTIONS,
+    FEATURE_SETS,
+    MAX_FEATURES,
+    NULL_TEST,
+    ClassifierComparison,
+    compare_feature_sets,
+    fold_ids,
+)
 from analysis.display import label
 from analysis.report import Report, fmt, fmt_ci, fmt_p
 from analysis.rows import AnalysisResult, Progress, make_row, no_progress

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import diptest
 import numpy as np
-from threadpoolctl import threadpool_limits
 from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import GaussianMixture
+from threadpoolctl import threadpool_limits
 
 from analysis.rows import make_row
 

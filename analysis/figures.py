@@ -13,8 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import (FixedLocator, LogLocator, MaxNLocator, NullFormatter,  # noqa: E402
-                               ScalarFormatter)
+from matplotlib.ticker import FixedLocator, LogLocator, MaxNLocator, NullFormatter, ScalarFormatter  # noqa: E402
 
 from analysis.bimodality import BinTest  # noqa: E402
 from analysis.classify import ClassifierComparison  # noqa: E402

@@ -9,9 +9,18 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from analysis import figures as figs
-from analysis.reconstruction import (DEFAULT_BINS, DEFAULT_CELL_EDGES, ModelOutputs, binned_rows, cell_rows,
-                                     coefficient_rows, compare_by_cell, msz_ratio, worse_cells)
 from analysis.display import label
+from analysis.reconstruction import (
+    DEFAULT_BINS,
+    DEFAULT_CELL_EDGES,
+    ModelOutputs,
+    binned_rows,
+    cell_rows,
+    coefficient_rows,
+    compare_by_cell,
+    msz_ratio,
+    worse_cells,
+)
 from analysis.report import Report, fmt_ci
 from analysis.rows import AnalysisResult, Progress, make_row, no_progress
 from analysis.zstats import COEFF_NAMES

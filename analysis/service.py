@@ -10,10 +10,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from analysis.alpha import run_alpha_analysis
-from analysis.alpha_catalogue import REPORT as CATALOGUE_REPORT, fit_alpha_catalogue
-from analysis.samples import alpha_split, select_samples
+from analysis.alpha_catalogue import REPORT as CATALOGUE_REPORT
+from analysis.alpha_catalogue import fit_alpha_catalogue
 from analysis.reconstruction_report import run_reconstruction_report
 from analysis.rows import AnalysisResult
+from analysis.samples import alpha_split, select_samples
 from db import bulk
 from db.labels import read_labels
 from db.models_registry import get_model

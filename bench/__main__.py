@@ -12,7 +12,6 @@ import time
 
 import bench
 
-
 # Measurements that train many models or load millions of rows: run only when named.
 LONG = {"alpha_null": "20 simulated surveys per α setting (hours)", "anomaly": "two 20,000-star surveys (~15 min)",
         "partition": "2 million spectra in two layouts (~16 min)", "science": "the science figures (~5 min+)",

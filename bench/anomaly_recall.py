@@ -33,13 +33,13 @@ class RecallResult:
 
 def measure(n_stars: int, seed: int, *, anomaly_fraction: float = 0.01, epochs: int = 60, batch_size: int = 256,
             lr: float = 2e-3, g_max: float = 16.0, top: tuple[float, ...] = TOP) -> RecallResult:
-    from simulator import generate
-    from simulator.anomalies import KINDS
     from shared.anomaly import AnomalyCalibration, band_chi2, calibrated, recall_at, robust_centre_width
     from shared.inference import infer_all
     from shared.model import VAEConfig
     from shared.preprocessing import normalise_by_flux
     from shared.training import TrainConfig, fit_scatter_vae
+    from simulator import generate
+    from simulator.anomalies import KINDS
 
     batch, truth, _, phot = generate(n_stars, seed, mag_range=(9.0, g_max), with_correlations=False,
                                      anomaly_fraction=anomaly_fraction)

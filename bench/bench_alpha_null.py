@@ -47,6 +47,7 @@ def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
 def one_survey(seed: int, alpha_signal: float, sizes: dict, tmp: Path) -> dict:
     """Simulate, train without labels, infer and run the [α/M] analysis; the per-sample verdicts and gains."""
     import torch
+
     from analysis.alpha import KEY_DIFFERENCE, TEST_DIFFERENCE, run_alpha_analysis
     from bench.bench_science import _latents, _train
     from simulator.survey import labelled_survey

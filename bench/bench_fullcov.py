@@ -126,10 +126,10 @@ def _previous_chi2(x, xhat, x_err, correlations, scatter):
 
 
 def _chi2_speed(n: int, threads: int) -> None:
-    from simulator.survey import generate
     from shared.inference import infer
     from shared.model import ScatterVAE
     from shared.preprocessing import Normalisation
+    from simulator.survey import generate
     torch.set_num_threads(threads)
     batch, _, _, _ = generate(n, 3)
     x, e = batch.coefficients110(), batch.errors110()

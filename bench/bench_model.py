@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import cProfile
 import io
-import pstats
 import os
+import pstats
 import time
 
 import numpy as np

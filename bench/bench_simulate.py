@@ -56,8 +56,13 @@ def _naive_csv(batch, path: Path) -> None:
 def main(quick: bool = False) -> None:
     from simulator.noise import CorrelationTemplates, stored_error_model
     from simulator.populations import draw_stars
-    from simulator.spectra import (COEFFICIENT_MODELS, DEFAULT_COEFFICIENTS, noise_free_coefficients, observe,
-                                         sed_to_coefficients)
+    from simulator.spectra import (
+        COEFFICIENT_MODELS,
+        DEFAULT_COEFFICIENTS,
+        noise_free_coefficients,
+        observe,
+        sed_to_coefficients,
+    )
     from simulator.survey import generate
     from simulator.writers import write_xp_csv
     from simulator.xp_basis import xp_basis

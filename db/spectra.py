@@ -150,6 +150,7 @@ def _rows_per_query(fields: list[tuple[str, str, int]]) -> int:
 
 try:
     import psycopg2  # noqa: F401 — loads the libpq that _pgcopy looks for
+
     from db import _pgcopy
 except ImportError:          # built without a C compiler: one stream through psycopg2's copy_expert
     _pgcopy = None

@@ -29,12 +29,12 @@ from sqlalchemy.engine import Engine
 
 from db.bulk import analyze
 from db.engine import is_lock_conflict
-from shared.streams import read_ahead
 from db.labels import write_apogee
 from db.spectra import write_photometry, write_xp_batch
-from shared.settings import get_settings
 from ingest.readers.errors import WrongKindError
 from ingest.readers.products import is_other_product
+from shared.settings import get_settings
+from shared.streams import read_ahead
 from shared.xp import PHOTOMETRY_COLUMNS, POSITION_COLUMNS, BadRow, ReadReport, XPBatch
 
 Progress = Callable[[int, "int | None", str], None] | None

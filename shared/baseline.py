@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from shared.model import LatentDecoder, gaussian_nll
 from shared.preprocessing import Normalisation
-from shared.training import (Progress, TrainConfig, TrainResult, init_seeded, prepare_rows, train_model)
+from shared.training import Progress, TrainConfig, TrainResult, init_seeded, prepare_rows, train_model
 
 DEFAULT_LABELS = ("teff", "logg", "m_h", "alpha_m")
 

@@ -2,7 +2,6 @@
 (`<queue>.run_job`). Messages carry only ids; the jobs table is the source of truth, so no result backend."""
 from __future__ import annotations
 
-
 from celery import Celery
 from kombu import Queue
 

@@ -26,7 +26,8 @@ from torch import Tensor
 from shared.xp import N_COEFF, N_CORR, TRIL
 
 try:
-    from shared._wchi2 import quadratic_forms as _c_quadratic_forms, whitened_nll as _c_whitened_nll
+    from shared._wchi2 import quadratic_forms as _c_quadratic_forms
+    from shared._wchi2 import whitened_nll as _c_whitened_nll
 except ImportError:          # no C compiler at install time: the torch.linalg path, same numbers, ~5x slower
     _c_quadratic_forms = _c_whitened_nll = None
 

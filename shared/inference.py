@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from shared.device import resolve_device
 from shared import covariance
+from shared.device import resolve_device
 from shared.metrics import zscore_rms, zscores
 from shared.model import fold_batchnorm, gaussian_nll, kl_divergence
 from shared.xp import N_COEFF

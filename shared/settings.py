@@ -21,7 +21,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Mapping
 
-
 # The vendored reference material (real files, published weights); XPVAE_SHARED may point at a copy laid out alike.
 REFERENCE_DIR = Path(__file__).resolve().parents[1] / "reference"
 

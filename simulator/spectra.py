@@ -10,10 +10,9 @@ import numpy as np
 
 from shared.xp import BAND_SCALAR_DTYPES, BANDS, N_COEFF, XPBatch
 
-from .noise import (SHRINK_RANGE, CorrelationTemplates, ErrorModel, fit_columns, n_relevant_bases,
-                    relative_shrinking)
-from .populations import Stars
 from .instrument import FORWARD_GRID, forward_operator
+from .noise import SHRINK_RANGE, CorrelationTemplates, ErrorModel, fit_columns, n_relevant_bases, relative_shrinking
+from .populations import Stars
 from .sed import SEDModel
 from .xp_basis import xp_basis
 

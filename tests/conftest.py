@@ -1,7 +1,6 @@
 """Shared fixtures. The reference material is the repository's own reference/ folder (vendored, see its README)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,6 @@ def shared_dir() -> Path:
 import uuid
 
 import sqlalchemy as sa
-
 from testdb import PG_ADMIN_URL, _empty_tables, _pg_url_for  # noqa: E402  (one home, importable by tests)
 
 

@@ -21,8 +21,8 @@ from urllib.parse import parse_qs
 
 import numpy as np
 
-from simulator.writers import write_datalink
 from shared.xp import XPBatch
+from simulator.writers import write_datalink
 
 TAP = "/tap-server/tap"
 DATA = "/data-server/data"

@@ -11,7 +11,6 @@ import json
 import click
 
 from shared.settings import get_settings
-
 from xpvae.jobrun import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_UNAVAILABLE, EXIT_USAGE, _die, _engine, follow
 
 

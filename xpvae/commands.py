@@ -188,6 +188,7 @@ def train_cmd(name, replace, recipe, epochs, batch_size, lr, weight_decay, t0, l
 def _label_names(text: str) -> list[str]:
     """Parse --labels: known real-valued APOGEE columns, no repeats; a clear error otherwise."""
     import numpy as np
+
     from shared.xp import APOGEE_COLUMNS
     names = [n.strip().lower() for n in text.split(",") if n.strip()]
     numeric = sorted(k for k, t in APOGEE_COLUMNS.items() if t is not str and np.issubdtype(t, np.floating))

@@ -88,6 +88,7 @@ def export(what, model_ref, fmt, out, where, overwrite, chunk_rows) -> None:
     statistics (the model's analysis_statistics), scores (anomaly scores) or alpha (P(high-α) per star, from
     `xpvae analyze alpha-catalogue`) as FITS, VOTable, Parquet or CSV (ECSV), NULLs kept as masked values."""
     import sqlalchemy as sa
+
     from db.export import EXPORTS, ExportError
     from db.models_registry import get_model
     from xpvae.commands import _model_ref

@@ -7,9 +7,7 @@ import subprocess
 import uuid
 
 import pytest
-
 from stackutil import Stack
-
 
 
 def pytest_collection_modifyitems(items):

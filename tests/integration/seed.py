@@ -7,8 +7,8 @@ import numpy as np
 from db import job_store as jobs_db
 from db.labels import write_apogee
 from db.spectra import write_photometry, write_xp_batch
-from simulator.survey import generate
 from shared import jobs
+from simulator.survey import generate
 
 
 def seed_survey(engine, n_stars: int = 2000, seed: int = 3, alpha_signal: float = 1.0) -> np.ndarray:

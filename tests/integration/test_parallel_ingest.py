@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from db import job_store as jobs_db
 from db.spectra import read_spectra
 from ingest.load import ingest_gaia_xp
+from shared import jobs
 from simulator.survey import generate
 from simulator.writers import write_xp_csv
-from shared import jobs
 
 N_STARS = 1100         # with correlations two chunks of a file's one transaction (1024 rows a chunk), ~47 MB
 

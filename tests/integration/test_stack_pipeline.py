@@ -11,7 +11,6 @@ import os
 import sqlalchemy as sa
 
 
-
 def test_ingest_train_infer_analyze_through_workers(stack, pg_engine, tmp_path):
     from simulator.survey import simulate_survey
     survey = tmp_path / "survey"

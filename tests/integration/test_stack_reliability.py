@@ -8,9 +8,8 @@ import subprocess
 import sys
 
 import sqlalchemy as sa
-
-from stackutil import REPO, wait_for
 from seed import seed_survey, train_small_model
+from stackutil import REPO, wait_for
 
 from db import job_store as jobs_db
 from shared import jobs

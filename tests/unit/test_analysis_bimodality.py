@@ -2,8 +2,7 @@
 import numpy as np
 import pytest
 
-from analysis.bimodality import (bimodality_by_bin, delta_bic, dip_test, fisher_oof_coordinate,
-                                 unsupervised_by_bin)
+from analysis.bimodality import bimodality_by_bin, delta_bic, dip_test, fisher_oof_coordinate, unsupervised_by_bin
 from analysis.classify import fold_ids
 from analysis.tracks import fixed_metallicity_track, sequence_tracks
 

@@ -2,8 +2,16 @@
 import numpy as np
 import pytest
 
-from analysis.samples import (SPLIT_ALPHA_M, SPLIT_MG_FE, SPLIT_NONE, alpha_split, cool_giant_mask, giant_mask,
-                              patil_boundary, select_samples)
+from analysis.samples import (
+    SPLIT_ALPHA_M,
+    SPLIT_MG_FE,
+    SPLIT_NONE,
+    alpha_split,
+    cool_giant_mask,
+    giant_mask,
+    patil_boundary,
+    select_samples,
+)
 
 
 def test_patil_boundary_hand_values():

@@ -10,8 +10,15 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from shared.anomaly import (AnomalyCalibration, band_chi2, calibrated, recall_at, robust_centre_width,
-                            tail_probability, wilson_hilferty)
+from shared.anomaly import (
+    AnomalyCalibration,
+    band_chi2,
+    calibrated,
+    recall_at,
+    robust_centre_width,
+    tail_probability,
+    wilson_hilferty,
+)
 from shared.metrics import zscore_rms, zscores
 
 
@@ -153,6 +160,7 @@ def test_survey_files_flag_anomalies_only_when_asked(tmp_path):
     import json
 
     import pyarrow.parquet as pq
+
     from simulator import simulate_survey
     simulate_survey(300, 3, out_dir=tmp_path / "plain")
     simulate_survey(300, 3, out_dir=tmp_path / "odd", anomaly_fraction=0.1)
@@ -170,12 +178,13 @@ def test_survey_files_flag_anomalies_only_when_asked(tmp_path):
 
 def _seed_model(engine, tmp_path, *, with_splits: bool):
     import torch
+
     from db.models_registry import register_model
     from db.spectra import write_photometry, write_xp_batch
-    from simulator import generate
     from shared.artifact import ModelArtifact
     from shared.model import ScatterVAE, VAEConfig
     from shared.preprocessing import Normalisation, normalise_by_flux
+    from simulator import generate
     batch, truth, _, phot = generate(900, 23, with_correlations=False, anomaly_fraction=0.05)
     with engine.begin() as conn:
         write_xp_batch(conn, batch, "t")

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
+from test_dbio_spectra import make_batch
+from testdb import PG_ADMIN_URL, _pg_url_for
 
 from db import partitions, spectra
 from db.bulk import upsert_rows
@@ -16,8 +18,6 @@ from db.migrate import alembic_config, downgrade, upgrade
 from db.partitions import PARTITIONED_TABLES, healpix_pixel, inner_bounds, partition_name, pixel_span
 from db.selection import Selection
 from db.spectra import quantile_ranges, read_spectra, write_photometry, write_xp_batch
-from testdb import PG_ADMIN_URL, _pg_url_for
-from test_dbio_spectra import make_batch
 
 SPAN = pixel_span(1)                       # source_ids per level-1 pixel: 2**57
 # stars on both sides of several bounds, the first and last possible ids, and ids past the last pixel

@@ -171,6 +171,7 @@ def test_read_ahead_passes_items_errors_and_stops_its_producer():
 
 def test_ordered_map_keeps_order_bounds_work_and_passes_errors():
     import time
+
     from shared.streams import ordered_map
 
     def slow_first(i):                  # early items finish last: order must come from the input

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_dbio_spectra import make_batch
 
 import db.spectra as spectra
 from db.bulk import analyze
 from db.selection import Selection
 from db.spectra import fast_copy_available, read_spectra, write_photometry, write_xp_batch
-from test_dbio_spectra import make_batch
 
 
 def _bits(a):
@@ -82,6 +82,7 @@ def test_miscounted_halves_fall_back_to_one_stream(loaded, monkeypatch, off):
 
 def test_receiver_errors_overflow_and_connection_reuse(loaded):
     import psycopg2
+
     from db import _pgcopy
     buf = np.empty(1 << 16, np.uint8)
     with loaded.connect() as conn:

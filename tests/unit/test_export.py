@@ -199,9 +199,9 @@ def test_filter_text_is_taken_literally(engine, cli, tmp_path):
 
 
 def test_units_descriptions_and_ucds_are_written(engine, cli, tmp_path):
+    import pyarrow.parquet as pq
     from astropy.io import fits
     from astropy.io.votable import parse_single_table
-    import pyarrow.parquet as pq
     seeded = _seed(engine, n=12, seed=SEED + 2)
     for suffix in ("fits", "vot", "parquet"):
         assert cli("latents", "--model", "exp-m1", "--out", str(tmp_path / f"l.{suffix}")).exit_code == 0
@@ -287,7 +287,7 @@ def test_cli_refuses_bad_filters_writes_and_clobbering(engine, cli, tmp_path):
     assert cli("latents", "--model", "../etc/passwd", "--out", str(tmp_path / "n.fits")).exit_code == 2
     assert cli("latents", "--model", m, "--out", str(tmp_path / "n.txt")).exit_code == 2
     assert cli("latents", "--model", m, "--out", str(tmp_path)).exit_code == 2
-    from db.engine import get_engine          # the exporting connection is writable again for other work
+    from db.engine import get_engine  # the exporting connection is writable again for other work
     with get_engine().begin() as conn:
         conn.execute(sa.text("UPDATE models SET summary = NULL"))
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
-
 from gaia_archive import DATA, TAP, GaiaArchive
+
 from ingest import fetch
 from simulator import generate
 from simulator.writers import write_allstar_fits
@@ -136,6 +136,7 @@ def test_id_files_and_apogee_ids(tmp_path, sky):
 
 def test_cli_fetch_then_ingest_end_to_end(archive, sky, sqlite_url, tmp_path, monkeypatch):
     from testdb import _empty_tables
+
     from db.engine import get_engine
     from shared.settings import get_settings
     from xpvae.cli import main

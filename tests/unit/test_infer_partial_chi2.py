@@ -15,11 +15,11 @@ from db.models_registry import register_model
 from db.selection import Selection
 from db.spectra import read_spectra, write_photometry, write_xp_batch
 from inferencer.service import infer_range
-from simulator.survey import generate
 from shared.artifact import ModelArtifact
 from shared.inference import infer_all
 from shared.model import ScatterVAE, VAEConfig
 from shared.preprocessing import Normalisation, normalise_by_flux
+from simulator.survey import generate
 
 
 def _seed(engine, tmp_path):

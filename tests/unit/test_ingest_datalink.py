@@ -15,10 +15,15 @@ from db.spectra import read_spectra
 from ingest.load import ingest_apogee, ingest_gaia_xp, ingest_photometry
 from ingest.readers import WrongKindError, read_xp
 from ingest.readers.products import product_of
-from simulator import generate
-from simulator.writers import (write_allstar_fits, write_datalink, write_other_product, write_photometry_csv,
-                                     write_xp_csv)
 from shared.xp import ReadReport, XPBatch
+from simulator import generate
+from simulator.writers import (
+    write_allstar_fits,
+    write_datalink,
+    write_other_product,
+    write_photometry_csv,
+    write_xp_csv,
+)
 
 ALL_PRODUCTS = ("XP_CONTINUOUS", "XP_SAMPLED", "MCMC_GSPPHOT", "MCMC_MSC", "EPOCH_PHOTOMETRY", "RVS")
 FORMATS = ("csv", "ecsv", "fits", "votable")
@@ -135,6 +140,7 @@ def _check_stored(engine, batch: XPBatch) -> None:
 @pytest.fixture
 def sqlite_engine(sqlite_url):
     from testdb import _empty_tables
+
     from db.engine import create_engine
     eng = create_engine(sqlite_url)
     _empty_tables(eng)

@@ -200,6 +200,7 @@ def test_repeated_apogee_rows_are_reported_not_silently_merged(engine, tmp_path)
     """Two rows with the same (APOGEE_ID, TELESCOPE, FIELD) would collapse into one in the upsert: the repeat
     is reported as a duplicate with its row, the first row is kept, nothing else is lost."""
     from astropy.table import Table
+
     from ingest.load import ingest_apogee
     n = 4
     t = Table({"APOGEE_ID": ["2M1", "2M2", "2M1", "2M3"], "TELESCOPE": ["apo25m"] * n,

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from shared.artifact import ModelArtifact
+from shared.model import VAEConfig
 from shared.preprocessing import Normalisation
 from shared.training import TrainConfig, fit_scatter_vae
-from shared.model import VAEConfig
 
 REF = "reference/scatter_vae_apogee"
 

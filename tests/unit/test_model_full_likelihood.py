@@ -270,9 +270,9 @@ def test_train_job_with_full_likelihood_reads_correlations_and_counts_stars_with
     from db import job_store as jobs_db
     from db.bulk import Nullable, upsert_rows
     from db.spectra import write_photometry, write_xp_batch
-    from simulator.survey import generate
     from shared import jobs
     from shared.settings import get_settings
+    from simulator.survey import generate
     monkeypatch.setenv("XPVAE_HOME", str(tmp_path / "home"))
     get_settings.cache_clear()
     try:

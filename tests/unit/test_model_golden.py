@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from shared.model import (ScatterVAE, VAEConfig, convert_published_state_dict, load_published, published_key_map)
+from shared.model import ScatterVAE, VAEConfig, convert_published_state_dict, load_published, published_key_map
 
 REF = "reference/scatter_vae_apogee"
 

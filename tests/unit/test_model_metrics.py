@@ -4,8 +4,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from shared.metrics import (bias_width, chi2_full_cov, chi2_per_band, mean_squared_z, mean_squared_z_ratio,
-                            zscore_rms, zscores)
+from shared.metrics import (
+    bias_width,
+    chi2_full_cov,
+    chi2_per_band,
+    mean_squared_z,
+    mean_squared_z_ratio,
+    zscore_rms,
+    zscores,
+)
 from shared.xp import TRIL
 
 

@@ -11,8 +11,15 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from db import job_store as jobs_db
-from db.models_registry import (InvalidModelName, ModelNameTaken, ModelNotFound, check_model_name, get_model,
-                                parse_model_ref, register_model)
+from db.models_registry import (
+    InvalidModelName,
+    ModelNameTaken,
+    ModelNotFound,
+    check_model_name,
+    get_model,
+    parse_model_ref,
+    register_model,
+)
 from db.schema import analysis_reports, analysis_statistics, inference_results, models
 from shared.artifact import ModelArtifact, register_artifact
 from shared.model import ScatterVAE, VAEConfig

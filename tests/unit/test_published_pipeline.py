@@ -14,9 +14,9 @@ from click.testing import CliRunner
 
 def test_catalogue_published_weights_infer(tmp_path, shared_dir, monkeypatch):
     from db.engine import get_engine
-    from simulator.survey import simulate_survey
     from shared.model import load_published
     from shared.settings import get_settings
+    from simulator.survey import simulate_survey
     from xpvae.cli import main
     survey = tmp_path / "survey"
     simulate_survey(800, 11, label_fraction=0.6, out_dir=survey, formats=("catalogue",))

@@ -15,6 +15,7 @@ import pytest
 from ingest.readers import ReaderError, UnknownFormatError, read_xp
 from shared.xp import ReadReport, XPBatch
 
+
 @pytest.fixture(autouse=True, params=["compiled", "pure"])
 def engine(request, monkeypatch):
     """Every case here runs on both array-text engines: the fast path must not change what is reported."""

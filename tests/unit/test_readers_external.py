@@ -164,7 +164,7 @@ def test_photometry_votable_pointing_at_a_server_fails_the_ingest(sqlite_url, tm
     monkeypatch.setenv("XPVAE_DATABASE_URL", sqlite_url)
     get_settings.cache_clear()
     get_engine.cache_clear()
-    from testdb import _empty_tables        # the session's database: earlier tests may have left photometry rows
+    from testdb import _empty_tables  # the session's database: earlier tests may have left photometry rows
     _empty_tables(get_engine())
     try:
         bad = CliRunner().invoke(main, ["ingest", "photometry", str(path)])

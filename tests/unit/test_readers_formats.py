@@ -112,7 +112,7 @@ def test_flat_table_reads_all_2000_sources(shared_dir):
     assert rep.rows_ok == 2000 and not rep.bad_rows
     assert not got.has_correlations
     assert len(np.unique(got["source_id"])) == 2000
-    from astropy.io import fits     # independent read of a few columns
+    from astropy.io import fits  # independent read of a few columns
     with fits.open(path) as h:
         d = h[1].data
         np.testing.assert_array_equal(got["source_id"], d["source_id"])

@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from shared.quality import primary_mask, quality_flags
-from ingest.readers import (ReaderError, read_apogee, read_catalogue, read_norm_npz,
-                            read_photometry, read_xp)
+from ingest.readers import ReaderError, read_apogee, read_catalogue, read_norm_npz, read_photometry, read_xp
 from ingest.readers.photometry import G_ZERO_POINT
+from shared.quality import primary_mask, quality_flags
 from shared.xp import APOGEE_COLUMNS, PHOTOMETRY_COLUMNS, ReadReport, XPBatch
 
 

@@ -22,8 +22,8 @@ import pytest
 
 from ingest.readers import ReaderError, read_catalogue, read_photometry, read_xp
 from ingest.readers.textio import MAX_LINE_BYTES
-from simulator.writers import write_xp_csv, write_xp_ecsv, write_xp_fits
 from shared.xp import ReadReport, XPBatch
+from simulator.writers import write_xp_csv, write_xp_ecsv, write_xp_fits
 
 REAL = "data/gaia_xp/gaiaxpy_tests/XP_CONTINUOUS_RAW_with_missing_BP"
 
@@ -261,6 +261,7 @@ def test_repeats_in_fits_and_photometry(real, tmp_path):
 def test_ingest_summary_counts_reconcile(sqlite_url, shared_dir, tmp_path):
     """The job's numbers: read = loaded + skipped + duplicates, and the database holds `loaded` rows."""
     import sqlalchemy as sa
+
     from db.engine import create_engine
     from ingest.load import ingest_gaia_xp
     from xpvae.summaries import describe_result
@@ -393,6 +394,7 @@ def test_line_splitting_matches_a_plain_split_for_any_block_size():
     """iter_lines against bytes.split for random texts, block sizes and caps (CR/LF across block edges)."""
     import io
     import random
+
     from ingest.readers.textio import LongLine, iter_lines
     rng = random.Random(20261201)
     for _ in range(1500):

@@ -58,10 +58,11 @@ def test_n_train_rows_matches_the_split():
 def small_survey(tmp_path_factory):
     """600 simulated stars in a SQLite database; the CLI pointed at it in-process."""
     import os
+
     from db.engine import create_engine, get_engine
     from db.migrate import upgrade
-    from shared.settings import get_settings
     from db.spectra import write_photometry, write_xp_batch
+    from shared.settings import get_settings
     from simulator.survey import generate
     home = tmp_path_factory.mktemp("recipe")
     url = f"sqlite:///{home / 'x.sqlite'}"

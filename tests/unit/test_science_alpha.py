@@ -22,10 +22,10 @@ import pytest
 import torch
 
 from analysis.alpha import KEY_DIFFERENCE, TEST_DIFFERENCE, run_alpha_analysis
-from simulator.survey import labelled_survey
 from shared.inference import infer_all
 from shared.model import VAEConfig
 from shared.training import TrainConfig, fit_scatter_vae
+from simulator.survey import labelled_survey
 
 N_STARS, SEED, G_MAX = 6000, 9307, 15.0
 TRAIN = dict(epochs=160, batch_size=256, lr=2e-3, t0=160, seed=SEED, threads=1, compile=False, checkpoint_every=0)

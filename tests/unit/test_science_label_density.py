@@ -58,13 +58,13 @@ def test_label_model_reconstructs_label_poor_cool_dwarfs_worse_than_the_svae(tmp
     validation.md). Held-out cool dwarfs get their true simulator labels (same seed, every star labelled) so
     the baseline can be evaluated where the survey has none."""
     from analysis.reconstruction import ModelOutputs, star_msz
-    from simulator.survey import generate
     from shared.baseline import BaselineConfig, fit_label_baseline
     from shared.inference import infer_all
     from shared.model import VAEConfig
     from shared.preprocessing import normalise_by_flux
     from shared.quality import quality_flags
     from shared.training import TrainConfig, fit_scatter_vae
+    from simulator.survey import generate
     n, seed = 6000, 5
     batch, truth, labels, phot = generate(n, seed, label_fraction=0.3, mag_range=(9.0, 15.0), with_correlations=False)
     x, e = normalise_by_flux(batch.coefficients110(), batch.errors110(), phot["phot_g_mean_flux"])

@@ -13,16 +13,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from shared.xp import BANDS, N_COEFF
 from simulator import instrument
 from simulator.compare import forward_of_calibrated, shape_gaps
-from simulator.instrument import (COUNT_SCALE, FORWARD_GRID, HERMITE_SCALE, band_model,
-                                        extend_sampled_sed, fit_count_scale, forward_operator, hermite_functions)
+from simulator.instrument import (
+    COUNT_SCALE,
+    FORWARD_GRID,
+    HERMITE_SCALE,
+    band_model,
+    extend_sampled_sed,
+    fit_count_scale,
+    forward_operator,
+    hermite_functions,
+)
 from simulator.noise import read_flat_real_sources
 from simulator.populations import draw_stars
 from simulator.spectra import noise_free_coefficients, sed_model, sed_to_coefficients
 from simulator.survey import generate
 from simulator.xp_basis import xp_basis
-from shared.xp import BANDS, N_COEFF
 
 REPO = Path(__file__).resolve().parents[2]
 REAL_RECORDS = REPO / "reference" / "data" / "gaia_xp" / "gaiaxpy_tests" / "XP_CONTINUOUS_RAW.csv"
@@ -248,6 +256,7 @@ def test_cli_coefficients_option(tmp_path):
 
     import pyarrow.parquet as pq
     from click.testing import CliRunner
+
     from simulator.cli import simulate
     runner = CliRunner()
     truth = {}

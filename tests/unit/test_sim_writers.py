@@ -10,12 +10,11 @@ import re
 import numpy as np
 import pytest
 
-from simulator import generate, simulate_survey
-from simulator import writers
+from shared.xp import APOGEE_COLUMNS, ARCHIVE_COLUMNS, BANDS, N_COEFF, N_CORR, XPBatch
+from simulator import generate, simulate_survey, writers
 from simulator.formatting import java_floats
 from simulator.survey import ALLSTAR_FILE, PHOTOMETRY_FILE, TRUTH_FILE
 from simulator.xp_basis import G_ZERO_POINT, xp_basis
-from shared.xp import APOGEE_COLUMNS, ARCHIVE_COLUMNS, BANDS, N_COEFF, N_CORR, XPBatch
 
 REAL_CSV = "data/gaia_xp/gaiaxpy_tests/XP_CONTINUOUS_RAW_with_missing_BP.csv"
 
@@ -177,8 +176,8 @@ def test_survey_directory_contents(survey_dir):
 
 
 def test_photometry_and_truth_files(survey_dir):
-    from astropy.table import Table
     import pyarrow.parquet as pq
+    from astropy.table import Table
     out, _ = survey_dir
     phot = Table.read(out / PHOTOMETRY_FILE, format="ascii.csv")
     assert phot.colnames == ["source_id", "phot_g_mean_flux", "phot_g_mean_mag", "phot_bp_mean_mag",
@@ -262,6 +261,7 @@ def test_refuses_non_empty_directory_and_bad_arguments(tmp_path):
 
 def test_cli_writes_survey_and_reports_bad_parameters(tmp_path):
     from click.testing import CliRunner
+
     from simulator.cli import simulate
     runner = CliRunner()
     res = runner.invoke(simulate, ["--n-stars", "30", "--seed", "2", "--out", str(tmp_path / "s"), "--format", "csv",
