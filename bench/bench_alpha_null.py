@@ -137,7 +137,8 @@ def dose_table(*paths: Path, seed: int = FIRST_SEED) -> str:
     for r in rows:
         for sample, g in r["samples"].items():
             if "gain" in g:
-                lines.append(f"| {r['alpha_signal']:g} | {sample} | {g['n']} | {g['gain'][0]:+.3f} [{g['gain'][1]:+.3f}, "
+                lines.append(f"| {r['alpha_signal']:g} | {sample} | {g['n']} | {g['gain'][0]:+.3f} "
+                             f"[{g['gain'][1]:+.3f}, "
                              f"{g['gain'][2]:+.3f}] | {g['p']:.3f} | {g['old_gain'][0]:+.3f} [{g['old_gain'][1]:+.3f}, "
                              f"{g['old_gain'][2]:+.3f}] |")
     return "\n".join(lines)

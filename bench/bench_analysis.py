@@ -38,7 +38,8 @@ def main(quick: bool) -> None:
           f"ratio {t_none / t_sqrt:.2f}")
 
     # 2. bootstrap of out-of-fold predictions: chunked vectorised vs one resample at a time
-    pred = {"a": high ^ (np.random.default_rng(1).random(n) < 0.1), "b": high ^ (np.random.default_rng(2).random(n) < 0.2)}
+    pred = {"a": high ^ (np.random.default_rng(1).random(n) < 0.1),
+            "b": high ^ (np.random.default_rng(2).random(n) < 0.2)}
     n_boot = 500
     t_vec = _timed(lambda: bootstrap_metrics(high, pred, n_boot=n_boot, seed=0, pairs=(("a", "b"),)))
 

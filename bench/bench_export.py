@@ -1,7 +1,7 @@
 """`xpvae export` in bounded memory: peak RSS and rows/s of exporting N synthetic stars' latents from SQLite
-(and PostgreSQL when it is reachable), in chunks of 20,000 rows, each export in a fresh process, for two sizes. Bounded means the peak
-barely moves when N grows 4×; the baseline — read the whole view into an astropy Table and write it —
-grows with N.
+(and PostgreSQL when it is reachable), in chunks of 20,000 rows, each export in a fresh process, for two sizes.
+Bounded means the peak barely moves when N grows 4×; the baseline — read the whole view into an astropy Table and
+write it — grows with N.
 
 python -m bench export [--quick]
 """

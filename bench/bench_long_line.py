@@ -75,6 +75,7 @@ def main(quick: bool) -> None:
             r = measure(path)
             path.unlink()
             outcome = (f"error: {r['error']}" if r["error"] else
-                       f"{r['rows']} rows loaded, {r['bad']} bad" + (f" ({r['first_bad'].split(': ', 1)[1][:110]})" if r["bad"] else ""))
-            print(f"{mb:>5} MB {r['seconds']:>8.2f} {r['peak'] / 2**20:>6.0f} MB {(r['peak'] - r['base']) / 2**20:>8.0f} MB"
-                  f"  {outcome}", flush=True)
+                       f"{r['rows']} rows loaded, {r['bad']} bad"
+                       + (f" ({r['first_bad'].split(': ', 1)[1][:110]})" if r["bad"] else ""))
+            print(f"{mb:>5} MB {r['seconds']:>8.2f} {r['peak'] / 2**20:>6.0f} MB "
+                  f"{(r['peak'] - r['base']) / 2**20:>8.0f} MB  {outcome}", flush=True)

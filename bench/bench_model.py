@@ -63,7 +63,9 @@ def published_style_epochs(x: np.ndarray, err: np.ndarray, epochs: int, seed: in
             loss = nll + kl
             loss.backward()
             optimizer.step()
-            run[0] += loss.item(); run[1] += nll.item(); run[2] += kl.item()
+            run[0] += loss.item()
+            run[1] += nll.item()
+            run[2] += kl.item()
         model.eval()
         with torch.inference_mode():
             vb = 5 * BATCH
@@ -72,7 +74,9 @@ def published_style_epochs(x: np.ndarray, err: np.ndarray, epochs: int, seed: in
                 xhat, s, mu, lv = model(xb, sample=True)
                 nll = gaussian_nll(xb, eb, xhat, s).mean()
                 kl = kl_divergence(mu, lv).mean()
-                (nll + kl).item(); nll.item(); kl.item()
+                (nll + kl).item()
+                nll.item()
+                kl.item()
         times.append(time.perf_counter() - t0)
     return times
 

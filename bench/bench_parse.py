@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +79,7 @@ def main(quick: bool) -> None:
                                   ("read_xp CSV, no correlations", csv, False),
                                   ("read_xp CSV.gz, with correlations", gz, True),
                                   ("read_xp CSV.gz, no correlations", gz, False)):
-            best = min(timed(lambda: ours(path, corr))[0] for _ in range(2))
+            best = min(timed(partial(ours, path, corr))[0] for _ in range(2))
             rate = n / best
             print(f"{label:36s}: {rate:8.0f} records/s ({mb / best:6.1f} MB/s text)  "
                   f"x{rate / rate_base:5.1f} vs baseline")

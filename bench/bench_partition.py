@@ -170,10 +170,11 @@ def _phase(layouts: list[Layout], n: int, correlations: bool, rng) -> None:
         results = None if correlations else _results(part, rng)
         t_gen += time.perf_counter() - t
         for lay in (layouts if (lo // BATCH) % 2 == 0 else layouts[::-1]):
-            lay.write("spectra", lambda conn: write_xp_batch(conn, batch, f"XpContinuousMeanSpectrum_{lo}.csv.gz"))
+            source = f"XpContinuousMeanSpectrum_{lo}.csv.gz"
+            lay.write("spectra", lambda conn, batch=batch, source=source: write_xp_batch(conn, batch, source))
             if results is not None:
-                lay.write("inference results", lambda conn: upsert_rows(conn, "inference_results", results,
-                                                                        key=("model_id", "source_id")))
+                lay.write("inference results", lambda conn, results=results: upsert_rows(
+                    conn, "inference_results", results, key=("model_id", "source_id")))
         if lo // BATCH % 10 == 9:
             print(f"  … {lo + BATCH:,} rows loaded", flush=True)
     print(f"  (generating the rows: {t_gen:.1f} s, not counted)")

@@ -112,7 +112,8 @@ def _reconstruction(res, d: dict, d_all: dict, seed: int, extra_labels: tuple[st
     cd_r, g_r = boots.values()
     contrast = cd_r / g_r
     print(f"  label-density contrast (cool-dwarf ratio / giant ratio): {np.median(contrast):.2f} "
-          f"[{np.percentile(contrast, 2.5):.2f}, {np.percentile(contrast, 97.5):.2f}] (> 1: worse where labels are scarce)")
+          f"[{np.percentile(contrast, 2.5):.2f}, {np.percentile(contrast, 97.5):.2f}] "
+          "(> 1: worse where labels are scarce)")
 
 
 def _sizes(quick: bool) -> tuple[int, int, int, float]:

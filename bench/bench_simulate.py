@@ -100,7 +100,8 @@ def main(quick: bool = False) -> None:
 
     t0 = time.perf_counter()
     generate(8192 if quick else 32768, seed=1, with_correlations=True)
-    print(f"full generate() incl. labels/photometry:         {(8192 if quick else 32768) / (time.perf_counter() - t0):,.0f} stars/s")
+    print("full generate() incl. labels/photometry:         "
+          f"{(8192 if quick else 32768) / (time.perf_counter() - t0):,.0f} stars/s")
 
     n_csv = 1000 if quick else 4000
     n_csv_naive = 100 if quick else 300
