@@ -39,7 +39,10 @@ def reference_outputs(engine: Engine, art, model, ids: np.ndarray) -> tuple[np.n
     x, e = normalise_by_flux(data["coefficients"], data["errors"], data["phot_g_mean_flux"])
     xs, es = art.normalisation.apply(x, e)
     parts = list(infer(model, xs, es)) if len(xs) else []
-    cat = lambda k: np.concatenate([p[k] for p in parts]) if parts else np.zeros((0, xs.shape[1]))
+
+    def cat(k: str) -> np.ndarray:
+        return np.concatenate([p[k] for p in parts]) if parts else np.zeros((0, xs.shape[1]))
+
     return xs, cat("xhat"), es, cat("scatter")
 
 

@@ -46,7 +46,8 @@ def _one_line(exc: Exception) -> tuple[int, str]:
     if isinstance(exc, (DatabaseError, BrokerUnavailable)):
         return EXIT_UNAVAILABLE, str(exc)
     if isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)):
-        return EXIT_UNAVAILABLE, "lost the database: " + (str(exc.orig) if exc.orig else str(exc)).strip().split("\n")[0]
+        detail = str(exc.orig) if exc.orig else str(exc)
+        return EXIT_UNAVAILABLE, "lost the database: " + detail.strip().split("\n")[0]
     line = (str(exc).strip().splitlines() or [""])[0]
     return EXIT_FAILED, f"unexpected {type(exc).__name__}: {line} (XPVAE_DEBUG=1 shows the traceback)"
 

@@ -23,7 +23,8 @@ def selection_options(fn):
         click.option("--quality", type=click.Choice(["pristine", "good", "giant", "cool_giant"]),
                      help="only stars whose APOGEE labels pass this selection (docs/science.md §9)"),
         click.option("--labelled/--any-labels", default=None, help="only stars with (or any) APOGEE labels"),
-        click.option("--limit", type=Spec(P.SELECTION["limit"]), help="at most this many stars (lowest source ids first)"),
+        click.option("--limit", type=Spec(P.SELECTION["limit"]),
+                     help="at most this many stars (lowest source ids first)"),
     ]
     for o in reversed(opts):
         fn = o(fn)

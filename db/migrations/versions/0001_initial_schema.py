@@ -1,7 +1,7 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-25 12:48:09.837783
 """
 import sqlalchemy as sa
@@ -168,7 +168,8 @@ def upgrade() -> None:
     sa.Column('ci_lo', sa.Double(), nullable=True),
     sa.Column('ci_hi', sa.Double(), nullable=True),
     sa.Column('n', sa.Integer(), nullable=True),
-    sa.ForeignKeyConstraint(['job_id'], ['jobs.id'], name=op.f('fk_analysis_statistics_job_id_jobs'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['job_id'], ['jobs.id'], name=op.f('fk_analysis_statistics_job_id_jobs'),
+                            ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_analysis_statistics'))
     )
     with op.batch_alter_table('analysis_statistics', schema=None) as batch_op:
@@ -223,7 +224,8 @@ def upgrade() -> None:
     sa.Column('source_id', sa.BigInteger(), autoincrement=False, nullable=False),
     sa.Column('bp_coefficient_correlations', sa.LargeBinary(), nullable=True),
     sa.Column('rp_coefficient_correlations', sa.LargeBinary(), nullable=True),
-    sa.ForeignKeyConstraint(['source_id'], ['xp_spectra.source_id'], name=op.f('fk_xp_correlations_source_id_xp_spectra'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['source_id'], ['xp_spectra.source_id'],
+                            name=op.f('fk_xp_correlations_source_id_xp_spectra'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('source_id', name=op.f('pk_xp_correlations'))
     )
     op.create_table('inference_results',
@@ -271,7 +273,8 @@ def upgrade() -> None:
     sa.Column('rp_chi2_dof', sa.REAL(), nullable=True),
     sa.Column('bp_chi2_dof_scatter', sa.REAL(), nullable=True),
     sa.Column('rp_chi2_dof_scatter', sa.REAL(), nullable=True),
-    sa.ForeignKeyConstraint(['model_id'], ['models.id'], name=op.f('fk_inference_results_model_id_models'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['model_id'], ['models.id'], name=op.f('fk_inference_results_model_id_models'),
+                            ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('model_id', 'source_id', name=op.f('pk_inference_results'))
     )
 

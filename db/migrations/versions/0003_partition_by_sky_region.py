@@ -51,11 +51,7 @@ def _catalogue(bind) -> dict:
     }
 
 
-def _rebuild(partitioned: bool) -> None:
-    bind = op.get_bind()
-    if bind.dialect.name != "postgresql":
-        return
-    cat = _catalogue(bind)
+def _drop_dependents(cat: dict) -> None:
     for view, _ in cat["view"]:
         op.execute(f"DROP VIEW {view}")
     for table, name, _ in cat["fk"]:
@@ -64,17 +60,21 @@ def _rebuild(partitioned: bool) -> None:
         op.execute(f"DROP INDEX {index}")
     for table, name, _ in cat["own"]:
         op.execute(f"ALTER TABLE {table} DROP CONSTRAINT {name}")
-    for table in PARTITIONED_TABLES:
-        op.execute(f"ALTER TABLE {table} RENAME TO {OLD.format(table)}")
-        layout = f" PARTITION BY RANGE ({PARTITION_KEY})" if partitioned else ""
-        op.execute(f"CREATE TABLE {table} (LIKE {OLD.format(table)} INCLUDING DEFAULTS INCLUDING STORAGE "
-                   f"INCLUDING COMMENTS){layout}")
-        if partitioned:
-            for ddl in partition_ddl(table, LEVEL):
-                op.execute(ddl)
-        op.execute(f"INSERT INTO {table} SELECT * FROM {OLD.format(table)}")
-        op.execute(f"DROP TABLE {OLD.format(table)}")
-    # keys after the copy: one index build per partition instead of index maintenance row by row
+
+
+def _copy_table(table: str, partitioned: bool) -> None:
+    op.execute(f"ALTER TABLE {table} RENAME TO {OLD.format(table)}")
+    layout = f" PARTITION BY RANGE ({PARTITION_KEY})" if partitioned else ""
+    op.execute(f"CREATE TABLE {table} (LIKE {OLD.format(table)} INCLUDING DEFAULTS INCLUDING STORAGE "
+               f"INCLUDING COMMENTS){layout}")
+    if partitioned:
+        for ddl in partition_ddl(table, LEVEL):
+            op.execute(ddl)
+    op.execute(f"INSERT INTO {table} SELECT * FROM {OLD.format(table)}")
+    op.execute(f"DROP TABLE {OLD.format(table)}")
+
+
+def _restore_dependents(cat: dict) -> None:
     for table, name, definition in cat["own"]:
         op.execute(f"ALTER TABLE {table} ADD CONSTRAINT {name} {definition}")
     for _, definition in cat["index"]:
@@ -83,6 +83,18 @@ def _rebuild(partitioned: bool) -> None:
         op.execute(f"ALTER TABLE {table} ADD CONSTRAINT {name} {definition}")
     for view, definition in cat["view"]:
         op.execute(f"CREATE VIEW {view} AS {definition}")
+
+
+def _rebuild(partitioned: bool) -> None:
+    bind = op.get_bind()
+    if bind.dialect.name != "postgresql":
+        return
+    cat = _catalogue(bind)
+    _drop_dependents(cat)
+    for table in PARTITIONED_TABLES:
+        _copy_table(table, partitioned)
+    # keys after the copy: one index build per partition instead of index maintenance row by row
+    _restore_dependents(cat)
     # a partitioned parent is never analysed by autovacuum: the parallel reads want its histogram now
     op.execute(f"ANALYZE {', '.join(PARTITIONED_TABLES)}")
 
