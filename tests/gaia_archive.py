@@ -81,6 +81,26 @@ class GaiaArchive:
             zipfile.ZipFile(target, "w").close()       # the archive answers an empty zip
         return 200, "application/zip", target.read_bytes()
 
+    def submit(self, form: dict) -> tuple:
+        """An async TAP job: 303 to its URL, or 400 when the query or format is not understood."""
+        query, fmt = form.get("QUERY", ""), form.get("FORMAT", "votable").lower()
+        if fmt not in FORMATS or self.run_query(query) is None:
+            return 400, "text/plain", b"Cannot parse query"
+        with self._lock:
+            job = f"{next(self._ids):014d}"
+            self.jobs[job] = (query, fmt)
+        return 303, "text/plain", b"", [("Location", f"{self.url.rstrip('/')}{TAP}/async/{job}")]
+
+    def job_answer(self, path: str) -> tuple:
+        """A job's phase (always COMPLETED) or its result; 404 for any other path."""
+        m = re.fullmatch(rf"{TAP}/async/(\d+)/(phase|results/result)", path)
+        if m is None or m.group(1) not in self.jobs:
+            return (404,)
+        if m.group(2) == "phase":
+            return 200, "text/plain", b"COMPLETED"
+        query, fmt = self.jobs[m.group(1)]
+        return 200, "application/octet-stream", self.result_bytes(self.run_query(query), fmt)
+
     def run_query(self, query: str) -> dict[str, np.ndarray] | None:
         m = re.fullmatch(r"\s*SELECT\s+(?P<cols>.+?)\s+FROM\s+gaiadr3\.gaia_source\s+WHERE\s+(?P<where>.+?)\s*",
                          query, re.I | re.S)
@@ -151,29 +171,13 @@ class GaiaArchive:
                 if self.path == DATA:
                     self._send(*archive.datalink(form))
                 elif self.path == f"{TAP}/async":
-                    query, fmt = form.get("QUERY", ""), form.get("FORMAT", "votable").lower()
-                    if fmt not in FORMATS or archive.run_query(query) is None:
-                        self._send(400, "text/plain", b"Cannot parse query")
-                        return
-                    with archive._lock:
-                        job = f"{next(archive._ids):014d}"
-                        archive.jobs[job] = (query, fmt)
-                    self._send(303, headers=[("Location", f"{archive.url.rstrip('/')}{TAP}/async/{job}")])
+                    self._send(*archive.submit(form))
                 else:
                     self._send(404)
 
             def do_GET(self):
                 archive.requests.append(("GET", self.path, {}))
-                if self._fault():
-                    return
-                m = re.fullmatch(rf"{TAP}/async/(\d+)/(phase|results/result)", self.path)
-                if m is None or m.group(1) not in archive.jobs:
-                    self._send(404)
-                    return
-                if m.group(2) == "phase":
-                    self._send(200, "text/plain", b"COMPLETED")
-                    return
-                query, fmt = archive.jobs[m.group(1)]
-                self._send(200, "application/octet-stream", archive.result_bytes(archive.run_query(query), fmt))
+                if not self._fault():
+                    self._send(*archive.job_answer(self.path))
 
         return Handler
