@@ -1,9 +1,12 @@
 """Shared fixtures. The reference material is the repository's own reference/ folder (vendored, see its README)."""
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from testdb import PG_ADMIN_URL, _empty_tables, _pg_url_for  # one home, importable by tests
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -19,10 +22,6 @@ def shared_dir() -> Path:
 # --- databases -----------------------------------------------------------------------------------------------
 # PostgreSQL: one database per test run (created, migrated, dropped); SQLite: one file per test run.
 # Tests that use PostgreSQL are marked `integration` automatically through the `db_backend` parameter.
-import uuid
-
-import sqlalchemy as sa
-from testdb import PG_ADMIN_URL, _empty_tables, _pg_url_for  # noqa: E402  (one home, importable by tests)
 
 
 @pytest.fixture(scope="session")

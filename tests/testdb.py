@@ -14,7 +14,8 @@ def _pg_url_for(name: str) -> str:
 
 
 DATA_TABLES = ("alpha_probabilities", "analysis_reports", "analysis_statistics", "inference_results",
-               "training_metrics", "models", "job_shards", "jobs", "xp_correlations", "xp_spectra", "photometry", "apogee_labels")
+               "training_metrics", "models", "job_shards", "jobs", "xp_correlations", "xp_spectra", "photometry",
+               "apogee_labels")
 
 
 def _empty_tables(engine) -> None:

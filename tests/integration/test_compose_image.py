@@ -73,7 +73,8 @@ def test_compose_file_renders_from_the_env_file_make_up_writes(tmp_path, gpu):
     services = yaml.safe_load(result.stdout)["services"]
     assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == values["XPVAE_DB_PASSWORD"]
     assert services["rabbitmq"]["environment"]["RABBITMQ_DEFAULT_PASS"] == values["XPVAE_BROKER_PASSWORD"]
-    assert f":{values['XPVAE_DB_PASSWORD']}@postgres:5432/" in services["trainer-worker"]["environment"]["XPVAE_DATABASE_URL"]
+    trainer_env = services["trainer-worker"]["environment"]
+    assert f":{values['XPVAE_DB_PASSWORD']}@postgres:5432/" in trainer_env["XPVAE_DATABASE_URL"]
     assert _ports(services["postgres"]) == ["127.0.0.1:55432:5432"]
     assert _ports(services["rabbitmq"]) == ["127.0.0.1:55672:5672"]
     assert sorted(n for n, s in services.items() if _ports(s)) == ["postgres", "rabbitmq"]
@@ -133,13 +134,14 @@ def test_wheel_carries_the_extensions_and_the_dockerfile_check_passes_outside_th
     env = {**_clean_env(), "XPVAE_HOME": str(tmp_path / "home"),
            "XPVAE_DATABASE_URL": f"sqlite:///{tmp_path / 'x.sqlite'}"}
     # the Dockerfile's own check, run as the image runs it
-    check_line = next(l for l in _stages()[1] if "ingest.readers._arraytext" in l)
+    check_line = next(line for line in _stages()[1] if "ingest.readers._arraytext" in line)
     argv = shlex.split(check_line[len("RUN "):].split(" && ")[0])
     assert argv[:2] == ["python", "-c"]
     check = subprocess.run([py, "-c", argv[2]], cwd=outside, env=env, capture_output=True, text=True, timeout=120)
     assert check.returncode == 0, check.stderr
     where = subprocess.run([py, "-c", "import ingest.readers._arraytext as a, db._pgcopy as p, shared._wchi2 as w; "
-                            "print(a.__file__); print(p.__file__); print(w.__file__)"], cwd=outside, env=env, capture_output=True, text=True, check=True)
+                            "print(a.__file__); print(p.__file__); print(w.__file__)"],
+                           cwd=outside, env=env, capture_output=True, text=True, check=True)
     for path in where.stdout.split():
         assert Path(path).is_relative_to(site) and path.endswith(".so"), path
     # the console script, with the migrations packaged

@@ -48,10 +48,10 @@ def copy_sources() -> list[str]:
 
 
 def test_build_context_is_exactly_what_the_dockerfile_copies():
-    lines = [l.strip() for l in (REPO / ".dockerignore").read_text().splitlines()
-             if l.strip() and not l.startswith("#")]
+    lines = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
     assert lines[0] == "*", ".dockerignore must start by excluding everything (an allowlist)"
-    allowed = [l[1:] for l in lines if l.startswith("!")]
+    allowed = [line[1:] for line in lines if line.startswith("!")]
     assert sorted(allowed) == sorted(copy_sources())
     for never in (".venv", "var", "data", ".git", "tests", "bench"):
         assert never not in allowed
@@ -62,26 +62,26 @@ def test_build_context_is_exactly_what_the_dockerfile_copies():
 def test_runtime_stage_has_no_source_tree_and_checks_the_installed_extensions_from_outside():
     wheel, runtime = _stages()
     assert len(_stages()) == 2
-    copies = [l for l in runtime if l.upper().startswith("COPY ")]
-    assert copies and all("--from=wheel" in l for l in copies), copies
-    check = next(i for i, l in enumerate(runtime) if "ingest.readers._arraytext" in l)
+    copies = [line for line in runtime if line.upper().startswith("COPY ")]
+    assert copies and all("--from=wheel" in line for line in copies), copies
+    check = next(i for i, line in enumerate(runtime) if "ingest.readers._arraytext" in line)
     assert "db._pgcopy" in runtime[check] and "site-packages" in runtime[check]
-    workdirs = [l.split()[1] for l in runtime[:check] if l.upper().startswith("WORKDIR ")]
+    workdirs = [line.split()[1] for line in runtime[:check] if line.upper().startswith("WORKDIR ")]
     assert workdirs and workdirs[-1] == "/"
-    assert not any("gcc" in l for l in runtime), "the compiler belongs to the wheel stage only"
+    assert not any("gcc" in line for line in runtime), "the compiler belongs to the wheel stage only"
 
 
 def test_image_user_owns_xpvae_home_and_torch_is_a_build_argument():
     runtime = _stages()[1]
-    env = next(l for l in runtime if l.startswith("ENV "))
+    env = next(line for line in runtime if line.startswith("ENV "))
     home = re.search(r"XPVAE_HOME=(\S+)", env).group(1)
-    user_at = next(i for i, l in enumerate(runtime) if l.startswith("USER "))
+    user_at = next(i for i, line in enumerate(runtime) if line.startswith("USER "))
     assert runtime[user_at] == "USER nobody"
-    assert any("chown nobody" in l and "$XPVAE_HOME" in l for l in runtime[:user_at])
+    assert any("chown nobody" in line and "$XPVAE_HOME" in line for line in runtime[:user_at])
     assert home == "/var/lib/xpvae"
-    args = dict(l.split()[1].split("=", 1) for l in runtime if l.startswith("ARG "))
+    args = dict(line.split()[1].split("=", 1) for line in runtime if line.startswith("ARG "))
     assert args["TORCH_INDEX_URL"].endswith("/cpu")
-    install = next(l for l in runtime if "pip install" in l and "TORCH_SPEC" in l)
+    install = next(line for line in runtime if "pip install" in line and "TORCH_SPEC" in line)
     assert '--index-url "$TORCH_INDEX_URL"' in install
     # the image's torch is the venv's (Makefile)
     makefile_spec = re.search(r"^TORCH_SPEC \?= (\S+)", (REPO / "Makefile").read_text(), re.M).group(1)
