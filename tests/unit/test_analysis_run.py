@@ -103,8 +103,12 @@ def test_report_embeds_model_names_as_text(tmp_path):
     models = {evil: models["label"], "svae": models["svae"]}
     run_reconstruction_report(models, labels, out_dir=tmp_path, pairs=[(evil, "svae")], n_boot=20)
     md = (tmp_path / "report.md").read_text()
-    unescaped = lambda pattern: re.search(r"(?<!\\)" + pattern, md)
-    assert not unescaped("<img") and not unescaped(r"\]\(javascript") and not unescaped(r"\|\[") and "\n# owned" not in md
+
+    def unescaped(pattern: str):
+        return re.search(r"(?<!\\)" + pattern, md)
+
+    assert not unescaped("<img") and not unescaped(r"\]\(javascript") and not unescaped(r"\|\[")
+    assert "\n# owned" not in md
     assert "\\<img src=x onerror=alert(1)\\>\\|\\[click\\](javascript:alert(2)) \\*x\\* \\# owned" in md
     page = (tmp_path / "report.html").read_text()
     assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page

@@ -93,7 +93,10 @@ def test_key_probe(pg_engine):
     with pg_engine.begin() as conn:
         bulk.upsert_rows(conn, "photometry", _photometry([10, 20, 30], 1, 0.0))
     with pg_engine.connect() as conn:
-        cols = lambda ids: bulk._normalise_all(bulk._table("photometry"), {"source_id": np.asarray(ids)})
+
+        def cols(ids):
+            return bulk._normalise_all(bulk._table("photometry"), {"source_id": np.asarray(ids)})
+
         assert bulk._pg_keys_absent(conn, "photometry", cols([40, 50]), ("source_id",))
         assert bulk._pg_keys_absent(conn, "photometry", cols([11, 25, 29]), ("source_id",))   # inside the range
         assert not bulk._pg_keys_absent(conn, "photometry", cols([11, 20]), ("source_id",))

@@ -22,7 +22,10 @@ def load_flat_columns(path):
     shapes); it is positive for every source in this file (checked below).
     """
     d = fits.getdata(path, 1)
-    cols = lambda prefix: np.stack([np.asarray(d[f"{prefix}_{i}"], np.float64) for i in range(55)], axis=1)
+
+    def cols(prefix):
+        return np.stack([np.asarray(d[f"{prefix}_{i}"], np.float64) for i in range(55)], axis=1)
+
     x = np.hstack([cols("bp_coeff"), cols("rp_coeff")])
     err = np.hstack([cols("e_bp_coeff"), cols("e_rp_coeff")])
     proxy = x[:, 0] + x[:, 55]

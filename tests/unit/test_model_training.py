@@ -41,7 +41,10 @@ def test_interrupted_and_resumed_run_is_bit_identical(tmp_path):
     assert not resumed.stopped and resumed.epochs_completed == 4
     a, b = full.model.state_dict(), resumed.model.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    strip = lambda h: [{k: v for k, v in m.items() if k != "seconds"} for m in h]
+
+    def strip(h):
+        return [{k: v for k, v in m.items() if k != "seconds"} for m in h]
+
     assert strip(full.history) == strip(resumed.history)
     # and the partial run really was different from the end state (the test would catch a no-op resume)
     assert not torch.equal(part.model.state_dict()["to_mu.weight"], b["to_mu.weight"])
@@ -50,7 +53,8 @@ def test_interrupted_and_resumed_run_is_bit_identical(tmp_path):
 def test_resume_refuses_changed_data_or_recipe(tmp_path):
     x, e = data()
     fit_scatter_vae(x, e, SMALL, cfg(epochs=2), checkpoint_path=tmp_path / "c.pt")
-    x2 = x.copy(); x2[0] += 1
+    x2 = x.copy()
+    x2[0] += 1
     with pytest.raises(ValueError, match="data differ"):
         fit_scatter_vae(x2, e, SMALL, cfg(epochs=3), checkpoint_path=tmp_path / "c.pt")
     with pytest.raises(ValueError, match="lr"):
@@ -81,7 +85,8 @@ def test_divergence_raises_clear_error():
 
 
 def test_split_is_seeded_disjoint_and_complete():
-    a, b, c = make_split(1000, (0.8, 0.1, 0.1), 7), make_split(1000, (0.8, 0.1, 0.1), 7), make_split(1000, (0.8, 0.1, 0.1), 8)
+    a, b = make_split(1000, (0.8, 0.1, 0.1), 7), make_split(1000, (0.8, 0.1, 0.1), 7)
+    c = make_split(1000, (0.8, 0.1, 0.1), 8)
     assert all(np.array_equal(a[k], b[k]) for k in a) and not np.array_equal(a["test"], c["test"])
     allrows = np.concatenate(list(a.values()))
     assert np.array_equal(np.sort(allrows), np.arange(1000)) and [v.size for v in a.values()] == [800, 100, 100]
