@@ -39,7 +39,8 @@ def test_worker_killed_mid_shard_still_gives_one_row_per_star(stack, pg_engine):
                                            "WHERE model_id = :m"), {"m": model_id}).one()
         expected = conn.execute(sa.text("SELECT count(*) FROM xp_spectra s JOIN photometry p USING (source_id) "
                                         "WHERE NOT s.bp_missing AND NOT s.rp_missing")).scalar()
-        attempts = conn.execute(sa.text("SELECT max(attempts) FROM job_shards WHERE job_id = :j"), {"j": job_id}).scalar()
+        attempts = conn.execute(sa.text("SELECT max(attempts) FROM job_shards WHERE job_id = :j"),
+                                {"j": job_id}).scalar()
     assert n == distinct == expected
     assert attempts >= 2          # the killed shard really ran twice
 
@@ -105,7 +106,8 @@ def test_crash_looping_job_stops_after_max_attempts(stack, pg_engine):
                          engine=pg_engine, max_attempts=2)
     for attempt in (1, 2):
         w = stack.start_worker("trainer")
-        wait_for(lambda: (j := _job(pg_engine, job_id))["status"] == "running" and j["attempts"] == attempt,
+        wait_for(lambda attempt=attempt: (j := _job(pg_engine, job_id))["status"] == "running"
+                 and j["attempts"] == attempt,
                  timeout=90, what=f"attempt {attempt}", stack=stack)
         stack.kill(w)
     stack.start_worker("trainer")
@@ -134,7 +136,8 @@ def test_interrupted_training_resumes_from_its_checkpoint(stack, pg_engine):
     assert job["result"]["resumed_from_epoch"] >= 10
     assert job["result"]["epochs_completed"] == 60
     with pg_engine.connect() as conn:
-        epochs = conn.execute(sa.text("SELECT count(*) FROM training_metrics WHERE job_id = :j"), {"j": job_id}).scalar()
+        epochs = conn.execute(sa.text("SELECT count(*) FROM training_metrics WHERE job_id = :j"),
+                              {"j": job_id}).scalar()
     assert epochs == 60
 
 
@@ -144,7 +147,8 @@ def test_queues_do_not_block_each_other(stack, pg_engine, shared_dir):
     stack.start_worker("trainer")
     stack.start_worker("ingest")
     train = jobs.submit("train", {"name": "long", "selection": {},
-                                  "train": {"epochs": 100000, "batch_size": 64, "checkpoint_every": 0}}, engine=pg_engine)
+                                  "train": {"epochs": 100000, "batch_size": 64, "checkpoint_every": 0}},
+                        engine=pg_engine)
     wait_for(lambda: _job(pg_engine, train)["status"] == "running", timeout=90, what="training to start", stack=stack)
     csv = shared_dir / "data/gaia_xp/gaiaxpy_tests/XP_CONTINUOUS_RAW.csv"
     ingest = jobs.submit("ingest", {"source": "gaia-xp", "paths": [str(csv)], "correlations": True}, engine=pg_engine)

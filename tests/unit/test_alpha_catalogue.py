@@ -41,7 +41,8 @@ def test_calibrated_on_held_out_and_unlabelled_stars(n_train, method):
     assert cat.method == method and (method == "isotonic") == (n_train >= ISOTONIC_MIN)
     assert cat.p_all.shape == (len(truth),) and np.all((cat.p_all >= 0) & (cat.p_all <= 1))
     _check_calibrated(cat.p_oof, truth[train], ece_too=False)     # out-of-fold labelled stars
-    _check_calibrated(cat.p_all[~train], truth[~train])           # never-labelled stars, whose class the simulator knows
+    # never-labelled stars, whose class the simulator knows
+    _check_calibrated(cat.p_all[~train], truth[~train])
     h = cat.headline
     base = truth[train].mean() * (1 - truth[train].mean())       # the Brier score of always saying the base rate
     assert 0 < h["brier"] < 0.8 * base

@@ -68,8 +68,8 @@ def test_unsupervised_mixture_recovers_separable_populations():
 
 def test_tracks_means_and_standard_errors():
     """Latents built as z = (2·[M/H], +1 for high-α / −1 for low-α, noise σ = 0.5): the track means must follow
-    2·[M/H] and ±1 within 4 standard errors, and the s.e. must be σ/√n: with n ≈ 130 per bin the sample std has a relative error of 1/√(2n) ≈ 6 %,
-    so 25 % (4 of those) holds for all 30 bins."""
+    2·[M/H] and ±1 within 4 standard errors, and the s.e. must be σ/√n: with n ≈ 130 per bin the sample std has a
+    relative error of 1/√(2n) ≈ 6 %, so 25 % (4 of those) holds for all 30 bins."""
     rng = np.random.default_rng(3)
     n = 4000
     m_h = rng.uniform(-1.0, 0.5, n)

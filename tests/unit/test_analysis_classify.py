@@ -16,7 +16,8 @@ def test_feature_rows_are_stars_not_scrambled():
               "j": np.full(n, 10.0), "h": np.full(n, 9.5), "k": np.full(n, 9.0)}
     latents = np.arange(n * 6, dtype=float).reshape(n, 6)
     X, names = feature_matrix("labels", latents, labels)
-    np.testing.assert_array_equal(X, np.array([[labels["teff"][i], labels["logg"][i], labels["m_h"][i]] for i in range(n)]))
+    np.testing.assert_array_equal(X, np.array([[labels["teff"][i], labels["logg"][i], labels["m_h"][i]]
+                                               for i in range(n)]))
     X, names = feature_matrix("labels_latents", latents, labels)
     assert names[:3] == ["teff", "logg", "m_h"] and X.shape == (n, 9)
     np.testing.assert_array_equal(X[:, 3:], latents)
@@ -106,7 +107,8 @@ def test_latents_with_alpha_information_pass_the_null_test():
     assert comp.p_values["labels_latents-labels_latent_labels"] < 0.025
     rows = comp.rows("pristine")
     assert [r["value"] for r in rows if r["statistic"] == "balanced_accuracy_diff_p"
-            and r["subject"] == "labels_latents-labels_latent_labels"] == [comp.p_values["labels_latents-labels_latent_labels"]]
+            and r["subject"] == "labels_latents-labels_latent_labels"] == [
+        comp.p_values["labels_latents-labels_latent_labels"]]
 
 
 def test_latent_label_estimates_are_out_of_fold():

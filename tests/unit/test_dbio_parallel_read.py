@@ -71,7 +71,8 @@ def test_miscounted_halves_fall_back_to_one_stream(loaded, monkeypatch, off):
     fallback = []
     real_blocks = spectra._iter_blocks
     monkeypatch.setattr(spectra, "_iter_blocks",
-                        lambda *a, **kw: (fallback.append(1) if not kw.get("gil_free") else None) or real_blocks(*a, **kw))
+                        lambda *a, **kw: (fallback.append(1) if not kw.get("gil_free") else None)
+                        or real_blocks(*a, **kw))
     got = read_spectra(loaded, Selection(require_photometry=False), chunk_rows=256)
     assert fallback == [1]                      # the single stream ran after the two failed
     monkeypatch.undo()

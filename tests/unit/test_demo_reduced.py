@@ -19,7 +19,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_reduced_demo_produces_reports_figures_and_finite_tables(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("XPVAE_")}
-    env.update(XPVAE_HOME=str(tmp_path), OMP_NUM_THREADS="2")   # XPVAE_SHARED unset: the vendored reference/ is the default
+    # XPVAE_SHARED unset: the vendored reference/ is the default
+    env.update(XPVAE_HOME=str(tmp_path), OMP_NUM_THREADS="2")
     res = subprocess.run([sys.executable, "-m", "xpvae", "demo", "--n-stars", "2500", "--epochs", "3",
                           "--baseline-epochs", "3", "--bootstrap", "30", "--anomaly-fraction", "0.01"],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)

@@ -207,7 +207,8 @@ def test_units_descriptions_and_ucds_are_written(engine, cli, tmp_path):
         assert cli("latents", "--model", "exp-m1", "--out", str(tmp_path / f"l.{suffix}")).exit_code == 0
     hdr = fits.getheader(tmp_path / "l.fits", 1)
     i = [hdr[f"TTYPE{k}"] for k in range(1, hdr["TFIELDS"] + 1)].index("ra") + 1
-    assert (hdr[f"TUNIT{i}"], hdr[f"TUCD{i}"]) == ("deg", "pos.eq.ra;meta.main") and "right ascension" in hdr[f"TCOMM{i}"]
+    assert (hdr[f"TUNIT{i}"], hdr[f"TUCD{i}"]) == ("deg", "pos.eq.ra;meta.main")
+    assert "right ascension" in hdr[f"TCOMM{i}"]
     vot = parse_single_table(tmp_path / "l.vot")
     field = vot.get_field_by_id("dec")
     assert field.ucd == "pos.eq.dec;meta.main" and str(field.unit) == "deg" and "declination" in field.description

@@ -15,9 +15,10 @@ REF = "reference/scatter_vae_apogee"
 
 def test_trained_model_round_trip(tmp_path):
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(200, 110)); e = np.full_like(x, 0.1)
-    res = fit_scatter_vae(x, e, VAEConfig(hidden=(16, 8)), TrainConfig(epochs=1, batch_size=32, compile=False, threads=1,
-                                                                        checkpoint_every=0))
+    x = rng.normal(size=(200, 110))
+    e = np.full_like(x, 0.1)
+    res = fit_scatter_vae(x, e, VAEConfig(hidden=(16, 8)),
+                          TrainConfig(epochs=1, batch_size=32, compile=False, threads=1, checkpoint_every=0))
     art = ModelArtifact.from_training(res)
     path = art.save(tmp_path / "m" / "model.pt")
     assert [p.name for p in path.parent.iterdir()] == ["model.pt"]          # no temp file left behind

@@ -29,7 +29,8 @@ def test_baseline_learns_label_to_spectrum_map_and_serves_inference(tmp_path):
     NLL falls; the saved artifact rebuilds the same model; the inference engine gives x̂, ŝ for labels."""
     labels, x, err, truth = synthetic()
     res = fit_label_baseline(labels, x, err, BaselineConfig(hidden=(32, 64, 128)),
-                             TrainConfig(epochs=30, batch_size=128, lr=5e-3, t0=30, compile=False, threads=1, checkpoint_every=0))
+                             TrainConfig(epochs=30, batch_size=128, lr=5e-3, t0=30, compile=False, threads=1,
+                                         checkpoint_every=0))
     assert res.kind == "label_baseline" and res.history[-1]["val_nll"] < res.history[0]["val_nll"] - 100
     assert all(m["kl"] == 0 for m in res.history)
     te = res.split["test"]

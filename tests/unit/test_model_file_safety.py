@@ -74,7 +74,8 @@ def test_loader_refuses_payload(evil):
 def test_checkpoint_payload_refused_by_the_engine(evil):
     path, marker = evil
     rng = np.random.default_rng(4)
-    x = rng.normal(size=(96, 110)); e = np.full_like(x, 0.1)
+    x = rng.normal(size=(96, 110))
+    e = np.full_like(x, 0.1)
     with pytest.raises(ValueError, match=r"refused as training checkpoint.*delete it to train from the first epoch"):
         fit_scatter_vae(x, e, VAEConfig(hidden=(8, 4)), TrainConfig(epochs=1, batch_size=32, compile=False, threads=1),
                         checkpoint_path=path)
@@ -93,12 +94,14 @@ def cli(tmp_path, monkeypatch):
     monkeypatch.setenv("XPVAE_RETRY_BACKOFF_S", "0")
     for var in ("XPVAE_DATABASE_URL", "XPVAE_BROKER_URL"):
         monkeypatch.delenv(var, raising=False)
-    get_settings.cache_clear(); get_engine.cache_clear()
+    get_settings.cache_clear()
+    get_engine.cache_clear()
     runner = CliRunner()
     assert runner.invoke(main, ["db", "upgrade"]).exit_code == 0
     yield (lambda *args: runner.invoke(main, [str(a) for a in args])), home
     get_engine().dispose()
-    get_settings.cache_clear(); get_engine.cache_clear()
+    get_settings.cache_clear()
+    get_engine.cache_clear()
 
 
 def _one_line_error(res, code: int, *needles: str) -> None:
@@ -200,7 +203,8 @@ def test_bad_norm_file_is_one_line_exit_2(case, tmp_path, cli):
 
 def _small_data(seed=2):
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(160, 110)); e = np.full_like(x, 0.1)
+    x = rng.normal(size=(160, 110))
+    e = np.full_like(x, 0.1)
     labels = rng.normal(size=(160, 4))
     return x, e, labels
 

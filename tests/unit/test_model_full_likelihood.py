@@ -99,7 +99,8 @@ def test_usable_correlations_rule():
     near_singular = np.full(N_CORR, 0.9999)             # smallest eigenvalue 1e-4 < MIN_EIGENVALUE
     mild = np.full(N_CORR, 0.99)                        # smallest eigenvalue 0.01: usable
     indefinite = np.full(N_CORR, -0.5)
-    with_nan = good.copy(); with_nan[100] = np.nan
+    with_nan = good.copy()
+    with_nan[100] = np.nan
     flat = np.stack([good, near_singular, mild, indefinite, with_nan, np.zeros(N_CORR)])
     assert covariance.usable_correlations(flat).tolist() == [True, False, True, False, False, True]
     with pytest.raises(ValueError, match="1485"):

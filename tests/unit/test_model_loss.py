@@ -63,7 +63,9 @@ def test_folded_batchnorm_gives_same_outputs():
     m = ScatterVAE().eval()
     for mod in m.modules():
         if isinstance(mod, torch.nn.BatchNorm1d):
-            mod.running_mean.normal_(); mod.running_var.uniform_(0.5, 2); mod.weight.data.uniform_(0.5, 2)
+            mod.running_mean.normal_()
+            mod.running_var.uniform_(0.5, 2)
+            mod.weight.data.uniform_(0.5, 2)
             mod.bias.data.normal_()
     f = fold_batchnorm(m)
     assert not any(isinstance(mod, torch.nn.BatchNorm1d) for mod in f.modules())

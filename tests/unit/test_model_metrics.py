@@ -18,7 +18,8 @@ from shared.xp import TRIL
 
 def test_zscores_with_and_without_scatter():
     # δ = 3, σ = 3 → R = 1; with ŝ = 4: R' = 3/√(9+16) = 0.6.  δ = −1, σ = 0.5 → R = −2; ŝ = 0 → R' = −2.
-    x = np.array([[0.0, 1.0]]); xhat = np.array([[3.0, 0.0]]); err = np.array([[3.0, 0.5]]); s = np.array([[4.0, 0.0]])
+    x, xhat = np.array([[0.0, 1.0]]), np.array([[3.0, 0.0]])
+    err, s = np.array([[3.0, 0.5]]), np.array([[4.0, 0.0]])
     assert np.allclose(zscores(x, xhat, err), [[1.0, -2.0]])
     assert np.allclose(zscores(x, xhat, err, s), [[0.6, -2.0]])
     assert np.allclose(zscore_rms(zscores(x, xhat, err)), [np.sqrt((1 + 4) / 2)])
@@ -58,9 +59,12 @@ def test_chi2_per_band_uncorrelated_equals_sum_of_squared_z_and_with_scatter():
 
 def test_chi2_per_band_correlated_matches_explicit_inverse():
     rng = np.random.default_rng(3)
-    a = rng.normal(size=(55, 55)); c = a @ a.T + 20 * np.eye(55); d = np.sqrt(np.diag(c))
+    a = rng.normal(size=(55, 55))
+    c = a @ a.T + 20 * np.eye(55)
+    d = np.sqrt(np.diag(c))
     r = c / np.outer(d, d)
-    x, xhat, err, s = rng.normal(size=(1, 110)), rng.normal(size=(1, 110)), rng.uniform(.5, 1, (1, 110)), rng.uniform(0, 1, (1, 110))
+    x, xhat = rng.normal(size=(1, 110)), rng.normal(size=(1, 110))
+    err, s = rng.uniform(.5, 1, (1, 110)), rng.uniform(0, 1, (1, 110))
     corr = {"bp": r[TRIL][None], "rp": r[TRIL][None]}
     out = chi2_per_band(x, xhat, err, corr, scatter=s)
     e = err[0, 55:]

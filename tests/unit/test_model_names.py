@@ -66,9 +66,11 @@ def _derived(engine, model_id: int, tag: str) -> dict:
     alpha = jobs_db.create_job(engine, "analyze_alpha", "analysis", {"model_id": model_id})
     rec = jobs_db.create_job(engine, "analyze_reconstruction", "analysis", {"model_id": 999, "baseline_id": model_id})
     with engine.begin() as conn:
-        conn.execute(inference_results.insert(), [{"model_id": model_id, "source_id": s, "nll": 1.0} for s in (1, 2, 3)])
+        conn.execute(inference_results.insert(),
+                     [{"model_id": model_id, "source_id": s, "nll": 1.0} for s in (1, 2, 3)])
         for job, mid in ((alpha, model_id), (rec, 999)):
-            conn.execute(analysis_statistics.insert().values(job_id=job, model_id=mid, report=tag, statistic="s", value=1))
+            conn.execute(analysis_statistics.insert().values(job_id=job, model_id=mid, report=tag, statistic="s",
+                                                             value=1))
             conn.execute(analysis_reports.insert().values(job_id=job, report=tag, model_id=mid, path=f"/r/{job}"))
     return {"jobs": [alpha, rec]}
 
@@ -91,7 +93,8 @@ def test_reuse_is_refused_and_replace_swaps_model_and_derived_rows(engine, tmp_p
     with pytest.raises(ModelNameTaken, match=r"'m' is taken \(id \d+\).*--replace"):
         register_artifact(engine, _artifact(2), name="m", models_dir=models_dir)
     assert get_model(engine, "m")["id"] == first.model_id and _counts(engine, first.model_id, mine["jobs"]) == (3, 2, 2)
-    assert sorted(p.name for p in models_dir.iterdir()) == sorted([first.path.split("/")[-1], other.path.split("/")[-1]])
+    assert sorted(p.name for p in models_dir.iterdir()) == sorted([first.path.split("/")[-1],
+                                                                   other.path.split("/")[-1]])
 
     new = register_artifact(engine, _artifact(2), name="m", models_dir=models_dir, replace=True)
     assert new.model_id not in (first.model_id, other.model_id)       # a fresh id on both backends
@@ -173,11 +176,13 @@ def cli(engine, tmp_path, monkeypatch):
     monkeypatch.delenv("XPVAE_SHARED", raising=False)   # the default: the vendored reference/
     monkeypatch.setenv("XPVAE_RETRY_BACKOFF_S", "0")
     monkeypatch.delenv("XPVAE_BROKER_URL", raising=False)
-    get_settings.cache_clear(); get_engine.cache_clear()
+    get_settings.cache_clear()
+    get_engine.cache_clear()
     runner = CliRunner()
     yield lambda *args: runner.invoke(main, [str(a) for a in args])
     get_engine().dispose()
-    get_settings.cache_clear(); get_engine.cache_clear()
+    get_settings.cache_clear()
+    get_engine.cache_clear()
 
 
 def _err(res) -> str:

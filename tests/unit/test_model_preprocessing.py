@@ -20,8 +20,9 @@ def test_flux_normalisation_and_bad_flux_becomes_reported_row():
 
 
 def test_finite_rows_names_the_array_and_column():
-    x = np.zeros((5, 4)); e = np.ones((5, 4))
-    x[1, 2] = np.inf; e[3, 0] = np.nan
+    x, e = np.zeros((5, 4)), np.ones((5, 4))
+    x[1, 2] = np.inf
+    e[3, 0] = np.nan
     ok, report = finite_rows(x, e)
     assert report.indices.tolist() == [1, 3] and report.total == 5
     assert report.first_bad_fields == ["x[2]", "x_err[0]"]
@@ -53,7 +54,8 @@ def test_training_fits_normalisation_on_train_split_only():
     x = rng.normal(size=(300, 110)) * np.arange(300)[:, None] / 30
     e = np.full_like(x, 0.1)
     x[7, 50] = np.nan
-    res = fit_scatter_vae(x, e, train_config=TrainConfig(epochs=1, batch_size=64, compile=False, threads=1, checkpoint_every=0))
+    res = fit_scatter_vae(x, e, train_config=TrainConfig(epochs=1, batch_size=64, compile=False, threads=1,
+                                                         checkpoint_every=0))
     tr = res.split["train"]
     assert 7 not in np.concatenate(list(res.split.values()))
     assert res.excluded.indices.tolist() == [7]

@@ -151,8 +151,9 @@ def test_forward_model_of_real_calibrated_spectra():
     ones that carry signal in both sources (|c|/σ > 3 for almost all).
 
     NOT within the errors: these are G ≈ 12–13.5 stars with errors of 0.01–0.1 % of c₀, and the residuals are
-    typically 5–40 σ, up to 70 σ. The instrument tables reproduce real stars to ~0.3–1 % of c₀ after the edge correction (the DR3
-    calibration's own accuracy, and GaiaXPy's inverse bases are not exactly the inverse of these tables)."""
+    typically 5–40 σ, up to 70 σ. The instrument tables reproduce real stars to ~0.3–1 % of c₀ after the edge
+    correction (the DR3 calibration's own accuracy, and GaiaXPy's inverse bases are not exactly the inverse of these
+    tables)."""
     wavelength, flux, coefficients, _ = _calibrated_real_records()
     sed = extend_sampled_sed(wavelength, flux)
     predicted = sed @ forward_operator()

@@ -232,7 +232,7 @@ def test_chunking_and_determinism(tmp_path):
         return [ln for p in sorted((out / "xp" / "csv").glob("*.csv")) for ln in p.read_text().splitlines()[1:]]
     a = simulate_survey(120, seed=4, out_dir=tmp_path / "a", chunk_size=50)
     b = simulate_survey(120, seed=4, out_dir=tmp_path / "b", chunk_size=120)
-    c = simulate_survey(120, seed=5, out_dir=tmp_path / "c", chunk_size=120)
+    simulate_survey(120, seed=5, out_dir=tmp_path / "c", chunk_size=120)
     assert len(a.files["csv"]) == 3 and len(b.files["csv"]) == 1
     assert data_lines(tmp_path / "a") == data_lines(tmp_path / "b")
     assert data_lines(tmp_path / "a") != data_lines(tmp_path / "c")
