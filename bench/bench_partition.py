@@ -23,7 +23,6 @@ import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
 from bench.bench_ingest import _replicated_csv
-from db import spectra
 from db.bulk import upsert_rows
 from db.engine import create_engine
 from db.migrate import alembic_config, upgrade
@@ -194,14 +193,9 @@ def _phase(layouts: list[Layout], n: int, correlations: bool, rng) -> None:
         print(f"  {lay.label:11s} ANALYZE {tables}: {t_an:.1f} s; VACUUM: {t_vac:.1f} s")
     for lay in layouts:
         for streams in (1, 2):
-            old = spectra.PARALLEL_STREAMS
-            spectra.PARALLEL_STREAMS = streams
-            try:
-                c0, t = time.process_time(), time.perf_counter()
-                got = read_spectra(lay.engine, Selection.everything(), with_correlations=correlations)
-                wall, cpu = time.perf_counter() - t, time.process_time() - c0
-            finally:
-                spectra.PARALLEL_STREAMS = old
+            c0, t = time.process_time(), time.perf_counter()
+            got = read_spectra(lay.engine, Selection.everything(), with_correlations=correlations, streams=streams)
+            wall, cpu = time.perf_counter() - t, time.process_time() - c0
             assert len(got["source_id"]) == n
             del got
             print(f"  {lay.label:11s} read-back, {streams} stream(s): {_rate(n, wall)} (client CPU {cpu:.1f} s)",

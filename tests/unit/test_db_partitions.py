@@ -11,7 +11,7 @@ from alembic.script import ScriptDirectory
 from test_dbio_spectra import make_batch
 from testdb import PG_ADMIN_URL, _pg_url_for
 
-from db import partitions, spectra
+from db import parallel_read, partitions
 from db.bulk import upsert_rows
 from db.engine import create_engine
 from db.migrate import alembic_config, downgrade, upgrade
@@ -177,12 +177,12 @@ def test_a_filled_database_is_partitioned_in_place_and_back(fresh_pg):
                                    ).scalars().all()
     assert sorted(fks) == ["fk_inference_results_model_id_models", "fk_xp_correlations_source_id_xp_spectra"]
     # two streams split at a partition bound read what one stream reads
-    old = spectra.PARALLEL_STREAMS, spectra.PARALLEL_MIN_ROWS
-    spectra.PARALLEL_STREAMS, spectra.PARALLEL_MIN_ROWS = 2, 10
+    old = parallel_read.PARALLEL_MIN_ROWS
+    parallel_read.PARALLEL_MIN_ROWS = 10
     try:
-        two = read_spectra(fresh_pg, Selection.everything(), with_correlations=True)
+        two = read_spectra(fresh_pg, Selection.everything(), with_correlations=True, streams=2)
     finally:
-        spectra.PARALLEL_STREAMS, spectra.PARALLEL_MIN_ROWS = old
+        parallel_read.PARALLEL_MIN_ROWS = old
     two.update({k: parted[k] for k in ("results", "views")})
     _same_reads(parted, two)
     # the foreign key still cascades across the partitioned pair
@@ -207,7 +207,7 @@ def test_stream_splits_move_onto_a_partition_bound(pg_engine):
         write_xp_batch(conn, make_batch(ids, correlations=False), "a.csv")
     with pg_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql("ANALYZE xp_spectra")
-    assert spectra._histogram_splits(pg_engine, Selection.everything(), 2) == [SPAN - 1]
+    assert parallel_read._histogram_splits(pg_engine, Selection.everything(), 2) == [SPAN - 1]
 
 
 @pytest.mark.integration
