@@ -13,10 +13,10 @@ from sqlalchemy.engine import Engine
 
 from db import bulk
 from db.labels import read_labels
-from db.models_registry import check_model_name, name_free, unique_name
+from db.models_registry import check_model_name, name_free, register_artifact, unique_name
 from db.selection import Selection
 from db.spectra import read_spectra
-from shared.artifact import ModelArtifact, register_artifact
+from shared.artifact import ModelArtifact
 from shared.baseline import BaselineConfig, fit_label_baseline
 from shared.errors import InputError
 from shared.inference import infer_all
