@@ -22,12 +22,13 @@ from __future__ import annotations
 import io
 import struct
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 import numpy as np
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
+from db import partitions
 from db.schema import metadata
 
 PG_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
@@ -471,10 +472,20 @@ def fill_temp_table(conn: Connection, name: str, columns: Mapping[str, tuple[str
             cur.close()
 
 
-def analyze(engine, tables: Sequence[str]) -> None:
+def analyze(engine: Engine, tables: Sequence[str], pixels: Collection[int] | None = None) -> None:
     """Refresh the planner's statistics after a bulk load (PostgreSQL), so the first reads get index plans
-    instead of sorting the freshly loaded tables on disk. SQLite needs nothing."""
+    instead of sorting the freshly loaded tables on disk. SQLite needs nothing.
+
+    ``pixels``: the HEALPix pixels the load wrote (db.partitions.touched_pixels): of a partitioned table only
+    the partitions holding them are analysed, and never the parent. A parent's statistics sample every
+    partition again (82 s instead of 4 s for 2 M spectra in 48 partitions, README); the reads need only the
+    partitions' (db/parallel_read.py splits on them)."""
     if engine.dialect.name != "postgresql":
         return
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql(f"ANALYZE {', '.join(tables)}")
+        names: list[str] = []
+        for table in tables:
+            touched = None if pixels is None else partitions.partitions_touched(conn, table, pixels)
+            names.extend([table] if touched is None else touched)
+        if names:
+            conn.exec_driver_sql(f"ANALYZE {', '.join(names)}")
