@@ -23,10 +23,10 @@ import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
 from bench.bench_ingest import _replicated_csv
-from db.bulk import upsert_rows
+from db.bulk import analyze, upsert_rows
 from db.engine import create_engine
 from db.migrate import alembic_config, upgrade
-from db.partitions import PARTITIONED_TABLES, pixel_span
+from db.partitions import PARTITIONED_TABLES, pixel_span, touched_pixels
 from db.selection import Selection
 from db.spectra import read_spectra, write_xp_batch
 from shared.settings import get_settings
@@ -116,6 +116,13 @@ class Layout:
         self.conn.commit()
         return out
 
+    def ingest_analyze(self, tables: tuple[str, ...], ids: np.ndarray) -> float:
+        """Seconds for the ANALYZE ingest runs after loading ``ids`` (db.bulk.analyze: the partitions holding
+        them on the partitioned layout, the whole tables on the plain one)."""
+        t = time.perf_counter()
+        analyze(self.engine, tables, touched_pixels(ids))
+        return time.perf_counter() - t
+
     def maintenance(self, tables: str) -> tuple[float, float]:
         """Seconds for ANALYZE and for VACUUM of ``tables`` (autocommit: VACUUM refuses transactions)."""
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
@@ -184,6 +191,12 @@ def _phase(layouts: list[Layout], n: int, correlations: bool, rng) -> None:
                   f"{1000 * client / n:.3f} s, server {1000 * server / n:.3f} s "
                   f"(= {n / (client + server):,.0f} rows per CPU-second)")
     for lay in layouts:
+        # what ingest analyses now: after one file-like batch (a contiguous id run), and after the whole load
+        loaded = ("xp_spectra", "xp_correlations") if correlations else ("xp_spectra",)
+        t_file = lay.ingest_analyze(loaded, ids[-BATCH:])
+        t_load = lay.ingest_analyze(loaded, ids)
+        print(f"  {lay.label:11s} ingest's ANALYZE ({', '.join(loaded)}): after the last {min(BATCH, n):,}-row "
+              f"batch {t_file:.1f} s; after the whole load {t_load:.1f} s", flush=True)
         t_an, t_vac = lay.maintenance(tables)
         sizes = lay.sizes()
         shown = [t for t in PARTITIONED_TABLES if sizes[t][0] > 8192 * 48 * 2 or t == "xp_spectra"]

@@ -81,10 +81,12 @@ def parse_model_ref(ref: str | int) -> int | str:
 def _derived_analysis_jobs(conn: Connection, model_id: int) -> list[int]:
     """Analysis jobs whose stored rows came from this model: its own analyses, and reconstruction reports
     that compared another model with it as the baseline (recorded in the job's parameters)."""
-    own = set(conn.execute(sa.select(analysis_reports.c.job_id).where(analysis_reports.c.model_id == model_id)).scalars())
+    own = set(conn.execute(sa.select(analysis_reports.c.job_id)
+                           .where(analysis_reports.c.model_id == model_id)).scalars())
     own |= set(conn.execute(sa.select(analysis_statistics.c.job_id).distinct()
                             .where(analysis_statistics.c.model_id == model_id)).scalars())
-    for job_id, params in conn.execute(sa.select(jobs.c.id, jobs.c.params).where(jobs.c.kind == "analyze_reconstruction")):
+    reconstructions = sa.select(jobs.c.id, jobs.c.params).where(jobs.c.kind == "analyze_reconstruction")
+    for job_id, params in conn.execute(reconstructions):
         if isinstance(params, dict) and params.get("baseline_id") == model_id:
             own.add(job_id)
     return sorted(own)
