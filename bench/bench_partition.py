@@ -3,8 +3,9 @@
 Two bench databases: one at the migration before 0003 (plain heaps), one at 0003 (partitioned). The same
 synthetic rows go to both, batch by batch alternately (so the shared machine's load drifts hit both alike):
 1. coefficients only, N_COEFF rows (default 2,000,000; XPVAE_BENCH_PARTITION_ROWS), plus one inference result
-   per star: load rate, client and server CPU per row, table/TOAST and index bytes per star, ANALYZE and
-   VACUUM seconds, read-back into numpy, and one sky region read alone;
+   per star: load rate, client and server CPU per row, table/TOAST and index bytes per star, the ANALYZE ingest
+   runs (the partitions a load wrote) against ANALYZE of the tables with their parents, ANALYZE and VACUUM
+   seconds, read-back into numpy (first with only the statistics ingest keeps), and one sky region read alone;
 2. with correlations, N_CORR rows (default 200,000; XPVAE_BENCH_PARTITION_CORR_ROWS): the same figures;
 3. the CSV parser on this machine (records/s on one core), for the full-release plan.
 Source ids are spread over the whole sky and each batch is a contiguous id run, as in the bulk release's
