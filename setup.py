@@ -4,7 +4,7 @@ Both extensions are optional: without a C compiler the install still succeeds an
 (same results, slower):
 - ingest.readers._arraytext: the XP array-text parser (ingest/readers/numbers.py), ~2x faster parsing;
 - db._pgcopy: COPY TO STDOUT received without the GIL on psycopg2's own connection, which lets large
-  training-set reads run as parallel streams (db/spectra.py);
+  training-set reads run as parallel streams (db/parallel_read.py);
 - shared._wchi2: χ² with the full XP covariance, eight stars factorised side by side (shared/covariance.py),
   ~5x the batched LAPACK path on the CPU.
 """

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from analysis.alpha import run_alpha_analysis
@@ -18,7 +17,9 @@ from analysis.samples import alpha_split, select_samples
 from db import bulk
 from db.labels import read_labels
 from db.models_registry import get_model
-from db.schema import alpha_probabilities, analysis_reports, analysis_statistics, inference_results, photometry
+from db.photometry import read_g_and_colour
+from db.results import read_latent_features, read_latents
+from db.schema import alpha_probabilities, analysis_reports, analysis_statistics
 from db.spectra import read_spectra
 from shared import defaults as D
 from shared.artifact import ModelArtifact
@@ -26,40 +27,6 @@ from shared.errors import InputError
 from shared.inference import infer_all
 from shared.jobs import JobContext
 from shared.preprocessing import normalise_by_flux
-
-
-def read_latents(engine: Engine, model_id: int, latent_dim: int, split: str | None = None,
-                 limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(source_id, latent means) of a model's inference results, ordered by source_id."""
-    cols = [inference_results.c.source_id] + [inference_results.c[f"z{i + 1}"] for i in range(latent_dim)]
-    stmt = sa.select(*cols).where(inference_results.c.model_id == model_id).order_by(inference_results.c.source_id)
-    if split:
-        stmt = stmt.where(inference_results.c.split == split)
-    if limit:
-        stmt = stmt.limit(limit)
-    with engine.connect() as conn:
-        rows = conn.execute(stmt).all()
-    if not rows:
-        raise InputError(f"--model {model_id} has no inference results{f' in the {split} split' if split else ''}: "
-                         f"run `xpvae infer --model {model_id}` first")
-    # source ids (~1e18) do not survive a trip through float64: keep them apart from the latents
-    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    latents = np.array([r[1:] for r in rows], dtype=np.float64).reshape(len(rows), latent_dim)
-    return ids, latents
-
-
-def read_photometry(engine: Engine, source_id: np.ndarray) -> dict[str, np.ndarray]:
-    """G and BP−RP aligned with source_id (NaN where absent)."""
-    with engine.connect() as conn:
-        rows = conn.execute(sa.select(photometry.c.source_id, photometry.c.phot_g_mean_mag,
-                                      photometry.c.phot_bp_mean_mag, photometry.c.phot_rp_mean_mag)).all()
-    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    table = np.array([(0.0,) + tuple(r[1:]) for r in rows], dtype=np.float64).reshape(-1, 4)
-    order = np.argsort(ids)
-    pos = np.searchsorted(ids[order], source_id).clip(max=max(len(ids) - 1, 0))
-    found = (ids[order][pos] == source_id) if len(ids) else np.zeros(len(source_id), bool)
-    pick = lambda c: np.where(found, table[order][pos, c] if len(ids) else np.nan, np.nan)
-    return {"phot_g_mean_mag": pick(1), "bp_rp": pick(2) - pick(3)}
 
 
 def store(engine: Engine, ctx: JobContext, report: str, model_id: int, result: AnalysisResult) -> None:
@@ -116,27 +83,13 @@ def run_alpha_job(ctx: JobContext) -> dict:
         raise InputError("no star with inference results has APOGEE labels: ingest them first "
                          "(`xpvae ingest apogee`)")
     labels = {k: v[keep] for k, v in labels.items()}
-    phot = {k: v[keep] for k, v in read_photometry(ctx.engine, source_id).items()}
+    phot = {k: v[keep] for k, v in read_g_and_colour(ctx.engine, source_id).items()}
     result = run_alpha_analysis(latents[keep], labels, phot, out_dir=_out_dir(ctx, "alpha"),
                                 seed=int(p.get("seed", D.SEED)), n_folds=int(p.get("n_folds", D.ALPHA_FOLDS)),
                                 n_boot=int(p.get("n_boot", D.ALPHA_BOOTSTRAP)), progress=ctx.progress)
     store(ctx.engine, ctx, "alpha", model["id"], result)
     return {"report": str(result.report_path), "n_statistics": len(result.rows),
             "figures": [str(f) for f in result.figures], "headline": _jsonable(result.headline)}
-
-
-def read_latent_features(engine: Engine, model_id: int, latent_dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """(source_id, [z1..zd, z1_sigma..zd_sigma]) of every star a model inferred (NaN for a NULL width)."""
-    names = [f"z{i + 1}" for i in range(latent_dim)] + [f"z{i + 1}_sigma" for i in range(latent_dim)]
-    stmt = (sa.select(inference_results.c.source_id, *[inference_results.c[n] for n in names])
-            .where(inference_results.c.model_id == model_id).order_by(inference_results.c.source_id))
-    with engine.connect() as conn:
-        rows = conn.execute(stmt).all()
-    if not rows:
-        raise InputError(f"--model {model_id} has no inference results: run `xpvae infer --model {model_id}` first")
-    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    feats = np.array([[np.nan if v is None else v for v in r[1:]] for r in rows], dtype=np.float64)
-    return ids, feats.reshape(len(rows), len(names))
 
 
 def store_alpha_probabilities(engine: Engine, model_id: int, job_id: int, source_id: np.ndarray,
@@ -164,7 +117,7 @@ def run_alpha_catalogue_job(ctx: JobContext) -> dict:
         raise InputError("no star with inference results has APOGEE labels: ingest them first "
                          "(`xpvae ingest apogee`)")
     sub = {k: v[lab] for k, v in labels.items()}
-    phot = {k: v[lab] for k, v in read_photometry(ctx.engine, source_id).items()}
+    phot = {k: v[lab] for k, v in read_g_and_colour(ctx.engine, source_id).items()}
     split = alpha_split(sub)
     train = np.zeros(len(source_id), bool)
     train[lab] = select_samples(sub, phot).masks[sample] & split.valid

@@ -122,9 +122,9 @@ def _synthetic_batch(lo: int, n: int, rng) -> XPBatch:
 def _server_floor(engine, n: int, t_read: float) -> None:
     """The server's own speed on the same query, writing the binary COPY to /dev/null on its side (no client,
     no network): the ceiling for any client. Needs a superuser (or pg_write_server_files)."""
-    from db.spectra import _select_list, _selection_sql
-    select, _ = _select_list(True, False)
-    sql = _selection_sql(Selection(), select, False)
+    from db.spectra_blocks import select_list
+    select, _ = select_list(True, False)
+    sql = Selection().sql(select)
     try:
         with engine.connect() as conn:
             t = time.perf_counter()
@@ -143,7 +143,7 @@ def _timed_reads(engine, n: int, reps: int = 5) -> list[float]:
     times = []
     for _ in range(reps):
         t = time.perf_counter()
-        got = read_spectra(engine, Selection())
+        got = read_spectra(engine, Selection(), streams=get_settings().read_streams)
         times.append(time.perf_counter() - t)
         assert len(got["source_id"]) == n
     return times
@@ -282,16 +282,12 @@ def main(quick: bool) -> None:
         t_read = float(np.median(times))
         print(f"read-back into numpy, PostgreSQL (loopback TCP), steady state, 5 reads: median "
               f"{_rate(n_read, t_read)}, best {n_read / min(times):,.0f}/s   (target >= 200,000/s)")
-        from db import spectra as _spectra
-        streams, _spectra.PARALLEL_STREAMS = _spectra.PARALLEL_STREAMS, 1
-        try:
-            t = time.perf_counter()
-            read_spectra(engine, Selection())
-            t_one = time.perf_counter() - t
-        finally:
-            _spectra.PARALLEL_STREAMS = streams
+        from db.spectra import fast_copy_available
+        t = time.perf_counter()
+        read_spectra(engine, Selection(), streams=1)
+        t_one = time.perf_counter() - t
         print(f"  the same in one stream: {_rate(n_read, t_one)}  (two streams need db/_pgcopy: "
-              f"{'built' if _spectra.fast_copy_available() else 'NOT BUILT'})")
+              f"{'built' if fast_copy_available() else 'NOT BUILT'})")
         _server_floor(engine, n_read, t_read)
         _read_over_unix_socket(engine, n_read)
 

@@ -3,8 +3,9 @@
 Two bench databases: one at the migration before 0003 (plain heaps), one at 0003 (partitioned). The same
 synthetic rows go to both, batch by batch alternately (so the shared machine's load drifts hit both alike):
 1. coefficients only, N_COEFF rows (default 2,000,000; XPVAE_BENCH_PARTITION_ROWS), plus one inference result
-   per star: load rate, client and server CPU per row, table/TOAST and index bytes per star, ANALYZE and
-   VACUUM seconds, read-back into numpy, and one sky region read alone;
+   per star: load rate, client and server CPU per row, table/TOAST and index bytes per star, the ANALYZE ingest
+   runs (the partitions a load wrote) against ANALYZE of the tables with their parents, ANALYZE and VACUUM
+   seconds, read-back into numpy (first with only the statistics ingest keeps), and one sky region read alone;
 2. with correlations, N_CORR rows (default 200,000; XPVAE_BENCH_PARTITION_CORR_ROWS): the same figures;
 3. the CSV parser on this machine (records/s on one core), for the full-release plan.
 Source ids are spread over the whole sky and each batch is a contiguous id run, as in the bulk release's
@@ -23,11 +24,10 @@ import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
 from bench.bench_ingest import _replicated_csv
-from db import spectra
-from db.bulk import upsert_rows
+from db.bulk import analyze, upsert_rows
 from db.engine import create_engine
 from db.migrate import alembic_config, upgrade
-from db.partitions import PARTITIONED_TABLES, pixel_span
+from db.partitions import PARTITIONED_TABLES, partitions_touched, pixel_span, touched_pixels
 from db.selection import Selection
 from db.spectra import read_spectra, write_xp_batch
 from shared.settings import get_settings
@@ -117,12 +117,21 @@ class Layout:
         self.conn.commit()
         return out
 
-    def maintenance(self, tables: str) -> tuple[float, float]:
+    def ingest_analyze(self, tables: tuple[str, ...], ids: np.ndarray) -> float:
+        """Seconds for the ANALYZE ingest runs after loading ``ids`` (db.bulk.analyze: the partitions holding
+        them on the partitioned layout, the whole tables on the plain one)."""
+        t = time.perf_counter()
+        analyze(self.engine, tables, touched_pixels(ids))
+        return time.perf_counter() - t
+
+    def maintenance(self, tables: str, vacuum: bool = True) -> tuple[float, float]:
         """Seconds for ANALYZE and for VACUUM of ``tables`` (autocommit: VACUUM refuses transactions)."""
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
             t = time.perf_counter()
             c.exec_driver_sql(f"ANALYZE {tables}")
             t_analyze = time.perf_counter() - t
+            if not vacuum:
+                return t_analyze, 0.0
             t = time.perf_counter()
             c.exec_driver_sql(f"VACUUM {tables}")
             return t_analyze, time.perf_counter() - t
@@ -156,10 +165,28 @@ def _rate(n: int, seconds: float) -> str:
     return f"{n:,} in {seconds:.1f} s = {n / seconds:,.0f}/s"
 
 
-def _phase(layouts: list[Layout], n: int, correlations: bool, rng) -> None:
-    what = "with correlations" if correlations else "coefficients only (+ one inference result per star)"
-    print(f"\n{n:,} spectra, {what}; load average {os.getloadavg()[0]:.1f}", flush=True)
-    ids = _sky_ids(n, rng)
+def _reads(lay: Layout, n: int, correlations: bool, label: str, streams: tuple[int, ...] = (1, 2)) -> None:
+    for k in streams:
+        c0, t = time.process_time(), time.perf_counter()
+        got = read_spectra(lay.engine, Selection.everything(), with_correlations=correlations, streams=k)
+        wall, cpu = time.perf_counter() - t, time.process_time() - c0
+        assert len(got["source_id"]) == n
+        del got
+        print(f"  {label}, {k} stream(s): {_rate(n, wall)} (client CPU {cpu:.1f} s)", flush=True)
+
+
+def _drop_parent_statistics(layouts: list[Layout]) -> None:
+    """Forget the parents' statistics the 'before' ANALYZE made, so the next phase's reads see only what ingest
+    keeps (a fresh bench database has none)."""
+    for lay in layouts:
+        lay.conn.exec_driver_sql("DELETE FROM pg_statistic WHERE starelid IN (SELECT oid FROM pg_class "
+                                 "WHERE relkind = 'p')")
+        lay.conn.commit()
+
+
+def _load(layouts: list[Layout], ids: np.ndarray, correlations: bool, rng) -> None:
+    """The same rows into every layout, batch by batch alternately; totals per layout."""
+    n = len(ids)
     for lay in layouts:
         lay.reset()
     t_gen = 0.0
@@ -178,6 +205,13 @@ def _phase(layouts: list[Layout], n: int, correlations: bool, rng) -> None:
         if lo // BATCH % 10 == 9:
             print(f"  … {lo + BATCH:,} rows loaded", flush=True)
     print(f"  (generating the rows: {t_gen:.1f} s, not counted)")
+
+
+def _phase(layouts: list[Layout], n: int, correlations: bool, rng) -> None:
+    what = "with correlations" if correlations else "coefficients only (+ one inference result per star)"
+    print(f"\n{n:,} spectra, {what}; load average {os.getloadavg()[0]:.1f}", flush=True)
+    ids = _sky_ids(n, rng)
+    _load(layouts, ids, correlations, rng)
     tables = "xp_spectra, xp_correlations" if correlations else "xp_spectra, inference_results"
     for lay in layouts:
         for what, wall in lay.wall.items():
@@ -185,6 +219,23 @@ def _phase(layouts: list[Layout], n: int, correlations: bool, rng) -> None:
             print(f"  {lay.label:11s} load {what}: {_rate(n, wall)}; CPU per 1,000 rows: client "
                   f"{1000 * client / n:.3f} s, server {1000 * server / n:.3f} s "
                   f"(= {n / (client + server):,.0f} rows per CPU-second)")
+    loaded = ("xp_spectra", "xp_correlations") if correlations else ("xp_spectra",)
+    for lay in layouts:
+        # what ingest analyses now (db.bulk.analyze with the loaded sky pixels): after one file-like batch (a
+        # contiguous id run) and after the whole load; then what it analysed before (the tables, parents too)
+        t_file = lay.ingest_analyze(loaded, ids[-BATCH:])
+        t_load = lay.ingest_analyze(loaded, ids)
+        t_parent = lay.maintenance(", ".join(loaded), vacuum=False)[0]
+        parts = partitions_touched(lay.conn, "xp_spectra", touched_pixels(ids[-BATCH:]))
+        lay.conn.commit()
+        print(f"  {lay.label:11s} ingest's ANALYZE of {', '.join(loaded)}: after the last {min(BATCH, n):,}-row "
+              f"batch ({'the whole table' if parts is None else f'{len(parts)} partitions'}) {t_file:.1f} s, "
+              f"after the whole load {t_load:.1f} s; before, ANALYZE {', '.join(loaded)}: {t_parent:.1f} s",
+              flush=True)
+    _drop_parent_statistics(layouts)
+    for lay in layouts:
+        # the reads as they run after an ingest today: statistics of the partitions only, none of the parent
+        _reads(lay, n, correlations, f"{lay.label:11s} read-back with ingest's statistics", streams=(2,))
     for lay in layouts:
         t_an, t_vac = lay.maintenance(tables)
         sizes = lay.sizes()
@@ -194,19 +245,7 @@ def _phase(layouts: list[Layout], n: int, correlations: bool, rng) -> None:
         print(f"  {lay.label:11s} size: {text}")
         print(f"  {lay.label:11s} ANALYZE {tables}: {t_an:.1f} s; VACUUM: {t_vac:.1f} s")
     for lay in layouts:
-        for streams in (1, 2):
-            old = spectra.PARALLEL_STREAMS
-            spectra.PARALLEL_STREAMS = streams
-            try:
-                c0, t = time.process_time(), time.perf_counter()
-                got = read_spectra(lay.engine, Selection.everything(), with_correlations=correlations)
-                wall, cpu = time.perf_counter() - t, time.process_time() - c0
-            finally:
-                spectra.PARALLEL_STREAMS = old
-            assert len(got["source_id"]) == n
-            del got
-            print(f"  {lay.label:11s} read-back, {streams} stream(s): {_rate(n, wall)} (client CPU {cpu:.1f} s)",
-                  flush=True)
+        _reads(lay, n, correlations, f"{lay.label:11s} read-back")
         # one sky region (HEALPix level-1 pixel 20): the partitioned layout reads one partition
         span = pixel_span(1)
         sel = Selection.everything().replace(source_id_lo=20 * span, source_id_hi=21 * span - 1)

@@ -9,7 +9,7 @@ What it does (everything private to this run, removed at the end even on failure
    torch with one thread, XPVAE_TORCH_THREADS=1), warms both up with a small job;
 4. times an ``infer`` job over all N stars from submit to success, and reports where the shards' time went
    (job_shards.seconds_read / seconds_model / seconds_write, summed over shards = process-seconds);
-5. runs the same selection in this one process (``infer_range`` + ``write_results``) for the ratio;
+5. runs the same selection in this one process (``infer_range`` + ``replace_results``) for the ratio;
 6. χ² with the full covariance: the N_CORR stars with correlations, in this process, with it, with the
    previous χ² kernel swapped in (the baseline of the same run), and without.
 """
@@ -181,14 +181,15 @@ def _shard_split(engine, job_id: int) -> dict[str, float]:
 
 
 def _in_process(engine, model_id: int, selection, chi2: bool) -> tuple[float, int, dict]:
-    """infer_range + write_results for one selection in this process (torch's default threads)."""
-    from inferencer.service import infer_range, write_results
+    """infer_range + replace_results for one selection in this process (torch's default threads)."""
+    from db.results import replace_results
+    from inferencer.service import infer_range
     t = time.perf_counter()
     cols, timings = infer_range(engine, model_id, selection, chi2=chi2)
     t_w = time.perf_counter()
     ids = cols["source_id"]
     with engine.begin() as conn:
-        write_results(conn, model_id, int(ids[0]), int(ids[-1]), cols)
+        replace_results(conn, model_id, int(ids[0]), int(ids[-1]), cols)
     timings["seconds_write"] = time.perf_counter() - t_w
     return time.perf_counter() - t, len(ids), timings
 

@@ -130,7 +130,7 @@ def check_schema(engine: Engine) -> None:
 _LOCK_CONFLICT_CODES = ("40P01", "40001")     # deadlock_detected, serialization_failure
 
 
-def is_lock_conflict(exc: BaseException) -> bool:
+def is_lock_conflict(exc: BaseException | None) -> bool:
     """A PostgreSQL deadlock or serialisation failure (raised as is, or as the cause of another error): the
     transaction was rolled back and may simply run again."""
     seen = 0

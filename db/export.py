@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -213,15 +213,8 @@ FORBIDDEN = {";": "a statement separator ';'", "--": "an SQL comment '--'", "/*"
              "\\": "a backslash", "$": "a '$' (dollar quoting)"}
 
 
-def check_where(text: str) -> str:
-    """Return the filter if it is one boolean expression over the export's columns that cannot leave its
-    parentheses; raise ExportError naming the problem. Quotes follow standard SQL ('…' and "…", doubled to
-    escape), the same on PostgreSQL and SQLite; what could make the two disagree is refused."""
-    if not text.strip():
-        raise ExportError("--where is empty")
-    for token, what in FORBIDDEN.items():
-        if token in text:
-            raise ExportError(f"--where may not contain {what}: give one boolean expression over the export's columns")
+def _check_balanced(text: str) -> None:
+    """Every quote closed, every parenthesis outside quotes matched: the filter cannot leave its parentheses."""
     depth, quote = 0, None
     for ch in text:
         if quote:
@@ -240,6 +233,18 @@ def check_where(text: str) -> str:
         raise ExportError(f"--where has an unterminated {quote} quote")
     if depth:
         raise ExportError("--where has a '(' without its ')'")
+
+
+def check_where(text: str) -> str:
+    """Return the filter if it is one boolean expression over the export's columns that cannot leave its
+    parentheses; raise ExportError naming the problem. Quotes follow standard SQL ('…' and "…", doubled to
+    escape), the same on PostgreSQL and SQLite; what could make the two disagree is refused."""
+    if not text.strip():
+        raise ExportError("--where is empty")
+    for token, what in FORBIDDEN.items():
+        if token in text:
+            raise ExportError(f"--where may not contain {what}: give one boolean expression over the export's columns")
+    _check_balanced(text)
     return text
 
 
@@ -268,7 +273,7 @@ def _byte_length(conn, col: str) -> str:
     return f"octet_length({col})" if conn.dialect.name == "postgresql" else f"length(CAST({col} AS BLOB))"
 
 
-def _to_batch(rows: list, plan: ExportPlan) -> pa.RecordBatch:
+def _to_batch(rows: Sequence[Any], plan: ExportPlan) -> pa.RecordBatch:
     cols = list(zip(*rows)) if rows else [()] * len(plan.columns)
     arrays = []
     for c, values in zip(plan.columns, cols):

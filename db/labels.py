@@ -138,6 +138,8 @@ def read_labels(engine: Engine, selection: Selection | Sequence[int] | np.ndarra
     for j, name in enumerate(names, start=1):
         raw = [columns[j][i] for i in order] if rows else []
         kind = APOGEE_COLUMNS.get(name)
+        fill: Any
+        picked: Any
         if kind is str:
             values, fill = np.array(raw, dtype=object), ""
         elif name in FLAG_NAMES:

@@ -33,7 +33,10 @@ def downgrade(engine: Engine, revision: str) -> None:
 
 
 def head_revision() -> str:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:        # only a broken install lacks its migrations
+        raise RuntimeError("db/migrations holds no revision: the package is incomplete")
+    return head
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -7,8 +7,11 @@ the old one's inference and analysis rows in the same transaction.
 """
 from __future__ import annotations
 
+import logging
 import re
-from typing import NamedTuple
+import secrets
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -16,6 +19,11 @@ from sqlalchemy.engine import Connection, Engine
 from db.job_store import now
 from db.schema import analysis_reports, analysis_statistics, inference_results, jobs, models
 from shared.errors import InputError
+
+if TYPE_CHECKING:       # the artifact module pulls in torch: not at import time for every database command
+    from shared.artifact import ModelArtifact
+
+log = logging.getLogger(__name__)
 
 NAME_RULE = "1-64 characters: a letter, then letters, digits, '.', '_' or '-'"
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9._-]{0,63}")
@@ -73,10 +81,12 @@ def parse_model_ref(ref: str | int) -> int | str:
 def _derived_analysis_jobs(conn: Connection, model_id: int) -> list[int]:
     """Analysis jobs whose stored rows came from this model: its own analyses, and reconstruction reports
     that compared another model with it as the baseline (recorded in the job's parameters)."""
-    own = set(conn.execute(sa.select(analysis_reports.c.job_id).where(analysis_reports.c.model_id == model_id)).scalars())
+    own = set(conn.execute(sa.select(analysis_reports.c.job_id)
+                           .where(analysis_reports.c.model_id == model_id)).scalars())
     own |= set(conn.execute(sa.select(analysis_statistics.c.job_id).distinct()
                             .where(analysis_statistics.c.model_id == model_id)).scalars())
-    for job_id, params in conn.execute(sa.select(jobs.c.id, jobs.c.params).where(jobs.c.kind == "analyze_reconstruction")):
+    reconstructions = sa.select(jobs.c.id, jobs.c.params).where(jobs.c.kind == "analyze_reconstruction")
+    for job_id, params in conn.execute(reconstructions):
         if isinstance(params, dict) and params.get("baseline_id") == model_id:
             own.add(job_id)
     return sorted(own)
@@ -130,6 +140,31 @@ def register_model(engine: Engine, *, name: str, kind: str, path: str, job_id: i
                              "or pass --replace") from None
     replaced = old.path if old is not None and old.path != str(path) else None
     return Registration(new_id, str(path), replaced)
+
+
+def register_artifact(engine: Engine, art: ModelArtifact, *, name: str, models_dir: str | Path, replace: bool = False,
+                      job_id: int | None = None, summary: dict | None = None,
+                      n_train: int | None = None) -> Registration:
+    """Save ``art`` in ``models_dir`` and register it as ``name`` (``register_model``: a taken name is refused
+    unless ``replace``). The file is named from the validated name and a random token: it
+    cannot leave ``models_dir``, and a replacement never overwrites the file a committed row points at. The
+    replaced model's file is deleted after the commit, if it lies in ``models_dir``."""
+    check_model_name(name)
+    models_dir = Path(models_dir).resolve()
+    path = art.save(models_dir / f"{name}.{secrets.token_hex(4)}.pt")
+    try:
+        reg = register_model(engine, name=name, kind=art.kind, path=str(path), job_id=job_id, config=art.config,
+                             summary=summary, n_train=n_train, replace=replace)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    if reg.replaced_path:
+        old = Path(reg.replaced_path).resolve()
+        if old.parent == models_dir:        # never delete outside it (rows from older versions may point anywhere)
+            old.unlink(missing_ok=True)
+        else:
+            log.warning("replaced model's artifact %s is outside %s: left in place", old, models_dir)
+    return reg
 
 
 def get_model(engine: Engine, ref: str | int) -> dict:

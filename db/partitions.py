@@ -15,7 +15,7 @@ its four level-(L+1) children (``split_partition``). SQLite stores plain tables.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Collection, Sequence
 
 import numpy as np
 
@@ -23,6 +23,9 @@ PARTITIONED_TABLES = ("xp_spectra", "xp_correlations", "inference_results")
 PARTITION_KEY = "source_id"
 HEALPIX_LEVEL12_SHIFT = 35          # source_id >> 35 = HEALPix level-12 pixel (Gaia DR3 documentation)
 PARTITION_LEVEL = 1                 # one partition per HEALPix level-1 pixel: 48 partitions
+# Loads note the level-6 pixels they wrote (at most 49,152 numbers): exact for partitions of level <= 6, and
+# a finer partition is analysed when its level-6 pixel was touched.
+TOUCH_LEVEL = 6
 
 
 def n_pixels(level: int) -> int:
@@ -123,3 +126,44 @@ def table_partition_bounds(conn, table: str = "xp_spectra") -> list[int]:
             if part.lstrip("-").isdigit():
                 bounds.add(int(part))
     return sorted(bounds)
+
+
+def touched_pixels(source_id) -> set[int]:
+    """The HEALPix level-TOUCH_LEVEL pixels of source ids: what a load notes to analyse only its partitions."""
+    return set(np.unique(healpix_pixel(source_id, TOUCH_LEVEL)).tolist())
+
+
+def _bound(text: str) -> int | None:
+    value = text.strip().strip("'")
+    return None if value in ("MINVALUE", "MAXVALUE") else int(value)
+
+
+def leaf_partitions(conn, table: str) -> list[tuple[str, int | None, int | None]]:
+    """(name, lo, hi) of every leaf partition of ``table``: rows lo <= source_id < hi, None for MINVALUE or
+    MAXVALUE; [] when the table is not partitioned or on SQLite."""
+    if conn.dialect.name != "postgresql":
+        return []
+    rows = conn.exec_driver_sql(
+        "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_partition_tree(to_regclass(%(t)s)) t "
+        "JOIN pg_class c ON c.oid = t.relid WHERE t.isleaf AND t.level > 0", {"t": table}).all()
+    out = []
+    for name, expr in rows:         # FOR VALUES FROM ('lo') TO ('hi'), or MINVALUE / MAXVALUE
+        lo, hi = expr.split("FROM (", 1)[1].split(") TO (", 1)
+        out.append((name, _bound(lo), _bound(hi.rstrip(")"))))
+    return sorted(out, key=lambda p: -2 ** 63 if p[1] is None else p[1])
+
+
+def partitions_touched(conn, table: str, pixels: Collection[int]) -> list[str] | None:
+    """The leaf partitions of ``table`` holding any source id of the level-TOUCH_LEVEL ``pixels``; None when
+    ``table`` is not partitioned (then the whole table is what a load touched)."""
+    leaves = leaf_partitions(conn, table)
+    if not leaves:
+        return None
+    span = pixel_span(TOUCH_LEVEL)
+    lows = np.sort(np.asarray(list(pixels), np.int64)) * span
+    touched = []
+    for name, lo, hi in leaves:
+        first = 0 if lo is None else int(np.searchsorted(lows, lo - span, side="right"))   # pixels ending after lo
+        if first < len(lows) and (hi is None or lows[first] < hi):
+            touched.append(name)
+    return touched

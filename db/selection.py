@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
-QUALITY_FLAGS = ("pristine", "good", "giant", "cool_giant", "high_alpha")
+from shared.quality import FLAG_NAMES
+
 ID_TABLE = "_selection_ids"     # temp table holding an explicit id list (see Selection.source_ids)
 
 
@@ -44,8 +45,8 @@ class Selection:
         if self.limit is not None and self.limit < 0:
             raise ValueError(f"selection: limit must be >= 0, not {self.limit}")
         for flag in self.quality_flags:
-            if flag not in QUALITY_FLAGS:
-                raise ValueError(f"selection: unknown quality {flag!r}; use one of {', '.join(QUALITY_FLAGS)}")
+            if flag not in FLAG_NAMES:
+                raise ValueError(f"selection: unknown quality {flag!r}; use one of {', '.join(FLAG_NAMES)}")
         if self.source_ids is not None and not isinstance(self.source_ids, tuple):
             object.__setattr__(self, "source_ids", tuple(int(i) for i in self.source_ids))
 
@@ -88,10 +89,13 @@ class Selection:
         return cls(require_photometry=False, require_both_bands=False)
 
     # --- SQL ---------------------------------------------------------------------------------------------------
-    def from_clause(self) -> str:
-        """FROM … for the aliases s (xp_spectra) and p (photometry); joins the id temp table when needed."""
+    def from_clause(self, with_correlations: bool = False) -> str:
+        """FROM … for the aliases s (xp_spectra) and p (photometry), and c (xp_correlations, left-joined) with
+        ``with_correlations``; joins the id temp table when needed."""
         ids = f"JOIN {ID_TABLE} i ON i.source_id = s.source_id " if self.source_ids is not None else ""
-        return f"xp_spectra s {ids}LEFT JOIN photometry p ON p.source_id = s.source_id{self.range_on('p')}"
+        corr = (f" LEFT JOIN xp_correlations c ON c.source_id = s.source_id{self.range_on('c')}"
+                if with_correlations else "")
+        return f"xp_spectra s {ids}LEFT JOIN photometry p ON p.source_id = s.source_id{self.range_on('p')}{corr}"
 
     def range_on(self, alias: str) -> str:
         """The source_id range repeated on a joined table's alias: the planner does not carry a range across
@@ -121,7 +125,9 @@ class Selection:
             cond.append("NOT " + labelled_sql)
         return " AND ".join(cond) if cond else "1=1"
 
-    def sql(self, select: str) -> str:
-        """``SELECT {select} FROM … WHERE … ORDER BY s.source_id [LIMIT n]``."""
+    def sql(self, select: str, with_correlations: bool = False) -> str:
+        """``SELECT {select} FROM … WHERE … ORDER BY s.source_id [LIMIT n]``; ``with_correlations`` left-joins
+        xp_correlations as c (see ``from_clause``)."""
         limit = f" LIMIT {int(self.limit)}" if self.limit is not None else ""
-        return f"SELECT {select} FROM {self.from_clause()} WHERE {self.where_clause()} ORDER BY s.source_id{limit}"
+        return (f"SELECT {select} FROM {self.from_clause(with_correlations)} WHERE {self.where_clause()} "
+                f"ORDER BY s.source_id{limit}")

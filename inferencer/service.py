@@ -13,16 +13,15 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import sqlalchemy as sa
 import torch
 from sqlalchemy.engine import Engine
 
-from db import bulk
 from db import job_store as jobs_db
 from db.models_registry import get_model
-from db.schema import LATENT_MAX, inference_results, xp_correlations
+from db.results import chi2_coverage, replace_results
+from db.schema import LATENT_MAX
 from db.selection import Selection
-from db.spectra import quantile_ranges, read_spectra, selected_source_ids
+from db.spectra import has_correlations, quantile_ranges, read_spectra, selected_source_ids
 from inferencer import anomaly
 from shared.anomaly import AnomalyCalibration
 from shared.artifact import ModelArtifact
@@ -84,14 +83,7 @@ def run_infer_job(ctx: JobContext) -> dict:
 def summarise_infer_job(engine: Engine, job: dict, shards: list[dict]) -> dict:
     """The finished job's result: counts, where the time went, and whether χ² could use full covariances."""
     model_id = job["params"]["model_id"]
-    r = inference_results.c
-    has_chi2 = sa.or_(r.bp_chi2_dof.isnot(None), r.rp_chi2_dof.isnot(None))     # a missing band has none
-    stored = sa.exists().where(xp_correlations.c.source_id == r.source_id)
-    with engine.connect() as conn:
-        n, n_chi2, n_unstored = conn.execute(sa.select(
-            sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((has_chi2, 1), else_=0)), 0),
-            sa.func.coalesce(sa.func.sum(sa.case((sa.and_(~has_chi2, ~stored), 1), else_=0)), 0))
-            .where(r.model_id == model_id)).one()
+    n, n_chi2, n_unstored = chi2_coverage(engine, model_id)
     timing = {k: round(sum(s[k] or 0.0 for s in shards), 3) for k in ("seconds_read", "seconds_model", "seconds_write")}
     chi2 = "full covariance for every star" if n_chi2 == n else \
         f"unavailable for {n - n_chi2} of {n} stars: " + chi2_causes(int(n_unstored), int(n - n_chi2 - n_unstored))
@@ -118,17 +110,6 @@ def configure_torch_threads() -> None:
         torch.set_num_threads(threads)
 
 
-def _has_correlations(engine: Engine, selection: Selection) -> bool:
-    """Whether any star in the selection's source_id range has stored correlations — one index probe."""
-    query = sa.select(xp_correlations.c.source_id)
-    if selection.source_id_lo is not None:
-        query = query.where(xp_correlations.c.source_id >= int(selection.source_id_lo))
-    if selection.source_id_hi is not None:
-        query = query.where(xp_correlations.c.source_id <= int(selection.source_id_hi))
-    with engine.connect() as conn:
-        return bool(conn.execute(sa.select(query.exists())).scalar())
-
-
 def _split_labels(source_id: np.ndarray, splits: dict[str, np.ndarray]) -> list[str | None]:
     out = np.full(len(source_id), None, dtype=object)
     for name, ids in splits.items():
@@ -140,18 +121,20 @@ def _split_labels(source_id: np.ndarray, splits: dict[str, np.ndarray]) -> list[
 
 def infer_range(engine: Engine, model_id: int, selection: Selection, *, batch_size: int = 8192,
                 chi2: bool = True, progress=None, batch_pause_s: float = 0.0,
-                expected_rows: int | None = None,
-                anomaly_calibration: AnomalyCalibration | None = None) -> tuple[dict, dict]:
+                expected_rows: int | None = None, anomaly_calibration: AnomalyCalibration | None = None,
+                read_streams: int = 1) -> tuple[dict, dict]:
     """Read, infer and build the result columns for one selection (no writing). Returns (columns, timings).
     ``expected_rows``: the selection's size when known (a shard's), to allocate the read once.
-    ``anomaly_calibration``: the job's (inferencer/anomaly.py); without it the anomaly columns stay NULL."""
+    ``anomaly_calibration``: the job's (inferencer/anomaly.py); without it the anomaly columns stay NULL.
+    ``read_streams``: parallel read streams for a large range (Settings.read_streams)."""
     row, art, model, splits = load_model(engine, model_id)
     configure_torch_threads()
     t0 = time.perf_counter()
     # The correlations (12 kB a star) are read only where the range holds any: otherwise one index probe, not
     # a read of NaN blobs; either way the spectra are read once.
-    with_corr = chi2 and _has_correlations(engine, selection)
-    data = read_spectra(engine, selection, expected_rows=expected_rows, with_correlations=with_corr)
+    with_corr = chi2 and has_correlations(engine, selection)
+    data = read_spectra(engine, selection, expected_rows=expected_rows, with_correlations=with_corr,
+                        streams=read_streams)
     corr, corr_rows = None, None
     if with_corr:
         has = data["has_correlations"]
@@ -200,13 +183,6 @@ def infer_range(engine: Engine, model_id: int, selection: Selection, *, batch_si
     return cols, {"seconds_read": t1 - t0, "seconds_model": t2 - t1}
 
 
-def write_results(conn, model_id: int, lo: int, hi: int, cols: dict) -> None:
-    """Replace this source_id range's rows for the model (idempotent), inside the caller's transaction."""
-    conn.execute(inference_results.delete().where(inference_results.c.model_id == model_id)
-                 .where(inference_results.c.source_id.between(lo, hi)))
-    bulk.upsert_rows(conn, inference_results, cols, key=("model_id", "source_id"))
-
-
 class ShardProgress:
     """Progress inside one shard. The job's progress_done counts finished shards only (a shard adds its
     stars when its rows commit, so a rerun never counts twice); within a shard the job's message says how
@@ -244,11 +220,11 @@ def run_infer_shard(ctx: JobContext, shard: dict) -> None:
     cols, timings = infer_range(ctx.engine, p["model_id"], selection, batch_size=int(p.get("batch_size", 8192)),
                                 chi2=bool(p.get("chi2", True)), batch_pause_s=float(p.get("batch_pause_s", 0)),
                                 expected_rows=int(shard["n_stars"]), progress=ShardProgress(ctx, shard),
-                                anomaly_calibration=_job_calibration(p))
+                                anomaly_calibration=_job_calibration(p), read_streams=ctx.settings.read_streams)
     ctx.check_cancelled()
     t = time.perf_counter()
     with ctx.engine.begin() as conn:
-        write_results(conn, p["model_id"], lo, hi, cols)
+        replace_results(conn, p["model_id"], lo, hi, cols)
         jobs_db.finish_shard(conn, ctx.job_id, shard["shard"], "done", None,
                              seconds_write=time.perf_counter() - t, **timings)
         jobs_db.add_progress(conn, ctx.job_id, len(cols["source_id"]))

@@ -30,6 +30,7 @@ from sqlalchemy.engine import Engine
 from db.bulk import analyze
 from db.engine import is_lock_conflict
 from db.labels import write_apogee
+from db.partitions import touched_pixels
 from db.spectra import write_photometry, write_xp_batch
 from ingest.readers.errors import WrongKindError
 from ingest.readers.products import is_other_product
@@ -275,9 +276,12 @@ def _record_failure(result: FileResult, report: ReadReport, exc: Exception, path
         result.error = f"{path}: {result.error}"
 
 
-def _analyze_if_loaded(engine: Engine, summary: IngestSummary, tables: tuple[str, ...]) -> None:
+def _analyze_if_loaded(engine: Engine, summary: IngestSummary, tables: tuple[str, ...],
+                       pixels: set[int] | None = None) -> None:
+    """Once per ingest call: the tables' statistics, of a partitioned table only the partitions holding the sky
+    ``pixels`` the load wrote (db.bulk.analyze)."""
     if summary.rows_loaded:
-        analyze(engine, tables)
+        analyze(engine, tables, pixels)
 
 
 def _chunk_progress(progress: Progress, n_done: int, n_files: int, path: Path, rows: int) -> None:
@@ -298,6 +302,7 @@ def ingest_gaia_xp(engine: Engine, paths: Iterable[str | Path] | str | Path, cor
     found = expand_inputs(paths, summary, "Gaia XP files", XP_SUFFIXES)
     n_files = len(found) + len(summary.files)
     chunk_rows = chunk_rows or (XP_CHUNK_ROWS if correlations else XP_CHUNK_ROWS_NO_CORRELATIONS)
+    pixels: set[int] = set()
 
     for f in found:
         if not f.named and is_other_product(f.path.name):      # another DataLink product: never read
@@ -310,10 +315,11 @@ def ingest_gaia_xp(engine: Engine, paths: Iterable[str | Path] | str | Path, cor
             batches = read_xp(path, correlations=correlations, chunk_rows=chunk_rows, report=report)
             for batch in read_ahead(batches):
                 result.rows_loaded += write_xp_batch(conn, batch, str(path))
+                pixels.update(touched_pixels(batch["source_id"]))
                 _chunk_progress(progress, len(summary.files), n_files, path, result.rows_loaded)
         _load_file(engine, summary, f.path, n_files, progress, load, named=f.named)
     _fail_all_skipped(summary, found, "Gaia XP continuous spectra")
-    _analyze_if_loaded(engine, summary, ("xp_spectra", "xp_correlations"))
+    _analyze_if_loaded(engine, summary, ("xp_spectra", "xp_correlations"), pixels)
     return summary
 
 
@@ -441,11 +447,13 @@ def ingest_catalogue(engine: Engine, path: str | Path, norm: str | Path | None =
                                             else f"{norm}: {message}"))
     files = expand_paths(path, summary, "catalogue files", (".h5", ".hdf5"))
     n_files = len(files) + len(summary.files)
+    pixels: set[int] = set()
     for p in files:
         def load(conn, result: FileResult, report: ReadReport, p=p) -> None:
             for batch, labels, phot in read_catalogue(p, report=report):
                 batch = batch if isinstance(batch, XPBatch) else XPBatch(batch)
                 result.rows_loaded += write_xp_batch(conn, batch, str(p))
+                pixels.update(touched_pixels(batch["source_id"]))
                 if phot:
                     write_photometry(conn, _photometry_columns(phot))
                 if labels:
@@ -454,5 +462,5 @@ def ingest_catalogue(engine: Engine, path: str | Path, norm: str | Path | None =
                     result.rows_read += len(batch)
                 _chunk_progress(progress, len(summary.files), n_files, p, result.rows_loaded)
         _load_file(engine, summary, p, n_files, progress, load)
-    _analyze_if_loaded(engine, summary, ("xp_spectra", "photometry", "apogee_labels"))
+    _analyze_if_loaded(engine, summary, ("xp_spectra", "photometry", "apogee_labels"), pixels)
     return summary

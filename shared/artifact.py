@@ -8,8 +8,6 @@ rename).
 from __future__ import annotations
 
 import datetime as _dt
-import logging
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -18,11 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from db.models_registry import Registration, check_model_name, register_model
 from shared.preprocessing import Normalisation
 from shared.torchio import load_plain, plain, save_atomic
-
-log = logging.getLogger(__name__)
 
 FORMAT = "xpvae-model/1"
 KINDS = ("svae", "label_baseline")
@@ -119,28 +114,3 @@ class ModelArtifact:
         return cls(kind=d["kind"], config=d["config"], normalisation=Normalisation.from_dict(d["normalisation"]),
                    state_dict=d["state_dict"], training=d.get("training", {}), splits=d.get("splits", {}),
                    version=d.get("version", "?"), created=d.get("created", "?"), source=d.get("source", "?"))
-
-
-def register_artifact(engine, art: ModelArtifact, *, name: str, models_dir: str | Path, replace: bool = False,
-                      job_id: int | None = None, summary: dict | None = None,
-                      n_train: int | None = None) -> Registration:
-    """Save ``art`` in ``models_dir`` and register it as ``name`` (db.models_registry.register_model: a taken
-    name is refused unless ``replace``). The file is named from the validated name and a random token: it
-    cannot leave ``models_dir``, and a replacement never overwrites the file a committed row points at. The
-    replaced model's file is deleted after the commit, if it lies in ``models_dir``."""
-    check_model_name(name)
-    models_dir = Path(models_dir).resolve()
-    path = art.save(models_dir / f"{name}.{secrets.token_hex(4)}.pt")
-    try:
-        reg = register_model(engine, name=name, kind=art.kind, path=str(path), job_id=job_id, config=art.config,
-                             summary=summary, n_train=n_train, replace=replace)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    if reg.replaced_path:
-        old = Path(reg.replaced_path).resolve()
-        if old.parent == models_dir:        # never delete outside it (rows from older versions may point anywhere)
-            old.unlink(missing_ok=True)
-        else:
-            log.warning("replaced model's artifact %s is outside %s: left in place", old, models_dir)
-    return reg

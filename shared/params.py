@@ -7,8 +7,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from db.selection import QUALITY_FLAGS
 from shared.errors import InputError
+from shared.quality import FLAG_NAMES
 from shared.recipe import RECIPES
 
 INT64_MAX = 2 ** 63 - 1
@@ -124,7 +124,7 @@ SVAE = {"latent_dim": Number("--latent-dim", lo=1, hi=LATENT_MAX), "hidden": Wid
 SELECTION = {
     "source_id_lo": Number("--source-id-min", lo=0, hi=INT64_MAX),
     "source_id_hi": Number("--source-id-max", lo=0, hi=INT64_MAX),
-    "quality": Choice("--quality", QUALITY_FLAGS, several=True), "limit": Number("--limit", lo=1, hi=INT64_MAX),
+    "quality": Choice("--quality", FLAG_NAMES, several=True), "limit": Number("--limit", lo=1, hi=INT64_MAX),
 }
 INFER = {"shards": Number("--shards", lo=0), "batch_size": Number("--batch-size", lo=1)}
 ALPHA = {"n_folds": Number("--folds", lo=2), "n_boot": Number("--bootstrap", lo=10), "seed": SEED}

@@ -13,10 +13,10 @@ from sqlalchemy.engine import Engine
 
 from db import bulk
 from db.labels import read_labels
-from db.models_registry import check_model_name, name_free, unique_name
+from db.models_registry import check_model_name, name_free, register_artifact, unique_name
 from db.selection import Selection
 from db.spectra import read_spectra
-from shared.artifact import ModelArtifact, register_artifact
+from shared.artifact import ModelArtifact
 from shared.baseline import BaselineConfig, fit_label_baseline
 from shared.errors import InputError
 from shared.inference import infer_all
@@ -54,12 +54,13 @@ def resolved_train_config(p: dict, x: np.ndarray, e: np.ndarray, device: str) ->
     return train_config({**given, **recipe.settings}, device), recipe
 
 
-def load_training_set(engine: Engine, selection: Selection, progress=None,
-                      correlations: bool = False) -> dict[str, np.ndarray]:
+def load_training_set(engine: Engine, selection: Selection, progress=None, correlations: bool = False,
+                      streams: int = 1) -> dict[str, np.ndarray]:
     """Spectra of the selection, G-flux normalised (docs/science.md §2 step 1), and with ``correlations`` their
     (N, 2, 1485) XP correlations (NaN where none are stored). Stars without a G flux cannot be normalised: the
-    selection requires photometry, so they are never read."""
-    data = read_spectra(engine, selection, progress=progress, with_correlations=correlations)
+    selection requires photometry, so they are never read. ``streams``: parallel read streams
+    (Settings.read_streams)."""
+    data = read_spectra(engine, selection, progress=progress, with_correlations=correlations, streams=streams)
     if len(data["source_id"]) == 0:
         raise InputError(f"no spectra with photometry match the selection ({describe_selection(selection.to_dict())}):"
                          " ingest Gaia XP spectra and photometry first, or widen --source-id-min/--source-id-max/"
@@ -149,7 +150,7 @@ def run_train_job(ctx: JobContext) -> dict:
     ctx.progress(0, None, "reading spectra")
     # the full likelihood needs the correlations (12 kB a star): read them only then
     full = dict(p.get("train") or {}).get("likelihood") == "full"
-    data = load_training_set(ctx.engine, selection, correlations=full)
+    data = load_training_set(ctx.engine, selection, correlations=full, streams=ctx.settings.read_streams)
     cfg, recipe = resolved_train_config(p, data["x"], data["x_err"], ctx.settings.device)
     if recipe is not None:
         ctx.progress(0, cfg.epochs, f"recipe {recipe.name}: {recipe.reason}")
@@ -207,7 +208,7 @@ def run_baseline_job(ctx: JobContext) -> dict:
     cfg = train_config(p.get("train", {}), ctx.settings.device)
     bcfg = BaselineConfig.from_dict(p.get("model", {})) if p.get("model") else BaselineConfig()
     ctx.progress(0, cfg.epochs, "reading spectra and labels")
-    data = load_training_set(ctx.engine, selection)
+    data = load_training_set(ctx.engine, selection, streams=ctx.settings.read_streams)
     labels = read_labels(ctx.engine, data["source_id"])
     lab = np.column_stack([np.asarray(labels[n], dtype=np.float64) for n in bcfg.label_names])
     ckpt = ctx.settings.checkpoints_dir / f"train-job-{ctx.job_id}.pt"

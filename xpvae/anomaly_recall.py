@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import sqlalchemy as sa
 
+from db.results import read_anomaly_scores
 from shared.anomaly import recall_at
 
 TOP = (0.01, 0.05)
@@ -25,20 +25,15 @@ def stored_recall(engine, model_name: str, truth_path: Path) -> dict:
     truth = pq.read_table(truth_path, columns=["source_id", "anomaly"])
     ids = truth.column("source_id").to_numpy()
     kinds = truth.column("anomaly").to_numpy(zero_copy_only=False).astype(str)
-    with engine.connect() as conn:
-        rows = conn.execute(sa.text(
-            "SELECT r.source_id, r.anomaly_score, r.zscore_rms FROM inference_results r "
-            "JOIN models m ON m.id = r.model_id WHERE m.name = :name AND r.anomaly_score IS NOT NULL"),
-            {"name": model_name}).all()
-    if not rows:
+    got, score, baseline = read_anomaly_scores(engine, model_name)
+    if not len(got):
         return {}
-    got = np.array([r[0] for r in rows], dtype=np.int64)
     order = np.argsort(ids)
     pos = order[np.searchsorted(ids, got, sorter=order)]
     kind = kinds[pos]
-    ranks = {"score": np.array([r[1] for r in rows], float), "baseline": np.array([r[2] for r in rows], float)}
+    ranks = {"score": score, "baseline": baseline}
     sets = {**{k: kind == k for k in sorted(set(kind) - {""})}, "any": kind != ""}
-    out = {"n": len(rows), "counts": {k: int(v.sum()) for k, v in sets.items()}}
+    out = {"n": len(got), "counts": {k: int(v.sum()) for k, v in sets.items()}}
     for name, s in ranks.items():
         out[name] = {k: {f: recall_at(s, hit, f) for f in TOP} for k, hit in sets.items()}
     return out

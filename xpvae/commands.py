@@ -304,8 +304,8 @@ def import_published(weights, norm, name, replace):
     """Register the authors' released sVAE (Laroche & Speagle, MIT) as a model. The weights file is read as
     tensors and plain data only: a file holding anything else is refused, never run."""
     refuse_host_artifacts("xpvae model import-published --weights /data/... --norm /data/...")
-    from db.models_registry import ModelNameTaken
-    from shared.artifact import ModelArtifact, register_artifact
+    from db.models_registry import ModelNameTaken, register_artifact
+    from shared.artifact import ModelArtifact
     from shared.settings import get_settings
     settings = get_settings()
     weights = Path(weights) if weights else settings.shared_dir / "reference/scatter_vae_apogee/weight.pt"

@@ -11,8 +11,8 @@ from alembic.script import ScriptDirectory
 from test_dbio_spectra import make_batch
 from testdb import PG_ADMIN_URL, _pg_url_for
 
-from db import partitions, spectra
-from db.bulk import upsert_rows
+from db import parallel_read, partitions
+from db.bulk import analyze, upsert_rows
 from db.engine import create_engine
 from db.migrate import alembic_config, downgrade, upgrade
 from db.partitions import PARTITIONED_TABLES, healpix_pixel, inner_bounds, partition_name, pixel_span
@@ -177,12 +177,12 @@ def test_a_filled_database_is_partitioned_in_place_and_back(fresh_pg):
                                    ).scalars().all()
     assert sorted(fks) == ["fk_inference_results_model_id_models", "fk_xp_correlations_source_id_xp_spectra"]
     # two streams split at a partition bound read what one stream reads
-    old = spectra.PARALLEL_STREAMS, spectra.PARALLEL_MIN_ROWS
-    spectra.PARALLEL_STREAMS, spectra.PARALLEL_MIN_ROWS = 2, 10
+    old = parallel_read.PARALLEL_MIN_ROWS
+    parallel_read.PARALLEL_MIN_ROWS = 10
     try:
-        two = read_spectra(fresh_pg, Selection.everything(), with_correlations=True)
+        two = read_spectra(fresh_pg, Selection.everything(), with_correlations=True, streams=2)
     finally:
-        spectra.PARALLEL_STREAMS, spectra.PARALLEL_MIN_ROWS = old
+        parallel_read.PARALLEL_MIN_ROWS = old
     two.update({k: parted[k] for k in ("results", "views")})
     _same_reads(parted, two)
     # the foreign key still cascades across the partitioned pair
@@ -207,7 +207,50 @@ def test_stream_splits_move_onto_a_partition_bound(pg_engine):
         write_xp_batch(conn, make_batch(ids, correlations=False), "a.csv")
     with pg_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql("ANALYZE xp_spectra")
-    assert spectra._histogram_splits(pg_engine, Selection.everything(), 2) == [SPAN - 1]
+    assert parallel_read._histogram_splits(pg_engine, Selection.everything(), 2) == [SPAN - 1]
+
+
+def _analyze_counts(conn) -> dict[str, int]:
+    return dict(conn.exec_driver_sql("SELECT relname, analyze_count FROM pg_stat_user_tables "
+                                     "WHERE relname LIKE 'xp_spectra%%' OR relname = 'photometry'").all())
+
+
+@pytest.mark.integration
+def test_a_load_analyses_only_the_partitions_it_wrote_and_the_streams_split_on_them(pg_engine):
+    """Ingest's ANALYZE covers the partitions holding the sky pixels it loaded (and unpartitioned tables whole),
+    never the 48 partitions and the parent; the parallel read still splits, from the partitions' statistics."""
+    rng = np.random.default_rng(31)
+    ids = np.unique(np.concatenate([rng.integers(1, SPAN, 600), rng.integers(5 * SPAN, 5 * SPAN + SPAN // 3, 400)]))
+    with pg_engine.begin() as conn:
+        write_xp_batch(conn, make_batch(ids, correlations=False), "a.csv")
+        write_photometry(conn, {"source_id": ids, "phot_g_mean_flux": np.ones(len(ids))})
+    assert partitions.touched_pixels(ids) == set((ids >> (35 + 2 * (12 - partitions.TOUCH_LEVEL))).tolist())
+    with pg_engine.connect() as conn:
+        before = _analyze_counts(conn)
+        assert partitions.partitions_touched(conn, "xp_spectra", partitions.touched_pixels(ids)) == [
+            partition_name("xp_spectra", 0), partition_name("xp_spectra", 5)]
+        assert partitions.partitions_touched(conn, "photometry", {1}) is None      # not partitioned: whole
+        # a pixel at the very end of the id line lands in the last partition (MAXVALUE)
+        last = (2 ** 63 - 1) >> (35 + 2 * (12 - partitions.TOUCH_LEVEL))
+        assert partitions.partitions_touched(conn, "xp_spectra", {last}) == [partition_name("xp_spectra", 47)]
+    analyze(pg_engine, ("xp_spectra", "photometry"), partitions.touched_pixels(ids))
+    with pg_engine.connect() as conn:
+        after = _analyze_counts(conn)
+    grew = sorted(name for name in after if after[name] > before.get(name, 0))
+    assert grew == ["photometry", partition_name("xp_spectra", 0), partition_name("xp_spectra", 5)]
+    old = parallel_read.PARALLEL_MIN_ROWS
+    parallel_read.PARALLEL_MIN_ROWS = 10
+    try:
+        splits = parallel_read._histogram_splits(pg_engine, Selection.everything(), 2)
+        two = read_spectra(pg_engine, Selection(), streams=2)
+    finally:
+        parallel_read.PARALLEL_MIN_ROWS = old
+    assert splits == [SPAN - 1]          # 600 of 1000 stars below the bound: the even cut moves onto it
+    one = read_spectra(pg_engine, Selection(), expected_rows=1)
+    assert two.keys() == one.keys() and len(one["source_id"]) == len(ids)
+    for k in one:
+        assert np.array_equal(np.ascontiguousarray(two[k]).view(np.uint8),
+                              np.ascontiguousarray(one[k]).view(np.uint8)), k
 
 
 @pytest.mark.integration

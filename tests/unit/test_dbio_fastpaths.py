@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from db import bulk
 from db import spectra as dbs
+from db.copy_stream import CopyBuffer
 from db.selection import Selection
 
 
@@ -135,7 +136,7 @@ def test_reads_split_into_many_queries_match_one_query(engine, monkeypatch):
 
 def test_copy_buffer_never_overwrites_rows_still_in_use(pg_engine):
     """A second fetch while arrays over the first are alive goes to a new buffer."""
-    buf = dbs._CopyBuffer()
+    buf = CopyBuffer()
     with pg_engine.connect() as conn:
         first = np.frombuffer(buf.fetch(conn, "SELECT 1::int8 FROM generate_series(1, 1000)"), np.uint8).copy()
         held = np.frombuffer(buf.fetch(conn, "SELECT 1::int8 FROM generate_series(1, 1000)"), np.uint8)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from test_dbio_spectra import make_batch
 
-import db.spectra as spectra
+from db import copy_stream, parallel_read, spectra_blocks
 from db.bulk import analyze
 from db.selection import Selection
 from db.spectra import fast_copy_available, read_spectra, write_photometry, write_xp_batch
@@ -39,16 +39,15 @@ def _one_stream(engine, sel, **kw):
                                          (2, Selection(source_id_lo=70_100, source_id_hi=71_900)),
                                          (3, Selection()), (5, Selection(source_id_lo=70_500))])
 def test_parallel_streams_read_exactly_what_one_stream_reads(loaded, monkeypatch, streams, sel):
-    monkeypatch.setattr(spectra, "PARALLEL_MIN_ROWS", 10)
-    monkeypatch.setattr(spectra, "PARALLEL_STREAMS", streams)
+    monkeypatch.setattr(parallel_read, "PARALLEL_MIN_ROWS", 10)
     calls = []
-    real = spectra._read_streams
-    monkeypatch.setattr(spectra, "_read_streams", lambda *a: calls.append(a[2]) or real(*a))
+    real = parallel_read.read_streams
+    monkeypatch.setattr(parallel_read, "read_streams", lambda *a: calls.append(a[2]) or real(*a))
     parts = []
-    real_count = spectra._count_parts
-    monkeypatch.setattr(spectra, "_count_parts", lambda *a: parts.append(real_count(*a)) or parts[-1])
+    real_count = parallel_read.count_parts
+    monkeypatch.setattr(parallel_read, "count_parts", lambda *a: parts.append(real_count(*a)) or parts[-1])
     seen = []
-    two = read_spectra(loaded, sel, chunk_rows=97, progress=lambda d, t, m: seen.append((d, t)))
+    two = read_spectra(loaded, sel, chunk_rows=97, progress=lambda d, t, m: seen.append((d, t)), streams=streams)
     assert calls == [streams]
     one = _one_stream(loaded, sel, chunk_rows=97)
     assert len(parts) == 1 and len(parts[0]) == streams and min(parts[0]) > 0     # really split that many ways
@@ -63,17 +62,17 @@ def test_parallel_streams_read_exactly_what_one_stream_reads(loaded, monkeypatch
 def test_miscounted_halves_fall_back_to_one_stream(loaded, monkeypatch, off):
     """A write between the count and the read (simulated: the first part's count off by one either way) must
     not leave a gap or clip a row: the read is redone in one stream."""
-    monkeypatch.setattr(spectra, "PARALLEL_MIN_ROWS", 10)
-    real_count = spectra._count_parts
+    monkeypatch.setattr(parallel_read, "PARALLEL_MIN_ROWS", 10)
+    real_count = parallel_read.count_parts
     # a write between the count and the read lands in the first part
-    monkeypatch.setattr(spectra, "_count_parts", lambda *a: [v + (off if j == 0 else 0)
+    monkeypatch.setattr(parallel_read, "count_parts", lambda *a: [v + (off if j == 0 else 0)
                                                             for j, v in enumerate(real_count(*a))])
     fallback = []
-    real_blocks = spectra._iter_blocks
-    monkeypatch.setattr(spectra, "_iter_blocks",
+    real_blocks = spectra_blocks.iter_blocks
+    monkeypatch.setattr(spectra_blocks, "iter_blocks",
                         lambda *a, **kw: (fallback.append(1) if not kw.get("gil_free") else None)
                         or real_blocks(*a, **kw))
-    got = read_spectra(loaded, Selection(require_photometry=False), chunk_rows=256)
+    got = read_spectra(loaded, Selection(require_photometry=False), chunk_rows=256, streams=2)
     assert fallback == [1]                      # the single stream ran after the two failed
     monkeypatch.undo()
     want = _one_stream(loaded, Selection(require_photometry=False))
@@ -98,8 +97,19 @@ def test_receiver_errors_overflow_and_connection_reuse(loaded):
     # through the buffer class: an overflowing block is fetched again the ordinary way, with the same bytes
     with loaded.connect() as conn:
         sql = "SELECT * FROM xp_spectra ORDER BY source_id"
-        small = spectra._CopyBuffer(reserve=100).fetch(conn, sql).tobytes()
-        plain = spectra._CopyBuffer().fetch(conn, sql).tobytes()
+        small = copy_stream.CopyBuffer(reserve=100).fetch(conn, sql).tobytes()
+        plain = copy_stream.CopyBuffer().fetch(conn, sql).tobytes()
         assert small == plain and len(plain) > 100
         with pytest.raises(psycopg2.DatabaseError, match="no_such_column"):
-            spectra._CopyBuffer(reserve=1 << 20).fetch(conn, "SELECT no_such_column")
+            copy_stream.CopyBuffer(reserve=1 << 20).fetch(conn, "SELECT no_such_column")
+
+
+def test_one_stream_unless_the_caller_asks_for_more(loaded, monkeypatch):
+    """The number of streams is the caller's (Settings.read_streams): the default reads in one."""
+    monkeypatch.setattr(parallel_read, "PARALLEL_MIN_ROWS", 10)
+    calls = []
+    monkeypatch.setattr(parallel_read, "read_streams", lambda *a: calls.append(a[2]))
+    assert len(read_spectra(loaded, Selection())["source_id"]) > 1000
+    assert calls == []
+    read_spectra(loaded, Selection(), streams=2)
+    assert calls == [2]

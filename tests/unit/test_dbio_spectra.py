@@ -160,7 +160,7 @@ def test_selection_round_trips_through_json():
 def test_output_sizing_never_changes_what_is_read(engine, monkeypatch):
     """read_spectra sizes its output from an estimate (planner rows or id-list length), grows it when low and
     trims it when high: with the estimate forced far too low or far too high, the arrays are the same."""
-    import db.spectra as spectra
+    import db.spectra_read as spectra
     ids = np.arange(5000, 5300, dtype=np.int64)
     with engine.begin() as conn:
         write_xp_batch(conn, make_batch(ids, seed=3, missing_rp=[7]), "s.csv")

@@ -77,7 +77,8 @@ def test_chi2_only_where_correlations_are_stored(engine, tmp_path):
 def test_job_summary_names_each_cause_of_a_missing_chi2(engine, tmp_path):
     """Stars without stored correlations and stars whose stored covariance is singular are counted apart:
     the summary must not tell a user to re-ingest with correlations when they are there (issue 12.5)."""
-    from inferencer.service import summarise_infer_job, write_results
+    from db.results import replace_results
+    from inferencer.service import summarise_infer_job
     batch, with_corr, _, model_id = _seed(engine, tmp_path)
     ids = batch["source_id"]
     singular = np.flatnonzero(with_corr)[:3]
@@ -89,7 +90,7 @@ def test_job_summary_names_each_cause_of_a_missing_chi2(engine, tmp_path):
             f"{b}_coefficient_correlations": Nullable(corr[b], batch[f"{b}_missing"][singular]) for b in corr}})
     cols, _ = infer_range(engine, model_id, Selection(), chi2=True, batch_size=32)
     with engine.begin() as conn:
-        write_results(conn, model_id, int(ids.min()), int(ids.max()), cols)
+        replace_results(conn, model_id, int(ids.min()), int(ids.max()), cols)
     shards = [{"n_stars": len(ids), "seconds_read": 0.0, "seconds_model": 0.0, "seconds_write": 0.0}]
     got = summarise_infer_job(engine, {"params": {"model_id": model_id}}, shards)["chi2"]
     n_unstored = int((~with_corr).sum())

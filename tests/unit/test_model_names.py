@@ -18,10 +18,11 @@ from db.models_registry import (
     check_model_name,
     get_model,
     parse_model_ref,
+    register_artifact,
     register_model,
 )
 from db.schema import analysis_reports, analysis_statistics, inference_results, models
-from shared.artifact import ModelArtifact, register_artifact
+from shared.artifact import ModelArtifact
 from shared.model import ScatterVAE, VAEConfig
 from shared.preprocessing import Normalisation
 
