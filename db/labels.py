@@ -51,7 +51,7 @@ def apogee_columns(labels: Mapping[str, Any], source_file: str | None) -> dict[s
     for k in KEY:
         cols.setdefault(k, [""] * n)
     flags = quality_flags(labels)
-    for f in ("pristine", "good", "giant", "cool_giant"):
+    for f in FLAG_NAMES:
         cols[f] = flags[f]
     cols["high_alpha"] = Nullable(flags["high_alpha"], ~flags["high_alpha_known"])
     cols["source_file"] = [source_file] * n

@@ -54,6 +54,8 @@ class BaselineConfig:
 
 class LabelBaseline(nn.Module):
     """labels (natural units) → (x̂, ŝ) in the standardised coefficient units."""
+    label_mu: Tensor         # buffers: the label standardisation, saved with the weights
+    label_sig: Tensor
 
     def __init__(self, config: BaselineConfig | None = None) -> None:
         super().__init__()

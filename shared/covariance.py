@@ -82,13 +82,17 @@ def _whitened_nll_torch(w: Tensor, r: Tensor, flat: Tensor, grad: bool) -> tuple
 @torch.compiler.disable       # a C call on numpy buffers: torch.compile runs it as it is (no trace, no warning)
 def _whitened_nll_compiled(w: Tensor, r: Tensor, flat: Tensor, grad: bool) -> tuple[Tensor, Tensor, Tensor | None]:
     """The same by the compiled kernel, in float64, results in w's dtype."""
-    f64 = lambda t: np.ascontiguousarray(t.detach().numpy(), dtype=np.float64)
+    def f64(t: Tensor) -> np.ndarray:
+        return np.ascontiguousarray(t.detach().numpy(), dtype=np.float64)
+
+    def back(a: np.ndarray) -> Tensor:
+        return torch.from_numpy(a).to(w.dtype)
+
     m = w.shape[0]
     nll, alpha = np.empty(m), np.empty((m, N_COEFF))
     cinv = np.empty((m, N_COEFF)) if grad else None
     _c_whitened_nll(np.ascontiguousarray(flat.numpy()), f64(w), f64(r), nll, alpha, cinv)
-    back = lambda a: None if a is None else torch.from_numpy(a).to(w.dtype)
-    return back(nll), back(alpha), back(cinv)
+    return back(nll), back(alpha), None if cinv is None else back(cinv)
 
 
 class _WhitenedNLL(torch.autograd.Function):
@@ -187,8 +191,12 @@ def whitened_chi2(w: Tensor, flat: Tensor, r: Tensor | None = None, dtype: torch
         return [w.new_zeros(0, dtype=dtype)] * (1 if r is None else 2)
     if threads > 1 and len(chunks) == 1 and w.device.type == "cpu" and w.shape[0] >= 512:
         half = (w.shape[0] + 1) // 2     # one batch: still split it across the threads
-        chunks = [tuple(None if a is None else a[s] for a in chunks[0]) for s in (slice(0, half), slice(half, None))]
-    run = lambda ch: _quadratic_forms(*ch, dtype)
+        w0, flat0, r0 = chunks[0]
+        chunks = [(w0[s], flat0[s], None if r0 is None else r0[s]) for s in (slice(0, half), slice(half, None))]
+
+    def run(chunk: tuple[Tensor, Tensor, Tensor | None]) -> list[Tensor]:
+        return _quadratic_forms(*chunk, dtype)
+
     if threads > 1 and len(chunks) > 1 and w.device.type == "cpu":
         with ThreadPoolExecutor(min(threads, len(chunks))) as pool:
             parts = list(pool.map(run, chunks))
@@ -203,7 +211,9 @@ def chi2_bands(x: Tensor, xhat: Tensor, x_err: Tensor, bp_corr: Tensor, rp_corr:
     with scatter, 'bp_scatter', 'rp_scatter' for Σ + diag(ŝ²). Inputs (N, 110) and (N, 1485) tensors.
     Residuals are formed in float64 (x̂ − x cancels digits for bright stars); the factorisations run in
     ``dtype``. A star with an error ≤ 0 gets NaN."""
-    f64 = lambda a: _bands_as_rows(a).to(torch.float64)
+    def f64(a: Tensor) -> Tensor:
+        return _bands_as_rows(a).to(torch.float64)
+
     e = f64(x_err)
     e = torch.where(e > 0, e, torch.full_like(e, float("nan")))
     w = (f64(xhat) - f64(x)) / e

@@ -9,7 +9,7 @@ All inputs and outputs are in the model's standardised units (see shared.preproc
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, cast
 
 import numpy as np
 import torch
@@ -25,11 +25,25 @@ CHI2_NO_CORRELATIONS = "unavailable: no correlations given"
 CHI2_FULL = "full covariance"
 
 
+TensorPair = tuple[torch.Tensor, torch.Tensor]
+Correlations = Mapping[str, "np.ndarray | None"]    # 'bp', 'rp' → (N, 1485) strict lower triangles, or None
+
+
+def _method(model: nn.Module, name: str) -> Callable[..., TensorPair]:
+    """A model method returning two tensors (encode: μ, log σ²; decode: x̂, ŝ), typed: to mypy an nn.Module's
+    attributes are tensors or modules."""
+    return cast(Callable[..., TensorPair], getattr(model, name))
+
+
+def _as_tensor(a: Any, dtype: Any, device: torch.device | None) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a, dtype=dtype), device=device)
+
+
 def _predict(model: nn.Module, x: torch.Tensor | None, labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
     """Model outputs at z = μ (sVAE) or for given labels (label baseline)."""
     if hasattr(model, "encode"):
-        mu, log_var = model.encode(x)
-        xhat, scatter = model.decode(mu)
+        mu, log_var = _method(model, "encode")(x)
+        xhat, scatter = _method(model, "decode")(mu)
         return {"latent_mu": mu, "latent_log_var": log_var, "xhat": xhat, "scatter": scatter}
     if labels is None:
         raise ValueError(f"{type(model).__name__} needs labels for inference")
@@ -38,24 +52,23 @@ def _predict(model: nn.Module, x: torch.Tensor | None, labels: torch.Tensor | No
 
 
 def _chi2(x: np.ndarray, x_err: np.ndarray, xhat: torch.Tensor, scatter: torch.Tensor,
-          correlations: Mapping[str, np.ndarray], device: torch.device) -> dict[str, np.ndarray]:
+          correlations: Correlations, device: torch.device) -> dict[str, np.ndarray]:
     """χ² per band on the model's device, in float64 (shared.covariance). float32 factorisations would be ~1.3×
     faster, but their error grows with the condition number (1e-2 relative at κ ~ 1e5), so χ² stays exact."""
-    f64 = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), device=device)
-    flat = lambda b: torch.as_tensor(np.asarray(correlations[b], dtype=np.float32), device=device)
+    flat = {b: _as_tensor(correlations[b], np.float32, device) for b in ("bp", "rp")}
     with torch.inference_mode():
-        chi = covariance.chi2_bands(f64(x), xhat, f64(x_err), flat("bp"), flat("rp"), scatter, dtype=torch.float64)
+        chi = covariance.chi2_bands(_as_tensor(x, np.float64, device), xhat, _as_tensor(x_err, np.float64, device),
+                                    flat["bp"], flat["rp"], scatter, dtype=torch.float64)
     return {k: v.double().cpu().numpy() for k, v in chi.items()}
 
 
 def infer_batch(model: nn.Module, x: np.ndarray | None, x_err: np.ndarray | None = None, *,
-                labels: np.ndarray | None = None, correlations: Mapping[str, np.ndarray] | None = None,
+                labels: np.ndarray | None = None, correlations: Correlations | None = None,
                 draws: int = 0, generator: torch.Generator | None = None, device: torch.device | None = None,
                 include_reconstructions: bool = True) -> dict[str, Any]:
     """One batch: a dict of numpy arrays (float32 model outputs, float64 metrics). See the module doc."""
     device = device or next(model.parameters()).device
-    to_t = lambda a: None if a is None else torch.as_tensor(np.asarray(a, dtype=np.float32), device=device)
-    xt, et, lt = to_t(x), to_t(x_err), to_t(labels)
+    xt, et, lt = (None if a is None else _as_tensor(a, np.float32, device) for a in (x, x_err, labels))
     out: dict[str, Any] = {}
     with torch.inference_mode():
         p = _predict(model, xt, lt)
@@ -73,7 +86,7 @@ def infer_batch(model: nn.Module, x: np.ndarray | None, x_err: np.ndarray | None
             sig = torch.exp(0.5 * p["latent_log_var"])
             eps = torch.randn((draws,) + tuple(sig.shape), generator=generator, device=device, dtype=sig.dtype)
             z = (p["latent_mu"] + sig * eps).reshape(draws * n, -1)
-            xs, ss = model.decode(z)
+            xs, ss = _method(model, "decode")(z)
             out["xhat_draws"] = xs.reshape(draws, n, -1).transpose(0, 1).cpu().numpy()
             out["scatter_draws"] = ss.reshape(draws, n, -1).transpose(0, 1).cpu().numpy()
         p_xhat, p_scatter = p["xhat"], p["scatter"]
@@ -98,7 +111,7 @@ def infer_batch(model: nn.Module, x: np.ndarray | None, x_err: np.ndarray | None
 
 
 def infer(model: nn.Module, x: np.ndarray | None, x_err: np.ndarray | None = None, *,
-          labels: np.ndarray | None = None, correlations: Mapping[str, np.ndarray] | None = None,
+          labels: np.ndarray | None = None, correlations: Correlations | None = None,
           batch_size: int = 65536, draws: int = 0, seed: int | None = None, device: str | torch.device | None = None,
           include_reconstructions: bool = True, fold_bn: bool = False,
           progress: Callable[[int, int | None, str], None] | None = None) -> Iterator[dict[str, Any]]:
@@ -116,7 +129,9 @@ def infer(model: nn.Module, x: np.ndarray | None, x_err: np.ndarray | None = Non
     gen = torch.Generator(device=dev).manual_seed(seed if seed is not None else 0) if draws else None
     if draws and seed is None:
         raise ValueError("sampled draws must be seeded: pass seed")
-    sl = lambda a, i: None if a is None else np.asarray(a[i:i + batch_size])
+    def sl(a: Any, i: int) -> np.ndarray | None:
+        return None if a is None else np.asarray(a[i:i + batch_size])
+
     for i in range(0, n, batch_size):
         corr = None if correlations is None else {b: sl(c, i) for b, c in correlations.items()}
         res = infer_batch(model, sl(x, i), sl(x_err, i), labels=sl(labels, i), correlations=corr, draws=draws,

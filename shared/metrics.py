@@ -75,7 +75,9 @@ def chi2_bands(x: np.ndarray, xhat: np.ndarray, x_err: np.ndarray, correlations:
     bands = [b for b in BAND_SLICES if correlations.get(b) is not None]
     if not bands:
         return {}
-    t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64))
+    def t(a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(a, dtype=np.float64))
+
     n = len(x)
     flat = {b: torch.as_tensor(np.asarray(correlations[b])) if b in bands else torch.zeros((n, N_CORR))
             for b in BAND_SLICES}

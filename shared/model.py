@@ -11,7 +11,7 @@ import math
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -41,7 +41,7 @@ class VAEConfig:
         """Accepts this class's own dict and the authors' ``config.json`` (``nn_config`` /
         ``intermediate_layers``)."""
         d = dict(d.get("nn_config", d))
-        hidden = d.get("hidden", d.get("intermediate_layers", cls.hidden))
+        hidden: Sequence[int] = d["hidden"] if "hidden" in d else d.get("intermediate_layers", cls.hidden)
         return cls(input_dim=int(d.get("input_dim", 110)), latent_dim=int(d.get("latent_dim", 6)),
                    hidden=tuple(hidden))
 
@@ -57,12 +57,15 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     fewer passes over memory (faster inference)."""
     folded = copy.deepcopy(model).eval()
     for block in folded.modules():
-        if isinstance(block, nn.Sequential) and isinstance(getattr(block, "norm", None), nn.BatchNorm1d):
-            lin, bn = block.linear, block.norm
+        lin, bn = getattr(block, "linear", None), getattr(block, "norm", None)
+        if isinstance(block, nn.Sequential) and isinstance(lin, nn.Linear) and isinstance(bn, nn.BatchNorm1d):
+            mean, var = bn.running_mean, bn.running_var
+            if mean is None or var is None:      # no running statistics to fold in
+                continue
             # in float64, so the merged weights carry one rounding, not three
-            scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+            scale = bn.weight.double() / torch.sqrt(var.double() + bn.eps)
             lin.weight.copy_(lin.weight.double() * scale[:, None])
-            lin.bias.copy_((lin.bias.double() - bn.running_mean.double()) * scale + bn.bias.double())
+            lin.bias.copy_((lin.bias.double() - mean.double()) * scale + bn.bias.double())
             block.norm = nn.Identity()
     return folded
 

@@ -82,7 +82,7 @@ class Widths:
     def parse(self, value: Any) -> tuple[int, ...]:
         items = value.split(",") if isinstance(value, str) else value
         try:
-            widths = tuple(Number(self.flag, lo=1, hi=MAX_WIDTH).parse(w) for w in items)
+            widths = tuple(int(Number(self.flag, lo=1, hi=MAX_WIDTH).parse(w)) for w in items)
         except (TypeError, BadParameter):
             widths = ()
         if not 1 <= len(widths) <= MAX_LAYERS:
@@ -121,7 +121,7 @@ TRAIN = {
     "t0": Number("--t0", lo=1), "seed": SEED, "checkpoint_every": Number("--checkpoint-every", lo=0),
 }
 SVAE = {"latent_dim": Number("--latent-dim", lo=1, hi=LATENT_MAX), "hidden": Widths("--hidden")}
-SELECTION = {
+SELECTION: dict[str, Number | Choice] = {
     "source_id_lo": Number("--source-id-min", lo=0, hi=INT64_MAX),
     "source_id_hi": Number("--source-id-max", lo=0, hi=INT64_MAX),
     "quality": Choice("--quality", FLAG_NAMES, several=True), "limit": Number("--limit", lo=1, hi=INT64_MAX),

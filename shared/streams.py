@@ -15,8 +15,8 @@ def read_ahead(items: Iterable[Any], depth: int = 2) -> Iterator[Any]:
 
     For pipelines whose stages release the GIL: parsing a file (pyarrow) while the previous chunk is written
     (psycopg2 waiting on the server), inflating gzip (zlib) while the previous block is parsed. The
-    producer's exception is re-raised in the consumer at the point it happened; if the consumer stops early (a database error),
-    the producer is told to stop and its generator is closed in its own thread."""
+    producer's exception is re-raised in the consumer at the point it happened; if the consumer stops early (a
+    database error), the producer is told to stop and its generator is closed in its own thread."""
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 

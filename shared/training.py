@@ -17,7 +17,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TypeVar, cast
 
 import numpy as np
 import torch
@@ -26,14 +26,18 @@ from torch import nn
 from shared.covariance import MIN_EIGENVALUE, usable_correlations
 from shared.defaults import SEED
 from shared.device import configure_threads, resolve_device
+from shared.errors import InputError
 from shared.model import ScatterVAE, VAEConfig
 from shared.preprocessing import Normalisation, RowExclusion, finite_rows
+from shared.progress import Progress
 from shared.torchio import load_plain, plain, save_atomic
 from shared.xp import N_CORR
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, "int | None", str], None]
+M = TypeVar("M", bound=nn.Module)
+LossTerms = tuple[torch.Tensor, torch.Tensor, torch.Tensor]     # batch means of (loss, nll, kl)
+LossFn = Callable[[tuple[torch.Tensor, ...], "torch.Tensor | None"], LossTerms]
 CHECKPOINT_FORMAT = "xpvae-train-checkpoint/1"
 # CPU compile takes ~10–40 s; below this much work (spectra × epochs) eager mode finishes sooner.
 AUTO_COMPILE_MIN_WORK = 5_000_000
@@ -64,9 +68,10 @@ class TrainConfig:
     likelihood: str = "diagonal"         # 'diagonal' (the published recipe) or 'full' (per-star XP covariance)
 
     def __post_init__(self) -> None:
-        self.split = tuple(float(f) for f in self.split)
-        if len(self.split) != 3 or min(self.split) < 0 or self.split[0] <= 0 or abs(sum(self.split) - 1) > 1e-6:
-            raise ValueError(f"split must be three non-negative fractions summing to 1, got {self.split}")
+        split = tuple(float(f) for f in self.split)
+        if len(split) != 3 or min(split) < 0 or split[0] <= 0 or abs(sum(split) - 1) > 1e-6:
+            raise ValueError(f"split must be three non-negative fractions summing to 1, got {split}")
+        self.split = (split[0], split[1], split[2])
         if self.epochs < 1 or self.batch_size < 1 or self.t0 < 1 or self.t_mult < 1:
             raise ValueError(f"epochs, batch_size, t0 and t_mult must be >= 1: {self}")
         if self.compile not in (True, False, "auto"):
@@ -173,6 +178,17 @@ def _same(a: Any, b: Any) -> bool:
 # ------------------------------------------------------------------------------------------------------
 # the engine
 
+def _loss_fn(model: nn.Module) -> LossFn:
+    """The model's ``batch_loss`` (see the module docstring), typed: to mypy an nn.Module's attributes are
+    tensors or modules."""
+    return cast(LossFn, model.batch_loss)
+
+
+def _make_noise(model: nn.Module, batch_size: int, generator: torch.Generator | None) -> torch.Tensor | None:
+    make = cast(Callable[[int, "torch.Generator | None"], "torch.Tensor | None"], model.make_noise)
+    return make(batch_size, generator)
+
+
 def _want_compile(cfg: TrainConfig, device: torch.device, n_train: int) -> bool:
     if cfg.compile == "auto":
         return device.type == "cuda" or n_train * cfg.epochs >= AUTO_COMPILE_MIN_WORK
@@ -182,7 +198,8 @@ def _want_compile(cfg: TrainConfig, device: torch.device, n_train: int) -> bool:
 def make_adamw(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
     """Fused AdamW (one kernel for all 64 parameter tensors: ~10 % faster steps on CPU) where this torch
     supports it on the device, else the foreach implementation."""
-    for kwargs in ({"fused": True}, {"foreach": True}, {}):
+    implementations: tuple[dict[str, Any], ...] = ({"fused": True}, {"foreach": True}, {})
+    for kwargs in implementations:
         try:
             return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **kwargs)
         except (RuntimeError, TypeError, ValueError):
@@ -204,7 +221,7 @@ def evaluate_loss(model: nn.Module, tensors: Sequence[torch.Tensor], batch_size:
     for i in range(0, n, batch_size):
         batch = tuple(t[i:i + batch_size] for t in tensors)
         m = batch[0].shape[0]
-        loss, nll, kl = model.batch_loss(batch, model.make_noise(m, generator))
+        loss, nll, kl = _loss_fn(model)(batch, _make_noise(model, m, generator))
         acc += torch.stack([loss, nll, kl]).double() * m
     model.train(was_training)
     return tuple((acc / n).tolist())
@@ -237,114 +254,160 @@ def _train_loop(model: nn.Module, train: Sequence[np.ndarray], validation: Seque
                 config: TrainConfig, device: torch.device, *, callback, checkpoint_path, resume, should_stop,
                 progress, extra_state) -> dict[str, Any]:
     t_start = time.perf_counter()
-    extra_state = dict(extra_state or {})
     n_train = int(train[0].shape[0])
-    steps = n_train // config.batch_size
-    if steps == 0:
-        from shared.errors import InputError
-        raise InputError(f"--batch-size {config.batch_size} is larger than the {n_train} training spectra (the "
-                         f"training split of the selection): pass --batch-size {n_train} or less, or select more stars")
-
-    as_t = lambda arrs: tuple(torch.as_tensor(np.ascontiguousarray(a, dtype=np.float32), device=device) for a in arrs)
-    train_t, val_t = as_t(train), as_t(validation)
-
-    model.to(device).train()
-    optimizer = make_adamw(model, config, device)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=config.t0, T_mult=config.t_mult,
-                                                                     eta_min=config.eta_min)
-    gens = {"shuffle": torch.Generator(device=device).manual_seed(config.seed + 1),
-            "noise": torch.Generator(device=device).manual_seed(config.seed + 2)}
-    history: list[dict[str, float]] = []
-    start_epoch = 0
-    ckpt_path = Path(checkpoint_path) if checkpoint_path else None
-
-    if ckpt_path is not None and resume and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path)
-        old_cfg = ckpt["train_config"]
-        changed = [k for k, v in config.to_dict().items() if k not in _RESUME_MUTABLE and not _same(v, old_cfg.get(k))]
-        if changed:
-            raise ValueError(f"{ckpt_path}: cannot resume, TrainConfig changed in {changed}")
-        if not _same(extra_state, ckpt["extra"]):
-            keys = [k for k in set(extra_state) | set(ckpt["extra"])
-                    if not _same(extra_state.get(k), ckpt["extra"].get(k))]
-            raise ValueError(f"{ckpt_path}: cannot resume, the data differ from the checkpoint's in {keys}")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        _set_rng_states(gens, ckpt["rng"])
-        history = list(ckpt["history"])
-        start_epoch = int(ckpt["epoch"])
-        log.info("resumed %s at epoch %d", ckpt_path, start_epoch)
-
-    def save(epoch: int) -> None:
-        if ckpt_path is None:
-            return
-        # torch's own states are tensors and plain values already; plain() turns the numpy arrays of the
-        # extra state (split, normalisation) into tensors, so that load_plain accepts the file
-        save_atomic({"format": CHECKPOINT_FORMAT, "epoch": epoch, "model": model.state_dict(),
-                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                     "rng": _rng_states(gens), "history": history, "train_config": config.to_dict(),
-                     "extra": plain(extra_state), "saved": time.time()}, ckpt_path)
-
-    step_loss = model.batch_loss
-    compiled = False
-    if start_epoch < config.epochs and _want_compile(config, device, n_train):
-        try:
-            step_loss = torch.compile(model.batch_loss)
-            compiled = True
-        except Exception as exc:  # e.g. no C++ compiler: eager works everywhere
-            log.warning("torch.compile unavailable (%s); training eagerly", exc)
-
+    steps = _steps_per_epoch(n_train, config.batch_size)
+    train_t, val_t = _on_device(train, device), _on_device(validation, device)
+    run = _Run(model, config, device, checkpoint_path, extra_state)
+    if resume:
+        run.resume()
+    run.compile(n_train)
     stopped = False
-    epoch = start_epoch
-    B = config.batch_size
-    for epoch in range(start_epoch + 1, config.epochs + 1):
-        t0 = time.perf_counter()
-        model.train()
-        lr = optimizer.param_groups[0]["lr"]
-        perm = torch.randperm(n_train, generator=gens["shuffle"], device=device)
-        acc = torch.zeros(3, device=device)
-        for s in range(steps):
-            idx = perm[s * B:(s + 1) * B]
-            batch = tuple(t[idx] for t in train_t)
-            noise = model.make_noise(B, gens["noise"])
-            optimizer.zero_grad(set_to_none=True)
-            try:
-                loss, nll, kl = step_loss(batch, noise)
-            except Exception as exc:
-                if not compiled:
-                    raise
-                log.warning("compiled step failed (%s); falling back to eager", exc)
-                step_loss, compiled = model.batch_loss, False
-                loss, nll, kl = step_loss(batch, noise)
-            loss.backward()
-            optimizer.step()
-            acc += torch.stack([loss.detach(), nll.detach(), kl.detach()])
-        scheduler.step()
-        # Validation noise comes from its own generator seeded per epoch: no state to carry across resumes.
-        val_gen = torch.Generator(device=device).manual_seed(config.seed * 100_003 + epoch)
-        val = evaluate_loss(model, val_t, config.eval_batch_size, val_gen) if val_t and val_t[0].shape[0] else (float("nan"),) * 3
-        tr = (acc / steps).tolist()       # the one host sync of the epoch
-        metrics = {"epoch": epoch, "loss": tr[0], "nll": tr[1], "kl": tr[2], "val_loss": val[0], "val_nll": val[1],
-                   "val_kl": val[2], "lr": lr, "seconds": time.perf_counter() - t0}
-        if not np.isfinite(tr[0]) or (val_t and val_t[0].shape[0] and not np.isfinite(val[0])):
-            raise TrainingDiverged(f"non-finite loss at epoch {epoch}: train loss={tr[0]}, nll={tr[1]}, kl={tr[2]}, "
-                                   f"validation loss={val[0]} (lr={lr:.3g}); lower the learning rate or check inputs")
-        history.append(metrics)
+    epoch = run.start_epoch
+    for epoch in range(run.start_epoch + 1, config.epochs + 1):
+        metrics = run.epoch(epoch, train_t, val_t, steps)
+        run.history.append(metrics)
         if callback is not None:
             callback(metrics)
         if progress is not None:
-            progress(epoch, config.epochs, f"epoch {epoch}: loss {tr[0]:.3f}, val {val[0]:.3f}")
-        stop_now = should_stop is not None and epoch < config.epochs and should_stop()
-        if epoch == config.epochs or stop_now or (config.checkpoint_every and epoch % config.checkpoint_every == 0):
-            save(epoch)
-        if stop_now:
-            stopped = True
+            progress(epoch, config.epochs, f"epoch {epoch}: loss {metrics['loss']:.3f}, val {metrics['val_loss']:.3f}")
+        stopped = should_stop is not None and epoch < config.epochs and should_stop()
+        if epoch == config.epochs or stopped or (config.checkpoint_every and epoch % config.checkpoint_every == 0):
+            run.save(epoch)
+        if stopped:
             break
-
     model.eval()
-    return {"history": history, "epochs_completed": epoch if history else start_epoch, "stopped": stopped,
-            "compiled": compiled, "device": str(device), "seconds": time.perf_counter() - t_start}
+    return {"history": run.history, "epochs_completed": epoch if run.history else run.start_epoch,
+            "stopped": stopped, "compiled": run.compiled, "device": str(device),
+            "seconds": time.perf_counter() - t_start}
+
+
+def _steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Full batches an epoch (the last partial batch is dropped); none at all is a usage error."""
+    if n_train < batch_size:
+        raise InputError(f"--batch-size {batch_size} is larger than the {n_train} training spectra (the "
+                         f"training split of the selection): pass --batch-size {n_train} or less, or select more stars")
+    return n_train // batch_size
+
+
+def _on_device(arrays: Sequence[np.ndarray], device: torch.device) -> tuple[torch.Tensor, ...]:
+    return tuple(torch.as_tensor(np.ascontiguousarray(a, dtype=np.float32), device=device) for a in arrays)
+
+
+def _check_resumable(ckpt: Mapping[str, Any], config: TrainConfig, extra_state: Mapping[str, Any],
+                     path: Path) -> None:
+    """A checkpoint resumes only the same run: same settings (but those in _RESUME_MUTABLE) and same data."""
+    old_cfg = ckpt["train_config"]
+    changed = [k for k, v in config.to_dict().items() if k not in _RESUME_MUTABLE and not _same(v, old_cfg.get(k))]
+    if changed:
+        raise ValueError(f"{path}: cannot resume, TrainConfig changed in {changed}")
+    if not _same(extra_state, ckpt["extra"]):
+        keys = [k for k in set(extra_state) | set(ckpt["extra"]) if not _same(extra_state.get(k), ckpt["extra"].get(k))]
+        raise ValueError(f"{path}: cannot resume, the data differ from the checkpoint's in {keys}")
+
+
+class _Run:
+    """The state one training run carries from epoch to epoch, and its steps: resume, compile, epoch (train
+    steps, then validation) and checkpoint. Everything a checkpoint restores lives here."""
+
+    def __init__(self, model: nn.Module, config: TrainConfig, device: torch.device,
+                 checkpoint_path: str | Path | None, extra_state: Mapping[str, Any] | None) -> None:
+        self.model, self.config, self.device = model, config, device
+        self.extra_state = dict(extra_state or {})
+        self.ckpt_path = Path(checkpoint_path) if checkpoint_path else None
+        model.to(device).train()
+        self.optimizer = make_adamw(model, config, device)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+            self.optimizer, T_0=config.t0, T_mult=config.t_mult, eta_min=config.eta_min)
+        self.gens = {"shuffle": torch.Generator(device=device).manual_seed(config.seed + 1),
+                     "noise": torch.Generator(device=device).manual_seed(config.seed + 2)}
+        self.history: list[dict[str, float]] = []
+        self.start_epoch = 0
+        self.step_loss: LossFn = _loss_fn(model)
+        self.compiled = False
+
+    def resume(self) -> None:
+        """Continue from the checkpoint, if there is one: model, optimiser, schedule, random states, history."""
+        if self.ckpt_path is None or not self.ckpt_path.exists():
+            return
+        ckpt = load_checkpoint(self.ckpt_path)
+        _check_resumable(ckpt, self.config, self.extra_state, self.ckpt_path)
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        _set_rng_states(self.gens, ckpt["rng"])
+        self.history = list(ckpt["history"])
+        self.start_epoch = int(ckpt["epoch"])
+        log.info("resumed %s at epoch %d", self.ckpt_path, self.start_epoch)
+
+    def compile(self, n_train: int) -> None:
+        if self.start_epoch >= self.config.epochs or not _want_compile(self.config, self.device, n_train):
+            return
+        try:
+            self.step_loss = cast(LossFn, torch.compile(_loss_fn(self.model)))
+            self.compiled = True
+        except Exception as exc:  # e.g. no C++ compiler: eager works everywhere
+            log.warning("torch.compile unavailable (%s); training eagerly", exc)
+
+    def _loss(self, batch: tuple[torch.Tensor, ...], noise: torch.Tensor | None) -> LossTerms:
+        try:
+            return self.step_loss(batch, noise)
+        except Exception as exc:
+            if not self.compiled:
+                raise
+            log.warning("compiled step failed (%s); falling back to eager", exc)
+            self.step_loss, self.compiled = _loss_fn(self.model), False
+            return self.step_loss(batch, noise)
+
+    def _train_steps(self, train_t: tuple[torch.Tensor, ...], steps: int) -> list[float]:
+        """One pass over the shuffled training rows; mean (loss, nll, kl) of its steps."""
+        B = self.config.batch_size
+        n_train = train_t[0].shape[0]
+        self.model.train()
+        perm = torch.randperm(n_train, generator=self.gens["shuffle"], device=self.device)
+        acc = torch.zeros(3, device=self.device)
+        for s in range(steps):
+            idx = perm[s * B:(s + 1) * B]
+            batch = tuple(t[idx] for t in train_t)
+            noise = _make_noise(self.model, B, self.gens["noise"])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss, nll, kl = self._loss(batch, noise)
+            loss.backward()
+            self.optimizer.step()
+            acc += torch.stack([loss.detach(), nll.detach(), kl.detach()])
+        self.scheduler.step()
+        return (acc / steps).tolist()       # the one host sync of the epoch
+
+    def _validate(self, val_t: tuple[torch.Tensor, ...], epoch: int) -> tuple[float, float, float]:
+        if not val_t or not val_t[0].shape[0]:
+            return (float("nan"),) * 3
+        # Validation noise comes from its own generator seeded per epoch: no state to carry across resumes.
+        val_gen = torch.Generator(device=self.device).manual_seed(self.config.seed * 100_003 + epoch)
+        return evaluate_loss(self.model, val_t, self.config.eval_batch_size, val_gen)
+
+    def epoch(self, epoch: int, train_t: tuple[torch.Tensor, ...], val_t: tuple[torch.Tensor, ...],
+              steps: int) -> dict[str, float]:
+        """Train one epoch and validate; its metrics. TrainingDiverged on a non-finite loss."""
+        t0 = time.perf_counter()
+        lr = self.optimizer.param_groups[0]["lr"]
+        tr = self._train_steps(train_t, steps)
+        val = self._validate(val_t, epoch)
+        metrics = {"epoch": epoch, "loss": tr[0], "nll": tr[1], "kl": tr[2], "val_loss": val[0], "val_nll": val[1],
+                   "val_kl": val[2], "lr": lr, "seconds": time.perf_counter() - t0}
+        has_val = bool(val_t) and bool(val_t[0].shape[0])
+        if not np.isfinite(tr[0]) or (has_val and not np.isfinite(val[0])):
+            raise TrainingDiverged(f"non-finite loss at epoch {epoch}: train loss={tr[0]}, nll={tr[1]}, kl={tr[2]}, "
+                                   f"validation loss={val[0]} (lr={lr:.3g}); lower the learning rate or check inputs")
+        return metrics
+
+    def save(self, epoch: int) -> None:
+        if self.ckpt_path is None:
+            return
+        # torch's own states are tensors and plain values already; plain() turns the numpy arrays of the
+        # extra state (split, normalisation) into tensors, so that load_plain accepts the file
+        save_atomic({"format": CHECKPOINT_FORMAT, "epoch": epoch, "model": self.model.state_dict(),
+                     "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                     "rng": _rng_states(self.gens), "history": self.history, "train_config": self.config.to_dict(),
+                     "extra": plain(self.extra_state), "saved": time.time()}, self.ckpt_path)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -364,7 +427,7 @@ def prepare_rows(arrays: Sequence[np.ndarray], names: tuple[str, ...], config: T
     return kept, excluded, {k: kept[v] for k, v in local.items()}
 
 
-def init_seeded(build: Callable[[], nn.Module], seed: int) -> nn.Module:
+def init_seeded(build: Callable[[], M], seed: int) -> M:
     """Build a module with weights drawn from ``seed`` without touching the caller's global RNG state."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -388,7 +451,7 @@ def full_likelihood_correlations(correlations: np.ndarray | None, rows: np.ndarr
     usable = usable_correlations(corr.reshape(-1, N_CORR)).reshape(-1, 2)
     out = np.where(usable[:, :, None], corr, np.float32(0.0))
     kept = usable[rows]
-    report = {"kind": "full", "stars": int(rows.size),
+    report: dict[str, Any] = {"kind": "full", "stars": int(rows.size),
               "diagonal_fallback": {"bp": int((~kept[:, 0]).sum()), "rp": int((~kept[:, 1]).sum()),
                                     "stars": int((~kept.all(axis=1)).sum())},
               "fallback_rule": f"correlations missing, not finite or smallest eigenvalue < {MIN_EIGENVALUE:g}",

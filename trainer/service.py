@@ -5,8 +5,10 @@ epochs to XPVAE_HOME/checkpoints/train-job-<id>.pt and a redelivered or retried 
 """
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 from sqlalchemy.engine import Engine
@@ -62,9 +64,9 @@ def load_training_set(engine: Engine, selection: Selection, progress=None, corre
     (Settings.read_streams)."""
     data = read_spectra(engine, selection, progress=progress, with_correlations=correlations, streams=streams)
     if len(data["source_id"]) == 0:
-        raise InputError(f"no spectra with photometry match the selection ({describe_selection(selection.to_dict())}):"
-                         " ingest Gaia XP spectra and photometry first, or widen --source-id-min/--source-id-max/"
-                         "--quality/--limit")
+        raise InputError(f"no spectra with photometry match the selection "
+                         f"({describe_selection(selection.to_dict())}): ingest Gaia XP spectra and photometry first, "
+                         "or widen --source-id-min/--source-id-max/--quality/--limit")
     x, e = normalise_by_flux(data["coefficients"], data["errors"], data["phot_g_mean_flux"])
     out = {"source_id": data["source_id"], "x": x, "x_err": e}
     if correlations:
@@ -86,8 +88,9 @@ class _MetricsWriter:
             row[k] = [float(v) if v is not None and math.isfinite(float(v)) else None]
         with self.ctx.engine.begin() as conn:
             bulk.upsert_rows(conn, "training_metrics", row, key=("job_id", "epoch"))
+        val = m.get("val_loss", float("nan"))
         self.ctx.progress(int(m["epoch"]), self.epochs,
-                          f"epoch {int(m['epoch'])}/{self.epochs} loss {m['loss']:.3f} val {m.get('val_loss', float('nan')):.3f}")
+                          f"epoch {int(m['epoch'])}/{self.epochs} loss {m['loss']:.3f} val {val:.3f}")
 
 
 def _split_ids(result: TrainResult, source_id: np.ndarray) -> dict[str, list[int]]:
@@ -141,10 +144,43 @@ def _model_name(ctx: JobContext, stem: str) -> str:
     return name
 
 
+@dataclass
+class _Plan:
+    """What the sVAE and the label baseline do differently: the data they read, their configuration and the
+    fit; the job around it (name check, checkpoint, cancellation, held-out summary, registration) is shared."""
+    data: dict[str, np.ndarray]          # source_id, x, x_err (and correlations for the full likelihood)
+    cfg: TrainConfig
+    fit: Callable[..., TrainResult]      # the fit_* function with its data bound: the engine's keywords remain
+    labels: np.ndarray | None = None     # the label baseline's inputs (all rows)
+    recipe: Recipe | None = None
+
+
+def _train_and_register(ctx: JobContext, stem: str, plan_job: Callable[[JobContext], _Plan]) -> dict:
+    _model_name(ctx, stem)
+    plan = plan_job(ctx)
+    ckpt = ctx.settings.checkpoints_dir / f"train-job-{ctx.job_id}.pt"
+    resumed_from = _resumed_from(ckpt)
+    result = plan.fit(callback=_MetricsWriter(ctx, plan.cfg.epochs), checkpoint_path=ckpt, resume=True,
+                      should_stop=_should_stop(ctx))
+    if result.stopped:
+        ctx.check_cancelled()      # raises JobCancelled: the checkpoint stays for `xpvae job retry`
+    held_out = _held_out_summary(result, plan.data["x"], plan.data["x_err"], labels=plan.labels)
+    recipe_info = {"recipe": plan.recipe.to_dict()} if plan.recipe is not None else {}
+    return _register(ctx, result, plan.data["source_id"], stem, held_out, resumed_from, ckpt, recipe_info)
+
+
 def run_train_job(ctx: JobContext) -> dict:
     """Train the scatter VAE on a selection (no labels used) and register it."""
+    return _train_and_register(ctx, "svae", _plan_svae)
+
+
+def run_baseline_job(ctx: JobContext) -> dict:
+    """Train the label-dependent baseline (docs/science.md §8) on stars with good labels."""
+    return _train_and_register(ctx, "baseline", _plan_baseline)
+
+
+def _plan_svae(ctx: JobContext) -> _Plan:
     p = ctx.params
-    _model_name(ctx, "svae")
     selection = Selection.from_dict(p.get("selection"))
     model_cfg = VAEConfig.from_dict({**VAEConfig().to_dict(), **p.get("model", {})})
     ctx.progress(0, None, "reading spectra")
@@ -154,16 +190,24 @@ def run_train_job(ctx: JobContext) -> dict:
     cfg, recipe = resolved_train_config(p, data["x"], data["x_err"], ctx.settings.device)
     if recipe is not None:
         ctx.progress(0, cfg.epochs, f"recipe {recipe.name}: {recipe.reason}")
-    ckpt = ctx.settings.checkpoints_dir / f"train-job-{ctx.job_id}.pt"
-    resumed_from = _resumed_from(ckpt)
-    result = fit_scatter_vae(data["x"], data["x_err"], model_cfg, cfg, callback=_MetricsWriter(ctx, cfg.epochs),
-                             checkpoint_path=ckpt, resume=True, should_stop=_should_stop(ctx),
-                             correlations=data.get("correlations"))
-    if result.stopped:
-        ctx.check_cancelled()      # raises JobCancelled: the checkpoint stays for `xpvae job retry`
-    held_out = _held_out_summary(result, data["x"], data["x_err"])
-    recipe_info = {"recipe": recipe.to_dict()} if recipe is not None else {}
-    return _register(ctx, result, data["source_id"], "svae", held_out, resumed_from, ckpt, recipe_info)
+    fit = functools.partial(fit_scatter_vae, data["x"], data["x_err"], model_cfg, cfg,
+                            correlations=data.get("correlations"))
+    return _Plan(data, cfg, fit, recipe=recipe)
+
+
+def _plan_baseline(ctx: JobContext) -> _Plan:
+    p = ctx.params
+    sel_dict = dict(p.get("selection") or {})
+    sel_dict.setdefault("quality", "good")
+    selection = Selection.from_dict(sel_dict)
+    cfg = train_config(p.get("train", {}), ctx.settings.device)
+    bcfg = BaselineConfig.from_dict(p.get("model", {})) if p.get("model") else BaselineConfig()
+    ctx.progress(0, cfg.epochs, "reading spectra and labels")
+    data = load_training_set(ctx.engine, selection, streams=ctx.settings.read_streams)
+    labels = read_labels(ctx.engine, data["source_id"])
+    lab = np.column_stack([np.asarray(labels[n], dtype=np.float64) for n in bcfg.label_names])
+    fit = functools.partial(fit_label_baseline, lab, data["x"], data["x_err"], bcfg, cfg)
+    return _Plan(data, cfg, fit, labels=lab)
 
 
 def _register(ctx: JobContext, result: TrainResult, source_id: np.ndarray, stem: str, held_out: dict,
@@ -196,26 +240,3 @@ def _likelihood_summary(result: TrainResult) -> dict:
     if "diagonal_fallback" in lk:
         out["diagonal_fallback_stars"] = lk["diagonal_fallback"]["stars"]
     return out
-
-
-def run_baseline_job(ctx: JobContext) -> dict:
-    """Train the label-dependent baseline (docs/science.md §8) on stars with good labels."""
-    p = ctx.params
-    _model_name(ctx, "baseline")
-    sel_dict = dict(p.get("selection") or {})
-    sel_dict.setdefault("quality", "good")
-    selection = Selection.from_dict(sel_dict)
-    cfg = train_config(p.get("train", {}), ctx.settings.device)
-    bcfg = BaselineConfig.from_dict(p.get("model", {})) if p.get("model") else BaselineConfig()
-    ctx.progress(0, cfg.epochs, "reading spectra and labels")
-    data = load_training_set(ctx.engine, selection, streams=ctx.settings.read_streams)
-    labels = read_labels(ctx.engine, data["source_id"])
-    lab = np.column_stack([np.asarray(labels[n], dtype=np.float64) for n in bcfg.label_names])
-    ckpt = ctx.settings.checkpoints_dir / f"train-job-{ctx.job_id}.pt"
-    resumed_from = _resumed_from(ckpt)
-    result = fit_label_baseline(lab, data["x"], data["x_err"], bcfg, cfg, callback=_MetricsWriter(ctx, cfg.epochs),
-                                checkpoint_path=ckpt, resume=True, should_stop=_should_stop(ctx))
-    if result.stopped:
-        ctx.check_cancelled()
-    held_out = _held_out_summary(result, data["x"], data["x_err"], labels=lab)
-    return _register(ctx, result, data["source_id"], "baseline", held_out, resumed_from, ckpt)
