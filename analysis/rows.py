@@ -17,13 +17,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from shared.progress import Progress as Progress  # the analyses import it from here
 
 ROW_FIELDS = ("report", "sample", "statistic", "subject", "bin_var", "bin_lo", "bin_hi", "value", "ci_lo",
               "ci_hi", "n")
-
-Progress = Callable[[int, "int | None", str], None]
-
 
 def _plain(value: Any) -> float | None:
     if value is None:

@@ -23,6 +23,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from shared.progress import Progress
+
 DATALINK_MAX_IDS = 5000        # the archive's limit per DataLink request
 DATA_STRUCTURE = "RAW"         # one XP_CONTINUOUS_RAW.<ext> per batch, arrays as the archive stores them
 FORMATS = {"csv": "csv", "ecsv": "ecsv", "fits": "fits", "votable": "xml"}     # --format -> file extension
@@ -31,8 +33,6 @@ PHOTOMETRY_QUERY = ("SELECT source_id, phot_g_mean_flux, phot_g_mean_mag, phot_b
 COMPRESSED = ("votable_gzip",)   # result formats the archive gzips (as astroquery's GaiaClass declares)
 TRANSIENT_STATUS = re.compile(r"\b(5\d\d|429)\b|Internal Server Error|Service Unavailable|Bad Gateway|"
                               r"Gateway Time-?out|Too Many Requests")
-
-Progress = Callable[[int, int, str], None] | None
 
 
 class FetchError(Exception):
@@ -203,7 +203,7 @@ def _is_transient(exc: BaseException) -> bool:
 
 # --- fetching in batches ------------------------------------------------------------------------------------------
 def _run_batches(archive: Archive, ids: np.ndarray, out_dir: Path, prefix: str, ext: str, fmt: str,
-                 fetch_one: Callable[[np.ndarray, Path], None], progress: Progress,
+                 fetch_one: Callable[[np.ndarray, Path], None], progress: Progress | None,
                  is_empty: Callable[[Path], bool] = lambda path: False) -> FetchResult:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -240,13 +240,13 @@ def _run_batches(archive: Archive, ids: np.ndarray, out_dir: Path, prefix: str, 
     return result
 
 
-def _say(progress: Progress, done: int, total: int, message: str) -> None:
+def _say(progress: Progress | None, done: int, total: int, message: str) -> None:
     if progress:
         progress(done, total, message)
 
 
 def fetch_xp(archive: Archive, ids: np.ndarray, out_dir: str | Path, fmt: str = "csv",
-             progress: Progress = None) -> FetchResult:
+             progress: Progress | None = None) -> FetchResult:
     """XP continuous spectra of ``ids`` through DataLink: one zip per batch of at most 5,000 sources."""
     _check_format(fmt)
     return _run_batches(archive, ids, Path(out_dir), "XP_CONTINUOUS", "zip", fmt,
@@ -264,7 +264,7 @@ def _empty_zip(path: Path) -> bool:
 
 
 def fetch_photometry(archive: Archive, ids: np.ndarray, out_dir: str | Path, fmt: str = "csv",
-                     progress: Progress = None) -> FetchResult:
+                     progress: Progress | None = None) -> FetchResult:
     """source_id, G flux, G/BP/RP magnitudes, ra and dec of ``ids`` from gaiadr3.gaia_source, one table
     per batch of at most 5,000 sources."""
     _check_format(fmt)

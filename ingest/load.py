@@ -34,11 +34,11 @@ from db.partitions import touched_pixels
 from db.spectra import write_photometry, write_xp_batch
 from ingest.readers.errors import WrongKindError
 from ingest.readers.products import is_other_product
+from shared.progress import Progress
 from shared.settings import get_settings
 from shared.streams import read_ahead
 from shared.xp import PHOTOMETRY_COLUMNS, POSITION_COLUMNS, BadRow, ReadReport, XPBatch
 
-Progress = Callable[[int, "int | None", str], None] | None
 CATALOGUE_ID_PREFIX = "xp_apogee_cat:"   # apogee_id given to catalogue rows that carry no APOGEE_ID
 # Rows per XP write: small enough that parsing the next chunk overlaps writing this one (with correlations a
 # row is ~12.7 kB, so ~13 MB a chunk), large enough that per-chunk round trips stay negligible.
@@ -227,7 +227,7 @@ def _fail_all_skipped(summary: IngestSummary, found: list[Found], what: str) -> 
                                                         "all were passed over (see the skipped files)"))
 
 
-def _load_file(engine: Engine, summary: IngestSummary, path: Path, n_files: int, progress: Progress,
+def _load_file(engine: Engine, summary: IngestSummary, path: Path, n_files: int, progress: Progress | None,
                load: Callable[[Any, FileResult, ReadReport], None], named: bool = True) -> FileResult:
     """Run ``load(conn, result, report)`` for one file inside one transaction; failures roll it back.
     A file of the wrong kind fails when ``named``; found by a walk or glob it is passed over with a note.
@@ -284,14 +284,14 @@ def _analyze_if_loaded(engine: Engine, summary: IngestSummary, tables: tuple[str
         analyze(engine, tables, pixels)
 
 
-def _chunk_progress(progress: Progress, n_done: int, n_files: int, path: Path, rows: int) -> None:
+def _chunk_progress(progress: Progress | None, n_done: int, n_files: int, path: Path, rows: int) -> None:
     if progress:
         progress(n_done, n_files, f"{path.name}: {rows} rows so far")
 
 
 # --- Gaia XP ------------------------------------------------------------------------------------------------------
 def ingest_gaia_xp(engine: Engine, paths: Iterable[str | Path] | str | Path, correlations: bool = True,
-                   progress: Progress = None, chunk_rows: int | None = None) -> IngestSummary:
+                   progress: Progress | None = None, chunk_rows: int | None = None) -> IngestSummary:
     """Load XP continuous spectra from files of any supported format (files, directories, globs).
     ``correlations=False`` drops the correlation arrays and leaves any stored ones untouched.
     ``chunk_rows``: rows per database write (default: ~13 MB of parsed data a chunk, so that reading the
@@ -332,7 +332,7 @@ def _photometry_columns(chunk: dict[str, Any]) -> dict[str, Any]:
 
 
 def ingest_photometry(engine: Engine, paths: Iterable[str | Path] | str | Path,
-                      progress: Progress = None) -> IngestSummary:
+                      progress: Progress | None = None) -> IngestSummary:
     """Load Gaia photometry tables (source_id, phot_g_mean_flux, phot_*_mean_mag; ra, dec when present)."""
     from ingest.readers.photometry import read_photometry
     summary = IngestSummary("photometry")
@@ -353,7 +353,7 @@ def ingest_photometry(engine: Engine, paths: Iterable[str | Path] | str | Path,
 
 
 # --- APOGEE -------------------------------------------------------------------------------------------------------
-def ingest_apogee(engine: Engine, path: str | Path, progress: Progress = None) -> IngestSummary:
+def ingest_apogee(engine: Engine, path: str | Path, progress: Progress | None = None) -> IngestSummary:
     """Load an APOGEE allStar file (or a subset with the same columns); computes the cross-match primary and
     the quality flags for every Gaia source it touches."""
     from ingest.readers.apogee import read_apogee
@@ -433,7 +433,7 @@ def store_norm(norm: str | Path) -> Path:
 
 
 def ingest_catalogue(engine: Engine, path: str | Path, norm: str | Path | None = None,
-                     progress: Progress = None) -> IngestSummary:
+                     progress: Progress | None = None) -> IngestSummary:
     """Load the published XP×APOGEE catalogue: spectra (no correlations), G flux into photometry, labels.
     With ``norm`` the release's apogee_norm.npz is stored and its path returned as ``norm_path``."""
     from ingest.readers.catalogue import read_catalogue

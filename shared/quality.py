@@ -23,9 +23,14 @@ from typing import Mapping
 
 import numpy as np
 
+# The APOGEE DR17 bitmask bits this project names (SDSS DR17 APOGEE bitmasks), for the cuts here and the simulator.
 ASPCAP_VMICRO_WARN_BIT = 2
 ASPCAP_M_H_WARN_BIT = 3
+ASPCAP_STAR_BAD_BIT = 23
 ASPCAP_SAMPLE_BITS = (1 << ASPCAP_VMICRO_WARN_BIT) | (1 << ASPCAP_M_H_WARN_BIT)   # must be clear
+STARFLAG_BRIGHT_NEIGHBOR_BIT = 2
+STARFLAG_SUSPECT_BROAD_LINES_BIT = 17
+EXTRATARG_COMMISSIONING_BIT = 1
 EXTRATARG_DUPLICATE_BIT = 4
 COOL_GIANT_TEFF = 5000.0                                            # K
 QUALITY_CUTS = {"pristine": (100.0, 0.1, 0.05), "good": (20.0, 0.4, 0.2)}   # Teff/σ >, σ_logg <, σ_[M/H] <

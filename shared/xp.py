@@ -131,7 +131,22 @@ APOGEE_COLUMNS: dict[str, type] = {
     "aspcapflag": np.int64, "starflag": np.int64, "extratarg": np.int64,
 }
 PHOTOMETRY_COLUMNS = ("source_id", "phot_g_mean_flux", "phot_g_mean_mag", "phot_bp_mean_mag", "phot_rp_mean_mag")
+# Gaia (E)DR3 G-band zero point, Vega system (Riello et al. 2021): G = −2.5·log10(phot_g_mean_flux [e⁻/s]) + ZP.
+G_ZERO_POINT = 25.6874
 POSITION_COLUMNS = ("ra", "dec")   # degrees (ICRS); stored with the photometry when a file carries them
+
+
+def g_flux_from_mag(mag: np.ndarray) -> np.ndarray:
+    """phot_g_mean_flux (e⁻/s) from the G magnitude."""
+    with np.errstate(over="ignore"):          # an absurd magnitude gives inf, which the photometry reader refuses
+        return 10.0 ** ((G_ZERO_POINT - np.asarray(mag, np.float64)) / 2.5)
+
+
+def g_mag_from_flux(flux: np.ndarray) -> np.ndarray:
+    """The G magnitude from phot_g_mean_flux (e⁻/s); NaN where the flux is not > 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = np.asarray(flux, np.float64)
+        return np.where(f > 0, G_ZERO_POINT - 2.5 * np.log10(np.where(f > 0, f, 1.0)), np.nan)
 
 
 @dataclass

@@ -15,11 +15,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from shared.quality import (
+    ASPCAP_M_H_WARN_BIT,
+    ASPCAP_STAR_BAD_BIT,
+    ASPCAP_VMICRO_WARN_BIT,
+    EXTRATARG_COMMISSIONING_BIT,
+    EXTRATARG_DUPLICATE_BIT,
+    STARFLAG_BRIGHT_NEIGHBOR_BIT,
+    STARFLAG_SUSPECT_BROAD_LINES_BIT,
+)
+
 from .populations import Stars, is_giant
 
-BIT_STAR_BAD, BIT_M_H_WARN, BIT_VMICRO_WARN = 23, 3, 2
-BIT_BRIGHT_NEIGHBOR, BIT_SUSPECT_BROAD_LINES = 2, 17
-BIT_DUPLICATE, BIT_COMMISSIONING = 4, 1
 # APOGEE-like targeting weights (relative labelling rates). APOGEE selects mostly red giants by 2MASS colour
 # (Zasowski et al. 2013, 2017), so dwarfs are under-represented and cool (K/M) dwarfs rarely observed.
 TARGET_WEIGHT_GIANT, TARGET_WEIGHT_DWARF, TARGET_WEIGHT_COOL_DWARF = 1.0, 0.5, 0.05
@@ -161,14 +168,14 @@ def simulate_labels(rng: np.random.Generator, stars: Stars, source_id: np.ndarra
 
     aspcap = np.zeros(n, np.int64)
     bad = rng.random(n) < STAR_BAD_RATE
-    aspcap[bad] |= 1 << BIT_STAR_BAD
-    aspcap[rng.random(n) < 0.02] |= 1 << BIT_M_H_WARN
-    aspcap[rng.random(n) < 0.03] |= 1 << BIT_VMICRO_WARN
+    aspcap[bad] |= 1 << ASPCAP_STAR_BAD_BIT
+    aspcap[rng.random(n) < 0.02] |= 1 << ASPCAP_M_H_WARN_BIT
+    aspcap[rng.random(n) < 0.03] |= 1 << ASPCAP_VMICRO_WARN_BIT
     starflag = np.zeros(n, np.int64)
-    starflag[rng.random(n) < 0.02] |= 1 << BIT_BRIGHT_NEIGHBOR
-    starflag[rng.random(n) < 0.01] |= 1 << BIT_SUSPECT_BROAD_LINES
-    extratarg = np.where(is_dup, 1 << BIT_DUPLICATE, 0).astype(np.int32)
-    extratarg[rng.random(n) < 0.005] |= 1 << BIT_COMMISSIONING
+    starflag[rng.random(n) < 0.02] |= 1 << STARFLAG_BRIGHT_NEIGHBOR_BIT
+    starflag[rng.random(n) < 0.01] |= 1 << STARFLAG_SUSPECT_BROAD_LINES_BIT
+    extratarg = np.where(is_dup, 1 << EXTRATARG_DUPLICATE_BIT, 0).astype(np.int32)
+    extratarg[rng.random(n) < 0.005] |= 1 << EXTRATARG_COMMISSIONING_BIT
     labels["aspcapflag"], labels["starflag"], labels["extratarg"] = aspcap, starflag, extratarg
 
     # Missing values are NaN (DR17): half the STAR_BAD rows lose their chemistry, ~3 % lose MG_FE.

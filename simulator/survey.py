@@ -14,20 +14,20 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
-from shared.xp import XPBatch
+from shared.progress import Progress
+from shared.quality import EXTRATARG_DUPLICATE_BIT
+from shared.xp import XPBatch, g_flux_from_mag
 
 from . import anomalies as anomaly
 from .labels import label_probability, simulate_actions, simulate_labels
 from .noise import CorrelationTemplates, ErrorModel, stored_error_model
 from .populations import POPULATIONS, Stars, draw_stars, is_giant, is_high_alpha, normalise_mix
 from .spectra import DEFAULT_COEFFICIENTS, check_coefficient_model, noise_free_coefficients, observe
-from .xp_basis import g_flux_from_mag
 
-Progress = Callable[[int, "int | None", str], None]
 BLOCK = 4096
 NPIX12 = 12 * 4**12
 FORMATS = ("csv", "ecsv", "fits", "bulk", "catalogue")
@@ -335,7 +335,7 @@ def _catalogue_rows(block: Block) -> tuple:
     """Cross-matched stars of a block for the catalogue: primary (non-duplicate) label rows with a Gaia match
     and both XP bands."""
     lab = block.labels
-    primary = ((lab["extratarg"] & (1 << 4)) == 0) & (lab["gaia_source_id"] > 0)
+    primary = ((lab["extratarg"] & (1 << EXTRATARG_DUPLICATE_BIT)) == 0) & (lab["gaia_source_id"] > 0)
     rows = np.flatnonzero(primary)
     stars = block.label_index[rows]
     ok = ~block.batch["bp_missing"][stars] & ~block.batch["rp_missing"][stars]

@@ -27,8 +27,6 @@ BASIS_VERSION = "v375wiv142r"
 #: Ridge strength relative to the mean squared basis norm, and how fast it grows with order k/54.
 RIDGE_STRENGTH = 1e-2
 RIDGE_POWER = 2.0
-#: Gaia DR3 G-band zero point for phot_g_mean_flux in e⁻/s (Riello et al. 2021).
-G_ZERO_POINT = 25.6874
 
 
 def _import_gaiaxpy_quietly():
@@ -124,11 +122,3 @@ def xp_basis() -> XPBasis:
     return XPBasis(wavelength=np.asarray(wavelength, float), design=design, merge=merge, band_mask=band_mask,
                    projection=projection, passbands=passbands, zero_points=zero_points)
 
-
-def g_flux_from_mag(g_mag: np.ndarray) -> np.ndarray:
-    """phot_g_mean_flux (e⁻/s) from G: G = −2.5·log10(flux) + 25.6874 (Gaia DR3 zero point)."""
-    return 10.0 ** ((G_ZERO_POINT - np.asarray(g_mag, float)) / 2.5)
-
-
-def g_mag_from_flux(flux: np.ndarray) -> np.ndarray:
-    return G_ZERO_POINT - 2.5 * np.log10(np.asarray(flux, float))

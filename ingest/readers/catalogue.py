@@ -19,16 +19,16 @@ import numpy as np
 from ingest.readers.apogee import normalise_labels
 from ingest.readers.assemble import BandColumns, RowProblems, assemble
 from ingest.readers.errors import ReaderError
-from ingest.readers.photometry import g_flux_from_mag, g_mag_from_flux, unphysical
-from ingest.readers.progress import Progress, report_progress
+from ingest.readers.photometry import unphysical
 from ingest.readers.repeats import keep_first
-from shared.xp import BANDS, N_COEFF, PHOTOMETRY_COLUMNS, BadRow, ReadReport, XPBatch
+from shared.progress import Progress, report_progress
+from shared.xp import BANDS, N_COEFF, PHOTOMETRY_COLUMNS, BadRow, ReadReport, XPBatch, g_flux_from_mag, g_mag_from_flux
 
 DATASET = "__astropy_table__"
 
 
 def read_catalogue(path: str | Path, *, chunk_rows: int = 50_000, report: ReadReport | None = None,
-                   progress: Progress = None,
+                   progress: Progress | None = None,
                    ) -> Iterator[tuple[XPBatch, dict[str, np.ndarray], dict[str, np.ndarray]]]:
     """Yield (XPBatch without correlations, labels keyed like APOGEE_COLUMNS (+ lz/jz/jr), photometry).
 

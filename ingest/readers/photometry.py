@@ -9,9 +9,15 @@ import numpy as np
 from ingest.readers.errors import WrongKindError
 from ingest.readers.repeats import keep_first
 from ingest.readers.tables import ROW, add_note, iter_table_chunks
-from shared.xp import PHOTOMETRY_COLUMNS, POSITION_COLUMNS, BadRow, ReadReport
-
-G_ZERO_POINT = 25.6874   # Gaia (E)DR3 G zero point in the Vega system (Riello et al. 2021): G = -2.5 log10(flux) + ZP
+from shared.xp import (
+    G_ZERO_POINT,
+    PHOTOMETRY_COLUMNS,
+    POSITION_COLUMNS,
+    BadRow,
+    ReadReport,
+    g_flux_from_mag,
+    g_mag_from_flux,
+)
 
 # Accepted spellings (lower case) of each output column, first match wins.
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -42,17 +48,6 @@ def _check_kind(file: str, present: set[str], found: dict[str, str | None]) -> N
     if all(found[c] is None for c in PHOTOMETRY_COLUMNS[1:]):
         raise WrongKindError(file, f"not a Gaia photometry table: none of the columns "
                                    f"{', '.join(PHOTOMETRY_COLUMNS[1:])}")
-
-
-def g_mag_from_flux(flux: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        f = np.asarray(flux, np.float64)
-        return np.where(f > 0, -2.5 * np.log10(np.where(f > 0, f, 1.0)) + G_ZERO_POINT, np.nan)
-
-
-def g_flux_from_mag(mag: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):          # an absurd magnitude gives inf, which read_photometry refuses
-        return 10.0 ** (-0.4 * (np.asarray(mag, np.float64) - G_ZERO_POINT))
 
 
 def add_positions(out: dict, chunk: dict) -> dict[int, tuple[str, str]]:

@@ -23,11 +23,11 @@ from typing import Iterator
 from ingest.readers.errors import ReaderError, UnknownFormatError, WrongKindError
 from ingest.readers.gz import open_gzip
 from ingest.readers.products import XP_PRODUCT, describe_products, product_of
-from ingest.readers.progress import Progress
 from ingest.readers.sniff import kind_of_bytes, sniff
 from ingest.readers.tables import add_note
 from ingest.readers.xp_table import read_fits_xp, read_votable_xp
 from ingest.readers.xp_text import read_text_xp
+from shared.progress import Progress
 from shared.xp import ReadReport, XPBatch
 
 # Zip members up to this size are parsed from memory (a per-source DataLink member is ~50 kB; saves a
@@ -38,7 +38,7 @@ XP_SUFFIXES = (".csv", ".csv.gz", ".ecsv", ".ecsv.gz", ".fits", ".fit", ".fits.g
 
 
 def read_xp(path: str | Path, *, correlations: bool = True, chunk_rows: int = 5000,
-            report: ReadReport | None = None, progress: Progress = None) -> Iterator[XPBatch]:
+            report: ReadReport | None = None, progress: Progress | None = None) -> Iterator[XPBatch]:
     """Yield XPBatch chunks of at most ``chunk_rows`` good rows from one file of any supported format.
 
     ``correlations=False`` drops the correlation columns before parsing them (≈ 9x less text to parse).

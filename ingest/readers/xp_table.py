@@ -14,9 +14,9 @@ import numpy as np
 
 from ingest.readers.errors import ReaderError, WrongKindError
 from ingest.readers.layout import build_reported, flat_names, layout_of
-from ingest.readers.progress import Progress, report_progress
 from ingest.readers.repeats import keep_first
 from ingest.readers.votable import parse_votable, tables_checked
+from shared.progress import Progress, report_progress
 from shared.xp import BAND_FIELDS, BAND_SCALAR_DTYPES, BANDS, ReadReport, XPBatch
 
 
@@ -118,7 +118,7 @@ def _emit(src: TableColumns, layout: str, file: str, first_row: int, correlation
 
 def read_fits_xp(path: str | Path, file: str | None = None, *, correlations: bool = True,
                  chunk_rows: int = 5000, report: ReadReport | None = None,
-                 progress: Progress = None) -> Iterator[XPBatch]:
+                 progress: Progress | None = None) -> Iterator[XPBatch]:
     """Yield batches from the first BINTABLE HDU holding XP columns, ``chunk_rows`` rows at a time."""
     from astropy.io import fits
 
@@ -193,7 +193,7 @@ def _check_declared(table: Any, names: set[str], file: str) -> None:
 
 
 def read_votable_xp(path_or_stream, file: str, *, correlations: bool = True, chunk_rows: int = 5000,
-                    report: ReadReport | None = None, progress: Progress = None) -> Iterator[XPBatch]:
+                    report: ReadReport | None = None, progress: Progress | None = None) -> Iterator[XPBatch]:
     """Yield batches from the first VOTable TABLE holding XP columns (TABLEDATA or BINARY/BINARY2)."""
     report = report if report is not None else ReadReport(file)
     vot, payloads = parse_votable(path_or_stream, file)

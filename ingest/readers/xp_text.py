@@ -13,9 +13,9 @@ import numpy as np
 from ingest.readers.errors import WrongKindError
 from ingest.readers.layout import build_reported, layout_of
 from ingest.readers.numbers import parse_array_column, parse_float_column, parse_int_column
-from ingest.readers.progress import Progress, report_progress
 from ingest.readers.repeats import keep_first
 from ingest.readers.textio import FieldError, LongLine, iter_lines, read_header, split_fields
+from shared.progress import Progress, report_progress
 from shared.streams import ordered_map
 from shared.xp import BadRow, ReadReport, XPBatch
 
@@ -72,7 +72,7 @@ def _broken_quote_column(line: bytes, delim: bytes, names: list[str]) -> str:
 
 
 def read_text_xp(stream: BinaryIO, file: str, *, correlations: bool = True, chunk_rows: int = 5000,
-                 report: ReadReport | None = None, progress: Progress = None,
+                 report: ReadReport | None = None, progress: Progress | None = None,
                  prefetch: bool = False) -> Iterator[XPBatch]:
     """Yield batches of at most ``chunk_rows`` good rows from CSV/ECSV text (``prefetch``: read ahead in a
     thread, for compressed streams).
