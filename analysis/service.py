@@ -74,7 +74,7 @@ def _model_of_kind(engine: Engine, model_id: int, kind: str, flag: str) -> dict:
 def run_alpha_job(ctx: JobContext) -> dict:
     p = ctx.params
     model = _model_of_kind(ctx.engine, p["model_id"], "svae", "--model")
-    latent_dim = int((model["config"] or {}).get("latent_dim", 6))
+    latent_dim = int((model["config"] or {}).get("latent_dim", D.LATENT_DIM))
     ctx.progress(0, None, "reading latents and labels")
     source_id, latents = read_latents(ctx.engine, model["id"], latent_dim)
     labels = read_labels(ctx.engine, source_id)
@@ -108,7 +108,7 @@ def run_alpha_catalogue_job(ctx: JobContext) -> dict:
     p = ctx.params
     sample = p.get("sample", "pristine")
     model = _model_of_kind(ctx.engine, p["model_id"], "svae", "--model")
-    latent_dim = int((model["config"] or {}).get("latent_dim", 6))
+    latent_dim = int((model["config"] or {}).get("latent_dim", D.LATENT_DIM))
     ctx.progress(0, 3, "reading latents and labels")
     source_id, features = read_latent_features(ctx.engine, model["id"], latent_dim)
     labels = read_labels(ctx.engine, source_id)
@@ -152,13 +152,13 @@ def run_reconstruction_job(ctx: JobContext) -> dict:
     art = ModelArtifact.load(model["path"])
     split = None if p.get("split", "test") == "all" else p.get("split", "test")
     ctx.progress(0, None, "reading held-out spectra")
-    source_id, _ = read_latents(ctx.engine, model["id"], 1, split=split, limit=int(p.get("max_stars", 50000)))
+    source_id, _ = read_latents(ctx.engine, model["id"], 1, split=split, limit=int(p.get("max_stars", D.RECONSTRUCTION_MAX_STARS)))
     labels = read_labels(ctx.engine, source_id)
     baseline = _model_of_kind(ctx.engine, p["baseline_id"], "label_baseline", "--baseline") \
         if p.get("baseline_id") else None
     if baseline is not None:
         # The label model needs its labels: compare both models on the held-out stars that have them all.
-        names = (baseline["config"] or {}).get("label_names") or ("teff", "logg", "m_h", "alpha_m")
+        names = (baseline["config"] or {}).get("label_names") or D.BASELINE_LABELS
         ok = labels["labelled"] & np.all([np.isfinite(labels[n]) for n in names], axis=0)
         source_id = source_id[ok]
         labels = {k: v[ok] for k, v in labels.items()}
@@ -176,7 +176,7 @@ def run_reconstruction_job(ctx: JobContext) -> dict:
     train_labels = None
     if baseline is not None:
         bart = ModelArtifact.load(baseline["path"])
-        lab = np.column_stack([labels[n] for n in bart.config.get("label_names", ("teff", "logg", "m_h", "alpha_m"))])
+        lab = np.column_stack([labels[n] for n in bart.config.get("label_names", D.BASELINE_LABELS)])
         bout = infer_all(bart.build_model(), None, None, labels=lab, batch_size=16384)
         bxhat, bscat = _flux_units(bart, bout["xhat"], bout["scatter"])
         models[baseline["name"]] = {**common, "x_hat": bxhat, "scatter": bscat}

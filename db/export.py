@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from db.schema import LATENT_MAX
+from shared import defaults as D
 
 
 class ExportError(ValueError):
@@ -52,7 +53,7 @@ class ExportView:
 
 # --- latents -----------------------------------------------------------------------------------------------------
 def _latent_dim(model: dict) -> int:
-    dim = int((model.get("config") or {}).get("latent_dim") or 6)
+    dim = int((model.get("config") or {}).get("latent_dim") or D.LATENT_DIM)
     return max(1, min(dim, LATENT_MAX))
 
 

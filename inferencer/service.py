@@ -23,9 +23,9 @@ from db.schema import LATENT_MAX
 from db.selection import Selection
 from db.spectra import has_correlations, quantile_ranges, read_spectra, selected_source_ids
 from inferencer import anomaly
+from shared import defaults as D
 from shared.anomaly import AnomalyCalibration
 from shared.artifact import ModelArtifact
-from shared.defaults import STARS_PER_SHARD
 from shared.errors import InputError
 from shared.inference import infer
 from shared.jobs import JobContext, fan_out
@@ -70,7 +70,7 @@ def run_infer_job(ctx: JobContext) -> dict:
     if n == 0:
         raise InputError(f"no spectra with photometry match the selection ({describe_selection(selection.to_dict())}):"
                          " ingest them first, or widen --source-id-min/--source-id-max/--quality/--limit")
-    n_shards = min(int(p.get("shards") or 0) or math.ceil(n / STARS_PER_SHARD), n)   # a shard holds >= 1 star
+    n_shards = min(int(p.get("shards") or 0) or math.ceil(n / D.STARS_PER_SHARD), n)   # a shard holds >= 1 star
     if "anomaly_calibration" not in p:      # fitted once per job: a redelivered planner keeps the first
         _, art, model, splits = load_model(ctx.engine, p["model_id"])
         p["anomaly_calibration"] = anomaly.fit_calibration(ctx.engine, art, model, splits, ids).to_dict()
@@ -217,7 +217,8 @@ def run_infer_shard(ctx: JobContext, shard: dict) -> None:
     # within [lo, hi] every selected star belongs to it: the range alone reproduces the selection.
     base = Selection.from_dict(p.get("selection"))
     selection = base.replace(source_id_lo=lo, source_id_hi=hi, limit=None)
-    cols, timings = infer_range(ctx.engine, p["model_id"], selection, batch_size=int(p.get("batch_size", 8192)),
+    cols, timings = infer_range(ctx.engine, p["model_id"], selection,
+                                batch_size=int(p.get("batch_size", D.INFER_BATCH_SIZE)),
                                 chi2=bool(p.get("chi2", True)), batch_pause_s=float(p.get("batch_pause_s", 0)),
                                 expected_rows=int(shard["n_stars"]), progress=ShardProgress(ctx, shard),
                                 anomaly_calibration=_job_calibration(p), read_streams=ctx.settings.read_streams)

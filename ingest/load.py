@@ -34,6 +34,7 @@ from db.partitions import touched_pixels
 from db.spectra import write_photometry, write_xp_batch
 from ingest.readers.errors import WrongKindError
 from ingest.readers.products import is_other_product
+from shared.paths import expand_path, is_glob
 from shared.progress import Progress
 from shared.settings import get_settings
 from shared.streams import read_ahead
@@ -48,17 +49,15 @@ LOCK_CONFLICT_ATTEMPTS = 5      # loads of one file that a deadlock with a concu
 
 
 @dataclass
-class FileResult:
-    """What happened to one file."""
-    path: str
-    rows_read: int = 0
+class FileResult(ReadReport):
+    """What happened to one file: the reader's report (rows read, bad rows, duplicates, notes, other DataLink
+    products; the reader fills it in place) and what loading adds to it."""
     rows_loaded: int = 0
-    bad_rows: list[BadRow] = field(default_factory=list)
-    error: str | None = None
-    notes: list[str] = field(default_factory=list)     # e.g. optional columns the file lacks
-    duplicates: list[BadRow] = field(default_factory=list)   # repeats of a key read before in the file
     skipped: str | None = None     # why a file found by a directory walk or glob was passed over (not a failure)
-    other_products: dict[str, int] = field(default_factory=dict)   # DataLink files of other products, unread
+
+    @property
+    def path(self) -> str:
+        return self.file
 
     @property
     def ok(self) -> bool:
@@ -172,19 +171,18 @@ def expand_inputs(paths: Iterable[str | Path] | str | Path, summary: IngestSumma
     give the files ending in ``suffixes`` (the others are recorded in ``summary`` as passed over); a named
     file is taken whatever its name. An input that matches
     nothing, or a directory or glob without such files, becomes a failed entry (an empty directory never
-    ingests "successfully")."""
-    import glob
+    ingests "successfully"). Paths and globs are expanded by shared.paths.expand_path."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
     out: list[Found] = []
     seen: set[Path] = set()
     for item in paths:
-        text = os.path.expanduser(str(item))
-        pattern = any(c in text for c in "*?[")
-        found = [Path(p) for p in sorted(glob.glob(text, recursive=True))] if pattern else [Path(text)]
-        if not found or not all(p.exists() for p in found):
-            summary.files.append(FileResult(str(item), error=f"{item}: no such file, directory or match"))
+        try:
+            found = expand_path(item)
+        except FileNotFoundError as exc:
+            summary.files.append(FileResult(str(item), error=str(exc)))
             continue
+        pattern = is_glob(item)
         n_files = 0
         for p in found:
             here = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p] if p.is_file() else []
@@ -228,37 +226,29 @@ def _fail_all_skipped(summary: IngestSummary, found: list[Found], what: str) -> 
 
 
 def _load_file(engine: Engine, summary: IngestSummary, path: Path, n_files: int, progress: Progress | None,
-               load: Callable[[Any, FileResult, ReadReport], None], named: bool = True) -> FileResult:
-    """Run ``load(conn, result, report)`` for one file inside one transaction; failures roll it back.
+               load: Callable[[Any, FileResult], None], named: bool = True) -> FileResult:
+    """Run ``load(conn, result)`` for one file inside one transaction; failures roll it back.
     A file of the wrong kind fails when ``named``; found by a walk or glob it is passed over with a note.
     A lock conflict with a concurrent load of the same rows (a deadlock, possible when files overlap in
     different orders across chunks) rolls back only this file: it is loaded again from its start."""
     for attempt in range(1, LOCK_CONFLICT_ATTEMPTS + 1):
         result = FileResult(str(path))
-        report = ReadReport(str(path))
         try:
             with engine.begin() as conn:
-                load(conn, result, report)
+                load(conn, result)
             break
         except WrongKindError as exc:    # nothing of it was this kind of data: no rows read, no bad rows
             result.rows_loaded = result.rows_read = 0
-            report.rows_read, report.bad_rows, report.duplicates = 0, [], []
-            if named:
-                result.error = str(exc)
-            else:
-                result.skipped = exc.message
+            result.bad_rows, result.duplicates = [], []
+            # named, it fails; found by a walk or glob, it is passed over (the reader's error is not the file's)
+            result.error, result.skipped = (str(exc), None) if named else (None, exc.message)
             break
         except Exception as exc:   # one bad file must not stop the others; its transaction is rolled back
             if is_lock_conflict(exc) and attempt < LOCK_CONFLICT_ATTEMPTS:
                 time.sleep(random.uniform(0.1, 0.5) * attempt)    # jitter: the two loads must not meet again
                 continue
-            _record_failure(result, report, exc, path)
+            _record_failure(result, exc, path)
             break
-    result.rows_read = max(result.rows_read, report.rows_read)
-    result.bad_rows = list(report.bad_rows)
-    result.duplicates = list(report.duplicates)
-    result.notes = list(report.notes)
-    result.other_products = dict(report.other_products)
     if attempt > 1:
         result.notes.append(f"loaded {attempt} times: a concurrent load of the same stars deadlocked with it")
     summary.files.append(result)
@@ -269,8 +259,8 @@ def _load_file(engine: Engine, summary: IngestSummary, path: Path, n_files: int,
     return result
 
 
-def _record_failure(result: FileResult, report: ReadReport, exc: Exception, path: Path) -> None:
-    result.error = report.error or f"{type(exc).__name__}: {exc}"
+def _record_failure(result: FileResult, exc: Exception, path: Path) -> None:
+    result.error = result.error or f"{type(exc).__name__}: {exc}"
     result.rows_loaded = 0     # rolled back
     if str(path) not in result.error:
         result.error = f"{path}: {result.error}"
@@ -311,8 +301,8 @@ def ingest_gaia_xp(engine: Engine, paths: Iterable[str | Path] | str | Path, cor
                                             other_products={product: 1}))
             continue
 
-        def load(conn, result: FileResult, report: ReadReport, path=f.path) -> None:
-            batches = read_xp(path, correlations=correlations, chunk_rows=chunk_rows, report=report)
+        def load(conn, result: FileResult, path=f.path) -> None:
+            batches = read_xp(path, correlations=correlations, chunk_rows=chunk_rows, report=result)
             for batch in read_ahead(batches):
                 result.rows_loaded += write_xp_batch(conn, batch, str(path))
                 pixels.update(touched_pixels(batch["source_id"]))
@@ -339,12 +329,9 @@ def ingest_photometry(engine: Engine, paths: Iterable[str | Path] | str | Path,
     found = expand_inputs(paths, summary, "photometry tables")
     n_files = len(found) + len(summary.files)
     for f in found:
-        def load(conn, result: FileResult, report: ReadReport, path=f.path) -> None:
-            for chunk in read_photometry(path, report=report):
-                cols = _photometry_columns(chunk)
-                result.rows_loaded += write_photometry(conn, cols)
-                if not report.rows_read:   # readers without a report: count what they yielded
-                    result.rows_read += len(cols["source_id"])
+        def load(conn, result: FileResult, path=f.path) -> None:
+            for chunk in read_photometry(path, report=result):
+                result.rows_loaded += write_photometry(conn, _photometry_columns(chunk))
                 _chunk_progress(progress, len(summary.files), n_files, path, result.rows_loaded)
         _load_file(engine, summary, f.path, n_files, progress, load, named=f.named)
     _fail_all_skipped(summary, found, "photometry tables")
@@ -361,17 +348,14 @@ def ingest_apogee(engine: Engine, path: str | Path, progress: Progress | None = 
     found = expand_inputs(path, summary, "APOGEE label tables")
     n_files = len(found) + len(summary.files)
     for f in found:
-        def load(conn, result: FileResult, report: ReadReport, p=f.path) -> None:
+        def load(conn, result: FileResult, p=f.path) -> None:
             seen: dict[int, int] = {}     # hash of (APOGEE_ID, TELESCOPE, FIELD) -> first data row
             offset = 0
-            for labels in read_apogee(p, report=report):
+            for labels in read_apogee(p, report=result):
                 n_rows = len(labels["apogee_id"])
-                labels = _drop_repeated_stars(labels, seen, offset, str(p), report)
+                labels = _drop_repeated_stars(labels, seen, offset, str(p), result)
                 offset += n_rows
-                n = write_apogee(conn, labels, str(p))
-                result.rows_loaded += n
-                if not report.rows_read:
-                    result.rows_read += n_rows
+                result.rows_loaded += write_apogee(conn, labels, str(p))
                 _chunk_progress(progress, len(summary.files), n_files, p, result.rows_loaded)
         _load_file(engine, summary, f.path, n_files, progress, load, named=f.named)
     _fail_all_skipped(summary, found, "APOGEE label tables")
@@ -449,8 +433,8 @@ def ingest_catalogue(engine: Engine, path: str | Path, norm: str | Path | None =
     n_files = len(files) + len(summary.files)
     pixels: set[int] = set()
     for p in files:
-        def load(conn, result: FileResult, report: ReadReport, p=p) -> None:
-            for batch, labels, phot in read_catalogue(p, report=report):
+        def load(conn, result: FileResult, p=p) -> None:
+            for batch, labels, phot in read_catalogue(p, report=result):
                 batch = batch if isinstance(batch, XPBatch) else XPBatch(batch)
                 result.rows_loaded += write_xp_batch(conn, batch, str(p))
                 pixels.update(touched_pixels(batch["source_id"]))
@@ -458,8 +442,6 @@ def ingest_catalogue(engine: Engine, path: str | Path, norm: str | Path | None =
                     write_photometry(conn, _photometry_columns(phot))
                 if labels:
                     write_apogee(conn, catalogue_labels(labels, batch["source_id"]), str(p))
-                if not report.rows_read:
-                    result.rows_read += len(batch)
                 _chunk_progress(progress, len(summary.files), n_files, p, result.rows_loaded)
         _load_file(engine, summary, p, n_files, progress, load)
     _analyze_if_loaded(engine, summary, ("xp_spectra", "photometry", "apogee_labels"), pixels)

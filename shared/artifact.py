@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from shared.preprocessing import Normalisation
-from shared.torchio import load_plain, plain, save_atomic
+from shared.torchio import load_format, plain, save_atomic
 
 FORMAT = "xpvae-model/1"
 KINDS = ("svae", "label_baseline")
@@ -104,10 +104,7 @@ class ModelArtifact:
 
     @classmethod
     def load(cls, path: str | Path) -> "ModelArtifact":
-        path = Path(path)
-        d = load_plain(path, "xpvae model artifact")
-        if not isinstance(d, dict) or d.get("format") != FORMAT:
-            raise ValueError(f"{path}: not an xpvae model artifact (expected format {FORMAT!r})")
+        d = load_format(path, FORMAT, "model artifact")
         missing = [k for k in ("kind", "config", "normalisation", "state_dict") if k not in d]
         if missing:
             raise ValueError(f"{path}: artifact lacks field(s) {missing}")

@@ -16,17 +16,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from shared import defaults as D
 from shared.model import LatentDecoder, gaussian_nll
 from shared.preprocessing import Normalisation
-from shared.training import Progress, TrainConfig, TrainResult, init_seeded, prepare_rows, train_model
-
-DEFAULT_LABELS = ("teff", "logg", "m_h", "alpha_m")
+from shared.progress import Progress
+from shared.training import TrainConfig, TrainResult, init_seeded, prepare_rows, train_model
 
 
 @dataclass(frozen=True)
 class BaselineConfig:
     """``hidden`` are the widths from the labels towards the spectrum."""
-    label_names: tuple[str, ...] = DEFAULT_LABELS
+    label_names: tuple[str, ...] = D.BASELINE_LABELS
     output_dim: int = 110
     hidden: tuple[int, ...] = (32, 64, 128, 128)
 

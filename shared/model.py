@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from shared import defaults as D
 from shared.covariance import gaussian_nll_full
 
 
@@ -23,8 +24,8 @@ from shared.covariance import gaussian_nll_full
 class VAEConfig:
     """Layer widths of the sVAE. ``hidden`` are the encoder widths; the decoders use them reversed."""
     input_dim: int = 110
-    latent_dim: int = 6
-    hidden: tuple[int, ...] = (90, 70, 50, 30, 10)
+    latent_dim: int = D.LATENT_DIM
+    hidden: tuple[int, ...] = D.HIDDEN
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
@@ -42,7 +43,7 @@ class VAEConfig:
         ``intermediate_layers``)."""
         d = dict(d.get("nn_config", d))
         hidden: Sequence[int] = d["hidden"] if "hidden" in d else d.get("intermediate_layers", cls.hidden)
-        return cls(input_dim=int(d.get("input_dim", 110)), latent_dim=int(d.get("latent_dim", 6)),
+        return cls(input_dim=int(d.get("input_dim", 110)), latent_dim=int(d.get("latent_dim", D.LATENT_DIM)),
                    hidden=tuple(hidden))
 
 

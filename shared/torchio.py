@@ -65,6 +65,20 @@ def load_plain(path: str | Path, what: str = "torch file") -> Any:
                              f"{_reason(exc)})") from None
 
 
+def load_format(path: str | Path, fmt: str, what: str, remedy: str = "") -> dict[str, Any]:
+    """A file this project wrote (a model artifact, a training checkpoint): plain data (see load_plain) whose
+    dict names ``fmt`` as its format. ValueError otherwise, one line naming the file, with ``remedy`` added."""
+    path = Path(path)
+    tail = f"; {remedy}" if remedy else ""
+    try:
+        d = load_plain(path, what)
+    except TorchFileError as exc:
+        raise TorchFileError(f"{exc}{tail}") from None
+    if not isinstance(d, dict) or d.get("format") != fmt:
+        raise ValueError(f"{path}: not an xpvae {what} (expected format {fmt!r}){tail}")
+    return d
+
+
 def save_atomic(obj: Any, path: str | Path) -> Path:
     """torch.save to a temporary file beside ``path``, then rename: readers never see half a file."""
     path = Path(path)

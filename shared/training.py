@@ -23,14 +23,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from shared import defaults as D
 from shared.covariance import MIN_EIGENVALUE, usable_correlations
-from shared.defaults import SEED
 from shared.device import configure_threads, resolve_device
 from shared.errors import InputError
 from shared.model import ScatterVAE, VAEConfig
 from shared.preprocessing import Normalisation, RowExclusion, finite_rows
 from shared.progress import Progress
-from shared.torchio import load_plain, plain, save_atomic
+from shared.torchio import load_format, plain, save_atomic
 from shared.xp import N_CORR
 
 log = logging.getLogger(__name__)
@@ -54,13 +54,13 @@ class TrainConfig:
     epochs: int = 5000
     batch_size: int = 1024               # the last partial batch of each epoch is dropped
     lr: float = 1e-4
-    weight_decay: float = 0.01
+    weight_decay: float = D.WEIGHT_DECAY
     t0: int = 500                        # CosineAnnealingWarmRestarts, stepped once per epoch
     t_mult: int = 1
     eta_min: float = 1e-10
-    split: tuple[float, float, float] = (0.8, 0.1, 0.1)    # train / validation / test
-    seed: int = SEED
-    checkpoint_every: int = 10           # epochs; 0 = only at the end and when stopped
+    split: tuple[float, float, float] = D.SPLIT     # train / validation / test
+    seed: int = D.SEED
+    checkpoint_every: int = D.CHECKPOINT_EVERY     # epochs; 0 = only at the end and when stopped
     eval_batch_size: int = 16384
     compile: bool | str = "auto"         # True, False or 'auto' (CUDA, or enough CPU work to pay back)
     threads: int | None = None           # CPU intra-op threads; None = all CPUs this process may use
@@ -97,7 +97,7 @@ class TrainConfig:
 _RESUME_MUTABLE = {"epochs", "checkpoint_every", "eval_batch_size", "device", "compile", "threads"}
 
 
-def make_split(n: int, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = SEED) -> dict[str, np.ndarray]:
+def make_split(n: int, fractions: Sequence[float] = D.SPLIT, seed: int = D.SEED) -> dict[str, np.ndarray]:
     """Seeded three-way split of row positions 0..n-1: sorted index arrays 'train', 'validation', 'test'."""
     perm = np.random.default_rng(seed).permutation(n)
     n_val, n_test = int(round(n * fractions[1])), int(round(n * fractions[2]))
@@ -156,15 +156,8 @@ def _set_rng_states(gens: Mapping[str, torch.Generator], states: Mapping[str, An
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """A training checkpoint, read as plain data only; ValueError (one line, naming the file and what to do)
     when it is refused, unreadable or of another format."""
-    path = Path(path)
-    remedy = "delete it to train from the first epoch"
-    try:
-        ckpt = load_plain(path, "training checkpoint")
-    except ValueError as exc:
-        raise ValueError(f"{exc}; {remedy}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not an xpvae training checkpoint (format {CHECKPOINT_FORMAT}); {remedy}")
-    return ckpt
+    return load_format(path, CHECKPOINT_FORMAT, "training checkpoint",
+                       remedy="delete it to train from the first epoch")
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -1,7 +1,6 @@
 """Job commands: ingest, train, infer, analyze, plus simulate, model import and demo."""
 from __future__ import annotations
 
-import glob
 import os
 from pathlib import Path
 
@@ -9,6 +8,8 @@ import click
 
 from shared import defaults as D
 from shared import params as P
+from shared.paths import expand_path
+from shared.recipe import PUBLISHED
 from xpvae.compose import refuse_host_artifacts, worker_path
 from xpvae.jobrun import EXIT_NOT_FOUND, EXIT_USAGE, Spec, _die, _engine, run_job
 
@@ -93,12 +94,11 @@ def _expand(paths: tuple[str, ...]) -> list[str]:
     the loader knows which files were named and which were found (those of the wrong kind are passed over)."""
     out: list[str] = []
     for p in paths:
+        try:
+            expand_path(p)          # the loader's rule (shared.paths): fail here, before a job exists
+        except FileNotFoundError as exc:
+            raise click.BadParameter(str(exc)) from None
         text = os.path.abspath(os.path.expanduser(p))
-        if any(c in p for c in "*?["):
-            if not glob.glob(text, recursive=True):
-                raise click.BadParameter(f"no file matches {p!r}")
-        elif not Path(text).exists():
-            raise click.BadParameter(f"{p}: no such file or directory")
         out.append(worker_path(text))   # as the workers will open it (absolute; /data/... in containers)
     return out
 
@@ -154,19 +154,21 @@ def ingest_catalogue(path, norm, wait) -> None:
 @replace_option
 @click.option("--recipe", type=click.Choice(["auto", "published"]), default="auto", show_default=True,
               help="auto: batch size, lr and epochs from the number of optimiser steps the training set allows; "
-                   "published: the authors' lr 1e-4, batch 1024, 5000 epochs (tuned for ~360k training spectra). "
+                   f"published: the authors' lr {PUBLISHED['lr']:.0e}, batch {PUBLISHED['batch_size']}, "
+                   f"{PUBLISHED['epochs']} epochs (tuned for ~360k training spectra). "
                    "--epochs, --batch-size, --lr and --t0 override either")
-@click.option("--epochs", type=Spec(P.TRAIN["epochs"]), help="default: from the recipe (the published model used 5000)")
+@click.option("--epochs", type=Spec(P.TRAIN["epochs"]), help=f"default: from the recipe (the published model used {PUBLISHED['epochs']})")
 @click.option("--batch-size", type=Spec(P.TRAIN["batch_size"]),
-              help="default: from the recipe; at most the number of training spectra (80 % of the selection)")
+              help=f"default: from the recipe; at most the number of training spectra ({D.SPLIT[0] * 100:g} % of "
+                   "the selection)")
 @click.option("--lr", type=Spec(P.TRAIN["lr"]), help="peak learning rate; default: from the recipe")
-@click.option("--weight-decay", type=Spec(P.TRAIN["weight_decay"]), default=0.01, show_default=True)
+@click.option("--weight-decay", type=Spec(P.TRAIN["weight_decay"]), default=D.WEIGHT_DECAY, show_default=True)
 @click.option("--t0", type=Spec(P.TRAIN["t0"]), help="cosine warm-restart period in epochs; default: from the recipe")
-@click.option("--latent-dim", type=Spec(P.SVAE["latent_dim"]), default=6, show_default=True)
-@click.option("--hidden", type=Spec(P.SVAE["hidden"]), default="90,70,50,30,10", show_default=True,
+@click.option("--latent-dim", type=Spec(P.SVAE["latent_dim"]), default=D.LATENT_DIM, show_default=True)
+@click.option("--hidden", type=Spec(P.SVAE["hidden"]), default=",".join(map(str, D.HIDDEN)), show_default=True,
               help="encoder widths")
 @click.option("--seed", type=Spec(P.SEED), default=D.SEED, show_default=True)
-@click.option("--checkpoint-every", type=Spec(P.TRAIN["checkpoint_every"]), default=10, show_default=True,
+@click.option("--checkpoint-every", type=Spec(P.TRAIN["checkpoint_every"]), default=D.CHECKPOINT_EVERY, show_default=True,
               help="epochs between checkpoints (0: only at the end)")
 @click.option("--likelihood", type=click.Choice(["diagonal", "full"]), default="diagonal", show_default=True,
               help="diagonal: errors only, as published; full: each star's XP covariance, Σ + diag(ŝ²) per "
@@ -203,12 +205,12 @@ def _label_names(text: str) -> list[str]:
 @click.command("train-baseline")
 @name_option("baseline-job<job id>")
 @replace_option
-@click.option("--epochs", type=Spec(P.TRAIN["epochs"]), default=50, show_default=True)
-@click.option("--batch-size", type=Spec(P.TRAIN["batch_size"]), default=1024, show_default=True)
-@click.option("--lr", type=Spec(P.TRAIN["lr"]), default=1e-3, show_default=True)
+@click.option("--epochs", type=Spec(P.TRAIN["epochs"]), default=D.BASELINE_EPOCHS, show_default=True)
+@click.option("--batch-size", type=Spec(P.TRAIN["batch_size"]), default=D.BASELINE_BATCH_SIZE, show_default=True)
+@click.option("--lr", type=Spec(P.TRAIN["lr"]), default=D.BASELINE_LR, show_default=True)
 @click.option("--seed", type=Spec(P.SEED), default=D.SEED, show_default=True)
 @click.option("--labels-from", type=click.Choice(["good", "pristine"]), default="good", show_default=True)
-@click.option("--labels", "label_names", default="teff,logg,m_h,alpha_m", show_default=True,
+@click.option("--labels", "label_names", default=",".join(D.BASELINE_LABELS), show_default=True,
               help="comma list of APOGEE label columns the baseline maps from, e.g. add sfd_ebv as a reddening proxy")
 @selection_options
 @wait_option
@@ -227,7 +229,7 @@ def train_baseline_cmd(name, replace, epochs, batch_size, lr, seed, labels_from,
 @click.option("--model", "model_ref", required=True, help="model name, or id as N or id:N")
 @click.option("--shards", type=Spec(P.INFER["shards"]), default=0,
               help=f"number of shards (default 0: about {D.STARS_PER_SHARD:,} stars each)")
-@click.option("--batch-size", type=Spec(P.INFER["batch_size"]), default=8192, show_default=True)
+@click.option("--batch-size", type=Spec(P.INFER["batch_size"]), default=D.INFER_BATCH_SIZE, show_default=True)
 @selection_options
 @wait_option
 def infer_cmd(model_ref, shards, batch_size, wait, **kw):
@@ -276,7 +278,8 @@ def analyze_alpha_catalogue(model_ref, sample, seed, wait):
 @click.option("--baseline", "baseline_ref", help="label-dependent baseline (name, N or id:N) to compare "
               "with, on the same stars")
 @click.option("--split", type=click.Choice(["test", "validation", "all"]), default="test", show_default=True)
-@click.option("--max-stars", type=Spec(P.RECONSTRUCTION["max_stars"]), default=50000, show_default=True)
+@click.option("--max-stars", type=Spec(P.RECONSTRUCTION["max_stars"]), default=D.RECONSTRUCTION_MAX_STARS,
+              show_default=True)
 @wait_option
 def analyze_reconstruction(model_ref, baseline_ref, split, max_stars, wait):
     """Reconstruction report: per-coefficient z-scores, χ²/dof per band, by Teff, log g and [M/H]."""

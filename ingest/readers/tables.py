@@ -6,13 +6,13 @@ lower-cased; absent columns are simply absent from the chunk (the caller decides
 """
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Iterator, Mapping
 
 import numpy as np
 
 from ingest.readers.errors import ReaderError, UnknownFormatError
+from ingest.readers.fitsio import open_fits
 from ingest.readers.gz import open_gzip
 from ingest.readers.numbers import is_missing, parse_float_column, parse_int_column
 from ingest.readers.sniff import sniff
@@ -146,12 +146,7 @@ def _decode(values, kind: str, null) -> np.ndarray:
 
 def _fits_chunks(path, file, spec, chunk_rows, report):
     from astropy.io import fits
-    try:
-        hdul = fits.open(path, memmap=True, lazy_load_hdus=True)
-    except (OSError, ValueError, TypeError) as exc:
-        raise ReaderError(file, f"not a readable FITS file: {exc}") from exc
-    with hdul, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with open_fits(path, file) as hdul:
         hdu = next((h for h in hdul[1:] if isinstance(h, (fits.BinTableHDU, fits.TableHDU))), None)
         if hdu is None:
             raise ReaderError(file, "no table HDU")

@@ -6,13 +6,13 @@ needed columns are parsed, but the whole table is in memory (DataLink VOTables h
 """
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import numpy as np
 
 from ingest.readers.errors import ReaderError, WrongKindError
+from ingest.readers.fitsio import open_fits
 from ingest.readers.layout import build_reported, flat_names, layout_of
 from ingest.readers.repeats import keep_first
 from ingest.readers.votable import parse_votable, tables_checked
@@ -124,12 +124,7 @@ def read_fits_xp(path: str | Path, file: str | None = None, *, correlations: boo
 
     file = file or str(path)
     report = report if report is not None else ReadReport(file)
-    try:
-        hdul = fits.open(path, memmap=True, lazy_load_hdus=True)
-    except (OSError, ValueError, TypeError) as exc:
-        raise ReaderError(file, f"not a readable FITS file: {exc}") from exc
-    with hdul, warnings.catch_warnings():
-        warnings.simplefilter("ignore")          # astropy's unit/ucd chatter on archive headers
+    with open_fits(path, file) as hdul:
         try:
             hdu, actual = None, {}
             for h in hdul[1:]:

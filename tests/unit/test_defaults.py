@@ -51,3 +51,34 @@ def test_readme_states_the_shard_size():
     text = " ".join(README.read_text(encoding="utf-8").split())
     sizes = re.findall(r"shards \(default ~([\d,]+) stars each", text)
     assert sizes == [f"{D.STARS_PER_SHARD:,}"]
+
+
+def test_cli_help_shows_the_model_and_job_defaults():
+    """Options whose default a job handler or a library class also applies: one constant each."""
+    from shared.baseline import BaselineConfig
+    from shared.model import VAEConfig
+    from shared.training import TrainConfig
+    train = _help("train")
+    assert _shown_default(train, "--latent-dim") == str(D.LATENT_DIM) == str(VAEConfig().latent_dim)
+    assert _shown_default(train, "--hidden") == ",".join(map(str, D.HIDDEN)) == ",".join(map(str, VAEConfig().hidden))
+    assert float(_shown_default(train, "--weight-decay")) == D.WEIGHT_DECAY == TrainConfig().weight_decay
+    assert int(_shown_default(train, "--checkpoint-every")) == D.CHECKPOINT_EVERY == TrainConfig().checkpoint_every
+    assert f"({D.SPLIT[0] * 100:g} % of the selection)" in train and TrainConfig().split == D.SPLIT
+    baseline = _help("train-baseline")
+    assert _shown_default(baseline, "--labels TEXT") == ",".join(D.BASELINE_LABELS) == ",".join(BaselineConfig().label_names)
+    assert _shown_default(baseline, "--epochs") == str(D.BASELINE_EPOCHS)
+    assert _shown_default(_help("infer"), "--batch-size") == str(D.INFER_BATCH_SIZE)
+    assert _shown_default(_help("analyze", "reconstruction"), "--max-stars") == str(D.RECONSTRUCTION_MAX_STARS)
+
+
+def test_published_recipe_agrees_in_code_help_and_readme():
+    from shared.recipe import PUBLISHED
+    help_text = _help("train")
+    assert f"lr {PUBLISHED['lr']:.0e}, batch {PUBLISHED['batch_size']}, {PUBLISHED['epochs']} epochs" in help_text
+    readme = " ".join(README.read_text(encoding="utf-8").split())
+    stated = re.findall(r"published recipe \(lr ([\de.-]+), batch (\d+), (\d+) epochs, cosine restarts every (\d+)\)",
+                        readme)
+    assert stated, "README: the published recipe's settings are not stated"
+    for lr, batch, epochs, t0 in stated:
+        assert (float(lr), int(batch), int(epochs), int(t0)) == \
+            (PUBLISHED["lr"], PUBLISHED["batch_size"], PUBLISHED["epochs"], PUBLISHED["t0"])

@@ -11,9 +11,8 @@ import pytest
 from astropy.table import Table
 
 from ingest.readers import ReaderError, read_apogee, read_catalogue, read_norm_npz, read_photometry, read_xp
-from ingest.readers.photometry import G_ZERO_POINT
 from shared.quality import primary_mask, quality_flags
-from shared.xp import APOGEE_COLUMNS, PHOTOMETRY_COLUMNS, ReadReport, XPBatch
+from shared.xp import APOGEE_COLUMNS, G_ZERO_POINT, PHOTOMETRY_COLUMNS, ReadReport, XPBatch
 
 
 def concat(chunks):

@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.xp import N_COEFF, correlation_matrix
+from shared.xp import N_COEFF, correlation_matrix, g_flux_from_mag
 from simulator.noise import CorrelationTemplates, fit_error_model, read_flat_real_sources, stored_error_model
 from simulator.populations import Stars, draw_stars, is_high_alpha, patil_boundary
 from simulator.spectra import noise_free_coefficients, sed_model
 from simulator.survey import generate
-from simulator.xp_basis import g_flux_from_mag, xp_basis
+from simulator.xp_basis import xp_basis
 
 REAL = "data/gaia_xp/xp_spectral_lines/xp_continuous_combined_chunk0.fits"
 

@@ -10,11 +10,11 @@ import re
 import numpy as np
 import pytest
 
-from shared.xp import APOGEE_COLUMNS, ARCHIVE_COLUMNS, BANDS, N_COEFF, N_CORR, XPBatch
+from shared.xp import APOGEE_COLUMNS, ARCHIVE_COLUMNS, BANDS, G_ZERO_POINT, N_COEFF, N_CORR, XPBatch
 from simulator import generate, simulate_survey, writers
 from simulator.formatting import java_floats
 from simulator.survey import ALLSTAR_FILE, PHOTOMETRY_FILE, TRUTH_FILE
-from simulator.xp_basis import G_ZERO_POINT, xp_basis
+from simulator.xp_basis import xp_basis
 
 REAL_CSV = "data/gaia_xp/gaiaxpy_tests/XP_CONTINUOUS_RAW_with_missing_BP.csv"
 
