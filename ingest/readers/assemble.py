@@ -71,15 +71,7 @@ def assemble(source_id: np.ndarray, solution_id: np.ndarray | None, bands: dict[
         if keep_corr:
             check_values(problems, present, f"{b}_coefficient_correlations", bc.correlations)
         cols[f"{b}_missing"] = ~present
-        absent = ~present
-        for f, dt in BAND_SCALAR_DTYPES.items():
-            v = bc.scalars.get(f)
-            v = np.full(n, missing_scalar(dt), dt) if v is None else np.asarray(v).astype(dt, copy=True)
-            v[absent] = missing_scalar(dt)
-            if np.issubdtype(dt, np.floating):       # NaN is "not given"; inf is an overflow or a broken writer
-                for i in np.flatnonzero(np.isinf(v)):
-                    problems.setdefault(int(i), (f"{b}_{f}", f"{v[i]} is not a finite number"))
-            cols[f"{b}_{f}"] = v
+        cols.update(_band_scalars(problems, b, bc, ~present))
         cols[f"{b}_coefficients"] = np.asarray(coef, np.float64)
         cols[f"{b}_coefficient_errors"] = np.asarray(errs, np.float32)
         if keep_corr:
@@ -92,6 +84,20 @@ def assemble(source_id: np.ndarray, solution_id: np.ndarray | None, bands: dict[
         keep[list(problems)] = False
         batch = batch.take(keep)
     return batch
+
+
+def _band_scalars(problems: RowProblems, b: str, bc: BandColumns, absent: np.ndarray) -> dict[str, np.ndarray]:
+    """The band's scalar fields in their dtypes, "missing" where the band is absent or the field not given."""
+    out = {}
+    for f, dt in BAND_SCALAR_DTYPES.items():
+        v = bc.scalars.get(f)
+        v = np.full(len(absent), missing_scalar(dt), dt) if v is None else np.asarray(v).astype(dt, copy=True)
+        v[absent] = missing_scalar(dt)
+        if np.issubdtype(dt, np.floating):       # NaN is "not given"; inf is an overflow or a broken writer
+            for i in np.flatnonzero(np.isinf(v)):
+                problems.setdefault(int(i), (f"{b}_{f}", f"{v[i]} is not a finite number"))
+        out[f"{b}_{f}"] = v
+    return out
 
 
 # What a present value must satisfy, by column suffix: (test, what a failing value breaks). NaN fails them all.

@@ -187,18 +187,22 @@ def _check_declared(table: Any, names: set[str], file: str) -> None:
                                     f"{' or '.join(need)} values there: a mis-declared FIELD?")
 
 
+def _first_xp_table(vot, payloads, file: str) -> tuple[Any, np.ndarray, dict[str, str], Any]:
+    """(TABLE element, rows, lower-case → declared column names, layout) of the first TABLE with XP columns."""
+    for table, arr in tables_checked(vot, payloads, file):
+        actual = {nm.lower(): nm for nm in (arr.dtype.names or ())}
+        layout = layout_of(set(actual))
+        if layout and "source_id" in actual:
+            return table, arr, actual, layout
+    raise WrongKindError(file, "no VOTable TABLE with source_id and XP coefficient columns")
+
+
 def read_votable_xp(path_or_stream, file: str, *, correlations: bool = True, chunk_rows: int = 5000,
                     report: ReadReport | None = None, progress: Progress | None = None) -> Iterator[XPBatch]:
     """Yield batches from the first VOTable TABLE holding XP columns (TABLEDATA or BINARY/BINARY2)."""
     report = report if report is not None else ReadReport(file)
     vot, payloads = parse_votable(path_or_stream, file)
-    for table, arr in tables_checked(vot, payloads, file):
-        actual = {nm.lower(): nm for nm in (arr.dtype.names or ())}
-        layout = layout_of(set(actual))
-        if layout and "source_id" in actual:
-            break
-    else:
-        raise WrongKindError(file, "no VOTable TABLE with source_id and XP coefficient columns")
+    table, arr, actual, layout = _first_xp_table(vot, payloads, file)
     want = _wanted(set(actual), correlations)
     _check_declared(table, want, file)
     n = len(arr)

@@ -6,7 +6,7 @@ numbers.py). A row that fails is reported as a BadRow (file, data row, column) a
 """
 from __future__ import annotations
 
-from typing import BinaryIO, Iterator, Sequence
+from typing import Any, BinaryIO, Iterator, Sequence
 
 import numpy as np
 
@@ -89,56 +89,13 @@ def read_text_xp(stream: BinaryIO, file: str, *, correlations: bool = True, chun
     if layout is None or "source_id" not in index:
         raise WrongKindError(file, "no XP columns: need source_id and bp_/rp_coefficients (or bp_coeff_0…); "
                                    f"found {_some(names)}")
-    ncols, delim = len(names), header.delimiter
+    parse_block = _BlockParser(file, names, index, header.delimiter, layout, correlations)
     pending: list[XPBatch] = []
     n_pending = 0
-
-    def parse_block(item: tuple[list[bytes], list[int]]) -> tuple[XPBatch, np.ndarray, ReadReport]:
-        # runs on a parse thread: problems go to a report of its own, merged in file order by the caller
-        block, rows = item
-        local = ReadReport(file)
-        good_fields, good_rows = [], []
-        for line, r in zip(block, rows):
-            if isinstance(line, LongLine):
-                local.bad_rows.append(BadRow(file, r, LongLine.COLUMN, str(line)))
-                continue
-            try:
-                fields = split_fields(line, delim)
-            except FieldError as exc:
-                local.bad_rows.append(BadRow(file, r, _broken_quote_column(line, delim, names),
-                                             f"broken quoting: {exc}"))
-                continue
-            if len(fields) != ncols:
-                col = names[len(fields)] if len(fields) < ncols else names[-1]
-                local.bad_rows.append(BadRow(file, r, col, f"expected {ncols} columns, found {len(fields)}"))
-                continue
-            good_fields.append(fields)
-            good_rows.append(r)
-        local.rows_read = len(block)
-        if not good_fields:
-            return XPBatch.empty(0, correlations), np.zeros(0, np.int64), local
-        src = TextColumns(list(zip(*good_fields)), index, len(good_fields))
-        return *build_reported(src, layout, correlations, file, good_rows, local), local
-
-    def blocks() -> Iterator[tuple[list[bytes], list[int]]]:
-        block: list[bytes] = []
-        rows: list[int] = []
-        row = 0
-        for line in lines:
-            row += 1
-            if not isinstance(line, LongLine) and (not line or line.isspace()):
-                continue
-            block.append(line)
-            rows.append(row)
-            if len(block) >= min(BLOCK_ROWS, chunk_rows):
-                yield block, rows
-                block, rows = [], []
-        if block:
-            yield block, rows
-
     # two parse threads: the compiled array parser runs without the GIL, so one block's numbers are parsed
     # while the next block's lines are split
-    for batch, rows, local in ordered_map(parse_block, blocks(), workers=PARSE_THREADS):
+    blocks = _blocks(lines, min(BLOCK_ROWS, chunk_rows))
+    for batch, rows, local in ordered_map(parse_block, blocks, workers=PARSE_THREADS):
         report.rows_read += local.rows_read
         report.bad_rows.extend(local.bad_rows)
         keep = keep_first(batch["source_id"], rows, file, report)     # in file order: here, not on a thread
@@ -152,6 +109,67 @@ def read_text_xp(stream: BinaryIO, file: str, *, correlations: bool = True, chun
             report_progress(progress, report.rows_read, None, f"{file}: {report.rows_read} rows read")
     yield from _flush(pending, chunk_rows, report, final=True)
     report_progress(progress, report.rows_read, report.rows_read, f"{file}: done")
+
+
+def _blocks(lines: Iterator, size: int) -> Iterator[tuple[list[bytes], list[int]]]:
+    """The non-blank lines in blocks of ``size``, with their 1-based data row numbers."""
+    block: list[bytes] = []
+    rows: list[int] = []
+    row = 0
+    for line in lines:
+        row += 1
+        if not isinstance(line, LongLine) and (not line or line.isspace()):
+            continue
+        block.append(line)
+        rows.append(row)
+        if len(block) >= size:
+            yield block, rows
+            block, rows = [], []
+    if block:
+        yield block, rows
+
+
+class _BlockParser:
+    """One block of lines → (batch, data row numbers, the block's own report). Runs on a parse thread:
+    problems go to a report of its own, merged in file order by the caller."""
+
+    def __init__(self, file: str, names: Sequence[str], index: dict[str, int], delim: str, layout: Any,
+                 correlations: bool) -> None:
+        self.file, self.names, self.index, self.delim = file, names, index, delim
+        self.layout, self.correlations = layout, correlations
+
+    def _fields(self, line: Any, r: int, local: ReadReport) -> list | None:
+        """The line's fields, or None with the bad row reported."""
+        file, names, ncols = self.file, self.names, len(self.names)
+        if isinstance(line, LongLine):
+            local.bad_rows.append(BadRow(file, r, LongLine.COLUMN, str(line)))
+            return None
+        try:
+            fields = split_fields(line, self.delim)
+        except FieldError as exc:
+            local.bad_rows.append(BadRow(file, r, _broken_quote_column(line, self.delim, names),
+                                         f"broken quoting: {exc}"))
+            return None
+        if len(fields) != ncols:
+            col = names[len(fields)] if len(fields) < ncols else names[-1]
+            local.bad_rows.append(BadRow(file, r, col, f"expected {ncols} columns, found {len(fields)}"))
+            return None
+        return fields
+
+    def __call__(self, item: tuple[list[bytes], list[int]]) -> tuple[XPBatch, np.ndarray, ReadReport]:
+        block, rows = item
+        local = ReadReport(self.file)
+        good_fields, good_rows = [], []
+        for line, r in zip(block, rows):
+            fields = self._fields(line, r, local)
+            if fields is not None:
+                good_fields.append(fields)
+                good_rows.append(r)
+        local.rows_read = len(block)
+        if not good_fields:
+            return XPBatch.empty(0, self.correlations), np.zeros(0, np.int64), local
+        src = TextColumns(list(zip(*good_fields)), self.index, len(good_fields))
+        return *build_reported(src, self.layout, self.correlations, self.file, good_rows, local), local
 
 
 def _flush(pending: list[XPBatch], chunk_rows: int, report: ReadReport, final: bool) -> Iterator[XPBatch]:

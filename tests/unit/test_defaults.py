@@ -65,7 +65,8 @@ def test_cli_help_shows_the_model_and_job_defaults():
     assert int(_shown_default(train, "--checkpoint-every")) == D.CHECKPOINT_EVERY == TrainConfig().checkpoint_every
     assert f"({D.SPLIT[0] * 100:g} % of the selection)" in train and TrainConfig().split == D.SPLIT
     baseline = _help("train-baseline")
-    assert _shown_default(baseline, "--labels TEXT") == ",".join(D.BASELINE_LABELS) == ",".join(BaselineConfig().label_names)
+    labels = _shown_default(baseline, "--labels TEXT")
+    assert labels == ",".join(D.BASELINE_LABELS) == ",".join(BaselineConfig().label_names)
     assert _shown_default(baseline, "--epochs") == str(D.BASELINE_EPOCHS)
     assert _shown_default(_help("infer"), "--batch-size") == str(D.INFER_BATCH_SIZE)
     assert _shown_default(_help("analyze", "reconstruction"), "--max-stars") == str(D.RECONSTRUCTION_MAX_STARS)
