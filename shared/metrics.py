@@ -85,9 +85,3 @@ def chi2_bands(x: np.ndarray, xhat: np.ndarray, x_err: np.ndarray, correlations:
                                 None if scatter is None else t(scatter), dtype=torch.float64)
     return {k: (v / N_COEFF).numpy() for k, v in out.items() if k.split("_")[0] in bands}
 
-
-def chi2_per_band(x: np.ndarray, xhat: np.ndarray, x_err: np.ndarray, correlations: dict[str, np.ndarray],
-                  scatter: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """χ²/dof per band with Σ (scatter None) or Σ + diag(ŝ²); see chi2_bands, which gives both at once."""
-    both = chi2_bands(x, xhat, x_err, correlations, scatter)
-    return {b: both[f"{b}_scatter" if scatter is not None else b] for b in BAND_SLICES if b in both}

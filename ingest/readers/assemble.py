@@ -144,8 +144,3 @@ def _check_companion(problems: RowProblems, present: np.ndarray, other: np.ndarr
     for i in np.flatnonzero(present != other):
         what = "missing while" if present[i] else "present although"
         problems.setdefault(int(i), (name, f"{what} {main} is {'present' if present[i] else 'missing'}"))
-
-
-def empty_band_columns() -> dict[str, BandColumns]:
-    return {b: BandColumns() for b in BANDS}
-

@@ -124,7 +124,6 @@ class TextHeader:
     names: list[str]          # column names, lower-cased
     delimiter: bytes
     ecsv: bool
-    header_lines: int         # physical lines before data row 1
 
 
 _DELIM = re.compile(rb"^#\s*delimiter:\s*['\"]?(.)['\"]?\s*$")
@@ -160,5 +159,5 @@ def read_header(lines: Iterator[bytes], file: str) -> TextHeader:
             except FieldError as exc:
                 raise ReaderError(file, f"line {n}: unreadable column-name line ({exc})") from exc
         return TextHeader([nm.strip().strip(b'"').decode("utf-8", "replace").lower() for nm in names],
-                          delimiter, ecsv, n)
+                          delimiter, ecsv)
     raise ReaderError(file, "no column-name line (empty file?)")
