@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from shared.errors import InputError
-from shared.quality import FLAG_NAMES
+from shared.quality import FLAG_NAMES, SAMPLE_NAMES
 from shared.recipe import RECIPES
 
 INT64_MAX = 2 ** 63 - 1
@@ -128,8 +128,7 @@ SELECTION: dict[str, Number | Choice] = {
 }
 INFER = {"shards": Number("--shards", lo=0), "batch_size": Number("--batch-size", lo=1)}
 ALPHA = {"n_folds": Number("--folds", lo=2), "n_boot": Number("--bootstrap", lo=10), "seed": SEED}
-ALPHA_CATALOGUE_SAMPLES = ("pristine", "good", "pristine_giants", "good_giants", "pristine_cool_giants",
-                           "good_cool_giants")
+ALPHA_CATALOGUE_SAMPLES = SAMPLE_NAMES
 ALPHA_CATALOGUE = {"sample": Choice("--sample", ALPHA_CATALOGUE_SAMPLES), "seed": SEED}
 RECONSTRUCTION = {"split": Choice("--split", RECONSTRUCTION_SPLITS), "max_stars": Number("--max-stars", lo=1),
                   "seed": SEED}

@@ -38,6 +38,8 @@ G_RANGE = (6.0, 17.5)
 BP_RP_RANGE = (0.0, 4.0)
 PATIL_COEFFS = (0.1754, 0.1119, -0.1253, 0.1353)                    # c3, c2, c1, c0 with x = [Fe/H]
 FLAG_NAMES = ("pristine", "good", "giant", "cool_giant", "high_alpha")
+# The analysis samples (analysis.samples.select_samples): a quality level, alone or restricted to (cool) giants.
+SAMPLE_NAMES = tuple(f"{level}{subset}" for subset in ("", "_giants", "_cool_giants") for level in QUALITY_CUTS)
 
 
 def _length(labels: Mapping[str, np.ndarray]) -> int:

@@ -122,3 +122,10 @@ def test_fallback_split_approximates_patil_on_real_apogee(shared_dir):
     assert both.sum() > 1500
     assert np.mean(proper.high[both] == fallback.high[both]) > 0.85
     assert 0 < proper.high[both].mean() < 1 and 0 < fallback.high[both].mean() < 1
+
+
+def test_the_samples_the_cli_offers_are_the_ones_the_analysis_makes():
+    from shared.params import ALPHA_CATALOGUE_SAMPLES
+    from shared.quality import SAMPLE_NAMES
+    assert sorted(select_samples(_good_star_labels(1)).masks) == sorted(SAMPLE_NAMES)
+    assert ALPHA_CATALOGUE_SAMPLES == SAMPLE_NAMES
