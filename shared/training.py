@@ -263,7 +263,7 @@ def _train_loop(model: nn.Module, train: Sequence[np.ndarray], validation: Seque
             callback(metrics)
         if progress is not None:
             progress(epoch, config.epochs, f"epoch {epoch}: loss {metrics['loss']:.3f}, val {metrics['val_loss']:.3f}")
-        stopped = should_stop is not None and epoch < config.epochs and should_stop()
+        stopped = should_stop is not None and epoch < config.epochs and bool(should_stop())
         if epoch == config.epochs or stopped or (config.checkpoint_every and epoch % config.checkpoint_every == 0):
             run.save(epoch)
         if stopped:
