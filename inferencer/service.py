@@ -158,7 +158,9 @@ def infer_range(engine: Engine, model_id: int, selection: Selection, *, batch_si
             progress(min(res["start"] + batch_size, n), n)
         if batch_pause_s:
             time.sleep(batch_pause_s)
-    cat = lambda k: np.concatenate([q[k] for q in parts]) if parts else np.zeros(0)
+    def cat(k: str) -> np.ndarray:
+        return np.concatenate([q[k] for q in parts]) if parts else np.zeros(0)
+
     chi2_cols = {k: cat(k) for k in ("chi2_bp", "chi2_rp", "chi2_bp_scatter", "chi2_rp_scatter")}
     if corr_rows is not None:
         sub = list(infer(model, xs[corr_rows], es[corr_rows], correlations=corr, batch_size=batch_size,
