@@ -19,6 +19,7 @@ from shared import covariance
 from shared.device import resolve_device
 from shared.metrics import zscore_rms, zscores
 from shared.model import fold_batchnorm, gaussian_nll, kl_divergence
+from shared.progress import Progress
 from shared.xp import N_COEFF
 
 CHI2_NO_CORRELATIONS = "unavailable: no correlations given"
@@ -114,7 +115,7 @@ def infer(model: nn.Module, x: np.ndarray | None, x_err: np.ndarray | None = Non
           labels: np.ndarray | None = None, correlations: Correlations | None = None,
           batch_size: int = 65536, draws: int = 0, seed: int | None = None, device: str | torch.device | None = None,
           include_reconstructions: bool = True, fold_bn: bool = False,
-          progress: Callable[[int, int | None, str], None] | None = None) -> Iterator[dict[str, Any]]:
+          progress: Progress | None = None) -> Iterator[dict[str, Any]]:
     """Stream results over row-aligned arrays (numpy, memmap or h5py datasets: only one batch is read at a
     time). Yields one dict per batch with 'start' (first row) plus the arrays of `infer_batch`. With ``fold_bn``
     the batch norms are folded into the linear layers of a copy of the model: ~1.3× faster, outputs differ

@@ -26,6 +26,7 @@ from shared.jobs import JobCancelled, JobContext
 from shared.model import VAEConfig
 from shared.params import describe_selection
 from shared.preprocessing import finite_rows, normalise_by_flux
+from shared.progress import Progress
 from shared.recipe import Recipe, choose, n_train_rows
 from shared.training import TrainConfig, TrainResult, fit_scatter_vae, load_checkpoint
 
@@ -56,8 +57,8 @@ def resolved_train_config(p: dict, x: np.ndarray, e: np.ndarray, device: str) ->
     return train_config({**given, **recipe.settings}, device), recipe
 
 
-def load_training_set(engine: Engine, selection: Selection, progress=None, correlations: bool = False,
-                      streams: int = 1) -> dict[str, np.ndarray]:
+def load_training_set(engine: Engine, selection: Selection, progress: Progress | None = None,
+                      correlations: bool = False, streams: int = 1) -> dict[str, np.ndarray]:
     """Spectra of the selection, G-flux normalised (docs/science.md §2 step 1), and with ``correlations`` their
     (N, 2, 1485) XP correlations (NaN where none are stored). Stars without a G flux cannot be normalised: the
     selection requires photometry, so they are never read. ``streams``: parallel read streams
