@@ -157,7 +157,8 @@ def ingest_catalogue(path, norm, wait) -> None:
                    f"published: the authors' lr {PUBLISHED['lr']:.0e}, batch {PUBLISHED['batch_size']}, "
                    f"{PUBLISHED['epochs']} epochs (tuned for ~360k training spectra). "
                    "--epochs, --batch-size, --lr and --t0 override either")
-@click.option("--epochs", type=Spec(P.TRAIN["epochs"]), help=f"default: from the recipe (the published model used {PUBLISHED['epochs']})")
+@click.option("--epochs", type=Spec(P.TRAIN["epochs"]),
+              help=f"default: from the recipe (the published model used {PUBLISHED['epochs']})")
 @click.option("--batch-size", type=Spec(P.TRAIN["batch_size"]),
               help=f"default: from the recipe; at most the number of training spectra ({D.SPLIT[0] * 100:g} % of "
                    "the selection)")
@@ -168,8 +169,8 @@ def ingest_catalogue(path, norm, wait) -> None:
 @click.option("--hidden", type=Spec(P.SVAE["hidden"]), default=",".join(map(str, D.HIDDEN)), show_default=True,
               help="encoder widths")
 @click.option("--seed", type=Spec(P.SEED), default=D.SEED, show_default=True)
-@click.option("--checkpoint-every", type=Spec(P.TRAIN["checkpoint_every"]), default=D.CHECKPOINT_EVERY, show_default=True,
-              help="epochs between checkpoints (0: only at the end)")
+@click.option("--checkpoint-every", type=Spec(P.TRAIN["checkpoint_every"]), default=D.CHECKPOINT_EVERY,
+              show_default=True, help="epochs between checkpoints (0: only at the end)")
 @click.option("--likelihood", type=click.Choice(["diagonal", "full"]), default="diagonal", show_default=True,
               help="diagonal: errors only, as published; full: each star's XP covariance, Σ + diag(ŝ²) per "
                    "band (needs stored correlations; bands without usable ones fall back to diagonal and are "
