@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from db import partitions, spectra_blocks
 from db.selection import Selection
-from db.spectra_blocks import Progress
+from shared.progress import Progress
 
 #: Fewer rows than this are read in one stream: starting threads and connections would cost more than it gains.
 PARALLEL_MIN_ROWS = 50_000
@@ -101,7 +101,7 @@ class _Parts:
 
 
 def read_streams(engine: Engine, selection: Selection, k: int, with_correlations: bool,
-                 chunk_rows: int | None, progress: Progress) -> dict[str, np.ndarray] | None:
+                 chunk_rows: int | None, progress: Progress | None) -> dict[str, np.ndarray] | None:
     """Read k parts of the selection on k threads, each with its own connection, straight into their rows
     of one output. One more connection counts the parts meanwhile (each stream has its first block in hand
     before it waits for the count). None when it cannot split, or when a part did not hold the rows counted

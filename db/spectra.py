@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from db.copy_stream import fast_copy_available
 from db.shards import quantile_ranges, source_id_quantiles
-from db.spectra_blocks import QUERY_BYTES, Progress
+from db.spectra_blocks import QUERY_BYTES
 from db.spectra_read import DEFAULT_CHUNK_ROWS, count, has_correlations, iter_spectra, read_spectra, selected_source_ids
 from db.spectra_write import write_photometry, write_xp_batch, xp_spectra_columns
 
-__all__ = ["DEFAULT_CHUNK_ROWS", "QUERY_BYTES", "Progress", "count", "fast_copy_available", "has_correlations",
+__all__ = ["DEFAULT_CHUNK_ROWS", "QUERY_BYTES", "count", "fast_copy_available", "has_correlations",
            "iter_spectra", "quantile_ranges", "read_spectra", "selected_source_ids", "source_id_quantiles",
            "write_photometry", "write_xp_batch", "xp_spectra_columns"]

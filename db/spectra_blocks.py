@@ -8,7 +8,7 @@ copy per field (``fill``), and the output grows in place by realloc (``resize``)
 from __future__ import annotations
 
 import sys
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 from sqlalchemy.engine import Connection, Engine
@@ -17,9 +17,9 @@ from db import copy_stream
 from db.bulk import fill_temp_table
 from db.copy_stream import Field
 from db.selection import ID_TABLE, Selection
+from shared.progress import Progress
 from shared.xp import BANDS, N_COEFF, N_CORR
 
-Progress = Callable[[int, "int | None", str], None] | None
 SelectionLike = Selection | Sequence[int] | np.ndarray | None
 
 # Raw bytes per COPY query while reading: the buffer is reused from query to query, so it stays mapped and
@@ -178,7 +178,8 @@ def _fetch(conn: Connection, buffer: copy_stream.CopyBuffer | None, sql: str,
 
 
 def iter_blocks(engine: Engine, selection: Selection, with_correlations: bool, block_rows: int | None,
-                progress: Progress, total: int | None, gil_free: bool = False) -> Iterator[dict[str, np.ndarray]]:
+                progress: Progress | None, total: int | None,
+                gil_free: bool = False) -> Iterator[dict[str, np.ndarray]]:
     """Keyset pagination over source_id: each block is one query of at most ``block_rows`` rows (default:
     ~QUERY_BYTES of raw rows). On PostgreSQL the yielded arrays are views of a reused buffer, valid only until
     the next block is requested: copy what you keep. ``gil_free``: receive through db/_pgcopy.c (for

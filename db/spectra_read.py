@@ -17,7 +17,8 @@ from sqlalchemy.engine import Engine
 from db import copy_stream, parallel_read, spectra_blocks
 from db.schema import xp_correlations
 from db.selection import Selection
-from db.spectra_blocks import Progress, SelectionLike, allocate, as_selection, drop_ids, fill, prepare_ids, resize
+from db.spectra_blocks import SelectionLike, allocate, as_selection, drop_ids, fill, prepare_ids, resize
+from shared.progress import Progress
 
 DEFAULT_CHUNK_ROWS = 100_000
 
@@ -44,7 +45,8 @@ def _estimated_rows(engine: Engine, selection: Selection, with_correlations: boo
 
 
 def iter_spectra(engine: Engine, selection: SelectionLike = None, *, with_correlations: bool = False,
-                 chunk_rows: int = DEFAULT_CHUNK_ROWS, progress: Progress = None) -> Iterator[dict[str, np.ndarray]]:
+                 chunk_rows: int = DEFAULT_CHUNK_ROWS,
+                 progress: Progress | None = None) -> Iterator[dict[str, np.ndarray]]:
     """Yield the selected spectra in source_id order, ``chunk_rows`` at a time (bounded memory).
     Each chunk is a dict as described in ``read_spectra``."""
     if chunk_rows < 1:
@@ -84,7 +86,7 @@ def _parallel(engine: Engine, selection: Selection, size: int, streams: int) -> 
 
 def read_spectra(engine: Engine, selection: SelectionLike = None, *, with_correlations: bool = False,
                  source_id_range: tuple[int, int] | None = None, chunk_rows: int | None = None,
-                 progress: Progress = None, expected_rows: int | None = None,
+                 progress: Progress | None = None, expected_rows: int | None = None,
                  streams: int = 1) -> dict[str, np.ndarray]:
     """Read spectra into numpy, ordered by source_id.
 
