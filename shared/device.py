@@ -30,7 +30,10 @@ def resolve_device(spec: str | torch.device | None = None) -> torch.device:
 
 
 def configure_threads(n: int | None = None) -> int:
-    """Set torch's intra-op threads: n, else the CPUs this process may use. Returns the count in force."""
+    """Set torch's intra-op threads: n, else OMP_NUM_THREADS when the operator set it (a worker sharing a
+    machine), else the CPUs this process may use. Returns the count in force."""
+    if n is None and os.environ.get("OMP_NUM_THREADS", "").strip().isdigit():
+        n = int(os.environ["OMP_NUM_THREADS"])
     if n is None:
         try:
             n = len(os.sched_getaffinity(0))

@@ -31,3 +31,16 @@ def test_training_leaves_thread_count_and_reports_progress():
     assert torch.get_num_threads() == before
     assert [(d, t) for d, t, _ in seen] == [(1, 2), (2, 2)] and "epoch 1" in seen[0][2]
     assert configure_threads(before) == before
+
+
+def test_threads_follow_omp_num_threads_when_set(monkeypatch):
+    """A worker started with OMP_NUM_THREADS=1 (several workers on one machine) must not be widened to every
+    CPU by torch: two-thread training on a loaded 2-core host ran 40-80x slower than one thread."""
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert configure_threads(None) == 1 and torch.get_num_threads() == 1
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        assert configure_threads(None) >= 1
+    finally:
+        torch.set_num_threads(before)
