@@ -16,6 +16,7 @@ from db.schema import job_shards, jobs
 
 TERMINAL = ("succeeded", "partial", "failed", "cancelled")
 RETRYABLE = ("partial", "failed", "cancelled")     # statuses `xpvae job retry` may run again
+SHARD_SETTLED = ("done", "failed")      # a shard that will not run again (until `xpvae job retry`)
 
 
 def now() -> dt.datetime:
@@ -72,7 +73,8 @@ def start_attempt(engine: Engine, job_id: int, worker: str) -> dict | None:
         return get_job(conn, job_id)
 
 
-def finish_job(engine: Engine, job_id: int, status: str, *, result: dict | None = None, error: str | None = None) -> None:
+def finish_job(engine: Engine, job_id: int, status: str, *, result: dict | None = None,
+               error: str | None = None) -> None:
     values: dict[str, Any] = {"status": status, "finished_at": now(), "updated_at": now()}
     if result is not None:
         values["result"] = result
@@ -122,17 +124,20 @@ def is_cancel_requested(engine: Engine, job_id: int) -> bool:
         return bool(conn.execute(sa.select(jobs.c.cancel_requested).where(jobs.c.id == job_id)).scalar())
 
 
-# --- shards (fan-out of inference) ---------------------------------------------------------------------------
+# --- shards (fan-out of inference and ingest) ------------------------------------------------------------------
 
-def create_shards(engine: Engine, job_id: int, ranges: list[tuple[int, int, int]]) -> list[dict]:
-    """Create the shard rows once; a redelivered parent finds them and reuses them."""
+def create_shards(engine: Engine, job_id: int, ranges: list[tuple[int, int, int]],
+                  work: list[dict] | None = None) -> list[dict]:
+    """Create the shard rows once; a redelivered parent finds them and reuses them. ``work``, one per range,
+    is what a shard does beyond its range (an ingest shard's files)."""
     with engine.begin() as conn:
         existing = conn.execute(sa.select(job_shards).where(job_shards.c.job_id == job_id)
                                 .order_by(job_shards.c.shard)).mappings().all()
         if not existing and ranges:
             conn.execute(job_shards.insert(), [
                 {"job_id": job_id, "shard": i, "source_id_lo": int(lo), "source_id_hi": int(hi), "n_stars": int(n),
-                 "status": "queued", "attempts": 0, "updated_at": now()} for i, (lo, hi, n) in enumerate(ranges)])
+                 "status": "queued", "attempts": 0, "updated_at": now(), "work": work[i] if work else None}
+                for i, (lo, hi, n) in enumerate(ranges)])
             existing = conn.execute(sa.select(job_shards).where(job_shards.c.job_id == job_id)
                                     .order_by(job_shards.c.shard)).mappings().all()
         return [dict(r) for r in existing]
@@ -148,7 +153,7 @@ def start_shard(engine: Engine, job_id: int, shard: int, worker: str) -> dict | 
     with engine.begin() as conn:
         row = conn.execute(sa.select(job_shards).where(job_shards.c.job_id == job_id)
                            .where(job_shards.c.shard == shard)).mappings().first()
-        if row is None or row["status"] == "done":
+        if row is None or row["status"] in SHARD_SETTLED:    # a redelivery of a shard that already ended
             return None
         conn.execute(job_shards.update().where(job_shards.c.job_id == job_id).where(job_shards.c.shard == shard)
                      .values(status="running", attempts=job_shards.c.attempts + 1, worker=worker, updated_at=now()))
@@ -156,16 +161,20 @@ def start_shard(engine: Engine, job_id: int, shard: int, worker: str) -> dict | 
 
 
 def finish_shard(conn: Connection, job_id: int, shard: int, status: str, error: str | None = None,
-                 **timings: float) -> None:
+                 **values: Any) -> None:
+    """End (or requeue) a shard; ``values``: its timings, its ``result``."""
     conn.execute(job_shards.update().where(job_shards.c.job_id == job_id).where(job_shards.c.shard == shard)
-                 .values(status=status, error=error, updated_at=now(), **timings))
+                 .values(status=status, error=error, updated_at=now(), **values))
 
 
-def complete_if_all_shards_done(engine: Engine, job_id: int, result: dict | None = None) -> bool:
-    """Mark the parent job succeeded when its last shard is done; atomic, so two finishing shards agree."""
-    pending = sa.select(job_shards.c.shard).where(job_shards.c.job_id == job_id).where(job_shards.c.status != "done")
+def complete_if_all_shards_settled(engine: Engine, job_id: int, status: str = "succeeded",
+                                   result: dict | None = None, error: str | None = None) -> bool:
+    """End the parent job once its last shard has settled (done, or failed in a job whose shards fail alone);
+    atomic, so two shards finishing together agree on one ending."""
+    pending = (sa.select(job_shards.c.shard).where(job_shards.c.job_id == job_id)
+               .where(job_shards.c.status.notin_(SHARD_SETTLED)))
     with engine.begin() as conn:
         res = conn.execute(jobs.update().where(jobs.c.id == job_id).where(jobs.c.status == "running")
-                           .where(~sa.exists(pending)).values(status="succeeded", result=result, finished_at=now(),
-                                                              updated_at=now()))
+                           .where(~sa.exists(pending)).values(status=status, result=result, error=error,
+                                                              finished_at=now(), updated_at=now()))
         return res.rowcount == 1

@@ -117,6 +117,8 @@ job_shards = sa.Table(
     "job_shards", metadata,
     sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("shard", sa.Integer, primary_key=True, autoincrement=False),
+    # An inference shard: stars with source_id in [lo, hi]. An ingest shard: files lo..hi of the job's plan
+    # (listed in `work`), n_stars counting its files (the unit of the job's progress either way).
     sa.Column("source_id_lo", sa.BigInteger, nullable=False),   # inclusive
     sa.Column("source_id_hi", sa.BigInteger, nullable=False),   # inclusive
     sa.Column("n_stars", sa.Integer, nullable=False),
@@ -127,6 +129,8 @@ job_shards = sa.Table(
     # where the shard's time went, for operators and the end-to-end benchmark
     sa.Column("seconds_read", DOUBLE), sa.Column("seconds_model", DOUBLE), sa.Column("seconds_write", DOUBLE),
     sa.Column("updated_at", TS),
+    sa.Column("work", sa.JSON),      # what the shard does beyond its range (an ingest shard: its files)
+    sa.Column("result", sa.JSON),    # what came of it, for the job's summary (an ingest shard: per-file counts)
 )
 
 models = sa.Table(

@@ -80,15 +80,15 @@ def run_infer_job(ctx: JobContext) -> dict:
     return {}
 
 
-def summarise_infer_job(engine: Engine, job: dict, shards: list[dict]) -> dict:
+def summarise_infer_job(ctx: JobContext, shards: list[dict]) -> dict:
     """The finished job's result: counts, where the time went, and whether χ² could use full covariances."""
-    model_id = job["params"]["model_id"]
+    engine, model_id = ctx.engine, ctx.params["model_id"]
     n, n_chi2, n_unstored = chi2_coverage(engine, model_id)
     timing = {k: round(sum(s[k] or 0.0 for s in shards), 3) for k in ("seconds_read", "seconds_model", "seconds_write")}
     chi2 = "full covariance for every star" if n_chi2 == n else \
         f"unavailable for {n - n_chi2} of {n} stars: " + chi2_causes(int(n_unstored), int(n - n_chi2 - n_unstored))
     return {"model_id": model_id, "n_shards": len(shards), "n_stars": int(sum(s["n_stars"] for s in shards)),
-            "n_results": int(n), "chi2": chi2, **anomaly.summary(job["params"]), **timing}
+            "n_results": int(n), "chi2": chi2, **anomaly.summary(ctx.params), **timing}
 
 
 def chi2_causes(n_unstored: int, n_singular: int) -> str:

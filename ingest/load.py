@@ -75,6 +75,12 @@ class FileResult(ReadReport):
     def rows_duplicate(self) -> int:
         return len(self.duplicates)
 
+    def to_dict(self) -> dict[str, Any]:
+        """Its counts, without the bad rows themselves (the summary lists those)."""
+        return {"path": self.path, "rows_read": self.rows_read, "rows_loaded": self.rows_loaded if self.ok else 0,
+                "rows_skipped": self.rows_skipped, "rows_duplicate": self.rows_duplicate, "error": self.error,
+                "skipped": self.skipped, "notes": self.notes, "other_products": self.other_products}
+
 
 @dataclass
 class IngestSummary:
@@ -82,6 +88,8 @@ class IngestSummary:
     source: str
     files: list[FileResult] = field(default_factory=list)
     norm_path: str | None = None
+    # the sky pixels the load wrote (db.partitions.touched_pixels), so only their partitions are analysed
+    pixels: set[int] = field(default_factory=set)
 
     @property
     def files_ok(self) -> int:
@@ -143,12 +151,29 @@ class IngestSummary:
             "notes": [f"{f.path}: {n}" for f in self.files for n in f.notes],
             "bad_rows": [str(b) for b in bad[:max_bad_rows]], "bad_rows_total": len(bad),
             "duplicate_rows": [str(d) for d in dup[:max_bad_rows]],
-            "files": [{"path": f.path, "rows_read": f.rows_read, "rows_loaded": f.rows_loaded if f.ok else 0,
-                       "rows_skipped": f.rows_skipped, "rows_duplicate": f.rows_duplicate, "error": f.error,
-                       "skipped": f.skipped, "notes": f.notes, "other_products": f.other_products}
-                      for f in self.files],
+            "files": [f.to_dict() for f in self.files],
             "norm_path": self.norm_path,
         }
+
+
+SUMMED = ("files_ok", "files_failed", "files_skipped", "rows_read", "rows_loaded", "rows_skipped", "rows_duplicate",
+          "bad_rows_total")
+LISTED = ("failed_files", "skipped_files", "notes", "files")
+
+
+def merge_summary_dicts(source: str, parts: list[dict[str, Any]], max_bad_rows: int = 1000) -> dict[str, Any]:
+    """One ingest's summary (IngestSummary.to_dict's shape) from the summaries of its parts (a fanned-out
+    job's shards): counts summed, lists joined in the parts' order, the bad and duplicate rows kept to the
+    first ``max_bad_rows`` as to_dict keeps them."""
+    out: dict[str, Any] = {"source": source, **{k: sum(int(p.get(k) or 0) for p in parts) for k in SUMMED},
+                           **{k: [x for p in parts for x in p.get(k) or []] for k in LISTED},
+                           "bad_rows": [x for p in parts for x in p.get("bad_rows") or []][:max_bad_rows],
+                           "duplicate_rows": [x for p in parts for x in p.get("duplicate_rows") or []][:max_bad_rows],
+                           "other_products": {}, "norm_path": None}
+    for p in parts:
+        for product, n in (p.get("other_products") or {}).items():
+            out["other_products"][product] = out["other_products"].get(product, 0) + n
+    return out
 
 
 # --- helpers ------------------------------------------------------------------------------------------------------
@@ -286,14 +311,16 @@ def ingest_gaia_xp(engine: Engine, paths: Iterable[str | Path] | str | Path, cor
     ``correlations=False`` drops the correlation arrays and leaves any stored ones untouched.
     ``chunk_rows``: rows per database write (default: ~13 MB of parsed data a chunk, so that reading the
     next chunk overlaps writing this one)."""
-    from ingest.readers.products import product_of
-    from ingest.readers.xp import XP_SUFFIXES, read_xp
-    summary = IngestSummary("gaia-xp")
-    found = expand_inputs(paths, summary, "Gaia XP files", XP_SUFFIXES)
-    n_files = len(found) + len(summary.files)
-    chunk_rows = chunk_rows or (XP_CHUNK_ROWS if correlations else XP_CHUNK_ROWS_NO_CORRELATIONS)
-    pixels: set[int] = set()
+    return _ingest_files(engine, "gaia-xp", paths, progress, correlations=correlations, chunk_rows=chunk_rows)
 
+
+def load_gaia_xp_files(engine: Engine, found: list[Found], summary: IngestSummary, progress: Progress = None,
+                       n_files: int | None = None, correlations: bool = True, chunk_rows: int | None = None) -> None:
+    """Load the given XP files into the database, one transaction each, their outcomes added to ``summary``."""
+    from ingest.readers.products import product_of
+    from ingest.readers.xp import read_xp
+    n_files = n_files or len(found) + len(summary.files)
+    chunk_rows = chunk_rows or (XP_CHUNK_ROWS if correlations else XP_CHUNK_ROWS_NO_CORRELATIONS)
     for f in found:
         if not f.named and is_other_product(f.path.name):      # another DataLink product: never read
             product = product_of(f.path.name)
@@ -305,12 +332,9 @@ def ingest_gaia_xp(engine: Engine, paths: Iterable[str | Path] | str | Path, cor
             batches = read_xp(path, correlations=correlations, chunk_rows=chunk_rows, report=result)
             for batch in read_ahead(batches):
                 result.rows_loaded += write_xp_batch(conn, batch, str(path))
-                pixels.update(touched_pixels(batch["source_id"]))
+                summary.pixels.update(touched_pixels(batch["source_id"]))
                 _chunk_progress(progress, len(summary.files), n_files, path, result.rows_loaded)
         _load_file(engine, summary, f.path, n_files, progress, load, named=f.named)
-    _fail_all_skipped(summary, found, "Gaia XP continuous spectra")
-    _analyze_if_loaded(engine, summary, ("xp_spectra", "xp_correlations"), pixels)
-    return summary
 
 
 # --- photometry ---------------------------------------------------------------------------------------------------
@@ -324,18 +348,82 @@ def _photometry_columns(chunk: dict[str, Any]) -> dict[str, Any]:
 def ingest_photometry(engine: Engine, paths: Iterable[str | Path] | str | Path,
                       progress: Progress | None = None) -> IngestSummary:
     """Load Gaia photometry tables (source_id, phot_g_mean_flux, phot_*_mean_mag; ra, dec when present)."""
+    return _ingest_files(engine, "photometry", paths, progress)
+
+
+def load_photometry_files(engine: Engine, found: list[Found], summary: IngestSummary, progress: Progress = None,
+                          n_files: int | None = None) -> None:
+    """Load the given photometry tables, one transaction each, their outcomes added to ``summary``."""
     from ingest.readers.photometry import read_photometry
-    summary = IngestSummary("photometry")
-    found = expand_inputs(paths, summary, "photometry tables")
-    n_files = len(found) + len(summary.files)
+    n_files = n_files or len(found) + len(summary.files)
     for f in found:
         def load(conn, result: FileResult, path=f.path) -> None:
             for chunk in read_photometry(path, report=result):
                 result.rows_loaded += write_photometry(conn, _photometry_columns(chunk))
                 _chunk_progress(progress, len(summary.files), n_files, path, result.rows_loaded)
         _load_file(engine, summary, f.path, n_files, progress, load, named=f.named)
-    _fail_all_skipped(summary, found, "photometry tables")
-    _analyze_if_loaded(engine, summary, ("photometry",))
+
+
+# --- sources read file by file (an ingest job fans these out, one shard per file or group of files) -------------
+@dataclass(frozen=True)
+class FileSource:
+    """A source whose files load independently of each other: how its inputs expand, how its files load."""
+    what: str                        # what its files are, in messages
+    content: str                     # what a directory of passed-over files failed to hold
+    tables: tuple[str, ...]          # analysed once its files are loaded
+    load_files: Callable[..., None]  # (engine, found, summary, progress, n_files, **options)
+    suffixes: Callable[[], tuple[str, ...]] = lambda: TABLE_SUFFIXES     # of the files walks and globs take
+
+
+def _xp_suffixes() -> tuple[str, ...]:
+    from ingest.readers.xp import XP_SUFFIXES  # imported when needed, as the readers are
+    return XP_SUFFIXES
+
+
+FILE_SOURCES: dict[str, FileSource] = {
+    "gaia-xp": FileSource("Gaia XP files", "Gaia XP continuous spectra", ("xp_spectra", "xp_correlations"),
+                          load_gaia_xp_files, _xp_suffixes),
+    "photometry": FileSource("photometry tables", "photometry tables", ("photometry",), load_photometry_files),
+}
+
+
+def plan_files(source: str, paths: Iterable[str | Path] | str | Path) -> tuple[list[Found], IngestSummary]:
+    """The files an ingest of ``source`` would load, and a summary holding the inputs that gave none."""
+    kind = FILE_SOURCES[source]
+    summary = IngestSummary(source)
+    return expand_inputs(paths, summary, kind.what, kind.suffixes()), summary
+
+
+def finish_files(engine: Engine, summary: IngestSummary, found: list[Found]) -> None:
+    """After every file of an ingest has loaded: fail the directories and globs that gave nothing, then
+    refresh the planner's statistics once (not per file: thousands of files would each pay for it)."""
+    kind = FILE_SOURCES[summary.source]
+    _fail_all_skipped(summary, found, kind.content)
+    _analyze_if_loaded(engine, summary, kind.tables, summary.pixels or None)    # none noted: the whole tables
+
+
+def finish_file_dicts(engine: Engine, source: str, parts: list[dict[str, Any]], found: list[Found]) -> dict[str, Any]:
+    """`finish_files` for an ingest whose files loaded in parts (shards, each summarised by to_dict plus the
+    ``pixels`` it wrote): the merged summary, with the directories and globs that gave nothing failed."""
+    out = merge_summary_dicts(source, parts)
+    seen = IngestSummary(source, [FileResult(f["path"], error=f["error"], skipped=f["skipped"]) for f in out["files"]])
+    n_before = len(seen.files)
+    _fail_all_skipped(seen, found, FILE_SOURCES[source].content)
+    for r in seen.files[n_before:]:
+        out["files_failed"] += 1
+        out["failed_files"].append(r.error)
+        out["files"].append(r.to_dict())
+    if out["rows_loaded"]:
+        pixels = {int(x) for p in parts for x in p.get("pixels") or []}
+        analyze(engine, FILE_SOURCES[source].tables, pixels or None)
+    return out
+
+
+def _ingest_files(engine: Engine, source: str, paths: Iterable[str | Path] | str | Path, progress: Progress,
+                  **options: Any) -> IngestSummary:
+    found, summary = plan_files(source, paths)
+    FILE_SOURCES[source].load_files(engine, found, summary, progress, len(found) + len(summary.files), **options)
+    finish_files(engine, summary, found)
     return summary
 
 

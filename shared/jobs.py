@@ -33,19 +33,27 @@ class JobKind:
     queue: str
     handler: str          # "module:function"
     max_attempts: int = 3
+    # A kind that fans out (`fan_out`): shard_handler(ctx, shard_row) does one shard and marks it done;
+    # shard_summary(ctx, shards) -> the job's result, once every shard has settled (it may call ctx.incomplete).
+    shard_handler: str | None = None
+    shard_summary: str | None = None
+    # True: a shard that fails for good fails alone, the others run on and the job ends 'partial' (an ingest's
+    # bad file). False: it fails the job at once (an inference shard would fail the same way everywhere).
+    shards_fail_alone: bool = False
 
 
 KINDS: dict[str, JobKind] = {
-    "ingest": JobKind("ingest", "ingest.service:run_ingest_job"),
+    "ingest": JobKind("ingest", "ingest.service:run_ingest_job", shard_handler="ingest.service:run_ingest_shard",
+                      shard_summary="ingest.service:summarise_ingest_job", shards_fail_alone=True),
     "train": JobKind("trainer", "trainer.service:run_train_job"),
     "train_baseline": JobKind("trainer", "trainer.service:run_baseline_job"),
-    "infer": JobKind("inferencer", "inferencer.service:run_infer_job"),
+    "infer": JobKind("inferencer", "inferencer.service:run_infer_job",
+                     shard_handler="inferencer.service:run_infer_shard",
+                     shard_summary="inferencer.service:summarise_infer_job"),
     "analyze_alpha": JobKind("analysis", "analysis.service:run_alpha_job"),
     "analyze_alpha_catalogue": JobKind("analysis", "analysis.service:run_alpha_catalogue_job"),
     "analyze_reconstruction": JobKind("analysis", "analysis.service:run_reconstruction_job"),
 }
-SHARD_HANDLER = "inferencer.service:run_infer_shard"
-SHARD_SUMMARY = "inferencer.service:summarise_infer_job"     # the job's result once every shard is done
 
 
 class JobCancelled(Exception):
@@ -99,19 +107,31 @@ class JobContext:
             self._write_progress(done, total, message or None)
             self.check_cancelled()
 
+    def say(self, message: str) -> None:
+        """A progress message without counts, throttled like `progress` and a cancellation point: a shard's
+        (the job's count is the sum of its finished shards, which a running shard must not overwrite)."""
+        t = time.monotonic()
+        if t - self._last_write >= 0.5:
+            self._last_write = t
+            self._write(lambda engine: jobs_db.update_job(engine, self.job_id, message=message[:500]))
+            self.check_cancelled()
+
     def _write_progress(self, done: int, total: int | None, message: str | None) -> None:
+        self._write(lambda engine: jobs_db.set_progress(engine, self.job_id, done, total, message))
+
+    def _write(self, write: Callable[[Engine], None]) -> None:
         """Progress is advisory. On SQLite the handler may itself hold the database's single write lock (an
         ingest writes a whole file in one transaction), so progress goes through a connection that gives up
         at once instead of waiting for a lock this very thread holds."""
         if self.engine.dialect.name != "sqlite":
-            jobs_db.set_progress(self.engine, self.job_id, done, total, message)
+            write(self.engine)
             return
         if self._progress_engine is None:
             from db.engine import create_engine
             self._progress_engine = create_engine(self.engine.url.render_as_string(hide_password=False),
                                                   busy_timeout_ms=20)
         try:
-            jobs_db.set_progress(self._progress_engine, self.job_id, done, total, message)
+            write(self._progress_engine)
         except OperationalError:
             pass
 
@@ -219,7 +239,8 @@ def dispatch(job_id: int, *, engine: Engine | None = None, on_progress=None, set
     try:
         publish(f"{job['queue']}.run_job", [job_id], job["queue"])
     except BrokerUnavailable as exc:
-        jobs_db.finish_job(engine, job_id, "failed", error=f"not queued: {exc} (fix the broker, then `xpvae job retry {job_id}`)")
+        jobs_db.finish_job(engine, job_id, "failed",
+                           error=f"not queued: {exc} (fix the broker, then `xpvae job retry {job_id}`)")
         raise
 
 
@@ -249,57 +270,71 @@ def check_broker(timeout: float = 3.0) -> None:
         raise BrokerUnavailable(f"cannot reach the message broker at {_safe_broker()}: {exc}") from None
 
 
-# --- fan-out (inference shards) ------------------------------------------------------------------------------
+# --- fan-out (inference and ingest shards) -------------------------------------------------------------------
 
 def execute_shard(job_id: int, shard: int, *, engine: Engine | None = None, on_progress=None) -> str:
-    """Run one shard: the handler writes its rows idempotently; the last shard done completes the job."""
+    """Run one shard: the handler writes its rows idempotently and marks the shard done; the last shard to
+    settle completes the job. Returns 'done', 'retry' (run it again later), 'failed' or 'cancelled'."""
     engine = engine or get_engine()
-    settings = get_settings()
     job = jobs_db.get_job(engine, job_id)
     if job is None or job["status"] in jobs_db.TERMINAL:
         return job["status"] if job else "missing"
+    kind = KINDS[job["kind"]]
     row = jobs_db.start_shard(engine, job_id, shard, worker_name())
-    if row is None:
+    if row is None:       # already settled: a redelivery after the worker marked it but died before the ack
         _complete_if_last(engine, job_id)
         return "done"
-    ctx = JobContext(job_id, job["kind"], dict(job["params"]), row["attempts"], engine, settings, on_progress)
+    ctx = JobContext(job_id, job["kind"], dict(job["params"]), row["attempts"], engine, get_settings(), on_progress)
     if row["attempts"] > job["max_attempts"]:
-        with engine.begin() as conn:
-            jobs_db.finish_shard(conn, job_id, shard, "failed", "worker crashed on every attempt")
-        jobs_db.finish_job(engine, job_id, "failed", error=f"shard {shard}: gave up after {job['max_attempts']} attempts")
-        return "failed"
+        return _fail_shard(ctx, kind, shard, "worker crashed on every attempt",
+                           f"shard {shard}: gave up after {job['max_attempts']} attempts")
     try:
-        _resolve(SHARD_HANDLER)(ctx, row)
+        _resolve(kind.shard_handler or "")(ctx, row)
     except JobCancelled:
         jobs_db.finish_job(engine, job_id, "cancelled", error="cancelled by request")
         return "cancelled"
     except Exception as exc:  # noqa: BLE001
-        retry = is_transient(exc) and row["attempts"] < job["max_attempts"]
         text = f"shard {shard}: {failure_line(exc)}"
-        with engine.begin() as conn:
-            jobs_db.finish_shard(conn, job_id, shard, "queued" if retry else "failed", text)
-        if not retry:
-            jobs_db.finish_job(engine, job_id, "failed", error=failure_record(exc, text, row["attempts"]))
-            return "failed"
-        return "retry"
+        if is_transient(exc) and row["attempts"] < job["max_attempts"]:
+            with engine.begin() as conn:
+                jobs_db.finish_shard(conn, job_id, shard, "queued", text)
+            return "retry"
+        return _fail_shard(ctx, kind, shard, text, failure_record(exc, text, row["attempts"]))
     _complete_if_last(engine, job_id)
     return "done"
 
 
+def _fail_shard(ctx: JobContext, kind: JobKind, shard: int, line: str, record: str) -> str:
+    """A shard that will not succeed: alone (its siblings run on, the job ends partial) or with its job."""
+    with ctx.engine.begin() as conn:
+        jobs_db.finish_shard(conn, ctx.job_id, shard, "failed", line)
+    if kind.shards_fail_alone:
+        _complete_if_last(ctx.engine, ctx.job_id)
+    else:
+        jobs_db.finish_job(ctx.engine, ctx.job_id, "failed", error=record)
+    return "failed"
+
+
 def _complete_if_last(engine: Engine, job_id: int) -> None:
-    """Complete the job if every shard is done. A shard that still saw a sibling running leaves the job alone:
-    the sibling finishes after it, sees every shard done and writes the whole result (completing here with a
-    partial or empty result would win the race and lose the summary)."""
+    """Complete the job if every shard has settled. A shard that still saw a sibling running leaves the job
+    alone: the sibling finishes after it, sees every shard settled and writes the whole result (completing here
+    with a partial or empty result would win the race and lose the summary)."""
     shards = jobs_db.get_shards(engine, job_id)
-    if any(s["status"] != "done" for s in shards):
+    if any(s["status"] not in jobs_db.SHARD_SETTLED for s in shards):
         return
-    result = _resolve(SHARD_SUMMARY)(engine, jobs_db.get_job(engine, job_id), shards)
-    jobs_db.complete_if_all_shards_done(engine, job_id, result)
+    job = jobs_db.get_job(engine, job_id)
+    if job is None or job["status"] in jobs_db.TERMINAL:
+        return
+    ctx = JobContext(job_id, job["kind"], dict(job["params"]), job["attempts"], engine, get_settings())
+    result = _resolve(KINDS[job["kind"]].shard_summary or "")(ctx, shards)
+    status, reason = ctx.outcome or ("succeeded", None)
+    jobs_db.complete_if_all_shards_settled(engine, job_id, status, result, reason)
 
 
-def fan_out(ctx: JobContext, ranges: list[tuple[int, int, int]]) -> None:
-    """Create shards for `ctx`'s job and run them: in-process one after another, or one message per shard."""
-    shards = jobs_db.create_shards(ctx.engine, ctx.job_id, ranges)
+def fan_out(ctx: JobContext, ranges: list[tuple[int, int, int]], work: list[dict] | None = None) -> None:
+    """Create shards for `ctx`'s job and run them: in-process one after another, or one message per shard on
+    the kind's queue. ``ranges``: (lo, hi, units of progress) per shard; ``work``: what each does beyond it."""
+    shards = jobs_db.create_shards(ctx.engine, ctx.job_id, ranges, work)
     jobs_db.set_progress(ctx.engine, ctx.job_id, int(sum(s["n_stars"] for s in shards if s["status"] == "done")),
                          int(sum(s["n_stars"] for s in shards)), f"{len(shards)} shards")
     if not shards:
@@ -309,7 +344,8 @@ def fan_out(ctx: JobContext, ranges: list[tuple[int, int, int]]) -> None:
             while execute_shard(ctx.job_id, s["shard"], engine=ctx.engine, on_progress=ctx.on_progress) == "retry":
                 time.sleep(retry_backoff(s["attempts"] + 1))
         ctx.defer()   # the last shard has completed (or failed) the job already
+    queue = KINDS[ctx.kind].queue
     for s in shards:
-        if s["status"] != "done":
-            publish("inferencer.run_shard", [ctx.job_id, s["shard"]], "inferencer")
+        if s["status"] not in jobs_db.SHARD_SETTLED:
+            publish(f"{queue}.run_shard", [ctx.job_id, s["shard"]], queue)
     ctx.defer()

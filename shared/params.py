@@ -127,6 +127,7 @@ SELECTION: dict[str, Number | Choice] = {
     "quality": Choice("--quality", FLAG_NAMES, several=True), "limit": Number("--limit", lo=1, hi=INT64_MAX),
 }
 INFER = {"shards": Number("--shards", lo=0), "batch_size": Number("--batch-size", lo=1)}
+INGEST = {"files_per_shard": Number("--files-per-shard", lo=0)}
 ALPHA = {"n_folds": Number("--folds", lo=2), "n_boot": Number("--bootstrap", lo=10), "seed": SEED}
 ALPHA_CATALOGUE_SAMPLES = SAMPLE_NAMES
 ALPHA_CATALOGUE = {"sample": Choice("--sample", ALPHA_CATALOGUE_SAMPLES), "seed": SEED}
@@ -170,8 +171,8 @@ def describe_selection(sel: Mapping[str, Any] | None) -> str:
 
 
 def _check_ingest(p: Mapping[str, Any]) -> None:
-    _check_fields(p, {"source": Choice("ingest SOURCE", INGEST_SOURCES)}, "ingest", also=("paths", "correlations",
-                                                                                         "norm"))
+    _check_fields(p, {"source": Choice("ingest SOURCE", INGEST_SOURCES), **INGEST}, "ingest",
+                  also=("paths", "correlations", "norm"))
     paths = p.get("paths")
     if not isinstance(paths, list) or not paths or not all(isinstance(x, str) and x for x in paths):
         raise InputError("ingest: PATHS must name at least one file, directory or glob")

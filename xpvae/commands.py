@@ -112,23 +112,31 @@ def _ingest(source: str, paths: list[str], wait: bool, **extra) -> None:
     run_job("ingest", {"source": source, "paths": paths, **extra}, wait=wait, label=f"ingest {source}")
 
 
+files_per_shard_option = click.option(
+    "--files-per-shard", type=Spec(P.INGEST["files_per_shard"]), default=0,
+    help="files per shard, the unit that ingest workers share out (default 0: one file each, small files "
+         "grouped up to 64 MB)")
+
+
 @ingest_group.command("gaia-xp")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--no-correlations", is_flag=True, help="drop the correlation arrays (89 % of the bytes); "
               "χ² metrics are then reported as unavailable")
+@files_per_shard_option
 @wait_option
-def ingest_gaia_xp(paths, no_correlations, wait) -> None:
+def ingest_gaia_xp(paths, no_correlations, files_per_shard, wait) -> None:
     """Gaia DR3 XP continuous spectra: CSV, ECSV, FITS, VOTable, DataLink zips, bulk .csv.gz, flat tables.
-    PATHS may be files, directories or globs."""
-    _ingest("gaia-xp", _expand(paths), wait, correlations=not no_correlations)
+    PATHS may be files, directories or globs; their files are shared out over the ingest workers."""
+    _ingest("gaia-xp", _expand(paths), wait, correlations=not no_correlations, files_per_shard=files_per_shard)
 
 
 @ingest_group.command("photometry")
 @click.argument("paths", nargs=-1, required=True)
+@files_per_shard_option
 @wait_option
-def ingest_photometry(paths, wait) -> None:
+def ingest_photometry(paths, files_per_shard, wait) -> None:
     """Gaia photometry (source_id, phot_g_mean_flux, phot_g_mean_mag, phot_bp_mean_mag, phot_rp_mean_mag)."""
-    _ingest("photometry", _expand(paths), wait)
+    _ingest("photometry", _expand(paths), wait, files_per_shard=files_per_shard)
 
 
 @ingest_group.command("apogee")

@@ -79,6 +79,8 @@ def test_job_summary_names_each_cause_of_a_missing_chi2(engine, tmp_path):
     the summary must not tell a user to re-ingest with correlations when they are there (issue 12.5)."""
     from db.results import replace_results
     from inferencer.service import summarise_infer_job
+    from shared.jobs import JobContext
+    from shared.settings import get_settings
     batch, with_corr, _, model_id = _seed(engine, tmp_path)
     ids = batch["source_id"]
     singular = np.flatnonzero(with_corr)[:3]
@@ -92,7 +94,8 @@ def test_job_summary_names_each_cause_of_a_missing_chi2(engine, tmp_path):
     with engine.begin() as conn:
         replace_results(conn, model_id, int(ids.min()), int(ids.max()), cols)
     shards = [{"n_stars": len(ids), "seconds_read": 0.0, "seconds_model": 0.0, "seconds_write": 0.0}]
-    got = summarise_infer_job(engine, {"params": {"model_id": model_id}}, shards)["chi2"]
+    ctx = JobContext(0, "infer", {"model_id": model_id}, 1, engine, get_settings())
+    got = summarise_infer_job(ctx, shards)["chi2"]
     n_unstored = int((~with_corr).sum())
     assert got == (f"unavailable for {n_unstored + 3} of {len(ids)} stars: {n_unstored} without stored "
                    "correlations (ingested with --no-correlations?); 3 whose covariance is not positive definite "

@@ -245,7 +245,7 @@ def _done_shard(ctx, row):
         jobs_db.finish_shard(conn, ctx.job_id, row["shard"], "done")
 
 
-def _summary(engine, job, shards):
+def _summary(ctx, shards):
     return {"n_shards": len(shards)}
 
 
@@ -253,22 +253,23 @@ def test_last_shard_writes_the_result_when_two_finish_together(engine, monkeypat
     """Shard 0 finishes while shard 1 is still running, and shard 1 commits 'done' just before shard 0 would
     complete the job: the job must end with the whole summary, written by shard 1, never with the empty result
     that shard 0 computed while shard 1 was pending."""
-    monkeypatch.setattr(jobs, "SHARD_HANDLER", "test_jobs_runner:_done_shard")
-    monkeypatch.setattr(jobs, "SHARD_SUMMARY", "test_jobs_runner:_summary")
-    job_id = jobs_db.create_job(engine, "infer", "inferencer", {})
+    monkeypatch.setitem(jobs.KINDS, "t_shards", jobs.JobKind("inferencer", "unused:unused",
+                                                            shard_handler="test_jobs_runner:_done_shard",
+                                                            shard_summary="test_jobs_runner:_summary"))
+    job_id = jobs_db.create_job(engine, "t_shards", "inferencer", {})
     jobs_db.start_attempt(engine, job_id, "w")
     jobs_db.create_shards(engine, job_id, [(0, 1, 10), (2, 3, 10)])
     jobs_db.start_shard(engine, job_id, 1, "w1")
-    real_complete = jobs_db.complete_if_all_shards_done
+    real_complete = jobs_db.complete_if_all_shards_settled
 
-    def sibling_commits_first(eng, jid, result=None):
+    def sibling_commits_first(eng, jid, *args):
         with eng.begin() as conn:                          # shard 1 commits between shard 0's check and update
             jobs_db.finish_shard(conn, jid, 1, "done")
-        return real_complete(eng, jid, result)
+        return real_complete(eng, jid, *args)
 
-    monkeypatch.setattr(jobs_db, "complete_if_all_shards_done", sibling_commits_first)
+    monkeypatch.setattr(jobs_db, "complete_if_all_shards_settled", sibling_commits_first)
     assert jobs.execute_shard(job_id, 0, engine=engine) == "done"
-    monkeypatch.setattr(jobs_db, "complete_if_all_shards_done", real_complete)
+    monkeypatch.setattr(jobs_db, "complete_if_all_shards_settled", real_complete)
     with engine.begin() as conn:                           # shard 1 as its own worker would finish it
         jobs_db.finish_shard(conn, job_id, 1, "done")
     jobs._complete_if_last(engine, job_id)
