@@ -98,13 +98,16 @@ class _Stack:
         subprocess.run([self.ctl, "set_permissions", "-p", self.vhost, "guest", ".*", ".*", ".*"], check=True,
                        capture_output=True)
 
-    def start_worker(self, processes: int) -> None:
+    def start_worker(self, processes: int, queue: str = "inferencer", loglevel: str = "WARNING") -> Path:
+        """Start a worker process on ``queue``; returns its log file."""
         from xpvae.stack import worker_command
-        log = open(self.home / f"worker-{len(self.procs)}.log", "ab")
-        cmd = worker_command("inferencer", processes, ["-n", f"bench{len(self.procs)}@%h", "--loglevel", "WARNING"])
+        log_path = self.home / f"worker-{len(self.procs)}.log"
+        log = open(log_path, "ab")
+        cmd = worker_command(queue, processes, ["-n", f"bench{len(self.procs)}@%h", "--loglevel", loglevel])
         repo = Path(__file__).resolve().parents[1]
         self.procs.append(subprocess.Popen(cmd, env=self.env, cwd=repo, stdout=log, stderr=subprocess.STDOUT,
                                            start_new_session=True))
+        return log_path
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-2000:] for p in sorted(self.home.glob("worker-*.log")))

@@ -4,6 +4,8 @@ with exactly the files' rows; with a corrupt file among several on two workers t
 ends partial naming it."""
 from __future__ import annotations
 
+import gzip
+
 import numpy as np
 import pytest
 import sqlalchemy as sa
@@ -12,21 +14,23 @@ from stackutil import wait_for
 from db import job_store as jobs_db
 from shared import jobs
 from simulator.survey import generate
-from simulator.writers import bulk_file_name, write_xp_ecsv
+from simulator.writers import write_xp_csv
 
-N_FILES, PER_FILE = 6, 700
+N_FILES, PER_FILE = 6, 500
 
 
 @pytest.fixture(scope="module")
 def bulk_files(tmp_path_factory):
-    """Bulk-release chunks (XpContinuousMeanSpectrum_*.csv.gz, with correlations) of distinct stars."""
-    batch = generate(N_FILES * PER_FILE, 47, label_fraction=0.0, with_correlations=True)[0]
+    """Archive CSV files with correlations, of distinct stars: 200 simulated spectra tiled under new ids."""
+    base = generate(200, 47, label_fraction=0.0, with_correlations=True)[0]
     d = tmp_path_factory.mktemp("bulk")
     paths = []
     for i in range(N_FILES):
-        chunk = batch.take(slice(i * PER_FILE, (i + 1) * PER_FILE))
-        paths.append(str(write_xp_ecsv(chunk, d / bulk_file_name(chunk["source_id"]))))
-    return paths, np.sort(np.asarray(batch["source_id"]))
+        ids = np.arange(i * PER_FILE, (i + 1) * PER_FILE, dtype=np.int64) + 10**15
+        chunk = base.take(np.arange(PER_FILE) % len(base))
+        chunk.columns["source_id"][:] = ids
+        paths.append(str(write_xp_csv(chunk, d / f"XP_CONTINUOUS_RAW_{i:02d}.csv")))
+    return paths, np.arange(N_FILES * PER_FILE, dtype=np.int64) + 10**15
 
 
 def _stored(engine) -> tuple[int, int, int, int]:
@@ -71,8 +75,8 @@ def test_worker_killed_mid_shard_is_redone_without_duplicates(stack, pg_engine, 
 
 def test_corrupt_file_among_several_on_two_workers(stack, pg_engine, bulk_files, tmp_path):
     paths, ids = bulk_files
-    broken = tmp_path / "XpContinuousMeanSpectrum_777777-777777.csv.gz"
-    broken.write_bytes(open(paths[0], "rb").read()[:5000])          # a download cut short
+    broken = tmp_path / "XP_CONTINUOUS_RAW_cut.csv.gz"
+    broken.write_bytes(gzip.compress(open(paths[0], "rb").read())[:5000])      # a download cut short
     given = paths[1:] + [str(broken)]
     stack.start_worker("ingest")
     stack.start_worker("ingest")

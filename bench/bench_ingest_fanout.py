@@ -1,0 +1,131 @@
+"""Ingest fanned out over real Celery ingest workers (RabbitMQ + PostgreSQL), with 1 and then 2 workers in one
+run: files/s and records/s from submit to the job's end.
+
+The files are bulk-release chunks (``XpContinuousMeanSpectrum_*.csv.gz``, ECSV with correlations, gzip
+level 1): a simulated survey's rows (``simulator.survey``, 500 stars) repeated under new source ids, so every
+file holds distinct stars. Each run ingests every file into emptied tables, one shard per file
+(the job's default for files this size); a small job first warms up each worker. The machine's 1-minute load
+average is printed with each figure: the machine is shared, and other work slows every figure.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from bench.bench_stack import ADMIN_URL, _restore, _Stack, _use_stack
+
+TEMPLATE_STARS = 500
+
+
+def _write_files(out: Path, n_files: int, per_file: int) -> list[Path]:
+    """n_files gzipped ECSV chunks of per_file stars each, source ids 1.. in file order."""
+    from simulator.survey import generate
+    from simulator.writers import write_xp_ecsv
+    base = generate(TEMPLATE_STARS, 5, label_fraction=0.0, with_correlations=True)[0]
+    plain = write_xp_ecsv(base, out / "template.csv", compress=False)
+    lines = plain.read_text().splitlines(keepends=True)
+    plain.unlink()
+    n_head = next(i for i, line in enumerate(lines) if not line.startswith("#")) + 1    # comments + names
+    head, rows = "".join(lines[:n_head]), [r[r.index(","):] for r in lines[n_head:]]
+    paths = []
+    for f in range(n_files):
+        first = f * per_file + 1
+        body = "".join(f"{first + i}{rows[i % len(rows)]}" for i in range(per_file))
+        path = out / f"XpContinuousMeanSpectrum_{first:06d}-{first + per_file - 1:06d}.csv.gz"
+        path.write_bytes(gzip.compress((head + body).encode(), compresslevel=1))
+        paths.append(path)
+    return paths
+
+
+def _ingest(engine, paths: list[Path], stack: _Stack, timeout: float = 1800) -> tuple[float, dict]:
+    from db import job_store as jobs_db
+    from shared import jobs
+    t = time.perf_counter()
+    job_id = jobs.submit("ingest", {"source": "gaia-xp", "paths": [str(p) for p in paths]}, engine=engine)
+    end = time.monotonic() + timeout
+    while (job := jobs_db.get_job(engine, job_id))["status"] not in jobs_db.TERMINAL:
+        if time.monotonic() > end:
+            raise RuntimeError(f"ingest job {job_id} did not finish in {timeout:.0f} s\n{stack.logs()}")
+        time.sleep(0.05)
+    seconds = time.perf_counter() - t
+    if job["status"] != "succeeded":
+        raise RuntimeError(f"ingest job {job_id} {job['status']}: {job['error']}\n{stack.logs()}")
+    return seconds, job
+
+
+def _empty(engine) -> None:
+    with engine.begin() as conn:
+        conn.exec_driver_sql("TRUNCATE xp_correlations, xp_spectra")
+
+
+def _wait_ready(log: Path, stack: _Stack, timeout: float = 180) -> None:
+    end = time.monotonic() + timeout
+    while " ready." not in log.read_text(errors="replace"):
+        if time.monotonic() > end:
+            raise RuntimeError(f"worker not ready after {timeout:.0f} s\n{stack.logs()}")
+        time.sleep(0.2)
+
+
+def main(quick: bool) -> None:
+    from db.engine import create_engine
+    from db.migrate import upgrade
+    n_files, per_file = (6, 500) if quick else (16, 2000)
+    name = f"xpvae_bench_fanout_{os.getpid()}"
+    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    db_url = sa.engine.make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    home = Path(tempfile.mkdtemp(prefix="xpvae-bench-fanout-"))
+    engine = create_engine(db_url)
+    stack: _Stack | None = None
+    saved: dict | None = None
+    try:
+        upgrade(engine)
+        stack = _Stack(db_url, home)
+        logs = [stack.start_worker(1, "ingest", "INFO")]       # boots while the files are written
+        t = time.perf_counter()
+        paths = _write_files(home, n_files, per_file)
+        (home / "warm").mkdir()
+        warm = _write_files(home / "warm", 2, 50)        # a small job per worker count, to warm the workers up
+        size = sum(p.stat().st_size for p in paths)
+        print(f"{n_files} files x {per_file:,} records with correlations = {n_files * per_file:,} records, "
+              f"{size / 2**20:.0f} MiB gzipped ({size / n_files / 2**20:.1f} MiB a file), written in "
+              f"{time.perf_counter() - t:.1f} s; cores: {os.cpu_count()}")
+        saved = _use_stack(stack)
+        rates = {}
+        for workers in (1, 2):
+            if workers == 2:
+                logs.append(stack.start_worker(1, "ingest", "INFO"))
+            for log in logs:
+                _wait_ready(log, stack)
+            _ingest(engine, warm, stack)
+            _empty(engine)
+            load0 = os.getloadavg()[0]
+            secs, job = _ingest(engine, paths, stack)
+            r = job["result"]
+            assert r["rows_loaded"] == n_files * per_file and r["n_shards"] == n_files, r
+            rates[workers] = r["rows_loaded"] / secs
+            with engine.connect() as conn:
+                by_worker = conn.execute(sa.text("SELECT count(DISTINCT worker) FROM job_shards WHERE job_id = :j"),
+                                         {"j": job["id"]}).scalar()
+            print(f"{workers} ingest worker(s): {n_files} files in {secs:.1f} s = {n_files / secs:.2f} files/s, "
+                  f"{rates[workers]:,.0f} records/s ({by_worker} worker(s) took shards); load average "
+                  f"{load0:.1f} before, {os.getloadavg()[0]:.1f} after")
+        print(f"  2 workers / 1 worker: {rates[2] / rates[1]:.2f}x")
+    finally:
+        if saved is not None:
+            _restore(saved)
+        if stack is not None:
+            stack.close()
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.dispose()
+        shutil.rmtree(home, ignore_errors=True)
