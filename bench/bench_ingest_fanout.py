@@ -3,8 +3,8 @@ run: files/s and records/s from submit to the job's end.
 
 The files are bulk-release chunks (``XpContinuousMeanSpectrum_*.csv.gz``, ECSV with correlations, gzip
 level 1): a simulated survey's rows (``simulator.survey``, 500 stars) repeated under new source ids, so every
-file holds distinct stars. Each run ingests every file into emptied tables, one shard per file
-(the job's default for files this size); a small job first warms up each worker. The machine's 1-minute load
+file holds distinct stars. Each run ingests every file into emptied tables, one shard per file (as the
+release's ~1 GB files get by default); a small job first warms up the workers. The machine's 1-minute load
 average is printed with each figure: the machine is shared, and other work slows every figure.
 """
 from __future__ import annotations
@@ -44,10 +44,12 @@ def _write_files(out: Path, n_files: int, per_file: int) -> list[Path]:
 
 
 def _ingest(engine, paths: list[Path], stack: _Stack, timeout: float = 1800) -> tuple[float, dict]:
+    """One shard per file, as the release's ~1 GB files get by default (small files would share shards)."""
     from db import job_store as jobs_db
     from shared import jobs
     t = time.perf_counter()
-    job_id = jobs.submit("ingest", {"source": "gaia-xp", "paths": [str(p) for p in paths]}, engine=engine)
+    job_id = jobs.submit("ingest", {"source": "gaia-xp", "paths": [str(p) for p in paths], "files_per_shard": 1},
+                         engine=engine)
     end = time.monotonic() + timeout
     while (job := jobs_db.get_job(engine, job_id))["status"] not in jobs_db.TERMINAL:
         if time.monotonic() > end:
@@ -57,6 +59,40 @@ def _ingest(engine, paths: list[Path], stack: _Stack, timeout: float = 1800) -> 
     if job["status"] != "succeeded":
         raise RuntimeError(f"ingest job {job_id} {job['status']}: {job['error']}\n{stack.logs()}")
     return seconds, job
+
+
+def _cpu(pids: set[int]) -> dict[int, float]:
+    """CPU seconds (user + system) each process has used so far; a process gone is left out."""
+    out = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def _processes(stack: _Stack, engine, db_name: str) -> tuple[set[int], set[int]]:
+    """(the worker processes: each worker's session, its pool children included; the server backends of the
+    bench database)."""
+    sessions = {p.pid for p in stack.procs}
+    workers = set()
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[3]) in sessions:     # pgrp
+                    workers.add(int(d.name))
+            except OSError:
+                continue
+    with engine.connect() as conn:
+        server = set(conn.execute(sa.text("SELECT pid FROM pg_stat_activity WHERE datname = :d"),
+                                  {"d": db_name}).scalars())
+    return workers, server
+
+
+def _used(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(t - before.get(pid, 0.0) for pid, t in after.items())
 
 
 def _empty(engine) -> None:
@@ -107,7 +143,11 @@ def main(quick: bool) -> None:
             _ingest(engine, warm, stack)
             _empty(engine)
             load0 = os.getloadavg()[0]
+            workers0, server0 = _processes(stack, engine, name)
+            cpu0 = (_cpu(workers0), _cpu(server0))
             secs, job = _ingest(engine, paths, stack)
+            workers1, server1 = _processes(stack, engine, name)
+            cpu_w, cpu_s = _used(cpu0[0], _cpu(workers0 | workers1)), _used(cpu0[1], _cpu(server0 | server1))
             r = job["result"]
             assert r["rows_loaded"] == n_files * per_file and r["n_shards"] == n_files, r
             rates[workers] = r["rows_loaded"] / secs
@@ -117,6 +157,10 @@ def main(quick: bool) -> None:
             print(f"{workers} ingest worker(s): {n_files} files in {secs:.1f} s = {n_files / secs:.2f} files/s, "
                   f"{rates[workers]:,.0f} records/s ({by_worker} worker(s) took shards); load average "
                   f"{load0:.1f} before, {os.getloadavg()[0]:.1f} after")
+            n = r["rows_loaded"]
+            print(f"  CPU: workers {cpu_w:.1f} s ({n / cpu_w:,.0f} records per worker CPU-s), PostgreSQL backends "
+                  f"{cpu_s:.1f} s ({1000 * cpu_s / n:.3f} ms a record): {n / (cpu_w + cpu_s):,.0f} records per "
+                  "CPU-s in all")
         print(f"  2 workers / 1 worker: {rates[2] / rates[1]:.2f}x")
     finally:
         if saved is not None:
