@@ -1,8 +1,10 @@
 """Loading files into the database: the plain functions behind the ingest jobs and `xpvae ingest …`.
 
 Contract, for every loader:
-- each file is loaded in ONE transaction: a file that fails part-way (unreadable, truncated gzip, database
-  error) leaves nothing of itself in the database, is reported, and the other files still load;
+- each file is loaded in ONE transaction: a file that fails part-way (unreadable, truncated gzip, a value the
+  database refuses) leaves nothing of itself in the database, is reported, and the other files still load; a
+  transient database failure (connection lost, lock timeout, deadlock after retries) is raised instead, for the
+  job runner to retry — it is no fault of the file;
 - a bad row is reported (file, row, column, why) and skipped; the rest of its file loads;
 - a row repeating a key read before from the same file is reported as a duplicate and not loaded (the first
   is kept), so that for every file that loads: rows read = loaded + skipped + duplicates;
@@ -28,7 +30,7 @@ import numpy as np
 from sqlalchemy.engine import Engine
 
 from db.bulk import analyze
-from db.engine import is_lock_conflict
+from db.engine import is_lock_conflict, is_transient_db_error
 from db.labels import write_apogee
 from db.partitions import touched_pixels
 from db.spectra import write_photometry, write_xp_batch
@@ -272,6 +274,8 @@ def _load_file(engine: Engine, summary: IngestSummary, path: Path, n_files: int,
             if is_lock_conflict(exc) and attempt < LOCK_CONFLICT_ATTEMPTS:
                 time.sleep(random.uniform(0.1, 0.5) * attempt)    # jitter: the two loads must not meet again
                 continue
+            if is_transient_db_error(exc):
+                raise     # the database's trouble, not the file's: the job runner retries (a shard: alone)
             _record_failure(result, exc, path)
             break
     if attempt > 1:

@@ -119,3 +119,35 @@ def test_small_files_share_shards_and_a_large_file_is_alone(tmp_path):
     cut = [[f.path.name for f in g] for g in group_files(found, shard_bytes=30, max_files=2)]
     assert cut == [["f0.csv", "f1.csv"], ["f2.csv"], ["f3.csv"], ["f4.csv", "f5.csv"]]
     assert [len(g) for g in group_files(found, files_per_shard=4)] == [4, 2]
+
+
+def test_a_transient_database_failure_retries_that_shard_alone(pg_url, bulk_files, monkeypatch):
+    """Shard 1 meets a table locked by another session (lock timeout, a transient error): that shard is
+    retried after its backoff, the lock is gone by then, and the job succeeds with every row once."""
+    import threading
+
+    from db.engine import create_engine
+    paths, _ = bulk_files
+    monkeypatch.setenv("PGOPTIONS", "-c lock_timeout=300")
+    monkeypatch.setenv("XPVAE_RETRY_BACKOFF_S", "1.5")
+    get_settings.cache_clear()
+    engine = create_engine(pg_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("TRUNCATE xp_correlations, xp_spectra, jobs CASCADE"))
+        locker = engine.connect()
+        tx = locker.begin()
+        locker.execute(sa.text("LOCK TABLE xp_spectra IN ACCESS EXCLUSIVE MODE"))
+        release = threading.Timer(1.0, lambda: (tx.rollback(), locker.close()))
+        release.start()
+        job_id = jobs.submit("ingest", {"source": "gaia-xp", "paths": paths[:2], "files_per_shard": 1},
+                             engine=engine)
+        release.join()
+        job = jobs_db.get_job(engine, job_id)
+        shards = jobs_db.get_shards(engine, job_id)
+        assert job["status"] == "succeeded", job["error"]
+        assert shards[0]["attempts"] == 2 and shards[1]["attempts"] == 1    # only the locked-out shard ran again
+        assert _counts(engine) == (2 * PER_FILE,) * 3 and job["progress_done"] == 2
+    finally:
+        get_settings.cache_clear()
+        engine.dispose()
