@@ -36,7 +36,9 @@ def test_ingest_train_infer_analyze_through_workers(stack, pg_engine, tmp_path):
         n_stats = conn.execute(sa.text("SELECT count(*) FROM analysis_statistics WHERE report = 'alpha'")).scalar()
         workers = set(conn.execute(sa.text("SELECT worker FROM jobs")).scalars())
         statuses = set(conn.execute(sa.text("SELECT status FROM jobs")).scalars())
-        n_shards = conn.execute(sa.text("SELECT count(*) FROM job_shards WHERE status = 'done'")).scalar()
+        shards = dict(conn.execute(sa.text(
+            "SELECT j.kind, count(*) FROM job_shards s JOIN jobs j ON j.id = s.job_id WHERE s.status = 'done' "
+            "GROUP BY j.kind")).all())
         # the anomaly score: one calibration for the job, a score for every star the model scored
         n_nll, n_score = conn.execute(sa.text(
             "SELECT count(nll), count(anomaly_score) FROM inference_results r JOIN models m ON m.id = r.model_id "
@@ -48,7 +50,7 @@ def test_ingest_train_infer_analyze_through_workers(stack, pg_engine, tmp_path):
     assert n_xp == 1500 and n_phot == 1500
     # every star with both bands and photometry got exactly one result row
     assert n_res == n_distinct and n_res >= 0.95 * n_xp
-    assert n_shards == 3
+    assert shards == {"infer": 3, "ingest": 2}       # the XP files (small: one shard) and the photometry file
     assert n_score == n_nll >= 0.95 * n_xp
     assert [t[1] for t in top] == sorted(t[1] for t in top)          # a higher score is a smaller p
     params = infer_params if isinstance(infer_params, dict) else json.loads(infer_params)
