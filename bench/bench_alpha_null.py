@@ -139,11 +139,14 @@ def summarise(*paths: Path) -> str:
             lines.append(f"| {a:g} | {sample} | {n} | {k}/{n} = {k / n:.2f} [{lo:.2f}, {hi:.2f}] | "
                          f"{np.median([g['gain'][0] for g in got]):+.3f} | {k_old}/{n} = {k_old / n:.2f} "
                          f"[{lo_o:.2f}, {hi_o:.2f}] | {np.median([g['old_gain'][0] for g in got]):+.3f} |")
+    lines.append("")
     for a in sorted({r["alpha_signal"] for r in rows}):
-        p = np.array([g["p"] for r in rows if r["alpha_signal"] == a for g in r["samples"].values() if "p" in g])
-        if p.size:
-            lines.append(f"\nalpha_signal {a:g}, all samples pooled: {p.size} p-values, mean {p.mean():.2f} "
-                         f"(0.5 if uniform), {np.mean(p < 0.025):.2f} below 0.025, {np.mean(p < 0.1):.2f} below 0.1")
+        for sample in SAMPLES:
+            p = np.array([r["samples"][sample]["p"] for r in rows if r["alpha_signal"] == a
+                          and "p" in r["samples"].get(sample, {})])
+            if p.size:
+                lines.append(f"- alpha_signal {a:g}, {sample}: {p.size} p-values, mean {p.mean():.2f} (0.5 if "
+                             f"uniform), {np.mean(p < 0.1):.2f} below 0.1, smallest {p.min():.3f}")
     return "\n".join(lines)
 
 

@@ -4,8 +4,9 @@ A dose response: for alpha_signal = 1, 0.5, 0.25 and 0 (same seed: same stars, l
 trains an sVAE without labels and runs the [α/M] analysis on the pristine and good samples and their
 Teff < 5000 K giants, printing balanced accuracies with 95 % bootstrap intervals, the test's paired gain
 (labels + latents) − (the labels denoised by the latents' estimates of them) with its one-sided p and verdict,
-and the older gain (labels + latents) − labels. It also trains the label-dependent baseline on the survey's labelled stars (the simulator under-samples cool dwarfs, as APOGEE
-does) and prints msz(baseline)/msz(sVAE) in that region and among the well-labelled giants, and their contrast.
+and the older gain (labels + latents) − labels. It also trains the label-dependent baseline on the survey's
+labelled stars (the simulator under-samples cool dwarfs, as APOGEE does) and prints msz(baseline)/msz(sVAE) in
+that region and among the well-labelled giants, and their contrast.
 
 Baseline for the speed figure: the published recipe's batch size (1024) and learning rate (1e-4) trained for the
 same number of epochs, in the same process — it shows why the demo trains with small batches and lr 2e-3.
