@@ -120,9 +120,9 @@ def alpha_independence_weights(labels: Mapping[str, np.ndarray], rows: np.ndarra
     p([M/H] bin)·p([α/M] bin) / p(both), on quantile bins, capped at ``max_weight`` × the mean.
 
     Why: in a disc [α/M] and [M/H] are correlated (the high-α sequence is metal-poorer), so where the spectra do
-    carry α features a regressor of [M/H] would use them, and its estimate minus the [M/H] label would hand the
-    α information to the baseline. With these weights the population no longer ties α to [M/H]; α lines that
-    are also metal lines still do, which is why the test is conservative (docs/science-validation.md, Power).
+    carry α features a regressor of [M/H] would use them and its estimate would carry α into the baseline. With
+    these weights the population no longer ties α to [M/H]; α lines that are also metal lines still do, which is
+    why the estimate enters the baseline only with its inverse-variance weight (denoised_labels).
     ([α/M] from ALPHA_M where finite, else MG_FE; stars with neither get weight 1.)"""
     m = np.asarray(labels["m_h"], np.float64)[rows]
     a = np.full(len(m), np.nan)
