@@ -8,13 +8,15 @@ Feature sets (built with ``np.column_stack``: one row per star, never the releas
   labels          Teff, log g, [M/H]                                  (c)
   labels_colours  Teff, log g, [M/H], J−H, J−K — only the stars whose colours are finite  (d)
   labels_latents  Teff, log g, [M/H] and the latent means             (e)
-  labels_latent_labels  Teff, log g, [M/H] and the latents' own out-of-fold estimates of them  (f)
-The test of the [α/M] claim is the paired balanced-accuracy difference (e) − (f). Set (f) holds everything the
-latents know about Teff, log g and [M/H] (a forest regressor from the latents, fitted out of fold), so the
-latents re-measuring noisy labels — which helps to predict a class defined from noisy [Fe/H] — is in the
-baseline, not in the gain; (e) beats (f) only with information about [α/M] itself. The test is conservative:
-α information the latents' label estimates also carry is in (f) too (docs/science-validation.md, Power).
-The older (e) − (c) mixes both and is kept as a secondary number.
+  labels_denoised Teff, log g, [M/H], each combined with the latents' own out-of-fold estimate of it by
+                  inverse-variance weighting (the reported label error against the estimate's scatter)  (f)
+The test of the [α/M] claim is the paired balanced-accuracy difference (e) − (f). Spectra re-measure Teff and
+[M/H], and a better [M/H] predicts a class defined from noisy [Fe/H]; set (f) is the best estimate of the true
+labels that labels and latents together give, so that label-noise averaging is in the baseline, not in the
+gain. It holds the latents' estimates only with the weight their precision earns next to the label, never as
+free features: a forest given the raw estimate beside the label can read [α/M] from their difference wherever
+α lines are also metal lines (docs/science-validation.md, "The test behind the verdict").
+The older (e) − (c) counts label-noise averaging as gain and is kept as a secondary number.
 """
 from __future__ import annotations
 
@@ -29,15 +31,22 @@ from analysis.bootstrap import METRICS, bootstrap_metrics
 from analysis.rows import Progress, make_row, no_progress
 from shared import defaults as D
 
-FEATURE_SETS = ("latents", "m_h", "labels", "labels_colours", "labels_latents", "labels_latent_labels")
+FEATURE_SETS = ("latents", "m_h", "labels", "labels_colours", "labels_latents", "labels_denoised")
 DESCRIPTIONS = {
     "latents": "(a) latent means", "m_h": "(b) [M/H]", "labels": "(c) Teff, log g, [M/H]",
     "labels_colours": "(d) Teff, log g, [M/H], J-H, J-K", "labels_latents": "(e) Teff, log g, [M/H] + latents",
-    "labels_latent_labels": "(f) Teff, log g, [M/H] + latents' estimates of them",
+    "labels_denoised": "(f) Teff, log g, [M/H] denoised by the latents",
 }
 LABELS = ("teff", "logg", "m_h")
-# The test of the claim: (e) against (f), the labels plus what the latents know about the labels.
-NULL_TEST = ("labels_latents", "labels_latent_labels")
+# The test of the claim: (e) against (f), the labels improved by what the latents know about them.
+NULL_TEST = ("labels_latents", "labels_denoised")
+# The reported label errors are multiplied by this before weighting: errors too small would under-weight the
+# latents' estimates and leave label-noise averaging in the gain (anti-conservative); too large ones hand a
+# little of the latents' α information to the baseline (conservative). Survey pipelines tend to under-report.
+LABEL_ERROR_SCALE = 2.0
+# Floor of the estimates' error variance, as a fraction of the label's variance (the weight of the estimate
+# stays < 1 even where the estimate scatter looks as small as the label errors).
+MIN_ESTIMATE_VARIANCE = 0.01
 # Paired balanced-accuracy differences reported (a − b).
 # Features tried per split: all of them (bagged trees). sklearn's default 'sqrt' gives the 3-label set one
 # candidate per split but the 9-feature set three, a capacity difference that, in a null simulation (latents =
@@ -48,9 +57,9 @@ PAIRS = (NULL_TEST, ("labels_latents", "labels"), ("latents", "labels"), ("label
 
 
 def feature_matrix(name: str, latents: np.ndarray, labels: Mapping[str, np.ndarray],
-                   estimates: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
+                   denoised: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
     """(N, k) features of one set and their names. Stars with non-finite colours get NaN colour columns.
-    ``estimates`` (N, 3): the latents' out-of-fold estimates of Teff, log g, [M/H] (set f only)."""
+    ``denoised`` (N, 3): Teff, log g, [M/H] denoised with the latents' estimates (set f only)."""
     lab = [np.asarray(labels[k], np.float64) for k in LABELS]
     lat = np.asarray(latents, np.float64)
     lat_names = [f"z{i + 1}" for i in range(lat.shape[1])]
@@ -68,10 +77,10 @@ def feature_matrix(name: str, latents: np.ndarray, labels: Mapping[str, np.ndarr
         return np.column_stack(lab + [j - h, j - k]), ["teff", "logg", "m_h", "j_h", "j_k"]
     if name == "labels_latents":
         return np.column_stack(lab + [lat]), ["teff", "logg", "m_h"] + lat_names
-    if name == "labels_latent_labels":
-        if estimates is None:
-            raise ValueError("feature set labels_latent_labels needs the latents' label estimates")
-        return np.column_stack(lab + [np.asarray(estimates, np.float64)]), list(LABELS) + [f"{k}_from_latents" for k in LABELS]
+    if name == "labels_denoised":
+        if denoised is None:
+            raise ValueError("feature set labels_denoised needs the latents' denoised labels")
+        return np.asarray(denoised, np.float64), [f"{k}_denoised" for k in LABELS]
     raise ValueError(f"unknown feature set {name!r}; choose from {FEATURE_SETS}")
 
 
@@ -111,9 +120,9 @@ def alpha_independence_weights(labels: Mapping[str, np.ndarray], rows: np.ndarra
     p([M/H] bin)·p([α/M] bin) / p(both), on quantile bins, capped at ``max_weight`` × the mean.
 
     Why: in a disc [α/M] and [M/H] are correlated (the high-α sequence is metal-poorer), so where the spectra do
-    carry α features a regressor of [M/H] would use them, and its estimate minus the [M/H] label would hand the
-    α information to the baseline. With these weights the population no longer ties α to [M/H]; α lines that
-    are also metal lines still do, which is why the test is conservative (docs/science-validation.md, Power).
+    carry α features a regressor of [M/H] would use them and its estimate would carry α into the baseline. With
+    these weights the population no longer ties α to [M/H]; α lines that are also metal lines still do, which is
+    why the estimate enters the baseline only with its inverse-variance weight (denoised_labels).
     ([α/M] from ALPHA_M where finite, else MG_FE; stars with neither get weight 1.)"""
     m = np.asarray(labels["m_h"], np.float64)[rows]
     a = np.full(len(m), np.nan)
@@ -162,6 +171,34 @@ def latent_label_estimates(latents: np.ndarray, labels: Mapping[str, np.ndarray]
     return out * sd + mu
 
 
+def denoised_labels(labels: Mapping[str, np.ndarray], estimates: np.ndarray, *,
+                    error_scale: float = LABEL_ERROR_SCALE) -> tuple[np.ndarray, dict[str, float]]:
+    """(N, 3) Teff, log g, [M/H], each the inverse-variance combination of the label and the latents' out-of-fold
+    estimate of it, and the mean weight the estimates got, per label.
+
+    The label's variance is (error_scale × its reported error)²; the estimate's, τ², is the mean squared
+    label − estimate difference less the mean label variance (what the latents miss of the true label),
+    floored at MIN_ESTIMATE_VARIANCE × the label's variance. The estimate is a posterior mean given the latents,
+    so weighting it against the label's likelihood gives the posterior mean of the true label given both.
+    Weighted, not free: a forest sees one number per label and cannot take label and estimate apart again."""
+    est = np.asarray(estimates, np.float64)
+    out = np.empty_like(est)
+    weights: dict[str, float] = {}
+    for i, k in enumerate(LABELS):
+        if f"{k}_err" not in labels:
+            raise ValueError(f"feature set labels_denoised needs the reported errors {k}_err")
+        value = np.asarray(labels[k], np.float64)
+        var = (error_scale * np.asarray(labels[f"{k}_err"], np.float64)) ** 2
+        if not np.all(np.isfinite(var)):
+            raise ValueError(f"{k}_err: star {int(np.flatnonzero(~np.isfinite(var))[0])} has no finite error; "
+                             "restrict the sample first")
+        tau2 = max(float(np.mean((value - est[:, i]) ** 2) - np.mean(var)), MIN_ESTIMATE_VARIANCE * float(np.var(value)))
+        w = var / (var + tau2)
+        out[:, i] = value + w * (est[:, i] - value)
+        weights[k] = float(np.mean(w))
+    return out, weights
+
+
 def r_squared(truth: np.ndarray, estimate: np.ndarray) -> float:
     """1 − mean squared error / variance (NaN for a constant truth)."""
     var = float(np.var(truth))
@@ -191,8 +228,9 @@ class ClassifierComparison:
     difference_n: dict[str, int] = field(default_factory=dict)
     # one-sided bootstrap p of "balanced-accuracy difference ≤ 0", per pair
     p_values: dict[str, float] = field(default_factory=dict)
-    # R² of the latents' out-of-fold label estimates (set f), per label
+    # R² of the latents' out-of-fold label estimates and the mean weight they got in set (f), per label
     estimate_r2: dict[str, float] = field(default_factory=dict)
+    estimate_weight: dict[str, float] = field(default_factory=dict)
 
     def rows(self, sample: str) -> list[dict]:
         out = []
@@ -209,16 +247,20 @@ class ClassifierComparison:
                                     n=self.difference_n[key]))
         for label, r2 in self.estimate_r2.items():
             out.append(make_row("alpha", sample, "latent_estimate_r2", label, r2, n=len(self.y)))
+        for label, w in self.estimate_weight.items():
+            out.append(make_row("alpha", sample, "latent_estimate_weight", label, w, n=len(self.y)))
         return out
 
 
 def compare_feature_sets(latents: np.ndarray, labels: Mapping[str, np.ndarray], high: np.ndarray, *,
                          feature_sets: tuple[str, ...] = FEATURE_SETS, n_folds: int = D.ALPHA_FOLDS, n_boot: int = D.ALPHA_BOOTSTRAP,
                          n_trees: int = 100, seed: int = 0, n_jobs: int = 2, min_colour_stars: int = 50,
-                         max_features: float | str | None = MAX_FEATURES, progress: Progress = no_progress) -> ClassifierComparison:
+                         max_features: float | str | None = MAX_FEATURES, error_scale: float = LABEL_ERROR_SCALE,
+                         progress: Progress = no_progress) -> ClassifierComparison:
     """Score every feature set out of fold on the same stars and folds; bootstrap intervals (seeded).
 
-    ``latents`` (N, d), ``labels`` (N,) arrays with teff, logg, m_h (and j, h, k for set d), ``high`` (N,) bool.
+    ``latents`` (N, d), ``labels`` (N,) arrays with teff, logg, m_h (and j, h, k for set d; their _err for set
+    f, multiplied by ``error_scale``), ``high`` (N,) bool.
     All inputs must already be restricted to the sample with a valid α class and finite labels and latents.
     Set (d) is scored only on stars with finite J−H and J−K, and skipped when fewer than ``min_colour_stars``.
     """
@@ -228,15 +270,16 @@ def compare_feature_sets(latents: np.ndarray, labels: Mapping[str, np.ndarray], 
     if min(n_high, n - n_high) < n_folds:
         raise ValueError(f"need at least {n_folds} stars of each alpha class, have {n_high} high and {n - n_high} low")
     folds = fold_ids(y, n_folds, seed)
-    estimates, estimate_r2 = None, {}
-    if "labels_latent_labels" in feature_sets:
+    denoised, estimate_r2, estimate_weight = None, {}, {}
+    if "labels_denoised" in feature_sets:
         progress(0, len(feature_sets), "the latents' out-of-fold estimates of Teff, log g, [M/H]")
         estimates = latent_label_estimates(latents, labels, folds, n_trees=n_trees, seed=seed, n_jobs=n_jobs)
         estimate_r2 = {k: r_squared(np.asarray(labels[k], np.float64), estimates[:, i]) for i, k in enumerate(LABELS)}
+        denoised, estimate_weight = denoised_labels(labels, estimates, error_scale=error_scale)
     results: dict[str, FeatureSetResult] = {}
     for i, name in enumerate(feature_sets):
         progress(i, len(feature_sets), f"random forests on feature set {DESCRIPTIONS.get(name, name)}")
-        X, names = feature_matrix(name, latents, labels, estimates)
+        X, names = feature_matrix(name, latents, labels, denoised)
         rows = np.all(np.isfinite(X), axis=1)
         if name == "labels_colours" and rows.sum() < min_colour_stars:
             continue
@@ -252,7 +295,7 @@ def compare_feature_sets(latents: np.ndarray, labels: Mapping[str, np.ndarray], 
         ev = res.evaluated
         metrics, _ = bootstrap_metrics(y[ev], {res.name: res.scores[ev] >= 0.5}, n_boot=n_boot, seed=seed + 7919 * k)
         res.metrics = metrics[res.name]
-    comparison = ClassifierComparison(y, results, estimate_r2=estimate_r2)
+    comparison = ClassifierComparison(y, results, estimate_r2=estimate_r2, estimate_weight=estimate_weight)
     for a, b in PAIRS:
         if a in results and b in results:
             both = results[a].evaluated & results[b].evaluated

@@ -78,31 +78,37 @@ def reconstruction_sample(n: int, *, seed: int = 0, rho: float = 0.6, worse_fact
     return models, labels, truth
 
 
-def label_noise_sample(n: int, *, alpha_in_latents: bool, seed: int = 0, m_h_noise: float = 0.12,
+def label_noise_sample(n: int, *, alpha: str, seed: int = 0, m_h_noise: float = 0.12,
                        fe_h_noise: float = 0.12, latent_noise: float = 0.05,
                        d: int = 6) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
-    """(latents (n, d), labels, high-α class) where the latents measure the TRUE Teff, log g, [M/H] better
-    than the labels do — the situation spectra create — and the class is taken, as Patil et al. do, from
-    noisy [Fe/H] and [Mg/Fe] labels of a thin (low-α) and a thick (high-α, metal-poorer) disc.
+    """(latents (n, d), labels with their errors, high-α class) where the latents measure the TRUE Teff, log g,
+    [M/H] better than the labels do — the situation spectra create — and the class is taken, as Patil et al. do,
+    from noisy [Fe/H] and [Mg/Fe] labels of a thin (low-α) and a thick (high-α, metal-poorer) disc.
 
-    alpha_in_latents=False: the latents are non-linear functions of the true Teff, log g, [M/H] plus noise and
-    know nothing of [α/M], yet they predict the class better than the labels alone, because their [M/H] is
-    closer to the truth that decides the population. A test of "[α/M] information beyond the labels" must
-    not call that a gain. True: z1 is also the true [α/M] offset from the boundary."""
+    alpha="none": the latents are non-linear functions of the true Teff, log g, [M/H] plus noise and know nothing
+    of [α/M], yet they predict the class better than the labels alone, because their [M/H] is closer to the
+    truth that decides the population. A test of "[α/M] information beyond the labels" must not call that a
+    gain. "separate": z1 is also the true [α/M] offset from the boundary. "metal_lines": the latents see the
+    metallicity only as [M/H] + [α/M] (α lines that are also metal lines, as in the survey simulator), so
+    every latent estimate of [M/H] carries [α/M] too."""
+    if alpha not in ("none", "separate", "metal_lines"):
+        raise ValueError(f"alpha must be 'none', 'separate' or 'metal_lines', not {alpha!r}")
     rng = np.random.default_rng(seed)
     thick = rng.random(n) < 0.3
     m_true = np.where(thick, rng.normal(-0.45, 0.22, n), rng.normal(-0.05, 0.22, n)).clip(-1.2, 0.5)
-    alpha = np.where(thick, 0.27 - 0.12 * (m_true + 0.5), 0.02 - 0.08 * m_true) + rng.normal(0, 0.03, n)
+    alpha_m = np.where(thick, 0.27 - 0.12 * (m_true + 0.5), 0.02 - 0.08 * m_true) + rng.normal(0, 0.03, n)
     teff = rng.uniform(3900, 5500, n)
     logg = 5.9 - 4 * teff / 1e4 - rng.uniform(0.4, 2.5, n)
     fe_h = m_true + rng.normal(0, fe_h_noise, n)
-    mg_fe = alpha + rng.normal(0, 0.02, n)
+    mg_fe = alpha_m + rng.normal(0, 0.02, n)
     high = mg_fe > patil_boundary(fe_h)
     labels = {"teff": teff + rng.normal(0, 60, n), "logg": logg + rng.normal(0, 0.1, n),
-              "m_h": m_true + rng.normal(0, m_h_noise, n), "fe_h": fe_h, "mg_fe": mg_fe}
-    t, g, m = (teff - 4700) / 500, logg - 2.5, m_true / 0.3
+              "m_h": m_true + rng.normal(0, m_h_noise, n), "fe_h": fe_h, "mg_fe": mg_fe,
+              "teff_err": np.full(n, 60.0), "logg_err": np.full(n, 0.1), "m_h_err": np.full(n, m_h_noise)}
+    seen = m_true + alpha_m if alpha == "metal_lines" else m_true
+    t, g, m = (teff - 4700) / 500, logg - 2.5, seen / 0.3
     core = [np.tanh(t) + 0.3 * g * m, np.sin(g) + 0.2 * t, m + 0.2 * m ** 2 - 0.3 * t, m + 0.1 * t * g]
-    if alpha_in_latents:
-        core[0] = (alpha - patil_boundary(m_true)) / 0.05
+    if alpha == "separate":
+        core[0] = (alpha_m - patil_boundary(m_true)) / 0.05
     z = np.column_stack(core + [np.zeros(n)] * (d - len(core)))[:, :d]
     return z + rng.normal(0, latent_noise, z.shape), labels, high

@@ -7,11 +7,12 @@ the older gain over the labels alone, (e) − (c), had its 95 % interval above 0
 Clopper–Pearson intervals. Results go to a JSON-lines file, one line per survey and alpha_signal, written as
 they come so that a long sweep can be read (and resumed) while it runs:
 
-    python -m bench.bench_alpha_null --surveys 20 --out bench/results/alpha_null.jsonl
+    python -m bench.bench_alpha_null --surveys 20 --out bench/results/alpha_null.jsonl [--cache DIR]
     python -m bench.bench_alpha_null --summarise bench/results/alpha_null*.jsonl
 
 (Two processes, one per alpha_signal with ``--alpha 0`` / ``--alpha 1`` and their own files, halve the wall
-time on two cores.)
+time on two cores. ``--cache`` keeps each survey's latents, so that a changed test statistic can be re-measured
+on the same surveys without retraining.)
 
 `python -m bench alpha_null [--quick]` runs a short sweep into a temporary file. Seeds start at 9101: no test
 uses them. docs/science-validation.md records the figures.
@@ -28,12 +29,13 @@ import numpy as np
 from scipy.stats import beta
 
 SAMPLES = ("pristine", "pristine_cool_giants", "good", "good_cool_giants")
-FEATURES = ("labels", "labels_latents", "labels_latent_labels")
+FEATURES = ("labels", "labels_latents", "labels_denoised")
 FIRST_SEED = 9101
 # Small surveys, brief training, so that 2 × 20 of them fit in about an hour on 2 busy shared cores: 3000 stars at
 # G < 16 (the demo's depth, so the good sample's noisier labels are there), every star labelled, 60 epochs of
-# batch 256, forests of 40 trees (the demo: 100).
-SIZES = {"n_stars": 3000, "g_max": 16.0, "epochs": 60, "n_boot": 300, "n_trees": 40}
+# batch 256 (≈ 7 s of training), forests of 20 trees (the demo: 100) and 200 bootstrap resamples: the forests
+# are the cost, ≈ 25 CPU-seconds per survey at 40 trees.
+SIZES = {"n_stars": 3000, "g_max": 16.0, "epochs": 60, "n_boot": 200, "n_trees": 20}
 
 
 def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -44,28 +46,44 @@ def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     return lo, hi
 
 
-def one_survey(seed: int, alpha_signal: float, sizes: dict, tmp: Path) -> dict:
-    """Simulate, train without labels, infer and run the [α/M] analysis; the per-sample verdicts and gains."""
-    import torch
+def survey_latents(seed: int, alpha_signal: float, sizes: dict, cache: Path) -> dict:
+    """Simulate, train without labels and infer; the labelled stars' latents, labels and photometry, kept in
+    ``cache`` (one .npz per survey) so that the verdict can be re-run on the same latents without retraining."""
+    path = cache / f"s{seed}_a{alpha_signal:g}_n{sizes['n_stars']}_e{sizes['epochs']}.npz"
+    if not path.exists():
+        import torch
 
-    from analysis.alpha import KEY_DIFFERENCE, TEST_DIFFERENCE, run_alpha_analysis
-    from bench.bench_science import _latents, _train
-    from simulator.survey import labelled_survey
+        from bench.bench_science import _latents, _train
+        from simulator.survey import labelled_survey
+        cache.mkdir(parents=True, exist_ok=True)
+        db = cache / f"labels-{seed}-{alpha_signal:g}.sqlite"
+        d = labelled_survey(sizes["n_stars"], seed, alpha_signal=alpha_signal, label_fraction=1.0,
+                            g_max=sizes["g_max"], db_path=db)
+        db.unlink()
+        torch.manual_seed(seed)
+        res, _ = _train(d, sizes["epochs"], 256, 2e-3, seed)
+        z, ok, sigma = _latents(res, d)
+        keep = d["labels"]["labelled"] & ok
+        arrays = {f"lab_{k}": np.asarray(v)[keep] for k, v in d["labels"].items() if np.asarray(v).dtype.kind in "fiub"}
+        np.savez(path, z=z[keep], sigma=sigma, g=d["phot"]["phot_g_mean_mag"][keep],
+                 bp_rp=(d["phot"]["phot_bp_mean_mag"] - d["phot"]["phot_rp_mean_mag"])[keep], **arrays)
+    with np.load(path) as f:
+        return {"z": f["z"], "sigma": f["sigma"], "phot": {"phot_g_mean_mag": f["g"], "bp_rp": f["bp_rp"]},
+                "labels": {k[4:]: f[k] for k in f.files if k.startswith("lab_")}}
+
+
+def one_survey(seed: int, alpha_signal: float, sizes: dict, tmp: Path, cache: Path,
+               samples: tuple[str, ...] = SAMPLES) -> dict:
+    """The [α/M] analysis of one survey (latents from ``survey_latents``); the per-sample verdicts and gains."""
+    from analysis.alpha import KEY_DIFFERENCE, run_alpha_analysis
     t0 = time.perf_counter()
-    d = labelled_survey(sizes["n_stars"], seed, alpha_signal=alpha_signal, label_fraction=1.0,
-                        g_max=sizes["g_max"], db_path=tmp / f"labels-{seed}-{alpha_signal:g}.sqlite")
-    torch.manual_seed(seed)
-    res, train_s = _train(d, sizes["epochs"], 256, 2e-3, seed)
-    z, ok, sigma = _latents(res, d)
-    keep = d["labels"]["labelled"] & ok
-    phot = {"phot_g_mean_mag": d["phot"]["phot_g_mean_mag"][keep],
-            "bp_rp": (d["phot"]["phot_bp_mean_mag"] - d["phot"]["phot_rp_mean_mag"])[keep]}
-    out = run_alpha_analysis(z[keep], {k: v[keep] for k, v in d["labels"].items()}, phot,
-                             out_dir=tmp / f"alpha-{seed}-{alpha_signal:g}", seed=seed, n_boot=sizes["n_boot"],
-                             n_trees=sizes["n_trees"], samples=SAMPLES, feature_sets=FEATURES, draw_figures=False,
-                             classifiers_only=True)
-    row: dict = {"seed": seed, "alpha_signal": alpha_signal, **sizes, "train_s": round(train_s, 1),
-                 "wall_s": round(time.perf_counter() - t0, 1), "active_latents": int(np.sum(sigma < 0.5)),
+    d = survey_latents(seed, alpha_signal, sizes, cache)
+    t1 = time.perf_counter()
+    out = run_alpha_analysis(d["z"], d["labels"], d["phot"], out_dir=tmp / f"alpha-{seed}-{alpha_signal:g}",
+                             seed=seed, n_boot=sizes["n_boot"], n_trees=sizes["n_trees"], samples=samples,
+                             feature_sets=FEATURES, draw_figures=False, classifiers_only=True, n_jobs=1)
+    row: dict = {"seed": seed, "alpha_signal": alpha_signal, **sizes, "latents_s": round(t1 - t0, 1),
+                 "wall_s": round(time.perf_counter() - t0, 1), "active_latents": int(np.sum(d["sigma"] < 0.5)),
                  "samples": {}}
     for sample, info in out.headline["samples"].items():
         if info.get("skipped"):
@@ -76,12 +94,12 @@ def one_survey(seed: int, alpha_signal: float, sizes: dict, tmp: Path) -> dict:
         row["samples"][sample] = {
             "n": info["n"], "gain": test["gain"], "p": test["p_value"],
             "yes": bool(test["p_value"] < test["level"]), "old_gain": old, "old_yes": bool(old[1] > 0),
-            "r2": test["latent_estimate_r2"], "diff_check": info["differences_balanced_accuracy"][TEST_DIFFERENCE]}
+            "r2": test["latent_estimate_r2"], "weight": test["latent_estimate_weight"]}
     return row
 
 
 def sweep(out: Path, surveys: int, alpha_signals=(0.0, 1.0), sizes: dict | None = None,
-          first_seed: int = FIRST_SEED) -> None:
+          first_seed: int = FIRST_SEED, cache: Path | None = None, samples: tuple[str, ...] = SAMPLES) -> None:
     """Append one line per (seed, alpha_signal) to ``out``; lines already there are kept and skipped."""
     sizes = sizes or SIZES
     done = set()
@@ -95,7 +113,7 @@ def sweep(out: Path, surveys: int, alpha_signals=(0.0, 1.0), sizes: dict | None 
             for a in alpha_signals:
                 if (seed, a) in done:
                     continue
-                row = one_survey(seed, a, sizes, Path(tmp))
+                row = one_survey(seed, a, sizes, Path(tmp), cache or Path(tmp) / "latents", samples)
                 with out.open("a") as f:
                     f.write(json.dumps(row) + "\n")
                 s = row["samples"].get("pristine", {})
@@ -121,11 +139,14 @@ def summarise(*paths: Path) -> str:
             lines.append(f"| {a:g} | {sample} | {n} | {k}/{n} = {k / n:.2f} [{lo:.2f}, {hi:.2f}] | "
                          f"{np.median([g['gain'][0] for g in got]):+.3f} | {k_old}/{n} = {k_old / n:.2f} "
                          f"[{lo_o:.2f}, {hi_o:.2f}] | {np.median([g['old_gain'][0] for g in got]):+.3f} |")
+    lines.append("")
     for a in sorted({r["alpha_signal"] for r in rows}):
-        p = np.array([g["p"] for r in rows if r["alpha_signal"] == a for g in r["samples"].values() if "p" in g])
-        if p.size:
-            lines.append(f"\nalpha_signal {a:g}, all samples pooled: {p.size} p-values, mean {p.mean():.2f} "
-                         f"(0.5 if uniform), {np.mean(p < 0.025):.2f} below 0.025, {np.mean(p < 0.1):.2f} below 0.1")
+        for sample in SAMPLES:
+            p = np.array([r["samples"][sample]["p"] for r in rows if r["alpha_signal"] == a
+                          and "p" in r["samples"].get(sample, {})])
+            if p.size:
+                lines.append(f"- alpha_signal {a:g}, {sample}: {p.size} p-values, mean {p.mean():.2f} (0.5 if "
+                             f"uniform), {np.mean(p < 0.1):.2f} below 0.1, smallest {p.min():.3f}")
     return "\n".join(lines)
 
 
@@ -147,8 +168,7 @@ def dose_table(*paths: Path, seed: int = FIRST_SEED) -> str:
 def main(quick: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "alpha_null.jsonl"
-        sizes = dict(SIZES, n_stars=3000, epochs=60, n_boot=200, n_trees=50) if quick else SIZES
-        sweep(out, 2 if quick else 20, sizes=sizes)
+        sweep(out, 2 if quick else 20)
         print(summarise(out))
 
 
@@ -161,8 +181,11 @@ if __name__ == "__main__":
     parser.add_argument("--first-seed", type=int, default=FIRST_SEED, help="to split a sweep between processes")
     parser.add_argument("--summarise", type=Path, nargs="+", help="JSON-lines files of sweeps to summarise")
     parser.add_argument("--dose", action="store_true", help="with --summarise: the dose-response table of one seed")
+    parser.add_argument("--cache", type=Path, help="folder keeping each survey's latents (reused when there)")
+    parser.add_argument("--samples", nargs="+", default=list(SAMPLES), choices=SAMPLES)
     args = parser.parse_args()
     if args.summarise:
         print(dose_table(*args.summarise) if args.dose else summarise(*args.summarise))
     else:
-        sweep(args.out, args.surveys, tuple(args.alpha), first_seed=args.first_seed)
+        sweep(args.out, args.surveys, tuple(args.alpha), first_seed=args.first_seed, cache=args.cache,
+              samples=tuple(args.samples))

@@ -14,8 +14,8 @@ from shared.settings import get_settings
 from xpvae.jobrun import Spec
 
 SQL_EXAMPLES = [
-    ("the verdict per sample (1 yes, 0 no): labels + latents vs labels + the latents' estimates "
-     "of Teff, log g, [M/H]; gain interval and one-sided p",
+    ("the verdict per judged sample (1 yes, 0 no): labels + latents vs Teff, log g, [M/H] denoised by the "
+     "latents' estimates of them; gain interval and one-sided p",
      "SELECT v.sample, v.value AS verdict, v.ci_lo AS gain_lo, v.ci_hi AS gain_hi, p.value AS p "
      "FROM analysis_statistics v JOIN analysis_statistics p ON p.job_id = v.job_id AND p.sample = v.sample "
      "AND p.statistic = 'balanced_accuracy_diff_p' AND p.subject = v.subject "

@@ -33,13 +33,15 @@ def alpha_lines(headline: dict) -> list[str]:
 
 
 def _verdict_lines(info: dict) -> list[str]:
-    """The test's answer with what it controls for: (e) labels + latents against (f) labels + the latents'
-    own estimates of Teff, log g, [M/H] (analysis.alpha)."""
+    """The test's answer with what it controls for: (e) labels + latents against (f) Teff, log g, [M/H] denoised
+    by the latents' own estimates of them (analysis.alpha)."""
     test = info.get("alpha_test")
     if not test:
         return []
     head = (f"  latents add [α/M] information {test['controls_for']}: gain (e) − (f) {_ci(test['gain'])}, "
             f"one-sided p = {_p(test['p_value'])}")
+    if "no_verdict" in test:
+        return [head, f"  → {test['no_verdict']}"]
     verdict = "yes" if info.get("latents_add_alpha_information") else "no"
     return [head, f"  → {verdict} (yes needs p < {test['level']:g})"]
 
