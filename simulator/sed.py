@@ -9,7 +9,13 @@ and A_λ is the Cardelli, Clayton & Mathis (1989) extinction law with R_V = 3.1.
 α-element features (Ca II H&K, Mg I b, TiO, the Ca II triplet, Mg I 880 nm) see the abundance
 [M/H] + alpha_signal·[α/M]; all others see [M/H] only. [α/M] enters nowhere else, so alpha_signal = 0 makes the
 SED an exact function of (Teff, log g, [M/H], E(B−V), carbon factor): the spectra carry no α information.
-Strengths are illustrative, chosen for plausible XP-resolution depths (τ ≲ 0.6), not fitted to models.
+Strengths: the atomic lines that XP barely blends (Ca II triplet, Mg I 880.7, Na D, the Balmer lines) have the
+equivalent widths measured in real stars (solar atlas values, Ca II triplet of dwarfs and giants after Jones et
+al. 1984, Lick Na D; tests/unit/test_sim_science.py checks them); the broad blends (Ca II H&K with the
+Fe/Mg 383 nm and CN bands, the G band with Fe 438, Mg b with MgH and Fe 527) and the TiO bands are set to the
+depths of the median real XP spectra at matched colour (docs/figures/sim_vs_real_spectra.png), not fitted to
+model atmospheres. Each feature is a Gaussian whose width stands for its blend at 2 nm sampling; only its
+equivalent width matters to XP.
 """
 from __future__ import annotations
 
@@ -18,10 +24,11 @@ from dataclasses import dataclass
 import numpy as np
 
 R_V = 3.1
-#: Metal-line blanketing τ = BLANKET_DEPTH·10^(0.7[M/H])·(5000 K/Teff)³·exp(−(λ − BLANKET_ANCHOR_NM)/BLANKET_SCALE_NM):
-#: for the Sun it removes ~25 % of the continuum at 400 nm, ~15 % at 450 nm, ~9 % at 500 nm, for a 4400 K giant
-#: ~48 %, ~31 %, ~19 % (the order of the measured blanketing fractions of the Sun and of K giants). Anchored at a
-#: fixed wavelength so the SED does not depend on the grid it is sampled on.
+#: The unresolved metal-line blanketing between the named features,
+#: τ = BLANKET_DEPTH·10^(0.7[M/H])·(5000 K/Teff)³·exp(−(λ − BLANKET_ANCHOR_NM)/BLANKET_SCALE_NM): for the Sun it
+#: removes ~17 % of the continuum at 400 nm, ~10 % at 450 nm, ~6 % at 500 nm, for a 4400 K giant ~35 %, ~22 %,
+#: ~13 % (the named blends add to it). Anchored at a fixed wavelength, not at the grid's first sample, so the SED
+#: does not depend on the grid it is sampled on (the forward model's grid starts 10 nm bluer than GaiaXPy's).
 BLANKET_DEPTH = 0.6
 BLANKET_ANCHOR_NM = 336.0
 BLANKET_SCALE_NM = 90.0
