@@ -9,7 +9,13 @@ and A_λ is the Cardelli, Clayton & Mathis (1989) extinction law with R_V = 3.1.
 α-element features (Ca II H&K, Mg I b, TiO, the Ca II triplet, Mg I 880 nm) see the abundance
 [M/H] + alpha_signal·[α/M]; all others see [M/H] only. [α/M] enters nowhere else, so alpha_signal = 0 makes the
 SED an exact function of (Teff, log g, [M/H], E(B−V), carbon factor): the spectra carry no α information.
-Strengths are illustrative, chosen for plausible XP-resolution depths (τ ≲ 0.6), not fitted to models.
+Strengths: the atomic lines that XP barely blends (Ca II triplet, Mg I 880.7, Na D, the Balmer lines) have the
+equivalent widths measured in real stars (solar atlas values, Ca II triplet of dwarfs and giants after Jones et
+al. 1984, Lick Na D; tests/unit/test_sim_science.py checks them); the broad blends (Ca II H&K with the
+Fe/Mg 383 nm and CN bands, the G band with Fe 438, Mg b with MgH and Fe 527) and the TiO bands are set to the
+depths of the median real XP spectra at matched colour (docs/figures/sim_vs_real_spectra.png), not fitted to
+model atmospheres. Each feature is a Gaussian whose width stands for its blend at 2 nm sampling; only its
+equivalent width matters to XP.
 """
 from __future__ import annotations
 
@@ -18,6 +24,14 @@ from dataclasses import dataclass
 import numpy as np
 
 R_V = 3.1
+#: The unresolved metal-line blanketing between the named features,
+#: τ = BLANKET_DEPTH·10^(0.7[M/H])·(5000 K/Teff)³·exp(−(λ − BLANKET_ANCHOR_NM)/BLANKET_SCALE_NM): for the Sun it
+#: removes ~17 % of the continuum at 400 nm, ~10 % at 450 nm, ~6 % at 500 nm, for a 4400 K giant ~35 %, ~22 %,
+#: ~13 % (the named blends add to it). Anchored at a fixed wavelength, not at the grid's first sample, so the SED
+#: does not depend on the grid it is sampled on (the forward model's grid starts 10 nm bluer than GaiaXPy's).
+BLANKET_DEPTH = 0.6
+BLANKET_ANCHOR_NM = 336.0
+BLANKET_SCALE_NM = 90.0
 HC_OVER_K_NM = 1.438777e7      # hc/k in nm·K
 
 
@@ -31,15 +45,22 @@ class Feature:
 
 FEATURES: tuple[Feature, ...] = (
     Feature("balmer_jump", 364.6, 3.0, False),          # a step, not a Gaussian (see _profiles)
+    Feature("H10", 379.8, 3.0, False),                # the converging Balmer series: the flux between the
+    Feature("H9", 383.5, 3.0, False),                 # jump and ~400 nm is depressed by overlapping lines
+    Feature("H8", 388.9, 3.0, False),
+    Feature("H_epsilon", 397.0, 3.5, False),
     Feature("H_delta", 410.2, 4.0, False),
     Feature("H_gamma", 434.0, 4.0, False),
     Feature("H_beta", 486.1, 4.5, False),
     Feature("H_alpha", 656.3, 5.0, False),
     Feature("CaII_HK", 395.0, 5.0, True),
     Feature("CN_388", 388.3, 5.0, False),
+    Feature("FeMg_383", 383.0, 4.0, False),           # the Fe I / Mg I 382–384 nm blend of G and K stars
     Feature("CN_422", 421.6, 6.0, False),
     Feature("CH_G", 430.5, 5.0, False),
-    Feature("MgI_b", 517.5, 5.0, True),
+    Feature("Fe_4383", 438.3, 4.0, False),
+    Feature("MgI_b", 517.5, 6.0, True),               # with the MgH band and Fe blends at XP resolution
+    Feature("Fe_5270", 527.0, 5.0, False),
     Feature("NaI_D", 589.3, 5.0, False),
     Feature("TiO_476", 476.0, 8.0, True),
     Feature("TiO_496", 496.0, 8.0, True),
@@ -117,20 +138,23 @@ def feature_strengths(teff: np.ndarray, logg: np.ndarray, m_h: np.ndarray, alpha
         z_a = z_m                     # α enters nowhere, not even as 0·[α/M] (NaN-safe, bit-identical)
     else:
         z_a = 10.0 ** (0.5 * (m_h + alpha_signal * np.asarray(alpha_m, float)))
+    ca_triplet = z_a * (0.85 + 0.3 * giant) * (0.7 + 0.3 * np.minimum(cool, 1.0))
     strength = {
         "balmer_jump": 0.35 * hot * (0.6 + 0.4 * dwarf),
-        "H_delta": 0.10 * hot, "H_gamma": 0.12 * hot, "H_beta": 0.14 * hot, "H_alpha": 0.12 * hot,
-        "CaII_HK": 0.55 * z_a * (0.3 + cool),
+        "H10": 0.035 * hot, "H9": 0.045 * hot, "H8": 0.06 * hot, "H_epsilon": 0.07 * hot,
+        "H_delta": 0.065 * hot, "H_gamma": 0.075 * hot, "H_beta": 0.09 * hot, "H_alpha": 0.08 * hot,
+        "CaII_HK": 0.70 * z_a * (0.3 + cool),
         "CN_388": 0.20 * z_m * carbon * giant * cool,
-        "CN_422": 0.12 * z_m * carbon * giant * cool,
-        "CH_G": 0.15 * z_m * carbon * cool,
-        "MgI_b": 0.22 * z_a * cool * (0.7 + 0.5 * dwarf),
-        "NaI_D": 0.10 * z_m * cool * (0.5 + dwarf),
+        "CN_422": 0.06 * z_m * carbon * giant * cool,
+        "CH_G": 0.11 * z_m * carbon * cool,
+        "FeMg_383": 0.30 * z_m * cool, "Fe_4383": 0.09 * z_m * cool, "Fe_5270": 0.05 * z_m * cool,
+        "MgI_b": 0.12 * z_a * cool * (0.7 + 0.5 * dwarf),
+        "NaI_D": 0.036 * z_m * cool * (0.8 + dwarf),
         "TiO_710": 0.55 * z_a * tio,
-        "CaII_8498": 0.10 * z_a * (0.5 + giant) * (0.4 + cool),
-        "CaII_8542": 0.14 * z_a * (0.5 + giant) * (0.4 + cool),
-        "CaII_8662": 0.12 * z_a * (0.5 + giant) * (0.4 + cool),
-        "MgI_8807": 0.06 * z_a * cool * (0.5 + dwarf),
+        "CaII_8498": 0.0145 * ca_triplet,
+        "CaII_8542": 0.040 * ca_triplet,
+        "CaII_8662": 0.030 * ca_triplet,
+        "MgI_8807": 0.006 * z_a * cool * (0.5 + dwarf),
     }
     out = np.empty((teff.size, len(FEATURES)))
     for i, f in enumerate(FEATURES):
@@ -151,8 +175,7 @@ class SEDModel:
         self.wavelength = np.asarray(wavelength_nm, float)
         self.profiles = _profiles(self.wavelength, through_lsf)
         self.extinction = ccm_extinction(self.wavelength)
-        # Blanketing shape: strongest at the blue end, e-folding over 70 nm.
-        self.blanket_shape = np.exp(-(self.wavelength - self.wavelength[0]) / 70.0)
+        self.blanket_shape = np.exp(-(self.wavelength - BLANKET_ANCHOR_NM) / BLANKET_SCALE_NM)
 
     def __call__(self, teff, logg, m_h, alpha_m, ebv, carbon, alpha_signal: float = 1.0) -> np.ndarray:
         """(N, n_wavelengths) SEDs in arbitrary flux-density units (the caller scales them to a magnitude)."""
@@ -161,7 +184,7 @@ class SEDModel:
         # Planck B_λ up to a constant, normalised at 550 nm per star so the numbers stay O(1).
         planck = (550.0 / wl) ** 5 * np.expm1(HC_OVER_K_NM / (550.0 * teff))[:, None] \
             / np.expm1(HC_OVER_K_NM / (wl[None, :] * teff[:, None]))
-        blanket = 0.6 * 10.0 ** (0.7 * np.asarray(m_h, float)) * (5000.0 / teff) ** 2
+        blanket = BLANKET_DEPTH * 10.0 ** (0.7 * np.asarray(m_h, float)) * (5000.0 / teff) ** 3
         tau = feature_strengths(teff, logg, m_h, alpha_m, carbon, alpha_signal) @ self.profiles
         tau += blanket[:, None] * self.blanket_shape
         tau += 0.4 * np.log(10.0) * np.asarray(ebv, float)[:, None] * self.extinction

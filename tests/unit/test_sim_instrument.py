@@ -199,8 +199,8 @@ def test_coefficient_models_share_stars_and_brightness():
     forward = noise_free_coefficients(stars, coefficients="forward")
     assert np.allclose(ridge.mags[:, 0], stars.g_mag, atol=1e-9)
     assert np.allclose(forward.mags[:, 0], stars.g_mag, atol=1e-9)
-    colour = lambda m: m[:, 1] - m[:, 2]                         # noqa: E731
-    assert np.abs(colour(ridge.mags) - colour(forward.mags)).max() < 0.05
+    bp_rp = {name: m.mags[:, 1] - m.mags[:, 2] for name, m in (("ridge", ridge), ("forward", forward))}
+    assert np.abs(bp_rp["ridge"] - bp_rp["forward"]).max() < 0.05
     with pytest.raises(ValueError, match="coefficients must be one of"):
         sed_to_coefficients("fitted")
     with pytest.raises(ValueError, match="coefficients must be one of"):
@@ -222,16 +222,19 @@ def shape_data(shared_dir):
 def test_coefficient_shapes_at_matched_colour(shape_data):
     """Simulated vs real median log10(|c_k|/c₀) in 8 colour bins (log10 RP c₀/BP c₀), 12 < G < 17, mean over bins.
 
-    Within 0.2 dex: c₁ of both bands, with either model. Not met (measured, docs/simulator.md): orders 3–8 differ
-    by up to ~0.5 dex with the ridge fit and ~0.6 dex with the forward model. With the forward model the real
-    stars' own calibrated spectra reproduce their shapes (next test), so what remains is the simulator's
-    schematic SEDs (illustrative feature strengths, Planck continua), not the instrument. The bounds lock
-    today's figures against regressions: ridge (the default output) 0.51, forward 0.59 measured."""
+    Within 0.2 dex: c₁ of both bands, with either model. RP orders 3–8 within 0.4 dex with either model
+    (measured 0.32 ridge, 0.32 forward; 0.52 and 0.60 before the line strengths were set to measured equivalent
+    widths: the Ca II triplet was up to 7× too strong). Not met (docs/simulator.md, "Coefficient shapes"): BP
+    orders 3–8, largest gap at c₅ (0.45 ridge, 0.54 forward), concentrated in the hottest and the reddest
+    colour bins; the forward model adds c₆ (0.43), which the real stars' own spectra through the model share
+    (next test). The causes are the schematic SEDs (blue blends and the MgH band of K dwarfs, M-star
+    molecular bands) and the instrument model's BP edge, not noise. The BP bounds lock today's figures."""
     c, g, sims = shape_data
     ridge = shape_gaps(c, g, *sims["ridge"])["per_order"]
     forward = shape_gaps(c, g, *sims["forward"])["per_order"]
     assert ridge[:, 0].max() < 0.2 and forward[:, 0].max() < 0.2
-    assert ridge[:, 2:8].max() < 0.65 and forward[:, 2:8].max() < 0.75
+    assert ridge[1, 2:8].max() < 0.4 and forward[1, 2:8].max() < 0.4
+    assert ridge[0, 2:8].max() < 0.55 and forward[0, 2:8].max() < 0.65
 
 
 def test_forward_model_reproduces_real_shapes(shape_data):
