@@ -5,20 +5,24 @@ stars, all good stars, and the Teff < 5000 K giants of each (the subset the pape
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from analysis import figures as figs
 from analysis.bimodality import (
     DEFAULT_M_H_EDGES,
+    BinTest,
+    ClusterScore,
     bimodality_by_bin,
     bimodality_rows,
     cluster_rows,
     fisher_oof_coordinate,
     unsupervised_by_bin,
 )
+from analysis.calibration import wilson
 from analysis.classify import (
     DESCRIPTIONS,
     FEATURE_SETS,
@@ -32,7 +36,7 @@ from analysis.display import label
 from analysis.report import Report, fmt, fmt_ci, fmt_p
 from analysis.rows import AnalysisResult, Progress, make_row, no_progress
 from analysis.samples import alpha_split, select_samples
-from analysis.tracks import fixed_metallicity_track, sequence_tracks
+from analysis.tracks import Track, fixed_metallicity_track, sequence_tracks
 from shared import defaults as D
 
 DEFAULT_SAMPLES = ("pristine", "good", "pristine_cool_giants", "good_cool_giants")
@@ -50,28 +54,60 @@ CONTROLS_FOR = ("beyond what they know about Teff, log g and [M/H] (the baseline
                 "the latents' own estimates of them, weighted by the reported label errors)")
 
 
-def _wilson(k: int, n: int) -> tuple[float, float]:
-    """95 % Wilson interval of a binomial fraction."""
-    if n == 0:
-        return float("nan"), float("nan")
-    z, p = 1.96, k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
-
-
 def _triple(t: tuple[float, float, float]) -> list[float | None]:
     return [None if not np.isfinite(v) else round(float(v), 5) for v in t]
 
 
+@dataclass
+class SampleAnalysis:
+    """Everything computed for one sample; ``info`` is its part of the headline (JSON)."""
+    name: str
+    info: dict[str, Any]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    comparison: ClassifierComparison | None = None      # None: the sample was skipped
+    tests: list[BinTest] = field(default_factory=list)
+    clusters: list[ClusterScore] = field(default_factory=list)
+    sequences: list[Track] = field(default_factory=list)
+    fixed: Track | None = None
+    latents: np.ndarray | None = None                  # kept for the figures
+    high: np.ndarray | None = None
+
+
+@dataclass
+class AlphaAnalysis:
+    """The computed [α/M] analysis, before anything is drawn or written."""
+    samples: list[SampleAnalysis]
+    headline: dict[str, Any]
+    rows: list[dict[str, Any]]
+    seed: int
+    min_bin: int
+    classifiers_only: bool
+
+
+@dataclass(frozen=True)
+class _Settings:
+    seed: int
+    n_folds: int
+    n_boot: int
+    n_trees: int
+    n_jobs: int
+    feature_sets: tuple[str, ...]
+    m_h_edges: Any
+    min_stars: int
+    min_bin: int
+    max_features: float | str | None
+    classifiers_only: bool
+
+
 def run_alpha_analysis(latents: np.ndarray, labels: Mapping[str, np.ndarray],
                        photometry: Mapping[str, np.ndarray] | None = None, *, out_dir: Path | str, seed: int = D.SEED,
-                       n_folds: int = D.ALPHA_FOLDS, n_boot: int = D.ALPHA_BOOTSTRAP, n_trees: int = 100, n_jobs: int = 2,
-                       samples: Sequence[str] = DEFAULT_SAMPLES, feature_sets: Sequence[str] = FEATURE_SETS,
-                       m_h_edges=DEFAULT_M_H_EDGES, min_stars: int = 100, min_bin: int = 30,
-                       max_features: float | str | None = MAX_FEATURES, draw_figures: bool = True,
+                       n_folds: int = D.ALPHA_FOLDS, n_boot: int = D.ALPHA_BOOTSTRAP, n_trees: int = 100,
+                       n_jobs: int = 2, samples: Sequence[str] = DEFAULT_SAMPLES,
+                       feature_sets: Sequence[str] = FEATURE_SETS, m_h_edges=DEFAULT_M_H_EDGES, min_stars: int = 100,
+                       min_bin: int = 30, max_features: float | str | None = MAX_FEATURES, draw_figures: bool = True,
                        classifiers_only: bool = False, progress: Progress | None = None) -> AnalysisResult:
-    """Run the whole [α/M] analysis and write figures and report.md/report.html into ``out_dir``.
+    """Run the whole [α/M] analysis (``compute_alpha_analysis``) and write figures and report.md/report.html
+    into ``out_dir`` (``render_alpha_analysis``).
 
     latents: (N, d) posterior means; labels: (N,) arrays keyed as in shared.xp.APOGEE_COLUMNS (teff, teff_err,
     logg, logg_err, m_h, m_h_err, alpha_m, fe_h, mg_fe, j, h, k, aspcapflag, starflag); photometry: optional
@@ -80,8 +116,21 @@ def run_alpha_analysis(latents: np.ndarray, labels: Mapping[str, np.ndarray],
     classifier comparison and verdict alone, no bimodality, mixtures, tracks or figures (for the benchmark that
     measures the verdict's calibration over many surveys)."""
     progress = progress or no_progress
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = _Settings(seed, n_folds, n_boot, n_trees, n_jobs, tuple(feature_sets), m_h_edges, min_stars, min_bin,
+                         max_features, classifiers_only)
+    analysis = compute_alpha_analysis(latents, labels, photometry, samples=samples, settings=settings,
+                                      progress=progress)
+    total = len(samples) * 4 + 1
+    progress(total - 1, total, "figures and report")
+    result = render_alpha_analysis(analysis, out_dir, draw_figures=draw_figures and not classifiers_only)
+    progress(total, total, "done")
+    return result
+
+
+def compute_alpha_analysis(latents: np.ndarray, labels: Mapping[str, np.ndarray],
+                           photometry: Mapping[str, np.ndarray] | None, *, samples: Sequence[str],
+                           settings: _Settings, progress: Progress = no_progress) -> AlphaAnalysis:
+    """Every statistic of every sample, as typed results; nothing is written."""
     latents = np.asarray(latents, np.float64)
     n_all = len(latents)
     for k, v in labels.items():
@@ -92,97 +141,106 @@ def run_alpha_analysis(latents: np.ndarray, labels: Mapping[str, np.ndarray],
     usable = split.valid & np.all(np.isfinite(latents), axis=1)
     for k in ("teff", "logg", "m_h"):
         usable &= np.isfinite(np.asarray(labels[k], np.float64))
-    result = AnalysisResult()
     notes = selection.notes + split.notes
-    headline: dict[str, Any] = {"n_stars_input": n_all, "seed": seed, "n_folds": n_folds, "n_boot": n_boot,
-                                "n_trees": n_trees, "notes": notes, "samples": {}}
-    comparisons: dict[str, ClassifierComparison] = {}
-    report = Report("[α/M] bimodality analysis")
-    per_sample_blocks: list[tuple[str, dict]] = []
-    step, total = 0, len(samples) * 4 + 1
-    for sample in samples:
+    done = []
+    for i, sample in enumerate(samples):
         if sample not in selection.masks:
             raise ValueError(f"unknown sample {sample!r}; choose from {sorted(selection.masks)}")
-        mask = selection.masks[sample] & usable
-        idx = np.flatnonzero(mask)
-        y = split.high[idx]
-        n, n_high = len(idx), int(y.sum())
-        result.rows.append(make_row("alpha", sample, "n_stars", "sample", n, n=n))
-        result.rows.append(make_row("alpha", sample, "high_alpha_fraction", "patil_split", n_high / n if n else np.nan,
-                                    ci=_wilson(n_high, n), n=n))
-        result.rows.append(make_row("alpha", sample, "n_fallback_split", "patil_split",
-                                    int(np.sum(split.source[idx] == 2)), n=n))
-        info: dict[str, Any] = {"n": n, "n_high": n_high, "high_fraction": round(n_high / n, 5) if n else None}
-        headline["samples"][sample] = info
-        if n < min_stars or min(n_high, n - n_high) < 2 * n_folds:
-            info["skipped"] = (f"{n} usable stars ({n_high} high-α): fewer than {min_stars} stars or "
-                               f"{2 * n_folds} of a class")
-            notes.append(f"sample {sample} skipped: {info['skipped']}")
-            step += 4
-            continue
-        z = latents[idx]
+        idx = np.flatnonzero(selection.masks[sample] & usable)
         lab = {k: np.asarray(v)[idx] for k, v in labels.items()}
-        progress(step, total, f"{sample}: classifiers on {n} stars")
-        comp = compare_feature_sets(z, lab, y, feature_sets=tuple(feature_sets), n_folds=n_folds, n_boot=n_boot,
-                                    n_trees=n_trees, seed=seed, n_jobs=n_jobs, max_features=max_features)
-        comparisons[sample] = comp
-        result.rows += comp.rows(sample)
-        info["balanced_accuracy"] = {k: _triple(r.metrics["balanced_accuracy"]) for k, r in comp.results.items()}
-        info["accuracy"] = {k: _triple(r.metrics["accuracy"]) for k, r in comp.results.items()}
-        info["differences_balanced_accuracy"] = {k: _triple(d["balanced_accuracy"]) for k, d in comp.differences.items()}
-        info.update(_verdict(sample, comp))
-        if "latents_add_alpha_information" in info:
-            # the verdict as a row: 1 yes, 0 no; its interval is the tested gain's
-            result.rows.append(make_row("alpha", sample, "alpha_verdict", TEST_DIFFERENCE,
-                                        float(info["latents_add_alpha_information"]),
-                                        ci=tuple(info["alpha_test"]["gain"][1:]), n=comp.difference_n[TEST_DIFFERENCE]))
-        step += 1
-        if classifiers_only:
-            per_sample_blocks.append((sample, {"comp": comp, "tests": [], "clusters": []}))
-            step += 3
+        one = _analyse_sample(sample, latents[idx], lab, split.high[idx], int(np.sum(split.source[idx] == 2)),
+                              settings, lambda msg, step=4 * i: progress(step, len(samples) * 4 + 1, msg))
+        if one.comparison is None:
+            notes.append(f"sample {sample} skipped: {one.info['skipped']}")
+        done.append(one)
+    s = settings
+    headline: dict[str, Any] = {"n_stars_input": n_all, "seed": s.seed, "n_folds": s.n_folds, "n_boot": s.n_boot,
+                                "n_trees": s.n_trees, "notes": notes, "samples": {a.name: a.info for a in done}}
+    return AlphaAnalysis(done, headline, [r for a in done for r in a.rows], s.seed, s.min_bin, s.classifiers_only)
+
+
+def _analyse_sample(sample: str, z: np.ndarray, lab: dict[str, np.ndarray], y: np.ndarray, n_fallback: int,
+                    s: _Settings, say: Callable[[str], None]) -> SampleAnalysis:
+    n, n_high = len(y), int(y.sum())
+    info: dict[str, Any] = {"n": n, "n_high": n_high, "high_fraction": round(n_high / n, 5) if n else None}
+    one = SampleAnalysis(sample, info, rows=[
+        make_row("alpha", sample, "n_stars", "sample", n, n=n),
+        make_row("alpha", sample, "high_alpha_fraction", "patil_split", n_high / n if n else np.nan,
+                 ci=wilson(n_high, n), n=n),
+        make_row("alpha", sample, "n_fallback_split", "patil_split", n_fallback, n=n)])
+    if n < s.min_stars or min(n_high, n - n_high) < 2 * s.n_folds:
+        info["skipped"] = (f"{n} usable stars ({n_high} high-α): fewer than {s.min_stars} stars or "
+                           f"{2 * s.n_folds} of a class")
+        return one
+    say(f"{sample}: classifiers on {n} stars")
+    comp = compare_feature_sets(z, lab, y, feature_sets=s.feature_sets, n_folds=s.n_folds, n_boot=s.n_boot,
+                                n_trees=s.n_trees, seed=s.seed, n_jobs=s.n_jobs, max_features=s.max_features)
+    one.comparison = comp
+    one.rows += comp.rows(sample)
+    info["balanced_accuracy"] = {k: _triple(r.metrics["balanced_accuracy"]) for k, r in comp.results.items()}
+    info["accuracy"] = {k: _triple(r.metrics["accuracy"]) for k, r in comp.results.items()}
+    info["differences_balanced_accuracy"] = {k: _triple(d["balanced_accuracy"]) for k, d in comp.differences.items()}
+    info.update(_verdict(sample, comp))
+    if "latents_add_alpha_information" in info:
+        # the verdict as a row: 1 yes, 0 no; its interval is the tested gain's
+        one.rows.append(make_row("alpha", sample, "alpha_verdict", TEST_DIFFERENCE,
+                                 float(info["latents_add_alpha_information"]),
+                                 ci=tuple(info["alpha_test"]["gain"][1:]), n=comp.difference_n[TEST_DIFFERENCE]))
+    if not s.classifiers_only:
+        _shape_of_alpha(one, z, lab, y, s, say)
+    return one
+
+
+def _shape_of_alpha(one: SampleAnalysis, z: np.ndarray, lab: dict[str, np.ndarray], y: np.ndarray, s: _Settings,
+                    say: Callable[[str], None]) -> None:
+    """Bimodality per [M/H] bin, latent-space mixtures and latent tracks of one sample."""
+    sample, m_h = one.name, np.asarray(lab["m_h"], np.float64)
+    say(f"{sample}: bimodality per [M/H] bin")
+    coords = {"latent_fisher": fisher_oof_coordinate(z, y, fold_ids(y, s.n_folds, s.seed))}
+    for label_name in ("alpha_m", "mg_fe"):
+        if label_name in lab and np.isfinite(np.asarray(lab[label_name], np.float64)).any():
+            coords[label_name] = np.asarray(lab[label_name], np.float64)
+    one.tests = bimodality_by_bin(coords, m_h, edges=s.m_h_edges, min_n=s.min_bin, seed=s.seed)
+    one.rows += bimodality_rows(one.tests, sample)
+    say(f"{sample}: latent-space mixtures")
+    one.clusters = unsupervised_by_bin(z, m_h, y, edges=s.m_h_edges, min_n=s.min_bin, seed=s.seed)
+    one.rows += cluster_rows(one.clusters, sample)
+    whole = [c for c in one.clusters if c.bin_lo is None]
+    if whole:
+        one.info["latent_gmm2_ari"] = round(whole[0].ari, 5)
+        one.info["latent_gmm2_purity"] = [round(whole[0].purity, 5), round(whole[0].purity_baseline, 5)]
+    say(f"{sample}: latent tracks")
+    one.sequences = sequence_tracks(z, m_h, y)
+    one.fixed = fixed_metallicity_track(z, m_h, lab["alpha_m"]) if "alpha_m" in lab else None
+    for tr in one.sequences + ([one.fixed] if one.fixed is not None else []):
+        one.rows += tr.rows(sample)
+    one.latents, one.high = z, y
+
+
+def render_alpha_analysis(analysis: AlphaAnalysis, out_dir: Path | str, *, draw_figures: bool = True) -> AnalysisResult:
+    """Figures (when ``draw_figures``) and report.md/report.html of a computed analysis into ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = _draw_figures(analysis, out_dir) if draw_figures else []
+    report = Report("[α/M] bimodality analysis")
+    analysed = [a for a in analysis.samples if a.comparison is not None]
+    _write_report(report, analysis.headline, analysed, figures)
+    return AnalysisResult(rows=analysis.rows, figures=figures, headline=analysis.headline,
+                          report_path=report.write(out_dir))
+
+
+def _draw_figures(analysis: AlphaAnalysis, out_dir: Path) -> list[Path]:
+    comparisons = {a.name: a.comparison for a in analysis.samples if a.comparison is not None}
+    figures = [figs.classifier_comparison(comparisons, out_dir / "classifiers.png")] if comparisons else []
+    for a in analysis.samples:
+        if a.latents is None or a.high is None:
             continue
-
-        progress(step, total, f"{sample}: bimodality per [M/H] bin")
-        m_h = np.asarray(lab["m_h"], np.float64)
-        fisher = fisher_oof_coordinate(z, y, fold_ids(y, n_folds, seed))
-        coords = {"latent_fisher": fisher}
-        for label_name in ("alpha_m", "mg_fe"):
-            if label_name in lab and np.isfinite(np.asarray(lab[label_name], np.float64)).any():
-                coords[label_name] = np.asarray(lab[label_name], np.float64)
-        tests = bimodality_by_bin(coords, m_h, edges=m_h_edges, min_n=min_bin, seed=seed)
-        result.rows += bimodality_rows(tests, sample)
-        step += 1
-
-        progress(step, total, f"{sample}: latent-space mixtures")
-        clusters = unsupervised_by_bin(z, m_h, y, edges=m_h_edges, min_n=min_bin, seed=seed)
-        result.rows += cluster_rows(clusters, sample)
-        whole = [c for c in clusters if c.bin_lo is None]
-        if whole:
-            info["latent_gmm2_ari"] = round(whole[0].ari, 5)
-            info["latent_gmm2_purity"] = [round(whole[0].purity, 5), round(whole[0].purity_baseline, 5)]
-        step += 1
-
-        progress(step, total, f"{sample}: latent tracks")
-        seq = sequence_tracks(z, m_h, y)
-        fixed = fixed_metallicity_track(z, m_h, lab["alpha_m"]) if "alpha_m" in lab else None
-        for tr in seq + ([fixed] if fixed is not None else []):
-            result.rows += tr.rows(sample)
-        step += 1
-        if draw_figures:
-            result.figures.append(figs.latent_pairs(z, y, out_dir / f"latents_{sample}.png", sample=sample, seed=seed))
-            result.figures.append(figs.latent_tracks(seq, fixed, out_dir / f"tracks_{sample}.png", sample=sample))
-            result.figures.append(figs.bimodality_per_bin(tests, out_dir / f"bimodality_{sample}.png", sample=sample,
-                                                          min_stars=min_bin))
-        per_sample_blocks.append((sample, {"comp": comp, "tests": tests, "clusters": clusters}))
-    progress(step, total, "figures and report")
-    if draw_figures and comparisons and not classifiers_only:
-        result.figures.insert(0, figs.classifier_comparison(comparisons, out_dir / "classifiers.png"))
-    headline["notes"] = notes
-    result.headline = headline
-    _write_report(report, headline, per_sample_blocks, result.figures, out_dir)
-    result.report_path = report.write(out_dir)
-    progress(total, total, "done")
-    return result
+        figures.append(figs.latent_pairs(a.latents, a.high, out_dir / f"latents_{a.name}.png", sample=a.name,
+                                         seed=analysis.seed))
+        figures.append(figs.latent_tracks(a.sequences, a.fixed, out_dir / f"tracks_{a.name}.png", sample=a.name))
+        figures.append(figs.bimodality_per_bin(a.tests, out_dir / f"bimodality_{a.name}.png", sample=a.name,
+                                               min_stars=analysis.min_bin))
+    return figures
 
 
 def _verdict(sample: str, comp: ClassifierComparison) -> dict[str, Any]:
@@ -205,7 +263,7 @@ def _verdict(sample: str, comp: ClassifierComparison) -> dict[str, Any]:
     return out
 
 
-def _write_report(report: Report, headline: dict, blocks, figures: list[Path], out_dir: Path) -> None:
+def _write_report(report: Report, headline: dict, blocks: list[SampleAnalysis], figures: list[Path]) -> None:
     report.paragraph(f"{headline['n_stars_input']} stars in; {headline['n_folds']}-fold stratified cross-validation "
                      f"(out-of-fold predictions), random forests of {headline['n_trees']} trees, "
                      f"{headline['n_boot']} bootstrap resamples of stars for 95 % intervals, seed {headline['seed']}.")
@@ -214,6 +272,14 @@ def _write_report(report: Report, headline: dict, blocks, figures: list[Path], o
     report.table(["sample", "stars", "high-α", "high-α fraction", "status"],
                  [[label(s), i["n"], i["n_high"], i["high_fraction"], i.get("skipped", "analysed")]
                   for s, i in headline["samples"].items()])
+    _verdict_section(report, headline, blocks)
+    _shape_section(report, blocks)
+    report.heading("Figures")
+    for f in figures:
+        report.image(f, figs.caption(f))
+
+
+def _verdict_section(report: Report, headline: dict, blocks: list[SampleAnalysis]) -> None:
     report.heading("Do the latents add [α/M] information beyond what they know about Teff, log g, [M/H]?")
     report.paragraph("Balanced accuracy (mean of the two class recalls, so the class imbalance cannot inflate "
                      "it) with 95 % bootstrap intervals. The test is (e) − (f): labels + latents against (f), "
@@ -227,8 +293,9 @@ def _write_report(report: Report, headline: dict, blocks, figures: list[Path], o
                      "verdict: on their noisier labels the test said 'yes' on simulated surveys without [α/M] in "
                      "the spectra more often than its level allows (docs/science-validation.md).")
     rows = []
-    for sample, b in blocks:
-        comp = b["comp"]
+    for b in blocks:
+        comp, sample = b.comparison, b.name
+        assert comp is not None
         row = [label(sample)]
         for name in FEATURE_SETS:
             row.append(fmt_ci(*comp.results[name].metrics["balanced_accuracy"]) if name in comp.results else "–")
@@ -252,28 +319,28 @@ def _write_report(report: Report, headline: dict, blocks, figures: list[Path], o
                      r2)
     report.heading("Accuracy and per-class recall", 3)
     rows = []
-    for sample, b in blocks:
-        for name, res in b["comp"].results.items():
-            rows.append([label(sample), DESCRIPTIONS[name], res.n] + [fmt_ci(*res.metrics[m]) for m in
-                                                                ("accuracy", "recall_high", "recall_low")])
+    for b in blocks:
+        for name, res in (b.comparison.results if b.comparison else {}).items():
+            rows.append([label(b.name), DESCRIPTIONS[name], res.n]
+                        + [fmt_ci(*res.metrics[m]) for m in ("accuracy", "recall_high", "recall_low")])
     report.table(["sample", "features", "stars", "accuracy", "recall high-α", "recall low-α"], rows)
+
+
+def _shape_section(report: Report, blocks: list[SampleAnalysis]) -> None:
     report.heading("Bimodality of α at fixed [M/H]")
     report.paragraph("Hartigan dip test (p < 0.05 rejects unimodality) and ΔBIC = BIC(1) − BIC(2) Gaussians "
                      "(> 10: two components strongly favoured), for the latent Fisher coordinate (fitted out of fold) "
                      "and the abundance labels. Unsupervised: 2-Gaussian mixture in latent space scored against the "
                      "Patil split (ARI; purity vs the majority-class baseline).")
     rows = []
-    for sample, b in blocks:
-        for t in b["tests"]:
-            rows.append([label(sample), f"[{t.bin_lo:g}, {t.bin_hi:g})", label(t.coordinate), t.n, t.dip,
+    for b in blocks:
+        for t in b.tests:
+            rows.append([label(b.name), f"[{t.bin_lo:g}, {t.bin_hi:g})", label(t.coordinate), t.n, t.dip,
                          fmt_p(t.dip_p), t.delta_bic])
     report.table(["sample", "[M/H]", "coordinate", "stars", "dip", "dip p", "ΔBIC"], rows)
     rows = []
-    for sample, b in blocks:
-        for c in b["clusters"]:
+    for b in blocks:
+        for c in b.clusters:
             rng = "all" if c.bin_lo is None else f"[{c.bin_lo:g}, {c.bin_hi:g})"
-            rows.append([label(sample), rng, c.n, c.ari, c.purity, c.purity_baseline])
+            rows.append([label(b.name), rng, c.n, c.ari, c.purity, c.purity_baseline])
     report.table(["sample", "[M/H]", "stars", "ARI", "purity", "majority baseline"], rows)
-    report.heading("Figures")
-    for f in figures:
-        report.image(f, figs.caption(f))

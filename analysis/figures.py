@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import FixedLocator, LogLocator, MaxNLocator, NullFormatter, ScalarFormatter  # noqa: E402
 
 from analysis.bimodality import BinTest  # noqa: E402
+from analysis.calibration import PURITY_TARGET, Calibration  # noqa: E402
 from analysis.classify import ClassifierComparison  # noqa: E402
 from analysis.display import label  # noqa: E402
 from analysis.report import P_FLOOR, P_FLOOR_TEXT  # noqa: E402
@@ -38,7 +39,11 @@ def _styled(draw):
     return wrapper
 
 
-def _save(fig, path: Path, caption: str) -> Path:
+def _save(fig, path: Path, caption: str, title: str | None = None) -> Path:
+    """Title (above all panels), tight layout and the PNG with its caption: the one ending of every figure."""
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, bbox_inches="tight", metadata={_CAPTION_KEY: caption})
@@ -58,6 +63,20 @@ def _say(ax, text: str) -> None:
     """A panel that has nothing to draw says why instead of staying blank."""
     ax.set_axis_off()
     ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, transform=ax.transAxes, color="#555")
+
+
+def _nothing_to_draw(path: Path, title: str, message: str, caption: str) -> Path:
+    """A figure whose whole content is missing: one short panel that says why, instead of an empty frame."""
+    fig, ax = plt.subplots(figsize=(7, 1.6))
+    _say(ax, message)
+    return _save(fig, path, caption, title)
+
+
+def _coefficient_axis(ax, last: bool = True) -> None:
+    """An x axis of the 110 XP coefficients, BP and RP separated by a vertical line."""
+    ax.axvline(54.5, color="k", lw=0.6)
+    if last:
+        ax.set_xlabel("coefficient (BP 0–54 | RP 0–54)")
 
 
 _NICE = (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
@@ -151,9 +170,7 @@ def latent_pairs(latents: np.ndarray, high: np.ndarray, path: Path, *, sample: s
     handles = [plt.Line2D([], [], ls="", marker="o", color=c, label=f"{name} ({k})")
                for c, name, k in ((HIGH_COLOUR, "high-α", n_high), (LOW_COLOUR, "low-α", n_all - n_high))]
     legend_ax.legend(handles=handles, loc="center" if d > 2 else "best", frameon=d == 2)
-    fig.suptitle(f"{label(sample)}: latent means by α class")
-    fig.tight_layout()
-    return _save(fig, path, text)
+    return _save(fig, path, text, f"{label(sample)}: latent means by α class")
 
 
 def _has_data(track: Track | None) -> bool:
@@ -197,15 +214,14 @@ def latent_tracks(sequences: Sequence[Track], fixed: Track | None, path: Path, *
                     ax.legend(frameon=False, loc="best")
                 else:
                     ax.set_title(label(track.name), loc="left")
-    fig.suptitle(f"{label(sample)}: mean latent position along the α sequences")
-    fig.tight_layout()
     text = (f"Mean of each latent dimension (± 1 standard error over stars) in bins of [M/H] along the high-α (red) "
             f"and low-α (blue) sequences of the sample '{label(sample)}'")
     if show_fixed:
         text += f"; last panels: the same against [α/M] for the {label(fixed.name)}"
     elif fixed is not None:
         text += "; no [α/M] bin at fixed [M/H] had enough stars, so those panels are left out"
-    return _save(fig, path, text + ". Bins with too few stars are not drawn.")
+    return _save(fig, path, text + ". Bins with too few stars are not drawn.",
+                 f"{label(sample)}: mean latent position along the α sequences")
 
 
 @_styled
@@ -220,11 +236,16 @@ def classifier_comparison(comparisons: dict[str, ClassifierComparison], path: Pa
         for name, res in comp.results.items():
             v, lo, hi = res.metrics[metric]
             labels.append(f"{label(sample)}: {label(name)}")
-            vals.append(v); los.append(v - lo); his.append(hi - v); colours.append(palette(si % 10))
+            vals.append(v)
+            los.append(v - lo)
+            his.append(hi - v)
+            colours.append(palette(si % 10))
         for key, m in comp.differences.items():
             v, lo, hi = m[metric]
             dlabels.append(f"{label(sample)}: {label(key)}")
-            dvals.append(v); dlos.append(v - lo); dhis.append(hi - v)
+            dvals.append(v)
+            dlos.append(v - lo)
+            dhis.append(hi - v)
     # stacked, not side by side: the long sample and feature-set labels need the width
     n_rows = [max(len(labels), 1)] + ([len(dlabels)] if dlabels else [])
     fig, axes = plt.subplots(len(n_rows), 1, figsize=(9, 1.3 * len(n_rows) + 0.3 * sum(n_rows)),
@@ -242,7 +263,6 @@ def classifier_comparison(comparisons: dict[str, ClassifierComparison], path: Pa
         axes[1].set_yticks(yd, dlabels)
         axes[1].set_ylim(-0.7, len(dlabels) - 0.3)
         axes[1].set_xlabel(f"paired difference in {label(metric)} (95 % bootstrap interval)")
-    fig.tight_layout()
     text = (f"{label(metric).capitalize()} of random forests predicting the α class from each feature set, per "
             f"sample, out of fold with 95 % bootstrap intervals (dotted line: chance, 0.5)")
     if dlabels:
@@ -256,10 +276,9 @@ def bimodality_per_bin(tests: Sequence[BinTest], path: Path, *, sample: str, min
     """Dip-test p-value (log) and ΔBIC against [M/H] for each α coordinate."""
     if not tests:
         need = f" (≥ {min_stars} stars)" if min_stars else ""
-        fig, ax = plt.subplots(figsize=(7, 1.6))
-        _say(ax, f"no [M/H] bin had enough stars{need} for a bimodality test")
-        fig.suptitle(f"{label(sample)}: bimodality of α at fixed [M/H]")
-        return _save(fig, path, f"No bimodality test for the sample '{label(sample)}': no [M/H] bin had enough "
+        return _nothing_to_draw(path, f"{label(sample)}: bimodality of α at fixed [M/H]",
+                                f"no [M/H] bin had enough stars{need} for a bimodality test",
+                                f"No bimodality test for the sample '{label(sample)}': no [M/H] bin had enough "
                                 f"stars{need}.")
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     # markers and dashes differ so that coordinates with the same values stay visible on top of each other
@@ -278,13 +297,12 @@ def bimodality_per_bin(tests: Sequence[BinTest], path: Path, *, sample: str, min
     for ax in axes:
         ax.set_xlabel("[M/H] bin centre")
     axes[0].legend(frameon=False)
-    fig.suptitle(f"{label(sample)}: bimodality of α at fixed [M/H]")
-    fig.tight_layout()
     return _save(fig, path, (
         f"Bimodality of each α coordinate within [M/H] bins of the sample '{label(sample)}': left, Hartigan dip-test "
         f"p-value (log scale; below the dotted 0.05 unimodality is rejected; p < {P_FLOOR_TEXT} drawn at "
         f"{P_FLOOR_TEXT}); "
-        "right, ΔBIC of one against two Gaussians (above the dotted 10, two components are strongly favoured)."))
+        "right, ΔBIC of one against two Gaussians (above the dotted 10, two components are strongly favoured)."),
+        f"{label(sample)}: bimodality of α at fixed [M/H]")
 
 
 @_styled
@@ -307,21 +325,18 @@ def zscore_profiles(profiles: dict[str, dict[str, np.ndarray]], path: Path, *, s
     for ax, t in zip(axes, ("z = δ/σ", "z = δ/√(σ² + ŝ²)")):
         ax.axhline(1, color="grey", lw=0.8, ls=":")
         ax.axhline(0, color="grey", lw=0.8)
-        ax.axvline(54.5, color="k", lw=0.6)
+        _coefficient_axis(ax, last=ax is axes[-1])
         ax.set_ylabel(t)
         ax.set_yscale("symlog", linthresh=1)
         _plain_symlog_ticks(ax)
     # one legend above the panels, where it cannot hide points
     axes[0].legend(frameon=False, ncol=min(4, 2 * len(profiles)), loc="lower left", bbox_to_anchor=(0, 1.0))
-    axes[-1].set_xlabel("coefficient (BP 0–54 | RP 0–54)")
-    fig.suptitle(f"{label(sample)}: per-coefficient z-scores")
-    fig.tight_layout()
     text = (f"Per Gaia XP coefficient, over the {label(sample)}: mean (bias, points) and standard deviation (width, "
             "line) of the normalised residual z = δ/σ of each model (a calibrated model gives bias 0 and width 1, "
             "dotted); the vertical line separates BP from RP")
     text += ("; bottom, the same with each model's learned scatter ŝ added to the errors." if with_scatter
              else ". No model has a learned scatter, so the panel with it is left out.")
-    return _save(fig, path, text)
+    return _save(fig, path, text, f"{label(sample)}: per-coefficient z-scores")
 
 
 @_styled
@@ -332,11 +347,10 @@ def msz_ratio_plot(ratio: np.ndarray, lo: np.ndarray, hi: np.ndarray, path: Path
     ax.fill_between(j, lo, hi, color="#999", alpha=0.5, lw=0, label="95 % paired bootstrap interval")
     ax.plot(j, ratio, "k.-", lw=0.8, ms=4, label=f"msz({a}) / msz({b})")
     ax.axhline(1, color="r", lw=0.8)
-    ax.axvline(54.5, color="k", lw=0.6)
+    _coefficient_axis(ax)
     ax.set_yscale("log")
     ax.get_ylim()                                 # settles the autoscaled limits the ticks are chosen from
     _plain_log_ticks(ax.yaxis)
-    ax.set_xlabel("coefficient (BP 0–54 | RP 0–54)")
     ax.set_ylabel("ratio of mean squared z")
     ax.legend(frameon=False, loc="best")
     ax.set_title(f"msz({a}) / msz({b}) per coefficient, without scatter (below 1: {a} better)")
@@ -352,10 +366,9 @@ def cell_map(cells, path: Path, *, a: str, b: str, min_stars: int | None = None)
     from matplotlib.colors import LogNorm
     if not cells:
         need = f" (≥ {min_stars} stars)" if min_stars else ""
-        fig, ax = plt.subplots(figsize=(7, 1.6))
-        _say(ax, f"no (Teff, log g) cell had enough stars{need} to compare the models")
-        ax.set_title(f"msz({a}) / msz({b}) per (Teff, log g) cell")
-        return _save(fig, path, f"No (Teff, log g) cell of the held-out stars had enough stars{need} to compare "
+        return _nothing_to_draw(path, f"msz({a}) / msz({b}) per (Teff, log g) cell",
+                                f"no (Teff, log g) cell had enough stars{need} to compare the models",
+                                f"No (Teff, log g) cell of the held-out stars had enough stars{need} to compare "
                                 f"model '{a}' with model '{b}' cell by cell.")
     fig, ax = plt.subplots(figsize=(6.5, 4.8))
     ratios = np.array([c.ratio for c in cells])
@@ -379,3 +392,42 @@ def cell_map(cells, path: Path, *, a: str, b: str, min_stars: int | None = None)
         f"Ratio of the mean squared normalised residual of model '{a}' to that of model '{b}' over all coefficients, "
         f"per (Teff, log g) cell of the held-out stars (red: '{a}' worse, blue: '{a}' better; a black edge marks a "
         "cell whose 95 % interval lies above 1; cells with too few stars are blank)."))
+
+
+@_styled
+def calibration_curves(cal: Calibration, path: Path, *, what: str, threshold: float | None = None) -> Path:
+    """Left: reliability diagram (observed fraction of high-α with 95 % Wilson intervals against the mean
+    predicted P per bin, star counts beside the points). Right: purity and completeness of the stars selected by
+    each threshold on P, with the purity target and the catalogue's threshold marked."""
+    if not cal.n:
+        return _nothing_to_draw(path, f"P(high-α) on {what}", f"no stars with a known class ({what})",
+                                f"No calibration figure: no {what} with a known class.")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 4.2))
+    left.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":", label="perfect calibration")
+    pred = [b.predicted for b in cal.bins]
+    obs = [b.observed for b in cal.bins]
+    err = [[b.observed - b.ci_lo for b in cal.bins], [b.ci_hi - b.observed for b in cal.bins]]
+    left.errorbar(pred, obs, yerr=err, fmt="o", color=HIGH_COLOUR, capsize=3, label="bins of P (95 % interval)")
+    for b in cal.bins:
+        left.annotate(f"{b.n:,}", (b.predicted, b.observed), xytext=(5, -11), textcoords="offset points",
+                      fontsize=8, color="#555")
+    left.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel="mean predicted P(high-α) in the bin",
+             ylabel="observed fraction of high-α stars", title=f"reliability (ECE {cal.ece:.3f})")
+    left.legend(frameon=False, loc="upper left")
+    grid, purity, completeness = cal.curves()
+    right.plot(grid, purity, color=HIGH_COLOUR, label="purity")
+    right.plot(grid, completeness, color=LOW_COLOUR, ls="--", label="completeness")
+    right.axhline(PURITY_TARGET, color="grey", lw=0.8, ls=":")
+    if threshold is not None:
+        right.axvline(threshold, color="k", lw=0.8, label=f"catalogue threshold P ≥ {threshold:.2f}")
+    right.set(xlim=(0, 1), ylim=(-0.02, 1.02), xlabel="threshold on P(high-α)", ylabel="fraction",
+              title="stars with P ≥ threshold")
+    right.legend(frameon=False, loc="lower left")
+    text = (f"Calibration of P(high-α) on {cal.n:,} {what} ({cal.n_positive:,} high-α). Left: for each bin of "
+            "predicted probability, the fraction of its stars that are high-α (95 % Wilson interval; the number of "
+            "stars beside each point) against the mean prediction; on the dotted diagonal the probabilities are "
+            f"calibrated; ECE is the star-weighted mean distance from it. Right: purity (share of high-α among the "
+            f"stars selected) and completeness (share of all high-α stars selected) for each threshold on P; dotted: "
+            f"purity {PURITY_TARGET:g}")
+    text += f"; the vertical line is the catalogue's threshold, {threshold:.2f}." if threshold is not None else "."
+    return _save(fig, path, text, f"P(high-α) on {what}")

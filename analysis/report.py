@@ -77,7 +77,8 @@ class Report:
             self.blocks.append(("ul", list(items)))
 
     def table(self, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        self.blocks.append(("table", list(headers), [[fmt(c) if not isinstance(c, str) else c for c in r] for r in rows]))
+        cells = [[fmt(c) if not isinstance(c, str) else c for c in r] for r in rows]
+        self.blocks.append(("table", list(headers), cells))
 
     def image(self, path: Path, caption: str) -> None:
         self.blocks.append(("img", Path(path), caption))

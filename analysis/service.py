@@ -4,13 +4,14 @@ XPVAE_HOME/reports/<kind>-job<id>/. Re-running a job replaces its rows."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 from sqlalchemy.engine import Engine
 
 from analysis.alpha import run_alpha_analysis
 from analysis.alpha_catalogue import REPORT as CATALOGUE_REPORT
-from analysis.alpha_catalogue import fit_alpha_catalogue
+from analysis.alpha_catalogue import fit_alpha_catalogue, render_catalogue
 from analysis.reconstruction_report import run_reconstruction_report
 from analysis.rows import AnalysisResult
 from analysis.samples import alpha_split, select_samples
@@ -40,7 +41,8 @@ def store(engine: Engine, ctx: JobContext, report: str, model_id: int, result: A
             conn.execute(analysis_statistics.insert(), rows)
         conn.execute(analysis_reports.delete().where(analysis_reports.c.job_id == ctx.job_id))
         conn.execute(analysis_reports.insert().values(job_id=ctx.job_id, report=report, model_id=model_id,
-                                                      path=str(result.report_path), headline=_jsonable(result.headline)))
+                                                      path=str(result.report_path),
+                                                      headline=_jsonable(result.headline)))
 
 
 def _jsonable(obj):
@@ -71,25 +73,45 @@ def _model_of_kind(engine: Engine, model_id: int, kind: str, flag: str) -> dict:
     return model
 
 
-def run_alpha_job(ctx: JobContext) -> dict:
-    p = ctx.params
-    model = _model_of_kind(ctx.engine, p["model_id"], "svae", "--model")
-    latent_dim = int((model["config"] or {}).get("latent_dim", D.LATENT_DIM))
-    ctx.progress(0, None, "reading latents and labels")
-    source_id, latents = read_latents(ctx.engine, model["id"], latent_dim)
-    labels = read_labels(ctx.engine, source_id)
-    keep = labels["labelled"]
-    if not keep.any():
+def _analysis_job(ctx: JobContext, kind: str, report: str,
+                  compute: Callable[[JobContext, dict, Path], tuple[AnalysisResult, dict]]) -> dict:
+    """The one skeleton of every analysis job: check the model is an sVAE, compute into the job's report folder,
+    replace the job's rows and report row, and return what the CLI prints."""
+    model = _model_of_kind(ctx.engine, ctx.params["model_id"], "svae", "--model")
+    result, extra = compute(ctx, model, _out_dir(ctx, kind))
+    store(ctx.engine, ctx, report, model["id"], result)
+    return {"report": str(result.report_path), "n_statistics": len(result.rows),
+            "figures": [str(f) for f in result.figures], "headline": _jsonable(result.headline), **extra}
+
+
+def _latent_dim(model: dict) -> int:
+    return int((model["config"] or {}).get("latent_dim", D.LATENT_DIM))
+
+
+def _labelled(engine: Engine, source_id: np.ndarray) -> dict[str, np.ndarray]:
+    """The APOGEE labels of these stars (``labelled`` marks the stars that have them); fails when none has."""
+    labels = read_labels(engine, source_id)
+    if not labels["labelled"].any():
         raise InputError("no star with inference results has APOGEE labels: ingest them first "
                          "(`xpvae ingest apogee`)")
-    labels = {k: v[keep] for k, v in labels.items()}
+    return labels
+
+
+def run_alpha_job(ctx: JobContext) -> dict:
+    return _analysis_job(ctx, "alpha", "alpha", _alpha)
+
+
+def _alpha(ctx: JobContext, model: dict, out_dir: Path) -> tuple[AnalysisResult, dict]:
+    p = ctx.params
+    ctx.progress(0, None, "reading latents and labels")
+    source_id, latents = read_latents(ctx.engine, model["id"], _latent_dim(model))
+    labels = _labelled(ctx.engine, source_id)
+    keep = labels["labelled"]
     phot = {k: v[keep] for k, v in read_g_and_colour(ctx.engine, source_id).items()}
-    result = run_alpha_analysis(latents[keep], labels, phot, out_dir=_out_dir(ctx, "alpha"),
+    result = run_alpha_analysis(latents[keep], {k: v[keep] for k, v in labels.items()}, phot, out_dir=out_dir,
                                 seed=int(p.get("seed", D.SEED)), n_folds=int(p.get("n_folds", D.ALPHA_FOLDS)),
                                 n_boot=int(p.get("n_boot", D.ALPHA_BOOTSTRAP)), progress=ctx.progress)
-    store(ctx.engine, ctx, "alpha", model["id"], result)
-    return {"report": str(result.report_path), "n_statistics": len(result.rows),
-            "figures": [str(f) for f in result.figures], "headline": _jsonable(result.headline)}
+    return result, {}
 
 
 def store_alpha_probabilities(engine: Engine, model_id: int, job_id: int, source_id: np.ndarray,
@@ -105,40 +127,42 @@ def store_alpha_probabilities(engine: Engine, model_id: int, job_id: int, source
 
 
 def run_alpha_catalogue_job(ctx: JobContext) -> dict:
-    p = ctx.params
-    sample = p.get("sample", "pristine")
-    model = _model_of_kind(ctx.engine, p["model_id"], "svae", "--model")
-    latent_dim = int((model["config"] or {}).get("latent_dim", D.LATENT_DIM))
-    ctx.progress(0, 3, "reading latents and labels")
-    source_id, features = read_latent_features(ctx.engine, model["id"], latent_dim)
-    labels = read_labels(ctx.engine, source_id)
+    return _analysis_job(ctx, CATALOGUE_REPORT, CATALOGUE_REPORT, _alpha_catalogue)
+
+
+def _catalogue_training_set(engine: Engine, source_id: np.ndarray, sample: str) -> tuple[np.ndarray, np.ndarray]:
+    """(train, high) over all stars: the labelled stars of ``sample`` with a decided class, and that class."""
+    labels = _labelled(engine, source_id)
     lab = labels["labelled"]
-    if not lab.any():
-        raise InputError("no star with inference results has APOGEE labels: ingest them first "
-                         "(`xpvae ingest apogee`)")
     sub = {k: v[lab] for k, v in labels.items()}
-    phot = {k: v[lab] for k, v in read_g_and_colour(ctx.engine, source_id).items()}
+    phot = {k: v[lab] for k, v in read_g_and_colour(engine, source_id).items()}
     split = alpha_split(sub)
     train = np.zeros(len(source_id), bool)
     train[lab] = select_samples(sub, phot).masks[sample] & split.valid
     high = np.zeros(len(source_id), bool)
     high[lab] = split.high
-    ctx.progress(1, 3, f"fitting and calibrating on {int(train.sum())} {sample} stars")
+    return train, high
+
+
+def _alpha_catalogue(ctx: JobContext, model: dict, out_dir: Path) -> tuple[AnalysisResult, dict]:
+    p = ctx.params
+    sample, features = p.get("sample", "pristine"), p.get("features", "latents")
+    ctx.progress(0, 4, "reading latents and labels")
+    source_id, latent_features = read_latent_features(ctx.engine, model["id"], _latent_dim(model))
+    train, high = _catalogue_training_set(ctx.engine, source_id, sample)
+    colours = read_g_and_colour(ctx.engine, source_id)["bp_rp"] if features == "latents+colours" else None
+    ctx.progress(1, 4, f"fitting and calibrating on {int(train.sum())} {sample} stars ({features})")
     try:
-        cat = fit_alpha_catalogue(features, train, high, sample=sample, seed=int(p.get("seed", D.SEED)))
+        cat = fit_alpha_catalogue(latent_features, train, high, sample=sample, seed=int(p.get("seed", D.SEED)),
+                                  colours=colours)
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    ctx.progress(2, 3, f"storing P(high-alpha) for {len(source_id)} stars")
+    ctx.progress(2, 4, f"storing P(high-alpha) for {len(source_id)} stars")
     store_alpha_probabilities(ctx.engine, model["id"], ctx.job_id, source_id, cat.p_all)
-    store(ctx.engine, ctx, CATALOGUE_REPORT, model["id"], _CatalogueResult(cat.rows, cat.headline))
-    ctx.progress(3, 3, "done")
-    return {"n_stars": int(len(source_id)), "n_statistics": len(cat.rows), "headline": _jsonable(cat.headline)}
-
-
-class _CatalogueResult:
-    """The catalogue job writes no report file: only rows and a headline (``store``'s path is the table)."""
-    def __init__(self, rows, headline):
-        self.rows, self.headline, self.report_path = rows, headline, "alpha_probabilities"
+    ctx.progress(3, 4, "report and calibration figure")
+    result = render_catalogue(cat, out_dir)
+    ctx.progress(4, 4, "done")
+    return result, {"n_stars": int(len(source_id))}
 
 
 def _flux_units(art: ModelArtifact, xhat_std: np.ndarray, scatter_std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -147,46 +171,66 @@ def _flux_units(art: ModelArtifact, xhat_std: np.ndarray, scatter_std: np.ndarra
 
 
 def run_reconstruction_job(ctx: JobContext) -> dict:
+    return _analysis_job(ctx, "reconstruction", "reconstruction", _reconstruction)
+
+
+def _held_out_stars(ctx: JobContext, model: dict, split: str | None, baseline: dict | None):
+    """(source_id, labels) of the held-out stars; with a label baseline only those that have all its labels."""
     p = ctx.params
-    model = _model_of_kind(ctx.engine, p["model_id"], "svae", "--model")
-    art = ModelArtifact.load(model["path"])
-    split = None if p.get("split", "test") == "all" else p.get("split", "test")
-    ctx.progress(0, None, "reading held-out spectra")
-    source_id, _ = read_latents(ctx.engine, model["id"], 1, split=split, limit=int(p.get("max_stars", D.RECONSTRUCTION_MAX_STARS)))
+    limit = int(p.get("max_stars", D.RECONSTRUCTION_MAX_STARS))
+    source_id, _ = read_latents(ctx.engine, model["id"], 1, split=split, limit=limit)
     labels = read_labels(ctx.engine, source_id)
-    baseline = _model_of_kind(ctx.engine, p["baseline_id"], "label_baseline", "--baseline") \
-        if p.get("baseline_id") else None
     if baseline is not None:
         # The label model needs its labels: compare both models on the held-out stars that have them all.
         names = (baseline["config"] or {}).get("label_names") or D.BASELINE_LABELS
         ok = labels["labelled"] & np.all([np.isfinite(labels[n]) for n in names], axis=0)
         source_id = source_id[ok]
         labels = {k: v[ok] for k, v in labels.items()}
-    data = read_spectra(ctx.engine, source_id, with_correlations=True)
+    return source_id, labels
+
+
+def _spectra(engine: Engine, source_id: np.ndarray) -> dict[str, Any]:
+    """G-flux-normalised coefficients, errors and (when every star has them) the archive correlations."""
+    data = read_spectra(engine, source_id, with_correlations=True)
     if not np.array_equal(data["source_id"], source_id):
         raise RuntimeError("spectra and inference results disagree on the held-out stars")
     x, e = normalise_by_flux(data["coefficients"], data["errors"], data["phot_g_mean_flux"])
     corr = data["correlations"] if data["has_correlations"].all() else None
-    common = {"x": x, "sigma": e, "bp_correlations": None if corr is None else corr[:, 0],
-              "rp_correlations": None if corr is None else corr[:, 1]}
-    xs, es = art.normalisation.apply(x, e)
+    return {"x": x, "sigma": e, "bp_correlations": None if corr is None else corr[:, 0],
+            "rp_correlations": None if corr is None else corr[:, 1]}
+
+
+def _baseline_outputs(engine: Engine, baseline: dict, labels: dict, common: dict):
+    """The label baseline's outputs on the same stars, and the Teff/log g of its training stars."""
+    bart = ModelArtifact.load(baseline["path"])
+    lab = np.column_stack([labels[n] for n in bart.config.get("label_names", D.BASELINE_LABELS)])
+    bout = infer_all(bart.build_model(), None, None, labels=lab, batch_size=16384)
+    bxhat, bscat = _flux_units(bart, bout["xhat"], bout["scatter"])
+    train_ids = np.asarray(bart.splits.get("train", []), dtype=np.int64)
+    train_labels = None
+    if train_ids.size:
+        tl = read_labels(engine, train_ids)
+        train_labels = {"teff": tl["teff"], "logg": tl["logg"]}
+    return {**common, "x_hat": bxhat, "scatter": bscat}, train_labels
+
+
+def _reconstruction(ctx: JobContext, model: dict, out_dir: Path) -> tuple[AnalysisResult, dict]:
+    p = ctx.params
+    art = ModelArtifact.load(model["path"])
+    split = None if p.get("split", "test") == "all" else p.get("split", "test")
+    baseline = _model_of_kind(ctx.engine, p["baseline_id"], "label_baseline", "--baseline") \
+        if p.get("baseline_id") else None
+    ctx.progress(0, None, "reading held-out spectra")
+    source_id, labels = _held_out_stars(ctx, model, split, baseline)
+    common = _spectra(ctx.engine, source_id)
+    xs, es = art.normalisation.apply(common["x"], common["sigma"])
     out = infer_all(art.build_model(), xs, es, batch_size=16384)
     xhat, scat = _flux_units(art, out["xhat"], out["scatter"])
     models = {model["name"]: {**common, "x_hat": xhat, "scatter": scat}}
     train_labels = None
     if baseline is not None:
-        bart = ModelArtifact.load(baseline["path"])
-        lab = np.column_stack([labels[n] for n in bart.config.get("label_names", D.BASELINE_LABELS)])
-        bout = infer_all(bart.build_model(), None, None, labels=lab, batch_size=16384)
-        bxhat, bscat = _flux_units(bart, bout["xhat"], bout["scatter"])
-        models[baseline["name"]] = {**common, "x_hat": bxhat, "scatter": bscat}
-        train_ids = np.asarray(bart.splits.get("train", []), dtype=np.int64)
-        if train_ids.size:
-            tl = read_labels(ctx.engine, train_ids)
-            train_labels = {"teff": tl["teff"], "logg": tl["logg"]}
-    result = run_reconstruction_report(models, {k: labels[k] for k in ("teff", "logg", "m_h")},
-                                       out_dir=_out_dir(ctx, "reconstruction"), sample=f"{split or 'all'}",
-                                       train_labels=train_labels, seed=int(p.get("seed", D.SEED)), progress=ctx.progress)
-    store(ctx.engine, ctx, "reconstruction", model["id"], result)
-    return {"report": str(result.report_path), "n_statistics": len(result.rows), "n_stars": int(len(source_id)),
-            "figures": [str(f) for f in result.figures], "headline": _jsonable(result.headline)}
+        models[baseline["name"]], train_labels = _baseline_outputs(ctx.engine, baseline, labels, common)
+    result = run_reconstruction_report(models, {k: labels[k] for k in ("teff", "logg", "m_h")}, out_dir=out_dir,
+                                       sample=f"{split or 'all'}", train_labels=train_labels,
+                                       seed=int(p.get("seed", D.SEED)), progress=ctx.progress)
+    return result, {"n_stars": int(len(source_id))}

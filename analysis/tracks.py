@@ -31,9 +31,10 @@ class Track:
         out = []
         for b in range(len(self.n)):
             for d in range(self.mean.shape[1]):
+                half = 1.96 * self.se[b, d]
                 out.append(make_row("alpha", sample, "latent_mean", f"{self.name}:z{d + 1}", self.mean[b, d],
-                                    ci=(self.mean[b, d] - 1.96 * self.se[b, d], self.mean[b, d] + 1.96 * self.se[b, d]),
-                                    n=int(self.n[b]), bin_var=self.bin_var, bin_lo=self.bin_lo[b], bin_hi=self.bin_hi[b]))
+                                    ci=(self.mean[b, d] - half, self.mean[b, d] + half), n=int(self.n[b]),
+                                    bin_var=self.bin_var, bin_lo=self.bin_lo[b], bin_hi=self.bin_hi[b]))
         return out
 
 

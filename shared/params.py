@@ -130,7 +130,9 @@ INFER = {"shards": Number("--shards", lo=0), "batch_size": Number("--batch-size"
 INGEST = {"files_per_shard": Number("--files-per-shard", lo=0)}
 ALPHA = {"n_folds": Number("--folds", lo=2), "n_boot": Number("--bootstrap", lo=10), "seed": SEED}
 ALPHA_CATALOGUE_SAMPLES = SAMPLE_NAMES
-ALPHA_CATALOGUE = {"sample": Choice("--sample", ALPHA_CATALOGUE_SAMPLES), "seed": SEED}
+ALPHA_CATALOGUE_FEATURES = ("latents", "latents+colours")
+ALPHA_CATALOGUE = {"sample": Choice("--sample", ALPHA_CATALOGUE_SAMPLES),
+                   "features": Choice("--features", ALPHA_CATALOGUE_FEATURES), "seed": SEED}
 RECONSTRUCTION = {"split": Choice("--split", RECONSTRUCTION_SPLITS), "max_stars": Number("--max-stars", lo=1),
                   "seed": SEED}
 MODEL_ID = Number("--model", lo=1, hi=INT64_MAX)

@@ -273,12 +273,16 @@ def analyze_alpha(model_ref, folds, bootstrap, seed, wait):
               "must have run)")
 @click.option("--sample", type=click.Choice(P.ALPHA_CATALOGUE_SAMPLES), default="pristine", show_default=True,
               help="the labelled stars the classifier learns the Patil et al. 2023 high-α class from")
+@click.option("--features", type=click.Choice(P.ALPHA_CATALOGUE_FEATURES), default="latents", show_default=True,
+              help="classifier features: the latent means and widths, or those and the Gaia BP-RP colour (stars "
+                   "without a colour get P from a latents-only classifier and are counted)")
 @click.option("--seed", type=Spec(P.SEED), default=D.SEED, show_default=True)
 @wait_option
-def analyze_alpha_catalogue(model_ref, sample, seed, wait):
+def analyze_alpha_catalogue(model_ref, sample, features, seed, wait):
     """P(high-α) for every star the model inferred, labelled or not, calibrated on out-of-fold predictions;
-    stored in alpha_probabilities (a rerun replaces the model's rows)."""
-    params = {"model_id": _model_ref(model_ref), "sample": sample, "seed": seed}
+    stored in alpha_probabilities (a rerun replaces the model's rows), with a report: reliability diagram,
+    purity and completeness against the threshold, and the high-α candidates at purity >= 0.9."""
+    params = {"model_id": _model_ref(model_ref), "sample": sample, "features": features, "seed": seed}
     run_job("analyze_alpha_catalogue", params, wait=wait, label="analyze alpha-catalogue")
 
 

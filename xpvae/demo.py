@@ -61,9 +61,9 @@ def _step(title: str):
 @click.option("--likelihood", type=click.Choice(["diagonal", "full"]), default="diagonal", show_default=True,
               help="sVAE likelihood: diagonal errors (the published recipe) or each star's full XP covariance "
                    "(several times slower to train; see docs/science-validation.md)")
-@click.option("--anomaly-fraction", type=float, default=0.0, show_default=True,
-              help="share of simulated stars made anomalous (e.g. 0.01), then report how many the anomaly score "
-                   "finds; off by default, so the demo's survey and science figures stay those in the README")
+@click.option("--anomaly-fraction", type=float, default=0.01, show_default=True,
+              help="share of simulated stars made anomalous (emission lines, binaries, a corrupted band, a wrong G "
+                   "flux), then report how many the anomaly score finds in its top 1 % and 5 %; 0 turns it off")
 def demo(n_stars, epochs, batch_size, lr, baseline_epochs, label_fraction, alpha_signal, mag_max, threads, bootstrap,
          seed, likelihood, anomaly_fraction) -> None:
     """Run the whole pipeline on a simulated survey and print where the results are. A re-run with the same
@@ -80,7 +80,7 @@ def demo(n_stars, epochs, batch_size, lr, baseline_epochs, label_fraction, alpha
     click.secho(f"xpvae demo: {n_stars:,} simulated stars, database {settings.database_url}, "
                 f"{'in-process jobs' if settings.embedded else 'jobs on ' + settings.broker_url}", bold=True)
 
-    t = _step("1/7 simulate a Gaia XP × APOGEE survey with known truth")
+    t = _step("1/8 simulate a Gaia XP × APOGEE survey with known truth")
     survey = settings.home / "demo" / (f"survey-n{n_stars}-s{seed}-a{alpha_signal:g}-f{label_fraction:g}-g{mag_max:g}"
                                        + (f"-x{anomaly_fraction:g}" if anomaly_fraction else ""))
     if (survey / "manifest.json").exists():
@@ -94,7 +94,7 @@ def demo(n_stars, epochs, batch_size, lr, baseline_epochs, label_fraction, alpha
     click.echo(f"done in {time.perf_counter() - t:.0f} s → {survey}")
 
     upgrade(get_engine())
-    t = _step("2/7 ingest XP spectra (archive CSV with correlations), photometry and APOGEE labels")
+    t = _step("2/8 ingest XP spectra (archive CSV with correlations), photometry and APOGEE labels")
     xp_files = sorted(str(p) for p in (survey / "xp" / "csv").glob("*.csv"))
     run_job("ingest", {"source": "gaia-xp", "paths": xp_files, "correlations": True}, wait=True, label="ingest xp")
     run_job("ingest", {"source": "photometry", "paths": [str(survey / "photometry.csv")]}, wait=True,
@@ -103,7 +103,7 @@ def demo(n_stars, epochs, batch_size, lr, baseline_epochs, label_fraction, alpha
     run_job("ingest", {"source": "apogee", "paths": [str(apogee)]}, wait=True, label="ingest apogee")
     click.echo(f"done in {time.perf_counter() - t:.0f} s")
 
-    t = _step(f"3/7 train the scatter VAE ({epochs} epochs, batch {batch_size}, lr {lr:g} in one cosine cycle, "
+    t = _step(f"3/8 train the scatter VAE ({epochs} epochs, batch {batch_size}, lr {lr:g} in one cosine cycle, "
               f"{likelihood} likelihood, no labels; the demo's own settings, not `xpvae train`'s default --recipe auto)")
     # The demo's own models (named by seed) are replaced on a re-run, with their earlier results.
     train = run_job("train", {"name": f"demo-svae-s{seed}" + ("-full" if likelihood == "full" else ""),
@@ -114,7 +114,7 @@ def demo(n_stars, epochs, batch_size, lr, baseline_epochs, label_fraction, alpha
                     label="train")["result"]
     click.echo(f"done in {time.perf_counter() - t:.0f} s")
 
-    t = _step("4/7 train the label-dependent baseline on the good-label stars")
+    t = _step("4/8 train the label-dependent baseline on the good-label stars")
     # The baseline gets the reddening proxy too (docs/science.md §8): without it the simulated extinction dominates
     # its residuals everywhere and hides where it lacks labels (docs/science-validation.md).
     base = run_job("train_baseline", {"name": f"demo-baseline-s{seed}", "replace": True,
@@ -126,36 +126,65 @@ def demo(n_stars, epochs, batch_size, lr, baseline_epochs, label_fraction, alpha
                    wait=True, label="train-baseline")["result"]
     click.echo(f"done in {time.perf_counter() - t:.0f} s")
 
-    t = _step("5/7 infer latents, NLL, z-scores and χ² for every star")
+    t = _step("5/8 infer latents, NLL, z-scores and χ² for every star")
     run_job("infer", {"model_id": train["model_id"], "selection": {}, "shards": 0}, wait=True, label="infer")
     click.echo(f"done in {time.perf_counter() - t:.0f} s")
 
-    t = _step("6/7 reconstruction report: sVAE vs label baseline on held-out stars")
+    t = _step("6/8 reconstruction report: sVAE vs label baseline on held-out stars")
     rec = run_job("analyze_reconstruction", {"model_id": train["model_id"], "baseline_id": base["model_id"],
                                              "split": "test", "max_stars": 20000, "seed": seed},
                   wait=True, label="analyze reconstruction")["result"]
     click.echo(f"done in {time.perf_counter() - t:.0f} s")
 
-    t = _step("7/7 [α/M] analysis: classifiers, bimodality, unsupervised mixtures, tracks")
+    t = _step("7/8 [α/M] analysis: classifiers, bimodality, unsupervised mixtures, tracks")
     alpha = run_job("analyze_alpha", {"model_id": train["model_id"], "n_folds": 5, "n_boot": bootstrap,
                                       "seed": seed}, wait=True, label="analyze alpha")["result"]
+    click.echo(f"done in {time.perf_counter() - t:.0f} s")
+
+    t = _step("8/8 P(high-α) for every star: classifier on the pristine labelled stars, calibrated out of fold")
+    catalogue = run_job("analyze_alpha_catalogue", {"model_id": train["model_id"], "sample": "pristine",
+                                                    "seed": seed}, wait=True,
+                        label="analyze alpha-catalogue")["result"]
+    truth_cal = _truth_calibration(train["name"], survey, catalogue)
     click.echo(f"done in {time.perf_counter() - t:.0f} s")
 
     from xpvae.anomaly_recall import stored_recall
     anomalies = stored_recall(get_engine(), train["name"], survey / "truth.parquet")
     summary = {"wall_seconds": round(time.perf_counter() - t_start, 1), "n_stars": n_stars,
-               "anomaly_recall": anomalies,
+               "anomaly_recall": anomalies, "alpha_catalogue_headline": catalogue.get("headline"),
+               "alpha_catalogue_simulated_truth": truth_cal,
                "svae": {k: train.get(k) for k in ("name", "test_nll", "test_zscore_std", "test_zscore_mean",
                                                   "epochs_completed", "likelihood", "diagonal_fallback_stars")},
                "baseline": {k: base.get(k) for k in ("name", "test_nll")},
                "alpha_headline": alpha.get("headline"), "reconstruction_headline": rec.get("headline"),
-               "reports": [alpha["report"], rec["report"]]}
+               "reports": [alpha["report"], rec["report"], catalogue["report"]]}
     out = settings.home / "demo" / "summary.json"
     out.write_text(json.dumps(summary, indent=1, default=str))
-    _print_summary(summary, train, alpha, rec, settings)
+    _print_summary(summary, train, alpha, rec, catalogue, settings)
 
 
-def _print_summary(summary, train, alpha, rec, settings) -> None:
+def _truth_calibration(model_name: str, survey, catalogue: dict) -> dict:
+    """P(high-α) of the never-labelled simulated stars against their true class: summary, and the same figure
+    as the held-out one beside the catalogue's report."""
+    from pathlib import Path
+
+    from analysis.alpha_catalogue import calibration_summary
+    from analysis.figures import calibration_curves
+    from db.engine import get_engine
+    from xpvae.alpha_truth import unlabelled_truth_calibration
+    cal = unlabelled_truth_calibration(get_engine(), model_name, survey / "truth.parquet")
+    if cal is None:
+        return {}
+    threshold = (catalogue.get("headline") or {}).get("threshold_purity_0.9")
+    path = calibration_curves(cal, Path(catalogue["report"]).parent / "calibration_simulated_truth.png",
+                              what="never-labelled simulated stars (true class)", threshold=threshold)
+    out = calibration_summary(cal)
+    if threshold is not None:
+        out["at_catalogue_threshold"] = dict(zip(("purity", "completeness", "n"), cal.at(threshold)))
+    return {**out, "figure": str(path)}
+
+
+def _print_summary(summary, train, alpha, rec, catalogue, settings) -> None:
     click.secho(f"\n✔ demo finished in {summary['wall_seconds']:.0f} s", bold=True, fg="green")
     click.echo(f"\nheld-out sVAE ({train['name']}): NLL per star {train.get('test_nll', float('nan')):.2f}, "
                f"z-score with scatter: mean {train.get('test_zscore_mean', float('nan')):+.3f}, "
@@ -163,11 +192,15 @@ def _print_summary(summary, train, alpha, rec, settings) -> None:
     from xpvae.headlines import alpha_lines
     for line in alpha_lines(alpha.get("headline") or {}):
         click.echo(line)
+    from xpvae.headlines import catalogue_lines
+    for line in catalogue_lines(catalogue.get("headline") or {}, summary.get("alpha_catalogue_simulated_truth")):
+        click.echo(line)
     from xpvae.anomaly_recall import recall_lines
     for line in recall_lines(summary.get("anomaly_recall") or {}):
         click.echo(line)
-    click.echo(f"\nreports:\n  {alpha['report']}\n  {rec['report']}\nfigures: {len(alpha['figures']) + len(rec['figures'])} PNG "
-               f"files beside them\nsummary: {settings.home / 'demo' / 'summary.json'}")
+    n_figures = sum(len(r["figures"]) for r in (alpha, rec, catalogue))
+    click.echo(f"\nreports:\n  {alpha['report']}\n  {rec['report']}\n  {catalogue['report']}\nfigures: {n_figures} "
+               f"PNG files beside them\nsummary: {settings.home / 'demo' / 'summary.json'}")
     db = settings.database_url
     shell = f"sqlite3 {db.removeprefix('sqlite:///')}" if db.startswith("sqlite") else "psql …"
     click.echo(f"\nSQL to paste into `{shell}`:")

@@ -22,7 +22,8 @@ def alpha_lines(headline: dict) -> list[str]:
         if info.get("skipped"):
             lines.append(f"\n{label(sample)}: skipped ({info['skipped']})")
             continue
-        lines.append(f"\n{label(sample)}: {info['n']:,} stars, {info['high_fraction']:.1%} high-α (Patil et al. 2023 split)")
+        lines.append(f"\n{label(sample)}: {info['n']:,} stars, {info['high_fraction']:.1%} high-α "
+                     "(Patil et al. 2023 split)")
         lines.append("  balanced accuracy (5-fold CV, 95 % bootstrap interval):")
         for key, t in (info.get("balanced_accuracy") or {}).items():
             lines.append(f"    {DESCRIPTIONS.get(key, key):<38} {_ci(t)}")
@@ -49,7 +50,7 @@ def _verdict_lines(info: dict) -> list[str]:
 def reconstruction_lines(headline: dict) -> list[str]:
     lines = [f"{headline.get('n_stars', 0):,} held-out stars ({headline.get('sample')})"]
     for name, m in (headline.get("models") or {}).items():
-        def f(key):
+        def f(key, m=m):
             v = m.get(key)
             return "n/a" if v is None else f"{v:.3f}"
         lines.append(f"  {name}: median z-score width {f('zscore_width_median')} without scatter, "
@@ -61,4 +62,35 @@ def reconstruction_lines(headline: dict) -> list[str]:
                      f"{c.get('coefficients_b_better')} by {b} (beyond the interval); "
                      f"{len(c.get('cells_b_worse') or [])} (Teff, log g) cells where {b} is worse, "
                      f"{len(c.get('cells_a_worse') or [])} where {a} is")
+    return lines
+
+
+def _num(v, spec: str = ".3f") -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
+def catalogue_lines(headline: dict, truth: dict | None = None) -> list[str]:
+    """P(high-α): calibration and purity/completeness on held-out labelled stars, the high-α candidates at purity
+    ≥ 0.9, and (on a simulated survey) the same on the never-labelled stars against their true class."""
+    if not headline:
+        return []
+    t = headline.get("threshold_purity_0.9")
+    at = headline.get("thresholds") or {}
+    lines = [f"\nP(high-α) for {headline.get('n_stars', 0):,} stars ({headline.get('calibration')} calibration, "
+             f"fitted on {headline.get('n_labelled', 0):,} {headline.get('sample')} stars): held-out ECE "
+             f"{_num(headline.get('ece'))}, Brier {_num(headline.get('brier'))}",
+             "  held out, P ≥ 0.5 / 0.9: purity " + " / ".join(_num((at.get(k) or {}).get("purity"), ".2f")
+                                                          for k in ("0.5", "0.9"))
+             + ", completeness " + " / ".join(_num((at.get(k) or {}).get("completeness"), ".2f")
+                                              for k in ("0.5", "0.9"))]
+    if t is None:
+        lines.append("  no threshold reaches purity 0.9 on held-out stars: no high-α candidates")
+    else:
+        lines.append(f"  high-α candidates at purity ≥ 0.9 (P ≥ {t:.2f}): {headline.get('n_candidates_purity_0.9'):,}")
+    if truth:
+        cut = truth.get("at_catalogue_threshold") or {}
+        lines.append(f"  never-labelled simulated stars vs their true class ({truth['n']:,}, "
+                     f"{truth['n_positive']:,} high-α): ECE {_num(truth.get('ece'))}"
+                     + (f", at P ≥ {t:.2f} purity {_num(cut.get('purity'), '.2f')}, completeness "
+                        f"{_num(cut.get('completeness'), '.2f')} ({cut.get('n', 0):,} stars)" if t is not None else ""))
     return lines

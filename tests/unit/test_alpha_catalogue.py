@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from analysis.alpha_catalogue import ISOTONIC_MIN, fit_alpha_catalogue, purity_completeness, reliability
+from analysis.alpha_catalogue import ISOTONIC_MIN, fit_alpha_catalogue
+from analysis.calibration import purity_completeness, reliability
 from analysis.samples import alpha_split
 from analysis.synthetic import alpha_sample
 
@@ -24,10 +25,10 @@ def _features(z):
 
 def _check_calibrated(p, y, ece_too=True):
     table = reliability(p, y)
-    ece = sum(k * abs(pred - obs) for _, _, pred, obs, k in table) / len(p)
-    bins = [b for b in table if b[4] >= MIN_BIN]
+    ece = sum(b.n * abs(b.predicted - b.observed) for b in table) / len(p)
+    bins = [b for b in table if b.n >= MIN_BIN]
     assert len(bins) >= 2, table
-    assert max(abs(pred - obs) for _, _, pred, obs, _ in bins) < TOL, table
+    assert max(abs(b.predicted - b.observed) for b in bins) < TOL, table
     assert not ece_too or ece < ECE_TOL, (ece, table)
 
 
