@@ -28,7 +28,8 @@ SQL_EXAMPLES = [
      "WHERE report = 'alpha' AND statistic = 'balanced_accuracy' AND bin_var IS NULL ORDER BY sample, value DESC;"),
     ("bimodality of the α coordinate per [M/H] bin",
      "SELECT sample, subject, bin_lo, bin_hi, statistic, value FROM analysis_statistics "
-     "WHERE report = 'alpha' AND statistic IN ('dip_p', 'delta_bic') AND bin_var = 'm_h' ORDER BY sample, subject, bin_lo;"),
+     "WHERE report = 'alpha' AND statistic IN ('dip_p', 'delta_bic') AND bin_var = 'm_h' "
+     "ORDER BY sample, subject, bin_lo;"),
     ("the stars the model explains worst (README: Anomalies)",
      "SELECT r.source_id, r.anomaly_score, r.anomaly_p FROM inference_results r JOIN models m ON m.id = r.model_id "
      "WHERE m.name = '{model}' AND r.anomaly_score IS NOT NULL ORDER BY r.anomaly_score DESC LIMIT 10;"),
@@ -104,7 +105,8 @@ def demo(n_stars, epochs, batch_size, lr, baseline_epochs, label_fraction, alpha
     click.echo(f"done in {time.perf_counter() - t:.0f} s")
 
     t = _step(f"3/8 train the scatter VAE ({epochs} epochs, batch {batch_size}, lr {lr:g} in one cosine cycle, "
-              f"{likelihood} likelihood, no labels; the demo's own settings, not `xpvae train`'s default --recipe auto)")
+              f"{likelihood} likelihood, no labels; the demo's own settings, not `xpvae train`'s default "
+              "--recipe auto)")
     # The demo's own models (named by seed) are replaced on a re-run, with their earlier results.
     train = run_job("train", {"name": f"demo-svae-s{seed}" + ("-full" if likelihood == "full" else ""),
                               "replace": True, "selection": {},
@@ -166,8 +168,6 @@ def demo(n_stars, epochs, batch_size, lr, baseline_epochs, label_fraction, alpha
 def _truth_calibration(model_name: str, survey, catalogue: dict) -> dict:
     """P(high-α) of the never-labelled simulated stars against their true class: summary, and the same figure
     as the held-out one beside the catalogue's report."""
-    from pathlib import Path
-
     from analysis.alpha_catalogue import calibration_summary
     from analysis.figures import calibration_curves
     from db.engine import get_engine
@@ -176,7 +176,7 @@ def _truth_calibration(model_name: str, survey, catalogue: dict) -> dict:
     if cal is None:
         return {}
     threshold = (catalogue.get("headline") or {}).get("threshold_purity_0.9")
-    path = calibration_curves(cal, Path(catalogue["report"]).parent / "calibration_simulated_truth.png",
+    path = calibration_curves(cal, get_settings().home / "demo" / "calibration_simulated_truth.png",
                               what="never-labelled simulated stars (true class)", threshold=threshold)
     out = calibration_summary(cal)
     if threshold is not None:
@@ -201,6 +201,9 @@ def _print_summary(summary, train, alpha, rec, catalogue, settings) -> None:
     n_figures = sum(len(r["figures"]) for r in (alpha, rec, catalogue))
     click.echo(f"\nreports:\n  {alpha['report']}\n  {rec['report']}\n  {catalogue['report']}\nfigures: {n_figures} "
                f"PNG files beside them\nsummary: {settings.home / 'demo' / 'summary.json'}")
+    truth = summary.get("alpha_catalogue_simulated_truth") or {}
+    if truth.get("figure"):
+        click.echo(f"P(high-α) against the simulator's true classes: {truth['figure']}")
     db = settings.database_url
     shell = f"sqlite3 {db.removeprefix('sqlite:///')}" if db.startswith("sqlite") else "psql …"
     click.echo(f"\nSQL to paste into `{shell}`:")

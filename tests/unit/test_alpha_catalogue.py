@@ -71,6 +71,34 @@ def test_too_few_labelled_stars_of_a_class_is_refused():
         fit_alpha_catalogue(_features(z), np.ones(200, bool), y, sample="pristine")
 
 
+def test_colour_features_answer_stars_without_colours_with_the_latents_alone(tmp_path):
+    """--features latents+colours: the stars without BP−RP are counted and get exactly the probability of the
+    latents-only classifier (same seed, same training stars), not the trees' untrained missing-value branch."""
+    from analysis.alpha_catalogue import render_catalogue
+    from analysis.figures import caption
+    z, lab, phot = alpha_sample(1200, alpha_in_latents=True, seed=4505, latent_noise=NOISE)
+    y = alpha_split(lab).high
+    train = np.arange(len(y)) < 800
+    colours = np.asarray(phot["bp_rp"], np.float64).copy()
+    missing = np.random.default_rng(4506).random(len(y)) < 0.2
+    colours[missing] = np.nan
+    with_c = fit_alpha_catalogue(_features(z), train, y, sample="pristine", seed=5, colours=colours)
+    plain = fit_alpha_catalogue(_features(z), train, y, sample="pristine", seed=5)
+    assert with_c.features == "latents+colours" and with_c.n_without_colours == int(missing.sum())
+    assert np.array_equal(with_c.p_all[missing], plain.p_all[missing])
+    assert not np.array_equal(with_c.p_all[~missing], plain.p_all[~missing])
+    assert with_c.held_out.n == 800 and np.all(np.isfinite(with_c.p_oof))
+    assert with_c.headline["n_without_colours"] == int(missing.sum())
+    # the report: one calibration figure per set of known classes, the candidates stated
+    res = render_catalogue(with_c, tmp_path)
+    assert [f.name for f in res.figures] == ["calibration_held_out.png"]
+    cap = caption(res.figures[0])
+    assert "Wilson interval" in cap and "purity" in cap and f"{with_c.threshold:.2f}" in cap
+    text = res.report_path.read_text()
+    assert f"High-α candidates: the {with_c.n_candidates:,} stars" in text
+    assert "stars have no BP−RP colour" in text and "calibration_held_out.png" in text
+
+
 # --- the job -------------------------------------------------------------------------------------------------
 def _seed_survey(engine, n=1500, n_labelled=900, seed=4404):
     """A model's inference results for n simulated stars, of which n_labelled have APOGEE labels and photometry

@@ -53,6 +53,13 @@ def test_reduced_demo_produces_reports_figures_and_finite_tables(tmp_path):
     recall = summary["anomaly_recall"]
     assert recall["counts"]["any"] >= 10 and "injected anomalies found by the anomaly score" in out
     assert all(0 <= recall["score"]["any"][f] <= 1 for f in ("0.01", "0.05"))
+    # P(high-α) for every star: the candidates at purity 0.9 and the simulator's check on never-labelled stars
+    cat = summary["alpha_catalogue_headline"]
+    assert cat["n_stars"] == n_res and "P(high-α) for" in out
+    assert ("high-α candidates at purity ≥ 0.9" in out) == (cat["threshold_purity_0.9"] is not None)
+    truth = summary["alpha_catalogue_simulated_truth"]
+    assert truth["n"] > 1000 and 0 <= truth["ece"] <= 1 and Path(truth["figure"]).read_bytes()[:4] == b"\x89PNG"
+    assert "never-labelled simulated stars vs their true class" in out
     n_stats, n_null = db.execute("SELECT count(*), sum(value IS NULL) FROM analysis_statistics "
                                  "WHERE statistic IN ('balanced_accuracy', 'msz', 'zscore_width')").fetchone()
     assert n_stats > 100 and n_null == 0

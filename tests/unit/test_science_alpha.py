@@ -157,3 +157,27 @@ def _auc_gain(p: np.ndarray, baseline: np.ndarray, y: np.ndarray, n_boot: int = 
             draws.append(roc_auc_score(y[i], p[i]) - roc_auc_score(y[i], baseline[i]))
     lo, hi = np.percentile(draws, [2.5, 97.5])
     return float(gain), float(lo), float(hi)
+
+
+def test_zz_explore(alpha_on, alpha_off):
+    from analysis.calibration import calibration
+    for name, d in (("on", alpha_on), ("off", alpha_off)):
+        cat, unl, cls = _catalogue(d)
+        truth = d["truth_high"]
+        c = calibration(cat.p_all[unl], truth[unl])
+        print(name, "n_train", cat.held_out.n, "oof ece", cat.held_out.ece, "truth ece", c.ece, "brier", c.brier,
+              "thr", cat.threshold, "cands", cat.n_candidates)
+        for b in c.bins:
+            print("  bin", b)
+        print("  at thr", c.at(cat.threshold) if cat.threshold is not None else None)
+        c2 = calibration(cat.p_all[unl], cls[unl])
+        print("  vs label class ece", c2.ece)
+        mh = d["labels"]["m_h"][:, None]
+        cat_mh, _, _ = _catalogue(d, mh)
+        lab3 = np.column_stack([d["labels"][k] for k in ("teff", "logg", "m_h")])
+        cat_l3, _, _ = _catalogue(d, lab3)
+        print("  auc gain vs mh", _auc_gain(cat.p_all[unl], cat_mh.p_all[unl], truth[unl]))
+        print("  auc gain vs labels3", _auc_gain(cat.p_all[unl], cat_l3.p_all[unl], truth[unl]))
+        from sklearn.metrics import roc_auc_score
+        print("  aucs", roc_auc_score(truth[unl], cat.p_all[unl]), roc_auc_score(truth[unl], cat_mh.p_all[unl]),
+              roc_auc_score(truth[unl], cat_l3.p_all[unl]))
