@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from db.bulk import upsert_rows
-from db.schema import inference_results, models, xp_correlations
+from db.schema import alpha_probabilities, inference_results, models, xp_correlations
 from shared.errors import InputError
 
 
@@ -86,3 +86,13 @@ def read_anomaly_scores(engine: Engine, model_name: str) -> tuple[np.ndarray, np
         rows = conn.execute(stmt).all()
     return (np.array([row[0] for row in rows], dtype=np.int64), np.array([row[1] for row in rows], float),
             np.array([row[2] for row in rows], float))
+
+
+def read_alpha_probabilities(engine: Engine, model_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(source_id, p_high_alpha) of the named model's P(high-α) catalogue (empty arrays when there is none)."""
+    q = alpha_probabilities.c
+    stmt = sa.select(q.source_id, q.p_high_alpha).join(models, models.c.id == q.model_id) \
+        .where(models.c.name == model_name)
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    return np.array([row[0] for row in rows], dtype=np.int64), np.array([row[1] for row in rows], float)

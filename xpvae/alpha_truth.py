@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import sqlalchemy as sa
 
 from analysis.calibration import Calibration, calibration
+from db.results import read_alpha_probabilities
 
 
 def unlabelled_truth_calibration(engine, model_name: str, truth_path: Path) -> Calibration | None:
@@ -19,14 +19,9 @@ def unlabelled_truth_calibration(engine, model_name: str, truth_path: Path) -> C
     ids = truth.column("source_id").to_numpy()
     high = truth.column("high_alpha").to_numpy().astype(bool)
     labelled = truth.column("labelled").to_numpy().astype(bool)
-    with engine.connect() as conn:
-        rows = conn.execute(sa.text(
-            "SELECT q.source_id, q.p_high_alpha FROM alpha_probabilities q JOIN models m ON m.id = q.model_id "
-            "WHERE m.name = :name"), {"name": model_name}).all()
-    if not rows:
+    got, p = read_alpha_probabilities(engine, model_name)
+    if not len(got):
         return None
-    got = np.array([r[0] for r in rows], dtype=np.int64)
-    p = np.array([r[1] for r in rows], dtype=np.float64)
     order = np.argsort(ids)
     pos = order[np.searchsorted(ids, got, sorter=order)]
     keep = ~labelled[pos] & np.isfinite(p)
