@@ -107,8 +107,10 @@ def out_of_fold_scores(X: np.ndarray, y: np.ndarray, folds: np.ndarray, *, n_tre
         if not test.any():
             continue
         if len(np.unique(y[train])) < 2:
-            raise ValueError(f"fold {k}: training stars hold a single alpha class; too few stars for {len(np.unique(folds))} folds")
-        forest = RandomForestClassifier(n_estimators=n_trees, random_state=seed + k, n_jobs=n_jobs, max_features=max_features)
+            raise ValueError(f"fold {k}: training stars hold a single alpha class; "
+                             f"too few stars for {len(np.unique(folds))} folds")
+        forest = RandomForestClassifier(n_estimators=n_trees, random_state=seed + k, n_jobs=n_jobs,
+                                        max_features=max_features)
         forest.fit(X[train], y[train])
         scores[test] = forest.predict_proba(X[test])[:, list(forest.classes_).index(True)]
     return scores
@@ -192,7 +194,8 @@ def denoised_labels(labels: Mapping[str, np.ndarray], estimates: np.ndarray, *,
         if not np.all(np.isfinite(var)):
             raise ValueError(f"{k}_err: star {int(np.flatnonzero(~np.isfinite(var))[0])} has no finite error; "
                              "restrict the sample first")
-        tau2 = max(float(np.mean((value - est[:, i]) ** 2) - np.mean(var)), MIN_ESTIMATE_VARIANCE * float(np.var(value)))
+        tau2 = max(float(np.mean((value - est[:, i]) ** 2) - np.mean(var)),
+                   MIN_ESTIMATE_VARIANCE * float(np.var(value)))
         w = var / (var + tau2)
         out[:, i] = value + w * (est[:, i] - value)
         weights[k] = float(np.mean(w))
@@ -253,7 +256,8 @@ class ClassifierComparison:
 
 
 def compare_feature_sets(latents: np.ndarray, labels: Mapping[str, np.ndarray], high: np.ndarray, *,
-                         feature_sets: tuple[str, ...] = FEATURE_SETS, n_folds: int = D.ALPHA_FOLDS, n_boot: int = D.ALPHA_BOOTSTRAP,
+                         feature_sets: tuple[str, ...] = FEATURE_SETS, n_folds: int = D.ALPHA_FOLDS,
+                         n_boot: int = D.ALPHA_BOOTSTRAP,
                          n_trees: int = 100, seed: int = 0, n_jobs: int = 2, min_colour_stars: int = 50,
                          max_features: float | str | None = MAX_FEATURES, error_scale: float = LABEL_ERROR_SCALE,
                          progress: Progress = no_progress) -> ClassifierComparison:
@@ -285,7 +289,8 @@ def compare_feature_sets(latents: np.ndarray, labels: Mapping[str, np.ndarray], 
             continue
         if not rows.all() and name != "labels_colours":
             bad = int(np.flatnonzero(~rows)[0])
-            raise ValueError(f"feature set {name}: star {bad} has a non-finite feature ({names}); restrict the sample first")
+            raise ValueError(f"feature set {name}: star {bad} has a non-finite feature ({names}); "
+                             "restrict the sample first")
         scores = out_of_fold_scores(X, y, folds, n_trees=n_trees, seed=seed, n_jobs=n_jobs, rows=rows,
                                     max_features=max_features)
         results[name] = FeatureSetResult(name, names, scores, rows, {})
