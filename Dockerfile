@@ -14,7 +14,9 @@ WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
 COPY shared shared
 COPY db db
+COPY jobqueue jobqueue
 COPY ingest ingest
+COPY simulator simulator
 COPY trainer trainer
 COPY inferencer inferencer
 COPY analysis analysis

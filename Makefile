@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml setup.py ingest/readers/_arraytext.c db/_pgco
 
 venv: $(VENV)/.installed ## create or update the virtual environment (.venv)
 
-lint: venv ## style and type gate: ruff (pyflakes, pycodestyle, bugbear, isort, complexity) and mypy on shared/ and db/
+lint: venv ## style and type gate: ruff (pyflakes, pycodestyle, bugbear, isort, complexity) and mypy on shared/, db/ and jobqueue/
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 

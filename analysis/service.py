@@ -22,11 +22,11 @@ from db.photometry import read_g_and_colour
 from db.results import read_latent_features, read_latents
 from db.schema import alpha_probabilities, analysis_reports, analysis_statistics
 from db.spectra import read_spectra
+from jobqueue.runner import JobContext
 from shared import defaults as D
 from shared.artifact import ModelArtifact
 from shared.errors import InputError
 from shared.inference import infer_all
-from shared.jobs import JobContext
 from shared.preprocessing import normalise_by_flux
 
 

@@ -46,10 +46,12 @@ def _write_files(out: Path, n_files: int, per_file: int) -> list[Path]:
 def _ingest(engine, paths: list[Path], stack: _Stack, timeout: float = 1800) -> tuple[float, dict]:
     """One shard per file, as the release's ~1 GB files get by default (small files would share shards)."""
     from db import job_store as jobs_db
-    from shared import jobs
+    from jobqueue import runner
+    from shared.settings import Settings
     t = time.perf_counter()
-    job_id = jobs.submit("ingest", {"source": "gaia-xp", "paths": [str(p) for p in paths], "files_per_shard": 1},
-                         engine=engine)
+    # this process publishes to the bench stack's broker: its settings are the workers'
+    job_id = runner.submit("ingest", {"source": "gaia-xp", "paths": [str(p) for p in paths], "files_per_shard": 1},
+                           settings=Settings.from_env(stack.env), engine=engine)
     end = time.monotonic() + timeout
     while (job := jobs_db.get_job(engine, job_id))["status"] not in jobs_db.TERMINAL:
         if time.monotonic() > end:

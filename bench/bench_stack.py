@@ -125,54 +125,27 @@ class _Stack:
         subprocess.run([self.ctl, "delete_vhost", self.vhost], capture_output=True)
 
 
-def _use_stack(stack: _Stack) -> dict[str, str | None]:
-    """Point this process's settings and Celery app at the bench stack; returns the env to restore."""
-    import importlib
-
-    from db.engine import get_engine
-    from shared.settings import get_settings
-    keys = ("XPVAE_DATABASE_URL", "XPVAE_BROKER_URL", "XPVAE_HOME", "XPVAE_DEVICE")
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ.update({k: stack.env[k] for k in keys})
-    get_settings.cache_clear()
-    get_engine.cache_clear()
-    import shared.celery_app
-    importlib.reload(shared.celery_app)       # the app reads the broker URL at import
-    return saved
-
-
-def _restore(saved: dict[str, str | None]) -> None:
-    import importlib
-
-    from db.engine import get_engine
-    from shared.settings import get_settings
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-    get_settings.cache_clear()
-    get_engine.cache_clear()
-    import shared.celery_app
-    importlib.reload(shared.celery_app)
-
-
 def _run_job(engine, params: dict, stack: _Stack, timeout: float) -> tuple[float, dict]:
     """Submit an infer job through the broker, wait for it; (seconds submit → success, job row)."""
     from db import job_store as jobs_db
-    from shared import jobs
+    from db.job_status import TERMINAL, JobStatus
+    from jobqueue import runner
+    from shared.settings import Settings
+    from xpvae.services import load_services
+    load_services()
     t = time.perf_counter()
-    job_id = jobs.submit("infer", params, engine=engine)
+    # this process publishes to the bench stack's broker: its settings are the workers'
+    job_id = runner.submit("infer", params, settings=Settings.from_env(stack.env), engine=engine)
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         job = jobs_db.get_job(engine, job_id)
-        if job["status"] in jobs_db.TERMINAL:
+        if job["status"] in TERMINAL:
             break
         time.sleep(0.05)
     else:
         raise RuntimeError(f"infer job {job_id} did not finish in {timeout:.0f} s\n{stack.logs()}")
     seconds = time.perf_counter() - t
-    if job["status"] != "succeeded":
+    if job["status"] != JobStatus.SUCCEEDED:
         raise RuntimeError(f"infer job {job_id} {job['status']}: {job['error']}\n{stack.logs()}")
     return seconds, job
 
@@ -230,7 +203,6 @@ def main(quick: bool) -> None:
     home = Path(tempfile.mkdtemp(prefix="xpvae-bench-stack-"))
     engine = create_engine(db_url)
     stack: _Stack | None = None
-    saved: dict | None = None
     try:
         upgrade(engine)
         stack = _Stack(db_url, home)
@@ -240,7 +212,6 @@ def main(quick: bool) -> None:
         print(f"seeded {n:,} stars without correlations + {n_corr:,} with in {time.perf_counter() - t:.1f} s; "
               f"cores: {os.cpu_count()}; load average {os.getloadavg()[0]:.1f}")
         model_id = _register_model(engine, home)
-        saved = _use_stack(stack)
 
         # warm-up: both worker processes import torch and load the model
         _run_job(engine, {"model_id": model_id, "selection": {"limit": 4000}, "shards": 4}, stack, timeout=300)
@@ -275,8 +246,6 @@ def main(quick: bool) -> None:
         print(f"  the same through the stack with chi2: {job_c['result']['n_stars'] / secs_c:,.0f}/s;  "
               f"{_split_text(_shard_split(engine, job_c['id']))}")
     finally:
-        if saved is not None:
-            _restore(saved)
         if stack is not None:
             stack.close()
         engine.dispose()

@@ -7,8 +7,6 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
-from shared.settings import get_settings
-
 
 class DatabaseError(RuntimeError):
     """A database problem the CLI reports in one line (exit code 3)."""
@@ -44,11 +42,10 @@ def _parse_url(url: str) -> sa.engine.URL:
                                   ) from None
 
 
-def create_engine(url: str | None = None, *, busy_timeout_ms: int = 30000) -> Engine:
-    """A new engine for ``url`` (default: the settings' database URL). ``busy_timeout_ms`` is how long a
-    SQLite connection waits for another writer (ignored on PostgreSQL). Creates nothing on disk: only
-    `prepare_sqlite_file` (used by `xpvae db upgrade`) makes a SQLite file's directory."""
-    url = url or get_settings().database_url
+def create_engine(url: str, *, busy_timeout_ms: int = 30000) -> Engine:
+    """A new engine for ``url`` (Settings.database_url). ``busy_timeout_ms`` is how long a SQLite connection
+    waits for another writer (ignored on PostgreSQL). Creates nothing on disk: only `prepare_sqlite_file` (used
+    by `xpvae db upgrade`) makes a SQLite file's directory."""
     parsed = _parse_url(url)
     try:
         if parsed.get_backend_name() == "sqlite":
@@ -77,9 +74,11 @@ def prepare_sqlite_file(engine: Engine) -> None:
 
 
 @lru_cache(maxsize=8)
-def get_engine(url: str | None = None) -> Engine:
-    """The process-wide engine for ``url`` (cached; call ``get_engine.cache_clear()`` in tests)."""
-    return create_engine(url or get_settings().database_url)
+def get_engine(url: str) -> Engine:
+    """The process-wide engine for ``url``: one per database URL, keyed by the URL itself (never by the
+    environment), so its connection pool is shared by every job of the process. A test that wants a private
+    pool calls `create_engine` and disposes of it."""
+    return create_engine(url)
 
 
 def is_postgres(engine: Engine) -> bool:

@@ -2,7 +2,7 @@
 
 Status moves queued → running → succeeded | partial | failed | cancelled ('partial': the job ran to its end
 but part of its work failed, e.g. some files of an ingest). A message on the queue carries only a job id
-(and a shard number for inference shards) and is published after the row commits.
+(and a shard number for a fan-out job's shards) and is published after the row commits.
 """
 from __future__ import annotations
 
@@ -12,11 +12,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from db.job_status import SHARD_SETTLED, TERMINAL, JobStatus, ShardStatus
 from db.schema import job_shards, jobs
-
-TERMINAL = ("succeeded", "partial", "failed", "cancelled")
-RETRYABLE = ("partial", "failed", "cancelled")     # statuses `xpvae job retry` may run again
-SHARD_SETTLED = ("done", "failed")      # a shard that will not run again (until `xpvae job retry`)
 
 
 def now() -> dt.datetime:
@@ -26,7 +23,7 @@ def now() -> dt.datetime:
 def create_job(engine: Engine, kind: str, queue: str, params: dict, max_attempts: int = 3) -> int:
     with engine.begin() as conn:
         return int(conn.execute(jobs.insert().values(
-            kind=kind, queue=queue, params=params, max_attempts=max_attempts, status="queued",
+            kind=kind, queue=queue, params=params, max_attempts=max_attempts, status=JobStatus.QUEUED,
             created_at=now(), updated_at=now()).returning(jobs.c.id)).scalar_one())
 
 
@@ -40,7 +37,7 @@ def get_job(engine_or_conn: Engine | Connection, job_id: int) -> dict | None:
         return q(conn)
 
 
-def list_jobs(engine: Engine, status: str | None = None, kind: str | None = None, limit: int = 50) -> list[dict]:
+def list_jobs(engine: Engine, status: JobStatus | None = None, kind: str | None = None, limit: int = 50) -> list[dict]:
     stmt = sa.select(jobs).order_by(jobs.c.id.desc()).limit(limit)
     if status:
         stmt = stmt.where(jobs.c.status == status)
@@ -65,15 +62,15 @@ def start_attempt(engine: Engine, job_id: int, worker: str) -> dict | None:
             return None
         if job["cancel_requested"]:
             conn.execute(jobs.update().where(jobs.c.id == job_id).values(
-                status="cancelled", finished_at=now(), updated_at=now()))
+                status=JobStatus.CANCELLED, finished_at=now(), updated_at=now()))
             return None
         conn.execute(jobs.update().where(jobs.c.id == job_id).values(
-            status="running", attempts=jobs.c.attempts + 1, worker=worker, error=None,
+            status=JobStatus.RUNNING, attempts=jobs.c.attempts + 1, worker=worker, error=None,
             started_at=sa.func.coalesce(jobs.c.started_at, now()), updated_at=now()))
         return get_job(conn, job_id)
 
 
-def finish_job(engine: Engine, job_id: int, status: str, *, result: dict | None = None,
+def finish_job(engine: Engine, job_id: int, status: JobStatus, *, result: dict | None = None,
                error: str | None = None) -> None:
     values: dict[str, Any] = {"status": status, "finished_at": now(), "updated_at": now()}
     if result is not None:
@@ -104,18 +101,19 @@ def request_cancel(engine: Engine, job_id: int) -> dict | None:
     with engine.begin() as conn:
         conn.execute(jobs.update().where(jobs.c.id == job_id).where(jobs.c.status.notin_(TERMINAL))
                      .values(cancel_requested=True, updated_at=now()))
-        conn.execute(jobs.update().where(jobs.c.id == job_id).where(jobs.c.status == "queued")
-                     .values(status="cancelled", finished_at=now(), updated_at=now()))
+        conn.execute(jobs.update().where(jobs.c.id == job_id).where(jobs.c.status == JobStatus.QUEUED)
+                     .values(status=JobStatus.CANCELLED, finished_at=now(), updated_at=now()))
         return get_job(conn, job_id)
 
 
 def reset_for_retry(engine: Engine, job_id: int) -> dict | None:
     with engine.begin() as conn:
         conn.execute(jobs.update().where(jobs.c.id == job_id).values(
-            status="queued", attempts=0, error=None, result=None, cancel_requested=False, finished_at=None,
+            status=JobStatus.QUEUED, attempts=0, error=None, result=None, cancel_requested=False, finished_at=None,
             progress_done=0, updated_at=now()))
         conn.execute(job_shards.update().where(job_shards.c.job_id == job_id)
-                     .where(job_shards.c.status != "done").values(status="queued", attempts=0, error=None))
+                     .where(job_shards.c.status != ShardStatus.DONE)
+                     .values(status=ShardStatus.QUEUED, attempts=0, error=None))
         return get_job(conn, job_id)
 
 
@@ -136,7 +134,7 @@ def create_shards(engine: Engine, job_id: int, ranges: list[tuple[int, int, int]
         if not existing and ranges:
             conn.execute(job_shards.insert(), [
                 {"job_id": job_id, "shard": i, "source_id_lo": int(lo), "source_id_hi": int(hi), "n_stars": int(n),
-                 "status": "queued", "attempts": 0, "updated_at": now(), "work": work[i] if work else None}
+                 "status": ShardStatus.QUEUED, "attempts": 0, "updated_at": now(), "work": work[i] if work else None}
                 for i, (lo, hi, n) in enumerate(ranges)])
             existing = conn.execute(sa.select(job_shards).where(job_shards.c.job_id == job_id)
                                     .order_by(job_shards.c.shard)).mappings().all()
@@ -156,25 +154,26 @@ def start_shard(engine: Engine, job_id: int, shard: int, worker: str) -> dict | 
         if row is None or row["status"] in SHARD_SETTLED:    # a redelivery of a shard that already ended
             return None
         conn.execute(job_shards.update().where(job_shards.c.job_id == job_id).where(job_shards.c.shard == shard)
-                     .values(status="running", attempts=job_shards.c.attempts + 1, worker=worker, updated_at=now()))
+                     .values(status=ShardStatus.RUNNING, attempts=job_shards.c.attempts + 1, worker=worker,
+                             updated_at=now()))
         return dict(row, attempts=row["attempts"] + 1)
 
 
-def finish_shard(conn: Connection, job_id: int, shard: int, status: str, error: str | None = None,
+def finish_shard(conn: Connection, job_id: int, shard: int, status: ShardStatus, error: str | None = None,
                  **values: Any) -> None:
     """End (or requeue) a shard; ``values``: its timings, its ``result``."""
     conn.execute(job_shards.update().where(job_shards.c.job_id == job_id).where(job_shards.c.shard == shard)
                  .values(status=status, error=error, updated_at=now(), **values))
 
 
-def complete_if_all_shards_settled(engine: Engine, job_id: int, status: str = "succeeded",
+def complete_if_all_shards_settled(engine: Engine, job_id: int, status: JobStatus = JobStatus.SUCCEEDED,
                                    result: dict | None = None, error: str | None = None) -> bool:
     """End the parent job once its last shard has settled (done, or failed in a job whose shards fail alone);
     atomic, so two shards finishing together agree on one ending."""
     pending = (sa.select(job_shards.c.shard).where(job_shards.c.job_id == job_id)
                .where(job_shards.c.status.notin_(SHARD_SETTLED)))
     with engine.begin() as conn:
-        res = conn.execute(jobs.update().where(jobs.c.id == job_id).where(jobs.c.status == "running")
+        res = conn.execute(jobs.update().where(jobs.c.id == job_id).where(jobs.c.status == JobStatus.RUNNING)
                            .where(~sa.exists(pending)).values(status=status, result=result, error=error,
                                                               finished_at=now(), updated_at=now()))
         return res.rowcount == 1

@@ -17,21 +17,21 @@ import torch
 from sqlalchemy.engine import Engine
 
 from db import job_store as jobs_db
+from db.job_status import ShardStatus
 from db.models_registry import get_model
 from db.results import chi2_coverage, replace_results
 from db.schema import LATENT_MAX
 from db.selection import Selection
 from db.spectra import has_correlations, quantile_ranges, read_spectra, selected_source_ids
 from inferencer import anomaly
+from jobqueue.runner import JobContext, fan_out
 from shared import defaults as D
 from shared.anomaly import AnomalyCalibration
 from shared.artifact import ModelArtifact
 from shared.errors import InputError
 from shared.inference import infer
-from shared.jobs import JobContext, fan_out
 from shared.params import describe_selection
 from shared.preprocessing import normalise_by_flux
-from shared.settings import get_settings
 
 # 25k stars a shard: ~0.5 s of work for one process, small enough to balance two or more workers
 # without a long tail, large enough that per-shard overhead (messages, queries) stays a few per cent.
@@ -102,10 +102,9 @@ def chi2_causes(n_unstored: int, n_singular: int) -> str:
     return "; ".join(causes)
 
 
-def configure_torch_threads() -> None:
-    """Torch threads per inference process from Settings.torch_threads (XPVAE_TORCH_THREADS; unset: torch's
+def configure_torch_threads(threads: int | None) -> None:
+    """Torch threads per inference process from Settings.torch_threads (XPVAE_TORCH_THREADS; None: torch's
     default, i.e. every core). Two worker processes on two cores want 1 each: more only contend."""
-    threads = get_settings().torch_threads
     if threads and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
 
@@ -122,13 +121,14 @@ def _split_labels(source_id: np.ndarray, splits: dict[str, np.ndarray]) -> list[
 def infer_range(engine: Engine, model_id: int, selection: Selection, *, batch_size: int = 8192,
                 chi2: bool = True, progress=None, batch_pause_s: float = 0.0,
                 expected_rows: int | None = None, anomaly_calibration: AnomalyCalibration | None = None,
-                read_streams: int = 1) -> tuple[dict, dict]:
+                read_streams: int = 1, torch_threads: int | None = None) -> tuple[dict, dict]:
     """Read, infer and build the result columns for one selection (no writing). Returns (columns, timings).
     ``expected_rows``: the selection's size when known (a shard's), to allocate the read once.
     ``anomaly_calibration``: the job's (inferencer/anomaly.py); without it the anomaly columns stay NULL.
-    ``read_streams``: parallel read streams for a large range (Settings.read_streams)."""
+    ``read_streams``: parallel read streams for a large range (Settings.read_streams).
+    ``torch_threads``: Settings.torch_threads (None: torch's default)."""
     row, art, model, splits = load_model(engine, model_id)
-    configure_torch_threads()
+    configure_torch_threads(torch_threads)
     t0 = time.perf_counter()
     # The correlations (12 kB a star) are read only where the range holds any: otherwise one index probe, not
     # a read of NaN blobs; either way the spectra are read once.
@@ -223,11 +223,12 @@ def run_infer_shard(ctx: JobContext, shard: dict) -> None:
                                 batch_size=int(p.get("batch_size", D.INFER_BATCH_SIZE)),
                                 chi2=bool(p.get("chi2", True)), batch_pause_s=float(p.get("batch_pause_s", 0)),
                                 expected_rows=int(shard["n_stars"]), progress=ShardProgress(ctx, shard),
-                                anomaly_calibration=_job_calibration(p), read_streams=ctx.settings.read_streams)
+                                anomaly_calibration=_job_calibration(p), read_streams=ctx.settings.read_streams,
+                                torch_threads=ctx.settings.torch_threads)
     ctx.check_cancelled()
     t = time.perf_counter()
     with ctx.engine.begin() as conn:
         replace_results(conn, p["model_id"], lo, hi, cols)
-        jobs_db.finish_shard(conn, ctx.job_id, shard["shard"], "done", None,
+        jobs_db.finish_shard(conn, ctx.job_id, shard["shard"], ShardStatus.DONE, None,
                              seconds_write=time.perf_counter() - t, **timings)
         jobs_db.add_progress(conn, ctx.job_id, len(cols["source_id"]))

@@ -38,7 +38,6 @@ from ingest.readers.errors import WrongKindError
 from ingest.readers.products import is_other_product
 from shared.paths import expand_path, is_glob
 from shared.progress import Progress
-from shared.settings import get_settings
 from shared.streams import read_ahead
 from shared.xp import PHOTOMETRY_COLUMNS, POSITION_COLUMNS, BadRow, ReadReport, XPBatch
 
@@ -486,9 +485,9 @@ def catalogue_labels(labels: dict[str, Any], source_id: np.ndarray) -> dict[str,
     return out
 
 
-def store_norm(norm: str | Path) -> Path:
-    """Validate a normalisation .npz (mu, sig: 110 finite values each, sig > 0) and keep a copy under
-    $XPVAE_HOME/norms, named by content hash so re-importing the same file reuses it."""
+def store_norm(norm: str | Path, target_dir: Path) -> Path:
+    """Validate a normalisation .npz (mu, sig: 110 finite values each, sig > 0) and keep a copy in
+    ``target_dir`` ($XPVAE_HOME/norms), named by content hash so re-importing the same file reuses it."""
     norm = Path(norm)
     from ingest.readers.catalogue import read_norm_npz
     mu, sig = read_norm_npz(norm)
@@ -498,7 +497,6 @@ def store_norm(norm: str | Path) -> Path:
     if not (np.all(np.isfinite(mu)) and np.all(np.isfinite(sig)) and np.all(sig > 0)):
         raise ValueError(f"{norm}: mu/sig must be finite and sig > 0")
     digest = hashlib.sha256(norm.read_bytes()).hexdigest()[:12]
-    target_dir = get_settings().home / "norms"
     target_dir.mkdir(parents=True, exist_ok=True)
     target = target_dir / f"{norm.stem}-{digest}.npz"
     if not target.exists():
@@ -509,14 +507,17 @@ def store_norm(norm: str | Path) -> Path:
 
 
 def ingest_catalogue(engine: Engine, path: str | Path, norm: str | Path | None = None,
-                     progress: Progress | None = None) -> IngestSummary:
+                     progress: Progress | None = None, *, norms_dir: Path | None = None) -> IngestSummary:
     """Load the published XP×APOGEE catalogue: spectra (no correlations), G flux into photometry, labels.
-    With ``norm`` the release's apogee_norm.npz is stored and its path returned as ``norm_path``."""
+    With ``norm`` the release's apogee_norm.npz is stored in ``norms_dir`` (Settings.home / "norms", required
+    with ``norm``) and its path returned as ``norm_path``."""
     from ingest.readers.catalogue import read_catalogue
     summary = IngestSummary("catalogue")
     if norm is not None:
         try:
-            summary.norm_path = str(store_norm(norm))
+            if norms_dir is None:
+                raise ValueError("no folder to keep the normalisation in (norms_dir)")
+            summary.norm_path = str(store_norm(norm, norms_dir))
         except Exception as exc:
             message = str(exc)
             summary.files.append(FileResult(str(norm), error=message if str(norm) in message

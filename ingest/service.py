@@ -15,7 +15,8 @@ import dataclasses
 from pathlib import Path
 
 from db import job_store as jobs_db
-from shared.jobs import JobContext, fan_out
+from db.job_status import ShardStatus
+from jobqueue.runner import JobContext, fan_out
 
 SHARD_BYTES = 64 * 2**20      # small files share a shard up to this size on disk; a larger file is one shard
 SHARD_MAX_FILES = 64          # and at most this many files
@@ -31,7 +32,8 @@ def run_ingest_job(ctx: JobContext) -> dict:
     if source == "apogee":
         summary = load.ingest_apogee(ctx.engine, paths[0], progress=ctx.progress)
     elif source == "catalogue":
-        summary = load.ingest_catalogue(ctx.engine, paths[0], norm=p.get("norm"), progress=ctx.progress)
+        summary = load.ingest_catalogue(ctx.engine, paths[0], norm=p.get("norm"), progress=ctx.progress,
+                                        norms_dir=ctx.settings.home / "norms")
     else:
         raise ValueError(f"unknown ingest source {source!r}")
     out = summary.to_dict() if hasattr(summary, "to_dict") else dataclasses.asdict(summary)
@@ -89,7 +91,7 @@ def run_ingest_shard(ctx: JobContext, shard: dict) -> None:
     failed = out["failed_files"]
     ctx.check_cancelled()
     with ctx.engine.begin() as conn:
-        jobs_db.finish_shard(conn, ctx.job_id, shard["shard"], "failed" if failed else "done",
+        jobs_db.finish_shard(conn, ctx.job_id, shard["shard"], ShardStatus.FAILED if failed else ShardStatus.DONE,
                              "; ".join(_first_line(e) for e in failed) or None, result=out)
         jobs_db.add_progress(conn, ctx.job_id, shard["n_stars"])
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Mapping
 
@@ -90,7 +89,7 @@ class Settings:
                    debug=(env.get("XPVAE_DEBUG") or "").strip() not in ("", "0"))
 
 
-@lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings (call ``get_settings.cache_clear()`` after changing the environment)."""
+    """The settings of the environment as it is now (not cached, so nothing goes stale). Entry points (the
+    CLI, a worker) read them once and pass them on: jobs get them as ``ctx.settings``."""
     return Settings.from_env()

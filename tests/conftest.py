@@ -11,6 +11,26 @@ from testdb import PG_ADMIN_URL, _empty_tables, _pg_url_for  # one home, importa
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config):
+    """Register every service's job kinds, as the CLI and each worker do at start-up (xpvae/services.py)."""
+    from xpvae.services import load_services
+    load_services()
+
+
+@pytest.fixture
+def settings_for(tmp_path):
+    """Build Settings explicitly, as the CLI and the workers do and pass them on: the embedded defaults with a
+    home of this test's own, never this process's environment; keywords override fields (database_url, ...)."""
+    import dataclasses
+
+    from shared.settings import Settings
+
+    def make(**fields) -> Settings:
+        base = Settings.from_env({"XPVAE_HOME": str(tmp_path / "xpvae-home")})
+        return dataclasses.replace(base, **fields)
+    return make
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     path = REPO / "reference"

@@ -18,11 +18,11 @@ from db.labels import read_labels
 from db.models_registry import check_model_name, name_free, register_artifact, unique_name
 from db.selection import Selection
 from db.spectra import read_spectra
+from jobqueue.runner import JobCancelled, JobContext
 from shared.artifact import ModelArtifact
 from shared.baseline import BaselineConfig, fit_label_baseline
 from shared.errors import InputError
 from shared.inference import infer_all
-from shared.jobs import JobCancelled, JobContext
 from shared.model import VAEConfig
 from shared.params import describe_selection
 from shared.preprocessing import finite_rows, normalise_by_flux
@@ -35,26 +35,27 @@ _TRAIN_KEYS = {"epochs", "batch_size", "lr", "weight_decay", "t0", "t_mult", "et
                "split", "compile", "threads", "likelihood"}
 
 
-def train_config(params: dict, device: str) -> TrainConfig:
+def train_config(params: dict, device: str, threads: int | None = None) -> TrainConfig:
+    """``threads``: Settings.torch_threads, the default when the job gives none (None: torch's own)."""
     unknown = set(params) - _TRAIN_KEYS
     if unknown:
         raise ValueError(f"unknown training parameter(s): {sorted(unknown)}")
-    from shared.settings import get_settings
-    defaults = {"threads": get_settings().torch_threads} if get_settings().torch_threads else {}
+    defaults = {"threads": threads} if threads else {}
     return TrainConfig.from_dict({**defaults, **params, "device": device})
 
 
-def resolved_train_config(p: dict, x: np.ndarray, e: np.ndarray, device: str) -> tuple[TrainConfig, Recipe | None]:
+def resolved_train_config(p: dict, x: np.ndarray, e: np.ndarray, device: str,
+                          threads: int | None = None) -> tuple[TrainConfig, Recipe | None]:
     """The job's TrainConfig. With ``p['recipe']`` (auto | published) the recipe fills batch size, lr, epochs and
     t0 for this training set's size, and the explicitly given ``p['train']`` values override it; a job without
     a recipe (older jobs, the demo) uses its parameters over the TrainConfig defaults."""
     given = dict(p.get("train", {}))
     if not p.get("recipe"):
-        return train_config(given, device), None
+        return train_config(given, device, threads), None
     split = tuple(given.get("split") or TrainConfig().split)
     n_train = n_train_rows(int(finite_rows(x, e, names=("x", "x_err"))[0].sum()), split)
     recipe = choose(p["recipe"], n_train, given)
-    return train_config({**given, **recipe.settings}, device), recipe
+    return train_config({**given, **recipe.settings}, device, threads), recipe
 
 
 def load_training_set(engine: Engine, selection: Selection, progress: Progress | None = None,
@@ -188,7 +189,7 @@ def _plan_svae(ctx: JobContext) -> _Plan:
     # the full likelihood needs the correlations (12 kB a star): read them only then
     full = dict(p.get("train") or {}).get("likelihood") == "full"
     data = load_training_set(ctx.engine, selection, correlations=full, streams=ctx.settings.read_streams)
-    cfg, recipe = resolved_train_config(p, data["x"], data["x_err"], ctx.settings.device)
+    cfg, recipe = resolved_train_config(p, data["x"], data["x_err"], ctx.settings.device, ctx.settings.torch_threads)
     if recipe is not None:
         ctx.progress(0, cfg.epochs, f"recipe {recipe.name}: {recipe.reason}")
     fit = functools.partial(fit_scatter_vae, data["x"], data["x_err"], model_cfg, cfg,

@@ -1,4 +1,6 @@
-"""Celery tasks of the trainer service: thin wrappers over the job runner (see shared/tasks.py)."""
-from shared.tasks import register
+"""The trainer service's job kinds, registered with the job runner (jobqueue/registry.py)."""
+from jobqueue.registry import register
+from trainer.service import run_baseline_job, run_train_job
 
-register("trainer")
+register("train", "trainer", run_train_job)
+register("train_baseline", "trainer", run_baseline_job)

@@ -10,6 +10,7 @@ import json
 
 import click
 
+from db.job_status import RETRYABLE, JobStatus
 from shared.settings import get_settings
 from xpvae.jobrun import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_UNAVAILABLE, EXIT_USAGE, _die, _engine, follow
 
@@ -36,8 +37,8 @@ def _one_line(exc: Exception) -> tuple[int, str]:
 
     from db.engine import DatabaseError
     from db.models_registry import ModelNotFound
+    from jobqueue.runner import BrokerUnavailable
     from shared.errors import InputError
-    from shared.jobs import BrokerUnavailable
     from shared.settings import SettingsError
     if isinstance(exc, ModelNotFound):
         return EXIT_NOT_FOUND, str(exc)
@@ -79,7 +80,7 @@ def db_upgrade() -> None:
     """Create or migrate the schema of XPVAE_DATABASE_URL to the newest revision."""
     from db.engine import DatabaseError, check_connection, describe, get_engine
     from db.migrate import head_revision, upgrade
-    engine = get_engine()
+    engine = get_engine(get_settings().database_url)
     try:
         check_connection(engine, create=True)
     except DatabaseError as exc:
@@ -93,7 +94,7 @@ def db_status() -> None:
     """Show the database URL and whether its schema is current."""
     from db.engine import DatabaseError, check_connection, describe, get_engine
     from db.migrate import current_revision, head_revision
-    engine = get_engine()
+    engine = get_engine(get_settings().database_url)
     try:
         check_connection(engine)
     except DatabaseError as exc:
@@ -112,7 +113,7 @@ def _fmt_progress(job: dict) -> str:
 
 
 @main.command("jobs")
-@click.option("--status", type=click.Choice(["queued", "running", "succeeded", "partial", "failed", "cancelled"]),
+@click.option("--status", type=click.Choice([s.value for s in JobStatus]),
               help="partial: ran to the end but part of its work failed (e.g. some files of an ingest)")
 @click.option("--kind")
 @click.option("--limit", type=click.IntRange(min=1), default=30, show_default=True)
@@ -184,7 +185,7 @@ def job_cancel(job_id) -> None:
     from db import job_store as jobs_db
     _get_job_or_die(job_id)
     job = jobs_db.request_cancel(_engine(), job_id)
-    click.echo(f"job {job_id}: {job['status']}{' (cancel requested)' if job['status'] == 'running' else ''}")
+    click.echo(f"job {job_id}: {job['status']}{' (cancel requested)' if job['status'] == JobStatus.RUNNING else ''}")
 
 
 @job_group.command("retry")
@@ -193,20 +194,23 @@ def job_cancel(job_id) -> None:
 def job_retry(job_id, wait) -> None:
     """Run a partial, failed or cancelled job again (finished shards and checkpoints are reused)."""
     from db import job_store as jobs_db
-    from shared import jobs
+    from jobqueue import runner
+    from xpvae.services import load_service_of
     job = _get_job_or_die(job_id)
-    if job["status"] not in jobs_db.RETRYABLE:
-        _die(f"job {job_id} is {job['status']}; only {', '.join(jobs_db.RETRYABLE)} jobs can be retried", EXIT_USAGE)
+    if job["status"] not in RETRYABLE:
+        _die(f"job {job_id} is {job['status']}; only {', '.join(RETRYABLE)} jobs can be retried", EXIT_USAGE)
     engine = _engine()
+    settings = get_settings()
+    load_service_of(job["kind"])
     jobs_db.reset_for_retry(engine, job_id)
     try:
         from xpvae.progress import ProgressLine
         bar = ProgressLine(job["kind"])
-        jobs.dispatch(job_id, engine=engine, on_progress=bar)
+        runner.dispatch(job_id, settings=settings, engine=engine, on_progress=bar)
         bar.close()
-    except jobs.BrokerUnavailable as exc:
+    except runner.BrokerUnavailable as exc:
         _die(str(exc), EXIT_UNAVAILABLE)
-    if get_settings().embedded or wait:
+    if settings.embedded or wait:
         follow(job_id, label=job["kind"])
     else:
         click.echo(f"job {job_id} queued again")

@@ -94,7 +94,7 @@ def demo(n_stars, epochs, batch_size, lr, baseline_epochs, label_fraction, alpha
         bar.close()
     click.echo(f"done in {time.perf_counter() - t:.0f} s → {survey}")
 
-    upgrade(get_engine())
+    upgrade(get_engine(settings.database_url))
     t = _step("2/8 ingest XP spectra (archive CSV with correlations), photometry and APOGEE labels")
     xp_files = sorted(str(p) for p in (survey / "xp" / "csv").glob("*.csv"))
     run_job("ingest", {"source": "gaia-xp", "paths": xp_files, "correlations": True}, wait=True, label="ingest xp")
@@ -147,11 +147,11 @@ def demo(n_stars, epochs, batch_size, lr, baseline_epochs, label_fraction, alpha
     catalogue = run_job("analyze_alpha_catalogue", {"model_id": train["model_id"], "sample": "pristine",
                                                     "seed": seed}, wait=True,
                         label="analyze alpha-catalogue")["result"]
-    truth_cal = _truth_calibration(train["name"], survey, catalogue)
+    truth_cal = _truth_calibration(train["name"], survey, catalogue, settings)
     click.echo(f"done in {time.perf_counter() - t:.0f} s")
 
     from xpvae.anomaly_recall import stored_recall
-    anomalies = stored_recall(get_engine(), train["name"], survey / "truth.parquet")
+    anomalies = stored_recall(get_engine(settings.database_url), train["name"], survey / "truth.parquet")
     summary = {"wall_seconds": round(time.perf_counter() - t_start, 1), "n_stars": n_stars,
                "anomaly_recall": anomalies, "alpha_catalogue_headline": catalogue.get("headline"),
                "alpha_catalogue_simulated_truth": truth_cal,
@@ -165,18 +165,18 @@ def demo(n_stars, epochs, batch_size, lr, baseline_epochs, label_fraction, alpha
     _print_summary(summary, train, alpha, rec, catalogue, settings)
 
 
-def _truth_calibration(model_name: str, survey, catalogue: dict) -> dict:
+def _truth_calibration(model_name: str, survey, catalogue: dict, settings) -> dict:
     """P(high-α) of the never-labelled simulated stars against their true class: summary, and the same figure
     as the held-out one beside the catalogue's report."""
     from analysis.alpha_catalogue import calibration_summary
     from analysis.figures import calibration_curves
     from db.engine import get_engine
     from xpvae.alpha_truth import unlabelled_truth_calibration
-    cal = unlabelled_truth_calibration(get_engine(), model_name, survey / "truth.parquet")
+    cal = unlabelled_truth_calibration(get_engine(settings.database_url), model_name, survey / "truth.parquet")
     if cal is None:
         return {}
     threshold = (catalogue.get("headline") or {}).get("threshold_purity_0.9")
-    path = calibration_curves(cal, get_settings().home / "demo" / "calibration_simulated_truth.png",
+    path = calibration_curves(cal, settings.home / "demo" / "calibration_simulated_truth.png",
                               what="never-labelled simulated stars (true class)", threshold=threshold)
     out = calibration_summary(cal)
     if threshold is not None:

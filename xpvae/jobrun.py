@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from db.job_status import TERMINAL, JobStatus
 from shared.errors import InputError
 from shared.settings import get_settings
 
@@ -37,8 +38,9 @@ class Spec(click.ParamType):
 
 
 def _engine(check: bool = True):
+    """The process's engine for the settings' database (checked to be at the newest migration)."""
     from db.engine import DatabaseError, check_schema, get_engine
-    engine = get_engine()
+    engine = get_engine(get_settings().database_url)
     if check:
         try:
             check_schema(engine)
@@ -56,24 +58,27 @@ def run_job(kind: str, params: dict, *, wait: bool = False, label: str | None = 
             show_result: bool = True) -> dict:
     """Submit a job; in-process it runs now with a progress line; in stack mode follow it if --wait. Exits 1
     unless it succeeds (see `follow`)."""
-    from shared import jobs
+    from jobqueue import runner
     from xpvae.progress import ProgressLine
+    from xpvae.services import load_service_of
+    load_service_of(kind)
     engine = _engine()
     settings = get_settings()
     bar = ProgressLine(label or kind)
     try:
         if not settings.embedded:
-            jobs.check_broker()
-        job_id = jobs.submit(kind, params, engine=engine, on_progress=bar)
-    except jobs.BrokerUnavailable as exc:
+            runner.check_broker(settings)
+        job_id = runner.submit(kind, params, settings=settings, engine=engine, on_progress=bar)
+    except runner.BrokerUnavailable as exc:
         _die(str(exc), EXIT_UNAVAILABLE)
     except InputError as exc:        # what the CLI's own checks let through, the runner refuses
         _die(str(exc), EXIT_USAGE)
     finally:
         bar.close()
     if not settings.embedded and not wait:
-        click.echo(f"queued job {job_id} ({kind}); follow it with `xpvae job show {job_id}` or `xpvae job wait {job_id}`")
-        return {"id": job_id, "status": "queued"}
+        click.echo(f"queued job {job_id} ({kind}); follow it with `xpvae job show {job_id}` "
+                   f"or `xpvae job wait {job_id}`")
+        return {"id": job_id, "status": JobStatus.QUEUED}
     return follow(job_id, label=label or kind, show_result=show_result)
 
 
@@ -88,7 +93,7 @@ def follow(job_id: int, label: str = "job", poll: float = 1.0, show_result: bool
         job = jobs_db.get_job(engine, job_id)
         if job is None:
             _die(f"no job {job_id}", EXIT_NOT_FOUND)
-        if job["status"] in jobs_db.TERMINAL:
+        if job["status"] in TERMINAL:
             break
         bar(job["progress_done"], job["progress_total"], job["message"] or job["status"])
         time.sleep(poll)
@@ -96,7 +101,7 @@ def follow(job_id: int, label: str = "job", poll: float = 1.0, show_result: bool
     if job["result"] and show_result:
         from xpvae.summaries import describe_result
         click.echo(describe_result(job["kind"], job["result"]))
-    if job["status"] != "succeeded":
+    if job["status"] != JobStatus.SUCCEEDED:
         reason = (job["error"] or "").strip().splitlines()
         click.secho(f"job {job_id} {job['status']}: {reason[0] if reason else ''}", fg="red", err=True)
         sys.exit(EXIT_FAILED)

@@ -67,8 +67,7 @@ def stack_env() -> dict[str, str]:
 
 def worker_command(queue: str, concurrency: int | None = None, extra: list[str] | None = None) -> list[str]:
     conc, opts = WORKERS[queue]
-    return [sys.executable, "-m", "celery", "-A", "shared.celery_app", "worker", "-Q", queue,
-            "--include", f"{queue}.tasks", "-n", f"{queue}@%h", "-c", str(concurrency or conc),
+    return [sys.executable, "-m", "xpvae.worker", queue, "-n", f"{queue}@%h", "-c", str(concurrency or conc),
             "--loglevel", "INFO", "--without-gossip", "--without-mingle", *opts, *(extra or [])]
 
 

@@ -3,9 +3,12 @@ from alembic import context
 
 from db.engine import create_engine
 from db.schema import metadata
+from shared.settings import Settings
 
 config = context.config
-engine = config.attributes.get("engine") or create_engine(config.get_main_option("sqlalchemy.url") or None)
+# `alembic` run by hand (no engine handed over): the ini's URL, else the environment's, as the CLI reads it
+engine = config.attributes.get("engine") or create_engine(config.get_main_option("sqlalchemy.url")
+                                                          or Settings.from_env().database_url)
 
 with engine.begin() as connection:
     context.configure(connection=connection, target_metadata=metadata,

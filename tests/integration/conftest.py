@@ -30,28 +30,19 @@ def broker_url():
 
 
 @pytest.fixture
-def stack(pg_engine, pg_url, broker_url, tmp_path, monkeypatch):
-    """Real workers against the emptied test database and a purged private vhost; settings of this process
-    point at the same stack so tests can submit jobs and read the database directly."""
-    from db.engine import get_engine
-    from shared.settings import get_settings
+def stack(pg_engine, pg_url, broker_url, tmp_path):
+    """Real workers against the emptied test database and a purged private vhost. Tests that submit or run
+    jobs in this process pass ``stack.settings`` (the workers' own, built from the same environment)."""
+    from jobqueue.celery_app import new_app
+    from jobqueue.registry import QUEUES
     st = Stack(pg_url, broker_url, tmp_path)
-    for k in ("XPVAE_DATABASE_URL", "XPVAE_BROKER_URL", "XPVAE_HOME", "XPVAE_RETRY_BACKOFF_S", "XPVAE_DEVICE"):
-        monkeypatch.setenv(k, st.env[k])
-    get_settings.cache_clear()
-    get_engine.cache_clear()
-    import importlib
-
-    import shared.celery_app
-    importlib.reload(shared.celery_app)   # the app reads the broker URL at import
-    from shared.celery_app import QUEUES, app
+    app = new_app(broker_url)
     for q in QUEUES:   # messages an earlier test left in this run's vhost
         with app.connection_for_write() as conn:
             try:
                 conn.default_channel.queue_purge(q)
             except conn.channel_errors:   # the queue does not exist yet (and the channel is closed)
                 pass
+    app.close()
     yield st
     st.stop()
-    get_settings.cache_clear()
-    get_engine.cache_clear()

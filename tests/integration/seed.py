@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from db import job_store as jobs_db
+from db.job_status import JobStatus
 from db.labels import write_apogee
 from db.spectra import write_photometry, write_xp_batch
-from shared import jobs
+from jobqueue import registry, runner
 from simulator.survey import generate
 
 
@@ -20,16 +21,17 @@ def seed_survey(engine, n_stars: int = 2000, seed: int = 3, alpha_signal: float 
     return np.asarray(batch["source_id"])
 
 
-def run_here(engine, kind: str, params: dict, max_attempts: int = 3) -> dict:
+def run_here(engine, settings, kind: str, params: dict, max_attempts: int = 3) -> dict:
     """Create a job and execute it in this process (whatever the broker setting); return the finished row."""
-    job_id = jobs_db.create_job(engine, kind, jobs.KINDS[kind].queue, params, max_attempts=max_attempts)
-    status = jobs.execute(job_id, engine=engine)
+    job_id = jobs_db.create_job(engine, kind, registry.KINDS[kind].queue, params, max_attempts=max_attempts)
+    status = runner.execute(job_id, settings=settings, engine=engine)
     job = jobs_db.get_job(engine, job_id)
-    assert status == "succeeded", job["error"]
+    assert status == JobStatus.SUCCEEDED, job["error"]
     return job
 
 
-def train_small_model(engine, epochs: int = 3, name: str = "seed-svae") -> int:
-    job = run_here(engine, "train", {"name": name, "selection": {},
+def train_small_model(engine, settings, epochs: int = 3, name: str = "seed-svae") -> int:
+    """Train in this process with ``settings`` (the stack's: its workers find the model file under its home)."""
+    job = run_here(engine, settings, "train", {"name": name, "selection": {},
                                      "train": {"epochs": epochs, "batch_size": 256, "checkpoint_every": 0}})
     return int(job["result"]["model_id"])

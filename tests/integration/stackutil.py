@@ -23,6 +23,12 @@ class Stack:
         self.home = home
         self.workers: list[subprocess.Popen] = []
 
+    @property
+    def settings(self):
+        """The settings the workers read from ``env`` (as it is now: a test may change it before a start)."""
+        from shared.settings import Settings
+        return Settings.from_env(self.env)
+
     def start_worker(self, queue: str, concurrency: int = 1, pool: str = "solo") -> subprocess.Popen:
         from xpvae.stack import worker_command
         log = open(self.home / f"worker-{queue}-{len(self.workers)}.log", "ab")

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from stackutil import wait_for
 
 from db import job_store as jobs_db
-from shared import jobs
+from jobqueue import runner
 from simulator.survey import generate
 from simulator.writers import write_xp_csv
 
@@ -51,7 +51,8 @@ def test_worker_killed_mid_shard_is_redone_without_duplicates(stack, pg_engine, 
     files' contents exactly and the job counts each file once."""
     paths, ids = bulk_files
     w1 = stack.start_worker("ingest")
-    job_id = jobs.submit("ingest", {"source": "gaia-xp", "paths": paths, "files_per_shard": 3}, engine=pg_engine)
+    job_id = runner.submit("ingest", {"source": "gaia-xp", "paths": paths, "files_per_shard": 3},
+                           settings=stack.settings, engine=pg_engine)
 
     def first_file_in():
         shards = jobs_db.get_shards(pg_engine, job_id)
@@ -83,7 +84,8 @@ def test_corrupt_file_among_several_on_two_workers(stack, pg_engine, bulk_files,
     logs = sorted(stack.home.glob("worker-ingest-*.log"))
     wait_for(lambda: all(" ready." in p.read_text(errors="replace") for p in logs), timeout=120,
              what="both workers ready", stack=stack)      # else the first up could take every shard
-    job_id = jobs.submit("ingest", {"source": "gaia-xp", "paths": given, "files_per_shard": 1}, engine=pg_engine)
+    job_id = runner.submit("ingest", {"source": "gaia-xp", "paths": given, "files_per_shard": 1},
+                           settings=stack.settings, engine=pg_engine)
     job = wait_for(lambda: _settled(pg_engine, job_id), timeout=240, what="the job to finish", stack=stack)
     assert job["status"] == "partial" and job["attempts"] == 1
     assert job["error"].startswith(f"1 of {N_FILES} files failed, first: {broken}: ")

@@ -11,9 +11,10 @@ import pytest
 import sqlalchemy as sa
 
 from db import job_store as jobs_db
+from db.job_status import JobStatus
 from db.spectra import read_spectra
 from ingest.load import ingest_gaia_xp
-from shared import jobs
+from jobqueue import runner
 from simulator.survey import generate
 from simulator.writers import write_xp_csv
 
@@ -39,17 +40,9 @@ def _check_loaded(engine, ids):
 
 
 @pytest.fixture
-def embedded(monkeypatch, tmp_path, pg_url):
-    from db.engine import get_engine
-    from shared.settings import get_settings
-    monkeypatch.delenv("XPVAE_BROKER_URL", raising=False)
-    monkeypatch.setenv("XPVAE_HOME", str(tmp_path))
-    monkeypatch.setenv("XPVAE_DATABASE_URL", pg_url)
-    get_settings.cache_clear()
-    get_engine.cache_clear()
-    yield
-    get_settings.cache_clear()
-    get_engine.cache_clear()
+def embedded(settings_for, pg_url):
+    """The embedded mode's settings (no broker: jobs run in the submitting thread) on the test database."""
+    return settings_for(database_url=pg_url, broker_url=None)
 
 
 def _together(*calls):
@@ -79,11 +72,12 @@ def test_parallel_ingest_jobs_of_opposite_files_both_succeed(pg_engine, embedded
     up, down, ids = opposite_files
     params = {"source": "gaia-xp"}
     for _ in range(2):
-        ids_run = _together(*(lambda f=f: jobs.submit("ingest", {**params, "paths": [f]}, engine=pg_engine)
+        ids_run = _together(*(lambda f=f: runner.submit("ingest", {**params, "paths": [f]}, settings=embedded,
+                                                        engine=pg_engine)
                               for f in (up, down)))
         for job_id in ids_run:
             job = jobs_db.get_job(pg_engine, job_id)
-            assert job["status"] == "succeeded", job["error"]
+            assert job["status"] == JobStatus.SUCCEEDED, job["error"]
             assert job["result"]["files_failed"] == 0 and job["result"]["rows_loaded"] == N_STARS
     _check_loaded(pg_engine, ids)
 

@@ -12,7 +12,8 @@ from seed import seed_survey, train_small_model
 from stackutil import REPO, wait_for
 
 from db import job_store as jobs_db
-from shared import jobs
+from db.job_status import JobStatus, ShardStatus
+from jobqueue import runner
 
 
 def _job(engine, job_id):
@@ -23,17 +24,17 @@ def test_worker_killed_mid_shard_still_gives_one_row_per_star(stack, pg_engine):
     """SIGKILL an inference worker while it holds a shard: the message is redelivered (acks_late), the shard
     is recomputed, and the results table has exactly one row per star."""
     seed_survey(pg_engine, 1200)
-    model_id = train_small_model(pg_engine)
+    model_id = train_small_model(pg_engine, stack.settings)
     w1 = stack.start_worker("inferencer")
-    job_id = jobs.submit("infer", {"model_id": model_id, "selection": {}, "shards": 2, "batch_size": 64,
-                                   "batch_pause_s": 0.25}, engine=pg_engine)
-    wait_for(lambda: any(s["status"] == "running" for s in jobs_db.get_shards(pg_engine, job_id)),
+    job_id = runner.submit("infer", {"model_id": model_id, "selection": {}, "shards": 2, "batch_size": 64,
+                                   "batch_pause_s": 0.25}, settings=stack.settings, engine=pg_engine)
+    wait_for(lambda: any(s["status"] == ShardStatus.RUNNING for s in jobs_db.get_shards(pg_engine, job_id)),
              what="a running shard", stack=stack)
     stack.kill(w1)
     stack.start_worker("inferencer")
     job = wait_for(lambda: (j := _job(pg_engine, job_id))["status"] in jobs_db.TERMINAL and j,
                    timeout=180, what="the job to finish", stack=stack)
-    assert job["status"] == "succeeded", job["error"]
+    assert job["status"] == JobStatus.SUCCEEDED, job["error"]
     with pg_engine.connect() as conn:
         n, distinct = conn.execute(sa.text("SELECT count(*), count(DISTINCT source_id) FROM inference_results "
                                            "WHERE model_id = :m"), {"m": model_id}).one()
@@ -52,35 +53,37 @@ def test_transient_failures_are_retried_deterministic_ones_are_not_and_the_worke
     lock timeout on each of its attempts (a transient error: retried with backoff); once the lock is
     released, the same worker serves the next job."""
     seed_survey(pg_engine, 600)
-    gone = train_small_model(pg_engine, name="doomed")
-    good = train_small_model(pg_engine, name="fine")
+    gone = train_small_model(pg_engine, stack.settings, name="doomed")
+    good = train_small_model(pg_engine, stack.settings, name="fine")
     with pg_engine.connect() as conn:
         path = conn.execute(sa.text("SELECT path FROM models WHERE id = :m"), {"m": gone}).scalar()
     os.unlink(path)
     stack.env["PGOPTIONS"] = "-c lock_timeout=300"
     stack.start_worker("inferencer")
-    missing = jobs.submit("infer", {"model_id": gone, "selection": {}}, engine=pg_engine, max_attempts=3)
+    missing = runner.submit("infer", {"model_id": gone, "selection": {}}, settings=stack.settings, engine=pg_engine,
+                            max_attempts=3)
     job = wait_for(lambda: (j := _job(pg_engine, missing))["status"] in jobs_db.TERMINAL and j, timeout=120,
                    what="the job without artifact", stack=stack)
-    assert job["status"] == "failed" and job["attempts"] == 1
+    assert job["status"] == JobStatus.FAILED and job["attempts"] == 1
     assert job["error"].startswith("FileNotFoundError: model 'doomed': artifact") and "not retried" in job["error"]
     locker = pg_engine.connect()
     tx = locker.begin()
     locker.execute(sa.text("LOCK TABLE inference_results IN ACCESS EXCLUSIVE MODE"))
     try:
-        locked = jobs.submit("infer", {"model_id": good, "selection": {}}, engine=pg_engine, max_attempts=3)
+        locked = runner.submit("infer", {"model_id": good, "selection": {}}, settings=stack.settings,
+                               engine=pg_engine, max_attempts=3)
         job = wait_for(lambda: (j := _job(pg_engine, locked))["status"] in jobs_db.TERMINAL and j, timeout=180,
                        what="the job meeting the lock", stack=stack)
     finally:
         tx.rollback()
         locker.close()
-    assert job["status"] == "failed", job["error"]
+    assert job["status"] == JobStatus.FAILED, job["error"]
     assert "lock timeout" in job["error"].splitlines()[0] and "failed on each of 3 attempts" in job["error"]
     assert max(s["attempts"] for s in jobs_db.get_shards(pg_engine, locked)) == 3
-    after = jobs.submit("infer", {"model_id": good, "selection": {}}, engine=pg_engine)
+    after = runner.submit("infer", {"model_id": good, "selection": {}}, settings=stack.settings, engine=pg_engine)
     job = wait_for(lambda: (j := _job(pg_engine, after))["status"] in jobs_db.TERMINAL and j, timeout=120,
                    what="the job after the lock", stack=stack)
-    assert job["status"] == "succeeded", job["error"]
+    assert job["status"] == JobStatus.SUCCEEDED, job["error"]
 
 
 def test_partly_failed_ingest_is_partial_in_stack_mode(stack, pg_engine, shared_dir, tmp_path):
@@ -94,26 +97,26 @@ def test_partly_failed_ingest_is_partial_in_stack_mode(stack, pg_engine, shared_
     assert res.returncode == 1, res.stderr
     assert "partial: 1 of 2 files failed" in res.stderr and "files ok 1, failed 1" in res.stdout
     (job,) = jobs_db.list_jobs(pg_engine, kind="ingest")
-    assert job["status"] == "partial" and job["attempts"] == 1 and job["result"]["rows_loaded"] == 2
+    assert job["status"] == JobStatus.PARTIAL and job["attempts"] == 1 and job["result"]["rows_loaded"] == 2
 
 
 def test_crash_looping_job_stops_after_max_attempts(stack, pg_engine):
     """A training job whose worker dies (SIGKILL) on every attempt is redelivered, and once max_attempts
     attempts have started without finishing, the job is failed with the reason instead of looping forever."""
     seed_survey(pg_engine, 600)
-    job_id = jobs.submit("train", {"name": "crashy", "selection": {},
-                                   "train": {"epochs": 100000, "batch_size": 64, "checkpoint_every": 0}},
-                         engine=pg_engine, max_attempts=2)
+    job_id = runner.submit("train", {"name": "crashy", "selection": {},
+                                     "train": {"epochs": 100000, "batch_size": 64, "checkpoint_every": 0}},
+                           settings=stack.settings, engine=pg_engine, max_attempts=2)
     for attempt in (1, 2):
         w = stack.start_worker("trainer")
-        wait_for(lambda attempt=attempt: (j := _job(pg_engine, job_id))["status"] == "running"
+        wait_for(lambda attempt=attempt: (j := _job(pg_engine, job_id))["status"] == JobStatus.RUNNING
                  and j["attempts"] == attempt,
                  timeout=90, what=f"attempt {attempt}", stack=stack)
         stack.kill(w)
     stack.start_worker("trainer")
     job = wait_for(lambda: (j := _job(pg_engine, job_id))["status"] in jobs_db.TERMINAL and j, timeout=90,
                    what="the job to be given up", stack=stack)
-    assert job["status"] == "failed"
+    assert job["status"] == JobStatus.FAILED
     assert "gave up" in job["error"] and job["attempts"] == 3
 
 
@@ -121,9 +124,9 @@ def test_interrupted_training_resumes_from_its_checkpoint(stack, pg_engine):
     """Kill the trainer after a checkpoint: the redelivered job resumes from that epoch, not from 0."""
     seed_survey(pg_engine, 800)
     w = stack.start_worker("trainer")
-    job_id = jobs.submit("train", {"name": "resumable", "selection": {},
-                                   "train": {"epochs": 60, "batch_size": 32, "checkpoint_every": 5}},
-                         engine=pg_engine)
+    job_id = runner.submit("train", {"name": "resumable", "selection": {},
+                                     "train": {"epochs": 60, "batch_size": 32, "checkpoint_every": 5}},
+                           settings=stack.settings, engine=pg_engine)
     ckpt = stack.home / "checkpoints" / f"train-job-{job_id}.pt"
     wait_for(lambda: ckpt.exists() and _job(pg_engine, job_id)["progress_done"] >= 11, timeout=120,
              what="two checkpoints", stack=stack)
@@ -131,7 +134,7 @@ def test_interrupted_training_resumes_from_its_checkpoint(stack, pg_engine):
     stack.start_worker("trainer")
     job = wait_for(lambda: (j := _job(pg_engine, job_id))["status"] in jobs_db.TERMINAL and j, timeout=180,
                    what="the resumed job", stack=stack)
-    assert job["status"] == "succeeded", job["error"]
+    assert job["status"] == JobStatus.SUCCEEDED, job["error"]
     assert job["attempts"] == 2
     assert job["result"]["resumed_from_epoch"] >= 10
     assert job["result"]["epochs_completed"] == 60
@@ -146,18 +149,21 @@ def test_queues_do_not_block_each_other(stack, pg_engine, shared_dir):
     seed_survey(pg_engine, 600)
     stack.start_worker("trainer")
     stack.start_worker("ingest")
-    train = jobs.submit("train", {"name": "long", "selection": {},
-                                  "train": {"epochs": 100000, "batch_size": 64, "checkpoint_every": 0}},
-                        engine=pg_engine)
-    wait_for(lambda: _job(pg_engine, train)["status"] == "running", timeout=90, what="training to start", stack=stack)
+    train = runner.submit("train", {"name": "long", "selection": {},
+                                    "train": {"epochs": 100000, "batch_size": 64, "checkpoint_every": 0}},
+                          settings=stack.settings, engine=pg_engine)
+    wait_for(lambda: _job(pg_engine, train)["status"] == JobStatus.RUNNING, timeout=90, what="training to start",
+             stack=stack)
     csv = shared_dir / "data/gaia_xp/gaiaxpy_tests/XP_CONTINUOUS_RAW.csv"
-    ingest = jobs.submit("ingest", {"source": "gaia-xp", "paths": [str(csv)], "correlations": True}, engine=pg_engine)
-    wait_for(lambda: _job(pg_engine, ingest)["status"] == "succeeded", timeout=90, what="the ingest job", stack=stack)
-    assert _job(pg_engine, train)["status"] == "running"
+    ingest = runner.submit("ingest", {"source": "gaia-xp", "paths": [str(csv)], "correlations": True},
+                           settings=stack.settings, engine=pg_engine)
+    wait_for(lambda: _job(pg_engine, ingest)["status"] == JobStatus.SUCCEEDED, timeout=90, what="the ingest job",
+             stack=stack)
+    assert _job(pg_engine, train)["status"] == JobStatus.RUNNING
     stack.cli("job", "cancel", str(train))
     job = wait_for(lambda: (j := _job(pg_engine, train))["status"] in jobs_db.TERMINAL and j, timeout=60,
                    what="the cancelled training", stack=stack)
-    assert job["status"] == "cancelled"
+    assert job["status"] == JobStatus.CANCELLED
 
 
 def test_cli_reports_unreachable_broker_and_database(stack, tmp_path):

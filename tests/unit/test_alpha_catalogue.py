@@ -7,6 +7,7 @@ from analysis.alpha_catalogue import ISOTONIC_MIN, fit_alpha_catalogue
 from analysis.calibration import purity_completeness, reliability
 from analysis.samples import alpha_split
 from analysis.synthetic import alpha_sample
+from db.job_status import JobStatus
 
 # Calibration tolerance: |mean predicted − observed fraction| < 0.15 in every reliability bin holding ≥ 50
 # stars (the observed fraction's binomial standard error there is ≤ 0.071, so 0.15 is > 2σ for a calibrated
@@ -129,24 +130,21 @@ def _seed_survey(engine, n=1500, n_labelled=900, seed=4404):
 
 
 @pytest.fixture
-def embedded(monkeypatch, tmp_path):
-    from shared.settings import get_settings
-    monkeypatch.setenv("XPVAE_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("XPVAE_BROKER_URL", raising=False)
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
+def embedded(settings_for, engine):
+    """Settings of the embedded mode (jobs run in this process) on the test's database and a home of its own."""
+    return settings_for(database_url=engine.url.render_as_string(hide_password=False), broker_url=None)
 
 
 def test_job_stores_one_calibrated_probability_per_star_and_a_rerun_replaces(engine, embedded):
     from db import job_store as jobs_db
     from db.schema import alpha_probabilities, analysis_statistics
-    from shared import jobs
+    from jobqueue import runner
     mid, sid, truth = _seed_survey(engine)
-    ids = [jobs.submit("analyze_alpha_catalogue", {"model_id": mid, "sample": "pristine", "seed": s}, engine=engine)
+    ids = [runner.submit("analyze_alpha_catalogue", {"model_id": mid, "sample": "pristine", "seed": s},
+                         settings=embedded, engine=engine)
            for s in (11, 12)]
     done = [jobs_db.get_job(engine, i) for i in ids]
-    assert [j["status"] for j in done] == ["succeeded"] * 2, [j.get("error") for j in done]
+    assert [j["status"] for j in done] == [JobStatus.SUCCEEDED] * 2, [j.get("error") for j in done]
     with engine.connect() as conn:
         rows = conn.execute(sa.select(alpha_probabilities.c.source_id, alpha_probabilities.c.p_high_alpha,
                                       alpha_probabilities.c.job_id)
@@ -186,10 +184,11 @@ def test_job_stores_one_calibrated_probability_per_star_and_a_rerun_replaces(eng
 def test_job_without_labels_fails_once_with_a_clear_line(engine, embedded):
     from db import job_store as jobs_db
     from db.schema import apogee_labels
-    from shared import jobs
+    from jobqueue import runner
     mid, _, _ = _seed_survey(engine, n=60, n_labelled=30)
     with engine.begin() as conn:
         conn.execute(apogee_labels.delete())
-    job = jobs_db.get_job(engine, jobs.submit("analyze_alpha_catalogue", {"model_id": mid}, engine=engine))
-    assert job["status"] == "failed" and job["attempts"] == 1
+    job = jobs_db.get_job(engine, runner.submit("analyze_alpha_catalogue", {"model_id": mid}, settings=embedded,
+                                                engine=engine))
+    assert job["status"] == JobStatus.FAILED and job["attempts"] == 1
     assert "no star with inference results has APOGEE labels" in job["error"]

@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from db.job_status import JobStatus
 from shared.anomaly import (
     AnomalyCalibration,
     band_chi2,
@@ -209,16 +210,18 @@ def _stored(engine, model_id):
 
 
 @pytest.mark.parametrize("with_splits", [True, False])
-def test_inference_job_stores_scores_calibrated_once_per_job(engine, tmp_path, with_splits):
+def test_inference_job_stores_scores_calibrated_once_per_job(engine, tmp_path, with_splits, settings_for):
     from db import job_store as jobs_db
     from inferencer.service import run_infer_shard
-    from shared import jobs
+    from jobqueue import runner
     from shared.inference import infer_all
     from shared.preprocessing import normalise_by_flux
     model_id, art, batch, phot = _seed_model(engine, tmp_path, with_splits=with_splits)
-    job_id = jobs.submit("infer", {"model_id": model_id, "selection": {}, "shards": 3}, engine=engine)
+    settings = settings_for(database_url=engine.url.render_as_string(hide_password=False), broker_url=None)
+    job_id = runner.submit("infer", {"model_id": model_id, "selection": {}, "shards": 3}, settings=settings,
+                           engine=engine)
     job = jobs_db.get_job(engine, job_id)
-    assert job["status"] == "succeeded", job["error"]
+    assert job["status"] == JobStatus.SUCCEEDED, job["error"]
     cal = AnomalyCalibration.from_dict(job["params"]["anomaly_calibration"])
     assert ("held-out" in cal.reference) == with_splits and cal.n_reference > 500
     assert job["result"]["anomaly_reference"].startswith(str(cal.n_reference))
@@ -241,9 +244,7 @@ def test_inference_job_stores_scores_calibrated_once_per_job(engine, tmp_path, w
     np.testing.assert_allclose(stored[:, 3], want["anomaly_p"], rtol=1e-4, atol=1e-30)
     # a shard run again (redelivery) rewrites the same rows: no duplicates, the same values
     shard = jobs_db.get_shards(engine, job_id)[1]
-    from shared.jobs import JobContext
-    from shared.settings import get_settings
-    ctx = JobContext(job_id, "infer", dict(job["params"]), 2, engine, get_settings(), None)
+    ctx = runner.JobContext(job_id, "infer", dict(job["params"]), 2, engine, settings, None)
     run_infer_shard(ctx, shard)
     again = _stored(engine, model_id)
     assert [r[0] for r in again] == ids.tolist()

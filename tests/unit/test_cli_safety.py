@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from db import job_store as jobs_db
+from db.job_status import JobStatus
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -20,16 +21,13 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def cli(sqlite_url, tmp_path, monkeypatch):
     """Run `xpvae ARGS` in this process against the emptied test SQLite database (embedded mode)."""
-    from db.engine import create_engine, get_engine
+    from db.engine import create_engine
     from db.schema import metadata
-    from shared.settings import get_settings
     from xpvae.cli import main
     monkeypatch.setenv("XPVAE_DATABASE_URL", sqlite_url)
     monkeypatch.setenv("XPVAE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XPVAE_RETRY_BACKOFF_S", "0")
     monkeypatch.delenv("XPVAE_BROKER_URL", raising=False)
-    get_settings.cache_clear()
-    get_engine.cache_clear()
     eng = create_engine(sqlite_url)
     with eng.begin() as conn:
         for table in reversed(metadata.sorted_tables):
@@ -38,8 +36,6 @@ def cli(sqlite_url, tmp_path, monkeypatch):
     def run(*args: str, shows_traceback: bool = False, **env: str):
         for k, v in env.items():
             monkeypatch.setenv(k, v)
-        get_settings.cache_clear()
-        get_engine.cache_clear()
         result = CliRunner().invoke(main, list(args))
         assert shows_traceback or "Traceback" not in result.output, result.output
         assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
@@ -47,8 +43,6 @@ def cli(sqlite_url, tmp_path, monkeypatch):
     run.engine = eng
     yield run
     eng.dispose()
-    get_settings.cache_clear()
-    get_engine.cache_clear()
 
 
 def _seed(engine, n: int = 120) -> None:
@@ -135,7 +129,7 @@ def test_empty_selection_fails_once_naming_the_flags(cli):
     assert "no spectra with photometry match the selection (--limit 5)" in line and "--source-id-min" in line
     assert "{" not in line and "Error:" not in line         # neither a dict nor a class name
     job = _only_job(cli.engine)
-    assert job["status"] == "failed" and job["attempts"] == 1
+    assert job["status"] == JobStatus.FAILED and job["attempts"] == 1
     assert "Traceback" in cli("job", "show", str(job["id"]), shows_traceback=True).output   # for those who ask
 
 
@@ -148,15 +142,16 @@ def test_batch_larger_than_the_data_fails_once_naming_the_flag(cli):
     assert _only_job(cli.engine)["attempts"] == 1
 
 
-def test_model_of_the_wrong_kind_fails_once_through_the_api(cli):
+def test_model_of_the_wrong_kind_fails_once_through_the_api(cli, sqlite_url, settings_for):
     """API callers skip the CLI's checks: the service refuses, once, naming the flag."""
-    from shared import jobs
+    from jobqueue import runner
+    settings = settings_for(database_url=sqlite_url, broker_url=None)
     _seed(cli.engine, 120)
     base = _register(cli.engine, "base", "label_baseline")
     for kind, params in (("infer", {"model_id": base}), ("analyze_alpha", {"model_id": base}),
                          ("analyze_reconstruction", {"model_id": 12345})):
-        job = jobs_db.get_job(cli.engine, jobs.submit(kind, params, engine=cli.engine))
-        assert job["status"] == "failed" and job["attempts"] == 1, job
+        job = jobs_db.get_job(cli.engine, runner.submit(kind, params, settings=settings, engine=cli.engine))
+        assert job["status"] == JobStatus.FAILED and job["attempts"] == 1, job
         first = job["error"].splitlines()[0]
         assert first.startswith("--model base: a model of kind label_baseline") or \
             first == "no model id 12345 (see `xpvae models`)", first
@@ -171,7 +166,7 @@ def test_partly_failed_ingest_is_partial_and_exits_1(cli, shared_dir, tmp_path):
     assert out.exit_code == 1
     assert "files ok 1, failed 1" in out.output and "partial: 1 of 2 files failed" in out.output
     job = _only_job(cli.engine)
-    assert job["status"] == "partial" and job["attempts"] == 1 and job["result"]["rows_loaded"] == 2
+    assert job["status"] == JobStatus.PARTIAL and job["attempts"] == 1 and job["result"]["rows_loaded"] == 2
     listing = cli("jobs")
     assert listing.exit_code == 0 and "partial" in listing.output and "succeeded" not in listing.output
     only_broken = cli("ingest", "gaia-xp", str(broken))
@@ -244,7 +239,5 @@ def test_an_unexpected_error_is_one_line_unless_debugging(cli, monkeypatch):
     assert "XPVAE_DEBUG=1" in out.output
     from xpvae.cli import main
     monkeypatch.setenv("XPVAE_DEBUG", "1")
-    from shared.settings import get_settings
-    get_settings.cache_clear()
     raw = CliRunner().invoke(main, ["models"])
     assert isinstance(raw.exception, ZeroDivisionError)

@@ -273,18 +273,13 @@ def test_cli_refuses_an_input_outside_the_data_folder_before_any_job(data_tree, 
 def test_status_logs_and_down_follow_the_recorded_docker_stack(tmp_path, monkeypatch, action):
     """A stack recorded as containers is never mistaken for local processes: without its compose.env the
     command says how to start it (and does not report or stop local workers)."""
-    from shared.settings import get_settings
     from xpvae import stack
     monkeypatch.setenv("XPVAE_HOME", str(tmp_path))
-    get_settings.cache_clear()
-    try:
-        (tmp_path / "stack").mkdir()
-        (tmp_path / "stack" / "mode").write_text("docker\n")
-        with pytest.raises(click.ClickException, match="compose.env: start the stack with `make up`"):
-            getattr(stack, action)()
-        assert (tmp_path / "stack" / "mode").exists()
-    finally:
-        get_settings.cache_clear()
+    (tmp_path / "stack").mkdir()
+    (tmp_path / "stack" / "mode").write_text("docker\n")
+    with pytest.raises(click.ClickException, match="compose.env: start the stack with `make up`"):
+        getattr(stack, action)()
+    assert (tmp_path / "stack" / "mode").exists()
 
 
 def test_model_import_on_the_host_is_refused_for_workers_in_containers(data_tree, tmp_path):

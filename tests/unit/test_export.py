@@ -137,18 +137,14 @@ def _check_fits_logical(path, name, want) -> None:
 @pytest.fixture
 def cli(engine, monkeypatch, tmp_path):
     from db.engine import get_engine
-    from shared.settings import get_settings
     from xpvae.cli import main
-    monkeypatch.setenv("XPVAE_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    url = engine.url.render_as_string(hide_password=False)
+    monkeypatch.setenv("XPVAE_DATABASE_URL", url)
     monkeypatch.setenv("XPVAE_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("XPVAE_BROKER_URL", raising=False)
-    get_settings.cache_clear()
-    get_engine.cache_clear()
     runner = CliRunner()
     yield lambda *args: runner.invoke(main, ["export", *args], catch_exceptions=False)
-    get_engine().dispose()
-    get_settings.cache_clear()
-    get_engine.cache_clear()
+    get_engine(url).dispose()      # the CLI's engine for this URL: its connections closed before the next test
 
 
 @pytest.mark.parametrize("fmt", ["fits", "votable", "parquet", "csv"])
@@ -289,7 +285,7 @@ def test_cli_refuses_bad_filters_writes_and_clobbering(engine, cli, tmp_path):
     assert cli("latents", "--model", m, "--out", str(tmp_path / "n.txt")).exit_code == 2
     assert cli("latents", "--model", m, "--out", str(tmp_path)).exit_code == 2
     from db.engine import get_engine  # the exporting connection is writable again for other work
-    with get_engine().begin() as conn:
+    with get_engine(engine.url.render_as_string(hide_password=False)).begin() as conn:
         conn.execute(sa.text("UPDATE models SET summary = NULL"))
 
 

@@ -138,50 +138,43 @@ def test_cli_fetch_then_ingest_end_to_end(archive, sky, sqlite_url, tmp_path, mo
     from testdb import _empty_tables
 
     from db.engine import get_engine
-    from shared.settings import get_settings
     from xpvae.cli import main
     monkeypatch.setenv("XPVAE_DATABASE_URL", sqlite_url)
     monkeypatch.setenv("XPVAE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XPVAE_GAIA_TAP_URL", archive.url)        # the setting; --tap-url below
-    get_settings.cache_clear()
-    get_engine.cache_clear()
-    try:
-        _empty_tables(get_engine())
-        ids = tmp_path / "ids.txt"
-        ids.write_text("\n".join(str(i) for i in _ids(sky)))
-        runner = CliRunner()
-        xp = runner.invoke(main, ["fetch", "gaia-xp", "--source-ids", str(ids), "--out", str(tmp_path / "xp"),
-                                  "--format", "votable", "--ingest"])
-        assert xp.exit_code == 0, xp.output
-        lines = xp.stdout.splitlines()
-        assert lines[0] == f"5003 sources, 2 batch(es), from {archive.url}"
-        assert lines[1].startswith("batch 1/2: 5000 sources -> XP_CONTINUOUS_b00000_")
-        assert any(line.startswith("ingest gaia-xp: files ok 2, failed 0; rows read 6, loaded 6") for line in lines)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            write_allstar_fits({k: v for k, v in sky[2].items()}, tmp_path / "allStar.fits")
-        phot = runner.invoke(main, ["fetch", "photometry", "--from-apogee", str(tmp_path / "allStar.fits"),
-                                    "--out", str(tmp_path / "phot"), "--tap-url", archive.url, "--ingest"])
-        assert phot.exit_code == 0, phot.output
-        with get_engine().connect() as conn:
-            stored = dict(conn.execute(sa.text("SELECT source_id, phot_g_mean_flux FROM photometry")).all())
-            n_xp = conn.execute(sa.text("SELECT COUNT(*) FROM xp_spectra")).scalar_one()
-        assert n_xp == 6
-        labelled = set(sky[2]["gaia_source_id"].tolist()) & set(sky[1]["source_id"].tolist())
-        assert set(stored) == labelled and len(labelled) >= 5
-        for sid, flux in zip(sky[1]["source_id"], sky[1]["phot_g_mean_flux"]):
-            if sid in stored:
-                assert stored[sid] == pytest.approx(flux, rel=1e-15)
-        # rerun: nothing fetched; bad usage and an unreachable archive get their exit codes
-        again = runner.invoke(main, ["fetch", "gaia-xp", "--source-ids", str(ids), "--out", str(tmp_path / "xp"),
-                                     "--format", "votable"])
-        assert again.exit_code == 0 and "0 downloaded now, 2 already on disk" in again.stdout
-        both = runner.invoke(main, ["fetch", "gaia-xp", "--source-ids", str(ids), "--adql", "SELECT 1",
-                                    "--out", str(tmp_path / "x")])
-        assert both.exit_code == 2 and "exactly one of" in both.output
-        down = runner.invoke(main, ["fetch", "photometry", "--source-ids", str(ids), "--out", str(tmp_path / "y"),
-                                    "--tap-url", "http://127.0.0.1:9/", "--retries", "0"])
-        assert down.exit_code == 3, down.output
-    finally:
-        get_settings.cache_clear()
-        get_engine.cache_clear()
+    _empty_tables(get_engine(sqlite_url))
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(str(i) for i in _ids(sky)))
+    runner = CliRunner()
+    xp = runner.invoke(main, ["fetch", "gaia-xp", "--source-ids", str(ids), "--out", str(tmp_path / "xp"),
+                              "--format", "votable", "--ingest"])
+    assert xp.exit_code == 0, xp.output
+    lines = xp.stdout.splitlines()
+    assert lines[0] == f"5003 sources, 2 batch(es), from {archive.url}"
+    assert lines[1].startswith("batch 1/2: 5000 sources -> XP_CONTINUOUS_b00000_")
+    assert any(line.startswith("ingest gaia-xp: files ok 2, failed 0; rows read 6, loaded 6") for line in lines)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        write_allstar_fits({k: v for k, v in sky[2].items()}, tmp_path / "allStar.fits")
+    phot = runner.invoke(main, ["fetch", "photometry", "--from-apogee", str(tmp_path / "allStar.fits"),
+                                "--out", str(tmp_path / "phot"), "--tap-url", archive.url, "--ingest"])
+    assert phot.exit_code == 0, phot.output
+    with get_engine(sqlite_url).connect() as conn:
+        stored = dict(conn.execute(sa.text("SELECT source_id, phot_g_mean_flux FROM photometry")).all())
+        n_xp = conn.execute(sa.text("SELECT COUNT(*) FROM xp_spectra")).scalar_one()
+    assert n_xp == 6
+    labelled = set(sky[2]["gaia_source_id"].tolist()) & set(sky[1]["source_id"].tolist())
+    assert set(stored) == labelled and len(labelled) >= 5
+    for sid, flux in zip(sky[1]["source_id"], sky[1]["phot_g_mean_flux"]):
+        if sid in stored:
+            assert stored[sid] == pytest.approx(flux, rel=1e-15)
+    # rerun: nothing fetched; bad usage and an unreachable archive get their exit codes
+    again = runner.invoke(main, ["fetch", "gaia-xp", "--source-ids", str(ids), "--out", str(tmp_path / "xp"),
+                                 "--format", "votable"])
+    assert again.exit_code == 0 and "0 downloaded now, 2 already on disk" in again.stdout
+    both = runner.invoke(main, ["fetch", "gaia-xp", "--source-ids", str(ids), "--adql", "SELECT 1",
+                                "--out", str(tmp_path / "x")])
+    assert both.exit_code == 2 and "exactly one of" in both.output
+    down = runner.invoke(main, ["fetch", "photometry", "--source-ids", str(ids), "--out", str(tmp_path / "y"),
+                                "--tap-url", "http://127.0.0.1:9/", "--retries", "0"])
+    assert down.exit_code == 3, down.output

@@ -74,13 +74,12 @@ def test_chi2_only_where_correlations_are_stored(engine, tmp_path):
                 assert np.isfinite(got[has]).any() or not has.any()
 
 
-def test_job_summary_names_each_cause_of_a_missing_chi2(engine, tmp_path):
+def test_job_summary_names_each_cause_of_a_missing_chi2(engine, tmp_path, settings_for):
     """Stars without stored correlations and stars whose stored covariance is singular are counted apart:
     the summary must not tell a user to re-ingest with correlations when they are there (issue 12.5)."""
     from db.results import replace_results
     from inferencer.service import summarise_infer_job
-    from shared.jobs import JobContext
-    from shared.settings import get_settings
+    from jobqueue.runner import JobContext
     batch, with_corr, _, model_id = _seed(engine, tmp_path)
     ids = batch["source_id"]
     singular = np.flatnonzero(with_corr)[:3]
@@ -94,7 +93,7 @@ def test_job_summary_names_each_cause_of_a_missing_chi2(engine, tmp_path):
     with engine.begin() as conn:
         replace_results(conn, model_id, int(ids.min()), int(ids.max()), cols)
     shards = [{"n_stars": len(ids), "seconds_read": 0.0, "seconds_model": 0.0, "seconds_write": 0.0}]
-    ctx = JobContext(0, "infer", {"model_id": model_id}, 1, engine, get_settings())
+    ctx = JobContext(0, "infer", {"model_id": model_id}, 1, engine, settings_for())
     got = summarise_infer_job(ctx, shards)["chi2"]
     n_unstored = int((~with_corr).sum())
     assert got == (f"unavailable for {n_unstored + 3} of {len(ids)} stars: {n_unstored} without stored "

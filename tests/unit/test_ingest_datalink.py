@@ -246,29 +246,22 @@ def test_empty_or_unsuitable_directory_is_a_failure(sqlite_engine, tmp_path, ing
 
 def test_cli_passes_globs_through_and_reports_other_products(sqlite_url, survey, mixed_dir, tmp_path, monkeypatch):
     from db.engine import get_engine
-    from shared.settings import get_settings
     from xpvae.cli import main
     monkeypatch.setenv("XPVAE_DATABASE_URL", sqlite_url)
     monkeypatch.setenv("XPVAE_HOME", str(tmp_path / "home"))
-    get_settings.cache_clear()
-    get_engine.cache_clear()
-    try:
-        from testdb import _empty_tables
-        _empty_tables(get_engine())
-        zpath = write_datalink(survey[0], mixed_dir / "datalink.zip", "fits", "INDIVIDUAL", ALL_PRODUCTS)
-        runner = CliRunner()
-        ok = runner.invoke(main, ["ingest", "gaia-xp", str(mixed_dir / "*")])
-        assert ok.exit_code == 0, ok.output
-        lines = ok.stdout.splitlines()
-        # like a walk, a glob reads data files only: README.txt and manifest.json are listed, not read
-        assert lines[0].startswith("ingest gaia-xp: files ok 2, failed 0, passed over 5; rows read 10, loaded 10")
-        assert any(line.startswith("other DataLink products passed over") and "XP_SAMPLED (5 files)" in line
-                   and "EPOCH_PHOTOMETRY (6 files)" in line for line in lines), ok.output
-        assert sum(line.startswith("PASSED OVER") for line in lines) == 5
-        named = runner.invoke(main, ["ingest", "gaia-xp", str(mixed_dir / "photometry.csv"), str(zpath)])
-        assert named.exit_code == 1
-        assert any(line.startswith(f"FAILED {mixed_dir / 'photometry.csv'}") for line in named.stdout.splitlines())
-        shutil.rmtree(mixed_dir)
-    finally:
-        get_settings.cache_clear()
-        get_engine.cache_clear()
+    from testdb import _empty_tables
+    _empty_tables(get_engine(sqlite_url))
+    zpath = write_datalink(survey[0], mixed_dir / "datalink.zip", "fits", "INDIVIDUAL", ALL_PRODUCTS)
+    runner = CliRunner()
+    ok = runner.invoke(main, ["ingest", "gaia-xp", str(mixed_dir / "*")])
+    assert ok.exit_code == 0, ok.output
+    lines = ok.stdout.splitlines()
+    # like a walk, a glob reads data files only: README.txt and manifest.json are listed, not read
+    assert lines[0].startswith("ingest gaia-xp: files ok 2, failed 0, passed over 5; rows read 10, loaded 10")
+    assert any(line.startswith("other DataLink products passed over") and "XP_SAMPLED (5 files)" in line
+               and "EPOCH_PHOTOMETRY (6 files)" in line for line in lines), ok.output
+    assert sum(line.startswith("PASSED OVER") for line in lines) == 5
+    named = runner.invoke(main, ["ingest", "gaia-xp", str(mixed_dir / "photometry.csv"), str(zpath)])
+    assert named.exit_code == 1
+    assert any(line.startswith(f"FAILED {mixed_dir / 'photometry.csv'}") for line in named.stdout.splitlines())
+    shutil.rmtree(mixed_dir)

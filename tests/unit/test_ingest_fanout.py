@@ -10,13 +10,17 @@ import sqlalchemy as sa
 
 from db import job_store as jobs_db
 from ingest.service import group_files, run_ingest_shard
-from shared import jobs
-from shared.jobs import JobContext
-from shared.settings import get_settings
+from jobqueue import runner
+from jobqueue.runner import JobContext
 from simulator.survey import generate
 from simulator.writers import bulk_file_name, write_xp_ecsv
 
 N_FILES, PER_FILE = 4, 30
+
+
+@pytest.fixture
+def settings(settings_for):
+    return settings_for(retry_backoff_s=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +42,10 @@ def _counts(engine) -> tuple[int, int, int]:
             "SELECT COUNT(*) FROM xp_correlations"))
 
 
-def test_each_file_is_a_shard_and_the_job_is_their_sum(engine, bulk_files):
+def test_each_file_is_a_shard_and_the_job_is_their_sum(engine, bulk_files, settings):
     paths, ids = bulk_files
-    job_id = jobs.submit("ingest", {"source": "gaia-xp", "paths": paths, "files_per_shard": 1}, engine=engine)
+    job_id = runner.submit("ingest", {"source": "gaia-xp", "paths": paths, "files_per_shard": 1},
+                           settings=settings, engine=engine)
     job = jobs_db.get_job(engine, job_id)
     shards = jobs_db.get_shards(engine, job_id)
     assert job["status"] == "succeeded", job["error"]
@@ -53,17 +58,18 @@ def test_each_file_is_a_shard_and_the_job_is_their_sum(engine, bulk_files):
     assert [f["path"] for f in r["files"]] == paths
     assert _counts(engine) == (len(ids), len(ids), len(ids))
     # by default these small files share one shard
-    again = jobs.submit("ingest", {"source": "gaia-xp", "paths": paths}, engine=engine)
+    again = runner.submit("ingest", {"source": "gaia-xp", "paths": paths}, settings=settings, engine=engine)
     assert len(jobs_db.get_shards(engine, again)) == 1 and jobs_db.get_job(engine, again)["status"] == "succeeded"
     assert _counts(engine) == (len(ids), len(ids), len(ids))      # a re-ingest adds nothing
 
 
-def test_a_corrupt_file_fails_its_shard_alone_and_the_job_names_it(engine, bulk_files, tmp_path):
+def test_a_corrupt_file_fails_its_shard_alone_and_the_job_names_it(engine, bulk_files, tmp_path, settings):
     paths, ids = bulk_files
     broken = tmp_path / "XpContinuousMeanSpectrum_999999-999999.csv.gz"
     broken.write_bytes(open(paths[0], "rb").read()[:700])           # a download cut short
     given = [paths[1], str(broken), paths[2], paths[3]]
-    job_id = jobs.submit("ingest", {"source": "gaia-xp", "paths": given, "files_per_shard": 1}, engine=engine)
+    job_id = runner.submit("ingest", {"source": "gaia-xp", "paths": given, "files_per_shard": 1},
+                           settings=settings, engine=engine)
     job = jobs_db.get_job(engine, job_id)
     shards = jobs_db.get_shards(engine, job_id)
     assert job["status"] == "partial" and job["attempts"] == 1
@@ -75,11 +81,11 @@ def test_a_corrupt_file_fails_its_shard_alone_and_the_job_names_it(engine, bulk_
     assert _counts(engine) == (3 * PER_FILE,) * 3
 
 
-def test_inputs_that_give_no_file_are_reported_by_a_shard(engine, bulk_files, tmp_path):
+def test_inputs_that_give_no_file_are_reported_by_a_shard(engine, bulk_files, tmp_path, settings):
     paths, _ = bulk_files
     (tmp_path / "notes.txt").write_text("not data")
-    job_id = jobs.submit("ingest", {"source": "gaia-xp", "paths": [paths[0], str(tmp_path / "nowhere.csv"),
-                                                                   str(tmp_path)]}, engine=engine)
+    job_id = runner.submit("ingest", {"source": "gaia-xp", "paths": [paths[0], str(tmp_path / "nowhere.csv"),
+                                                                   str(tmp_path)]}, settings=settings, engine=engine)
     job = jobs_db.get_job(engine, job_id)
     assert job["status"] == "partial", job["error"]
     r = job["result"]
@@ -87,21 +93,23 @@ def test_inputs_that_give_no_file_are_reported_by_a_shard(engine, bulk_files, tm
     assert any("nowhere.csv: no such file" in e for e in r["failed_files"])
     assert any(f"{tmp_path}: no Gaia XP files in it" in e for e in r["failed_files"])
     assert r["skipped_files"] == [f"{tmp_path / 'notes.txt'}: not a data file by its name"]
-    nothing = jobs.submit("ingest", {"source": "gaia-xp", "paths": [str(tmp_path / "nowhere.csv")]}, engine=engine)
+    nothing = runner.submit("ingest", {"source": "gaia-xp", "paths": [str(tmp_path / "nowhere.csv")]},
+                            settings=settings, engine=engine)
     job = jobs_db.get_job(engine, nothing)
     assert job["status"] == "failed" and "nowhere.csv: no such file" in job["error"]
 
 
-def test_a_shard_run_again_rewrites_the_same_rows(engine, bulk_files):
+def test_a_shard_run_again_rewrites_the_same_rows(engine, bulk_files, settings):
     """What a worker killed after its files committed but before the shard was marked done leaves behind: the
     shard runs again and the tables hold each star once, with the same values."""
     paths, ids = bulk_files
-    job_id = jobs.submit("ingest", {"source": "gaia-xp", "paths": paths[:2], "files_per_shard": 1}, engine=engine)
+    job_id = runner.submit("ingest", {"source": "gaia-xp", "paths": paths[:2], "files_per_shard": 1},
+                           settings=settings, engine=engine)
     job = jobs_db.get_job(engine, job_id)
     rows = sa.text("SELECT source_id, bp_coefficients, source_file FROM xp_spectra ORDER BY source_id")
     with engine.connect() as conn:
         before = conn.execute(rows).all()
-    ctx = JobContext(job_id, "ingest", dict(job["params"]), 2, engine, get_settings())
+    ctx = JobContext(job_id, "ingest", dict(job["params"]), 2, engine, settings)
     run_ingest_shard(ctx, jobs_db.get_shards(engine, job_id)[1])
     with engine.connect() as conn:
         after = conn.execute(rows).all()
@@ -121,7 +129,7 @@ def test_small_files_share_shards_and_a_large_file_is_alone(tmp_path):
     assert [len(g) for g in group_files(found, files_per_shard=4)] == [4, 2]
 
 
-def test_a_transient_database_failure_retries_that_shard_alone(pg_url, bulk_files, monkeypatch):
+def test_a_transient_database_failure_retries_that_shard_alone(pg_url, bulk_files, monkeypatch, settings_for):
     """Shard 1 meets a table locked by another session (lock timeout, a transient error): that shard is
     retried after its backoff, the lock is gone by then, and the job succeeds with every row once."""
     import threading
@@ -129,8 +137,7 @@ def test_a_transient_database_failure_retries_that_shard_alone(pg_url, bulk_file
     from db.engine import create_engine
     paths, _ = bulk_files
     monkeypatch.setenv("PGOPTIONS", "-c lock_timeout=300")
-    monkeypatch.setenv("XPVAE_RETRY_BACKOFF_S", "1.5")
-    get_settings.cache_clear()
+    settings = settings_for(retry_backoff_s=1.5, database_url=pg_url)
     engine = create_engine(pg_url)
     try:
         with engine.begin() as conn:
@@ -140,8 +147,8 @@ def test_a_transient_database_failure_retries_that_shard_alone(pg_url, bulk_file
         locker.execute(sa.text("LOCK TABLE xp_spectra IN ACCESS EXCLUSIVE MODE"))
         release = threading.Timer(1.0, lambda: (tx.rollback(), locker.close()))
         release.start()
-        job_id = jobs.submit("ingest", {"source": "gaia-xp", "paths": paths[:2], "files_per_shard": 1},
-                             engine=engine)
+        job_id = runner.submit("ingest", {"source": "gaia-xp", "paths": paths[:2], "files_per_shard": 1},
+                               settings=settings, engine=engine)
         release.join()
         job = jobs_db.get_job(engine, job_id)
         shards = jobs_db.get_shards(engine, job_id)
@@ -149,5 +156,4 @@ def test_a_transient_database_failure_retries_that_shard_alone(pg_url, bulk_file
         assert shards[0]["attempts"] == 2 and shards[1]["attempts"] == 1    # only the locked-out shard ran again
         assert _counts(engine) == (2 * PER_FILE,) * 3 and job["progress_done"] == 2
     finally:
-        get_settings.cache_clear()
         engine.dispose()

@@ -143,57 +143,44 @@ def _write_catalogue(path: Path, ids: np.ndarray, coeffs: np.ndarray) -> None:
     t.write(path, path="__astropy_table__", serialize_meta=True)
 
 
-def test_catalogue_with_norm(engine, tmp_path, monkeypatch):
+def test_catalogue_with_norm(engine, tmp_path):
     """A small file in the published catalogue's layout: spectra (no correlations), photometry and labels
     arrive and join in the xp_apogee view; the norm is stored under $XPVAE_HOME/norms."""
-    from shared.settings import get_settings
-    monkeypatch.setenv("XPVAE_HOME", str(tmp_path / "home"))
-    get_settings.cache_clear()
-    try:
-        rng = np.random.default_rng(5)
-        ids = np.array([11, 22, 33], np.int64)
-        coeffs = rng.normal(size=(3, 110))
-        _write_catalogue(tmp_path / "xp_apogee_cat.h5", ids, coeffs)
-        np.savez(tmp_path / "apogee_norm.npz", mu=np.zeros(110), sig=np.ones(110))
-        summary = ingest_catalogue(engine, tmp_path / "xp_apogee_cat.h5", norm=tmp_path / "apogee_norm.npz")
-        assert summary.files_failed == 0 and summary.rows_loaded == 3, summary.to_dict()
-        assert Path(summary.norm_path).parent == tmp_path / "home" / "norms"
-        assert np.array_equal(np.load(summary.norm_path)["sig"], np.ones(110))
-        out = read_spectra(engine, with_correlations=True)
-        assert np.array_equal(out["coefficients"], coeffs) and np.all(out["phot_g_mean_flux"] == 1e5)
-        assert not out["has_correlations"].any()
-        labels = read_labels(engine, ids)
-        assert labels["labelled"].all() and labels["pristine"].all() and labels["high_alpha"].all()
-        with engine.connect() as conn:
-            assert conn.execute(sa.text("SELECT COUNT(*) FROM xp_apogee")).scalar_one() == 3
-        ingest_catalogue(engine, tmp_path / "xp_apogee_cat.h5")
-        with engine.connect() as conn:
-            assert conn.execute(sa.text("SELECT COUNT(*) FROM apogee_labels")).scalar_one() == 3
-    finally:
-        get_settings.cache_clear()
+    rng = np.random.default_rng(5)
+    ids = np.array([11, 22, 33], np.int64)
+    coeffs = rng.normal(size=(3, 110))
+    _write_catalogue(tmp_path / "xp_apogee_cat.h5", ids, coeffs)
+    np.savez(tmp_path / "apogee_norm.npz", mu=np.zeros(110), sig=np.ones(110))
+    summary = ingest_catalogue(engine, tmp_path / "xp_apogee_cat.h5", norm=tmp_path / "apogee_norm.npz",
+                               norms_dir=tmp_path / "home" / "norms")
+    assert summary.files_failed == 0 and summary.rows_loaded == 3, summary.to_dict()
+    assert Path(summary.norm_path).parent == tmp_path / "home" / "norms"
+    assert np.array_equal(np.load(summary.norm_path)["sig"], np.ones(110))
+    out = read_spectra(engine, with_correlations=True)
+    assert np.array_equal(out["coefficients"], coeffs) and np.all(out["phot_g_mean_flux"] == 1e5)
+    assert not out["has_correlations"].any()
+    labels = read_labels(engine, ids)
+    assert labels["labelled"].all() and labels["pristine"].all() and labels["high_alpha"].all()
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM xp_apogee")).scalar_one() == 3
+    ingest_catalogue(engine, tmp_path / "xp_apogee_cat.h5")
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM apogee_labels")).scalar_one() == 3
 
 
 def test_cli_summary_and_exit_codes(sqlite_url, xp_dir, tmp_path, monkeypatch):
-    from db.engine import get_engine
-    from shared.settings import get_settings
     from xpvae.cli import main
     monkeypatch.setenv("XPVAE_DATABASE_URL", sqlite_url)
-    get_settings.cache_clear()
-    get_engine.cache_clear()
-    try:
-        runner = CliRunner()
-        ok = runner.invoke(main, ["ingest", "gaia-xp", str(xp_dir / "*RAW.csv"), "--no-correlations"])
-        assert ok.exit_code == 0, ok.output
-        assert ok.stdout.splitlines()[0] == ("ingest gaia-xp: files ok 1, failed 0; rows read 2, loaded 2, "
-                                             "skipped 0, duplicates 0")
-        broken = tmp_path / "broken.csv.gz"
-        broken.write_bytes(gzip.compress((xp_dir / "XP_CONTINUOUS_RAW.csv").read_bytes())[:500])
-        bad = runner.invoke(main, ["ingest", "gaia-xp", str(broken), str(xp_dir / "XP_CONTINUOUS_RAW.fits")])
-        assert bad.exit_code == 1
-        assert any(line.startswith(f"FAILED {broken}") for line in bad.stdout.splitlines())
-    finally:
-        get_settings.cache_clear()
-        get_engine.cache_clear()
+    runner = CliRunner()
+    ok = runner.invoke(main, ["ingest", "gaia-xp", str(xp_dir / "*RAW.csv"), "--no-correlations"])
+    assert ok.exit_code == 0, ok.output
+    assert ok.stdout.splitlines()[0] == ("ingest gaia-xp: files ok 1, failed 0; rows read 2, loaded 2, "
+                                         "skipped 0, duplicates 0")
+    broken = tmp_path / "broken.csv.gz"
+    broken.write_bytes(gzip.compress((xp_dir / "XP_CONTINUOUS_RAW.csv").read_bytes())[:500])
+    bad = runner.invoke(main, ["ingest", "gaia-xp", str(broken), str(xp_dir / "XP_CONTINUOUS_RAW.fits")])
+    assert bad.exit_code == 1
+    assert any(line.startswith(f"FAILED {broken}") for line in bad.stdout.splitlines())
 
 
 def test_repeated_apogee_rows_are_reported_not_silently_merged(engine, tmp_path):

@@ -8,11 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import db
+import jobqueue
 import shared
 
-ABOVE_SHARED = ("db", "jobqueue", "ingest", "trainer", "inferencer", "analysis", "simulator", "xpvae")
-# The job runner still lives in shared/ until it moves to its own package above db/ (issue #14).
-RUNNER_NOT_YET_MOVED = {"shared.jobs", "shared.tasks"}
+SERVICES = ("ingest", "trainer", "inferencer", "analysis", "simulator", "xpvae")
+ABOVE = {"shared": ("db", "jobqueue", *SERVICES), "db": ("jobqueue", *SERVICES), "jobqueue": SERVICES}
 
 _PROBE = """
 import importlib, json, sys
@@ -28,18 +29,35 @@ print(json.dumps(found))
 """
 
 
-def shared_modules() -> list[str]:
-    names = [f"shared.{m.name}" for m in pkgutil.walk_packages(shared.__path__) if not m.ispkg]
-    return sorted(set(names) - RUNNER_NOT_YET_MOVED)
+def modules_of(package) -> list[str]:
+    return sorted(f"{package.__name__}.{m.name}" for m in pkgutil.walk_packages(package.__path__)
+                  if not m.ispkg and m.name != "migrations")
+
+
+def _higher_layers_loaded(package) -> dict:
+    """One fresh interpreter, the package's modules imported one by one: the first to pull in a higher layer
+    is named, with what it loaded."""
+    out = subprocess.run([sys.executable, "-c", _PROBE, ",".join(ABOVE[package.__name__]), *modules_of(package)],
+                         capture_output=True, text=True, check=True, cwd=Path(shared.__file__).parents[1])
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def test_importing_shared_loads_no_higher_layer():
-    modules = shared_modules()
+    modules = modules_of(shared)
     assert "shared.artifact" in modules and "shared.errors" in modules and "shared.params" in modules
-    # one fresh interpreter, modules imported one by one: the first to pull in a higher layer is named
-    out = subprocess.run([sys.executable, "-c", _PROBE, ",".join(ABOVE_SHARED), *modules],
-                         capture_output=True, text=True, check=True, cwd=Path(shared.__file__).parents[1])
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == {}
+    assert _higher_layers_loaded(shared) == {}
+
+
+def test_importing_db_loads_neither_the_job_runner_nor_a_service():
+    assert "db.job_store" in modules_of(db) and "db.engine" in modules_of(db)
+    assert _higher_layers_loaded(db) == {}
+
+
+def test_the_job_runner_names_no_service():
+    """jobqueue/ knows job kinds only as the services register them (xpvae/services.py loads the services)."""
+    modules = set(modules_of(jobqueue))
+    assert {"jobqueue.runner", "jobqueue.registry", "jobqueue.tasks", "jobqueue.celery_app"} <= modules
+    assert _higher_layers_loaded(jobqueue) == {}
 
 
 def test_the_probe_notices_an_upward_import():

@@ -86,7 +86,6 @@ def test_checkpoint_payload_refused_by_the_engine(evil):
 def cli(tmp_path, monkeypatch):
     """Invoke the CLI on the embedded default in a fresh XPVAE_HOME; returns (invoke, home)."""
     from db.engine import get_engine
-    from shared.settings import get_settings
     from xpvae.cli import main
     home = tmp_path / "home"
     monkeypatch.setenv("XPVAE_HOME", str(home))
@@ -94,14 +93,15 @@ def cli(tmp_path, monkeypatch):
     monkeypatch.setenv("XPVAE_RETRY_BACKOFF_S", "0")
     for var in ("XPVAE_DATABASE_URL", "XPVAE_BROKER_URL"):
         monkeypatch.delenv(var, raising=False)
-    get_settings.cache_clear()
-    get_engine.cache_clear()
     runner = CliRunner()
     assert runner.invoke(main, ["db", "upgrade"]).exit_code == 0
     yield (lambda *args: runner.invoke(main, [str(a) for a in args])), home
-    get_engine().dispose()
-    get_settings.cache_clear()
-    get_engine.cache_clear()
+    get_engine(_home_db(home)).dispose()
+
+
+def _home_db(home) -> str:
+    """The embedded default database under XPVAE_HOME, which the CLI uses here."""
+    return f"sqlite:///{home / 'xpvae.sqlite'}"
 
 
 def _one_line_error(res, code: int, *needles: str) -> None:
@@ -132,7 +132,7 @@ def test_train_job_refuses_payload_where_its_checkpoint_is_expected(tmp_path, cl
     from simulator.survey import generate
     invoke, home = cli
     batch, _, _, phot = generate(80, 9, with_correlations=False)
-    engine = get_engine()
+    engine = get_engine(_home_db(home))
     with engine.begin() as conn:
         write_xp_batch(conn, batch, "t")
         write_photometry(conn, phot)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from db.job_status import JobStatus
 from shared import covariance
 from shared.model import VAEConfig, gaussian_nll
 from shared.training import TrainConfig, fit_scatter_vae
@@ -265,39 +266,35 @@ def test_compiled_likelihood_kernel_agrees_with_lapack_and_marks_bad_rows():
     assert cinv is None and torch.equal(nll[ok], got[0][ok])
 
 
-def test_train_job_with_full_likelihood_reads_correlations_and_counts_stars_without(engine, tmp_path, monkeypatch):
+def test_train_job_with_full_likelihood_reads_correlations_and_counts_stars_without(engine, tmp_path, settings_for):
     """Through the trainer service on a database (both backends): correlations stored for some stars only;
     the job trains, registers, and counts the others as diagonal fallbacks. An unknown likelihood fails."""
     from db import job_store as jobs_db
     from db.bulk import Nullable, upsert_rows
     from db.spectra import write_photometry, write_xp_batch
-    from shared import jobs
-    from shared.settings import get_settings
+    from jobqueue import registry, runner
     from simulator.survey import generate
-    monkeypatch.setenv("XPVAE_HOME", str(tmp_path / "home"))
-    get_settings.cache_clear()
-    try:
-        batch, _, _, phot = generate(300, 4, with_correlations=True)
-        ok = ~batch["bp_missing"] & ~batch["rp_missing"]
-        with_corr = ok & (np.arange(len(ok)) % 3 != 0)
-        ids = batch["source_id"]
-        with engine.begin() as conn:
-            write_xp_batch(conn, batch.without_correlations(), "t")
-            write_photometry(conn, phot)
-            upsert_rows(conn, "xp_correlations", {"source_id": ids[with_corr], **{
-                f"{b}_coefficient_correlations": Nullable(batch[f"{b}_coefficient_correlations"][with_corr],
-                                                          batch[f"{b}_missing"][with_corr]) for b in ("bp", "rp")}})
-        params = {"name": "full-m", "selection": {}, "model": {"latent_dim": 3, "hidden": [16, 8]},
-                  "train": {"epochs": 2, "batch_size": 64, "lr": 1e-3, "t0": 2, "compile": False, "threads": 1,
-                            "checkpoint_every": 0, "likelihood": "full"}}
-        job = jobs_db.create_job(engine, "train", jobs.KINDS["train"].queue, params, max_attempts=1)
-        assert jobs.execute(job, engine=engine) == "succeeded", jobs_db.get_job(engine, job)["error"]
-        result = jobs_db.get_job(engine, job)["result"]
-        assert result["likelihood"] == "full"
-        assert result["diagonal_fallback_stars"] == int((ok & ~with_corr).sum()) > 0
-        bad = dict(params, name="full-x", train=dict(params["train"], likelihood="exact"))
-        job = jobs_db.create_job(engine, "train", jobs.KINDS["train"].queue, bad, max_attempts=1)
-        assert jobs.execute(job, engine=engine) == "failed"
-        assert "likelihood must be one of" in jobs_db.get_job(engine, job)["error"]
-    finally:
-        get_settings.cache_clear()
+    settings = settings_for(home=tmp_path / "home")
+    batch, _, _, phot = generate(300, 4, with_correlations=True)
+    ok = ~batch["bp_missing"] & ~batch["rp_missing"]
+    with_corr = ok & (np.arange(len(ok)) % 3 != 0)
+    ids = batch["source_id"]
+    with engine.begin() as conn:
+        write_xp_batch(conn, batch.without_correlations(), "t")
+        write_photometry(conn, phot)
+        upsert_rows(conn, "xp_correlations", {"source_id": ids[with_corr], **{
+            f"{b}_coefficient_correlations": Nullable(batch[f"{b}_coefficient_correlations"][with_corr],
+                                                      batch[f"{b}_missing"][with_corr]) for b in ("bp", "rp")}})
+    params = {"name": "full-m", "selection": {}, "model": {"latent_dim": 3, "hidden": [16, 8]},
+              "train": {"epochs": 2, "batch_size": 64, "lr": 1e-3, "t0": 2, "compile": False, "threads": 1,
+                        "checkpoint_every": 0, "likelihood": "full"}}
+    job = jobs_db.create_job(engine, "train", registry.KINDS["train"].queue, params, max_attempts=1)
+    status = runner.execute(job, settings=settings, engine=engine)
+    assert status == JobStatus.SUCCEEDED, jobs_db.get_job(engine, job)["error"]
+    result = jobs_db.get_job(engine, job)["result"]
+    assert result["likelihood"] == "full"
+    assert result["diagonal_fallback_stars"] == int((ok & ~with_corr).sum()) > 0
+    bad = dict(params, name="full-x", train=dict(params["train"], likelihood="exact"))
+    job = jobs_db.create_job(engine, "train", registry.KINDS["train"].queue, bad, max_attempts=1)
+    assert runner.execute(job, settings=settings, engine=engine) == JobStatus.FAILED
+    assert "likelihood must be one of" in jobs_db.get_job(engine, job)["error"]

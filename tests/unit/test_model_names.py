@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from db import job_store as jobs_db
+from db.job_status import JobStatus
 from db.models_registry import (
     InvalidModelName,
     ModelNameTaken,
@@ -170,20 +171,16 @@ def test_references_resolve_ids_and_names(engine, tmp_path):
 @pytest.fixture
 def cli(engine, tmp_path, monkeypatch):
     from db.engine import get_engine
-    from shared.settings import get_settings
     from xpvae.cli import main
+    url = engine.url.render_as_string(hide_password=False)
     monkeypatch.setenv("XPVAE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("XPVAE_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("XPVAE_DATABASE_URL", url)
     monkeypatch.delenv("XPVAE_SHARED", raising=False)   # the default: the vendored reference/
     monkeypatch.setenv("XPVAE_RETRY_BACKOFF_S", "0")
     monkeypatch.delenv("XPVAE_BROKER_URL", raising=False)
-    get_settings.cache_clear()
-    get_engine.cache_clear()
     runner = CliRunner()
     yield lambda *args: runner.invoke(main, [str(a) for a in args])
-    get_engine().dispose()
-    get_settings.cache_clear()
-    get_engine.cache_clear()
+    get_engine(url).dispose()
 
 
 def _err(res) -> str:
@@ -224,22 +221,17 @@ def test_cli_names_reuse_replace_and_references(cli, engine, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["train", "train_baseline"])
-def test_jobs_from_api_callers_check_the_name_before_training(kind, engine, tmp_path, monkeypatch):
+def test_jobs_from_api_callers_check_the_name_before_training(kind, engine, tmp_path, settings_for):
     """The service validates again (API callers skip the CLI): a bad or taken name fails the job before any
     spectra are read, and writes nothing."""
-    from shared import jobs
-    from shared.settings import get_settings
-    monkeypatch.setenv("XPVAE_HOME", str(tmp_path / "home"))
-    get_settings.cache_clear()
-    try:
-        register_model(engine, name="taken", kind="svae", path=str(tmp_path / "t.pt"))
-        for name, needle in (("../../x", "invalid model name"), ("7", "invalid model name"), (7, "invalid model name"),
-                             ("taken", "'taken' is taken")):
-            job = jobs_db.create_job(engine, kind, jobs.KINDS[kind].queue, {"name": name, "selection": {}},
-                                     max_attempts=1)
-            assert jobs.execute(job, engine=engine) == "failed"
-            error = jobs_db.get_job(engine, job)["error"]
-            assert needle in error.splitlines()[0] and "matches no spectra" not in error, error
-    finally:
-        get_settings.cache_clear()
+    from jobqueue import registry, runner
+    settings = settings_for(home=tmp_path / "home")
+    register_model(engine, name="taken", kind="svae", path=str(tmp_path / "t.pt"))
+    for name, needle in (("../../x", "invalid model name"), ("7", "invalid model name"), (7, "invalid model name"),
+                         ("taken", "'taken' is taken")):
+        job = jobs_db.create_job(engine, kind, registry.KINDS[kind].queue, {"name": name, "selection": {}},
+                                 max_attempts=1)
+        assert runner.execute(job, settings=settings, engine=engine) == JobStatus.FAILED
+        error = jobs_db.get_job(engine, job)["error"]
+        assert needle in error.splitlines()[0] and "matches no spectra" not in error, error
     assert not (tmp_path / "home").exists() and sorted(p.name for p in tmp_path.iterdir()) == []

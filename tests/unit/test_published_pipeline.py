@@ -15,7 +15,6 @@ from click.testing import CliRunner
 def test_catalogue_published_weights_infer(tmp_path, shared_dir, monkeypatch):
     from db.engine import get_engine
     from shared.model import load_published
-    from shared.settings import get_settings
     from simulator.survey import simulate_survey
     from xpvae.cli import main
     survey = tmp_path / "survey"
@@ -32,27 +31,22 @@ def test_catalogue_published_weights_infer(tmp_path, shared_dir, monkeypatch):
     monkeypatch.delenv("XPVAE_DATABASE_URL", raising=False)
     monkeypatch.delenv("XPVAE_BROKER_URL", raising=False)
     monkeypatch.delenv("XPVAE_SHARED", raising=False)      # the weights' default: the vendored copy in reference/
-    get_settings.cache_clear()
-    get_engine.cache_clear()
-    try:
-        run = CliRunner()
-        assert run.invoke(main, ["db", "upgrade"]).exit_code == 0
-        res = run.invoke(main, ["ingest", "catalogue", str(cat), "--norm", str(norm)])
-        assert res.exit_code == 0, res.output
-        stored = next((tmp_path / "home" / "norms").glob("apogee_norm-*.npz"))
-        res = run.invoke(main, ["model", "import-published", "--norm", str(stored)])
-        assert res.exit_code == 0 and "published-svae" in res.output, res.output
-        res = run.invoke(main, ["infer", "--model", "published-svae"])
-        assert res.exit_code == 0, res.output
-        # the catalogue has no correlations: χ² is reported unavailable, never silently diagonal
-        assert f"unavailable for {len(ids)} of {len(ids)} stars" in res.output, res.output
-        with get_engine().connect() as conn:
-            rows = conn.execute(sa.text("SELECT source_id, z1, z2, z3, z4, z5, z6 FROM inference_results "
-                                        "ORDER BY source_id")).all()
-            n_labelled = conn.execute(sa.text("SELECT count(*) FROM latents WHERE teff IS NOT NULL")).scalar()
-    finally:
-        get_settings.cache_clear()
-        get_engine.cache_clear()
+    run = CliRunner()
+    assert run.invoke(main, ["db", "upgrade"]).exit_code == 0
+    res = run.invoke(main, ["ingest", "catalogue", str(cat), "--norm", str(norm)])
+    assert res.exit_code == 0, res.output
+    stored = next((tmp_path / "home" / "norms").glob("apogee_norm-*.npz"))
+    res = run.invoke(main, ["model", "import-published", "--norm", str(stored)])
+    assert res.exit_code == 0 and "published-svae" in res.output, res.output
+    res = run.invoke(main, ["infer", "--model", "published-svae"])
+    assert res.exit_code == 0, res.output
+    # the catalogue has no correlations: χ² is reported unavailable, never silently diagonal
+    assert f"unavailable for {len(ids)} of {len(ids)} stars" in res.output, res.output
+    home_db = f"sqlite:///{tmp_path / 'home' / 'xpvae.sqlite'}"     # the embedded default under XPVAE_HOME
+    with get_engine(home_db).connect() as conn:
+        rows = conn.execute(sa.text("SELECT source_id, z1, z2, z3, z4, z5, z6 FROM inference_results "
+                                    "ORDER BY source_id")).all()
+        n_labelled = conn.execute(sa.text("SELECT count(*) FROM latents WHERE teff IS NOT NULL")).scalar()
     got_ids = np.array([r[0] for r in rows], np.int64)
     got = np.array([r[1:] for r in rows], np.float64)
     assert len(rows) == len(ids) and n_labelled == len(ids)

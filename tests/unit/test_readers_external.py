@@ -155,31 +155,24 @@ def test_photometry_votable_pointing_at_a_server_fails_the_ingest(sqlite_url, tm
     """``xpvae ingest photometry`` on a hostile file: exit 1, one FAILED line saying what was refused, no rows
     in the database, no request to the server; the same file with its data inline loads."""
     from db.engine import get_engine
-    from shared.settings import get_settings
     from xpvae.cli import main
     inline = _photometry_votable(tmp_path)
     server.payload = _payload(inline)
     path = _write(tmp_path / "phot.xml", _external(inline, server.url, "href"))
     _read_nothing(read_photometry, path, REFUSED)
     monkeypatch.setenv("XPVAE_DATABASE_URL", sqlite_url)
-    get_settings.cache_clear()
-    get_engine.cache_clear()
     from testdb import _empty_tables  # the session's database: earlier tests may have left photometry rows
-    _empty_tables(get_engine())
-    try:
-        bad = CliRunner().invoke(main, ["ingest", "photometry", str(path)])
-        assert bad.exit_code == 1, bad.output
-        failed = [line for line in bad.output.splitlines() if line.startswith(f"FAILED {path}")]
-        assert len(failed) == 1 and f"href='{server.url}'" in failed[0] and "refused" in failed[0], bad.output
-        with get_engine().connect() as conn:
-            assert conn.execute(sa.text("SELECT COUNT(*) FROM photometry")).scalar_one() == 0
-        ok = CliRunner().invoke(main, ["ingest", "photometry", str(_write(tmp_path / "ok.xml", inline))])
-        assert ok.exit_code == 0, ok.output
-        with get_engine().connect() as conn:
-            assert conn.execute(sa.text("SELECT COUNT(*) FROM photometry")).scalar_one() == 3
-    finally:
-        get_settings.cache_clear()
-        get_engine.cache_clear()
+    _empty_tables(get_engine(sqlite_url))
+    bad = CliRunner().invoke(main, ["ingest", "photometry", str(path)])
+    assert bad.exit_code == 1, bad.output
+    failed = [line for line in bad.output.splitlines() if line.startswith(f"FAILED {path}")]
+    assert len(failed) == 1 and f"href='{server.url}'" in failed[0] and "refused" in failed[0], bad.output
+    with get_engine(sqlite_url).connect() as conn:
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM photometry")).scalar_one() == 0
+    ok = CliRunner().invoke(main, ["ingest", "photometry", str(_write(tmp_path / "ok.xml", inline))])
+    assert ok.exit_code == 0, ok.output
+    with get_engine(sqlite_url).connect() as conn:
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM photometry")).scalar_one() == 3
     assert server.hits == []
 
 

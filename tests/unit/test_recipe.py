@@ -59,10 +59,9 @@ def small_survey(tmp_path_factory):
     """600 simulated stars in a SQLite database; the CLI pointed at it in-process."""
     import os
 
-    from db.engine import create_engine, get_engine
+    from db.engine import create_engine
     from db.migrate import upgrade
     from db.spectra import write_photometry, write_xp_batch
-    from shared.settings import get_settings
     from simulator.survey import generate
     home = tmp_path_factory.mktemp("recipe")
     url = f"sqlite:///{home / 'x.sqlite'}"
@@ -76,16 +75,12 @@ def small_survey(tmp_path_factory):
                                             "XPVAE_TORCH_THREADS")}
     os.environ.update(XPVAE_DATABASE_URL=url, XPVAE_HOME=str(home), XPVAE_TORCH_THREADS="1")
     os.environ.pop("XPVAE_BROKER_URL", None)
-    get_settings.cache_clear()
-    get_engine.cache_clear()
     yield engine
     for k, v in saved.items():
         if v is None:
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
-    get_settings.cache_clear()
-    get_engine.cache_clear()
     engine.dispose()
 
 
@@ -114,16 +109,19 @@ def test_train_reports_the_recipe_it_ran_and_refuses_an_oversized_batch(small_su
 
 def test_infer_reports_progress_within_a_shard(small_survey):
     from db import job_store as jobs_db
+    from db.job_status import JobStatus
     from db.models_registry import get_model
-    from shared import jobs
+    from jobqueue import runner
+    from shared.settings import Settings
     if not _xpvae("models").output.count("auto-1"):
         assert _xpvae("train", "--name", "auto-1", "--epochs", "1", "--checkpoint-every", "0").exit_code == 0
     calls = []
-    job_id = jobs.submit("infer", {"model_id": int(get_model(small_survey, "auto-1")["id"]), "selection": {},
-                                   "shards": 2, "batch_size": 64}, engine=small_survey,
-                         on_progress=lambda d, t, m: calls.append((d, t, m)))
+    settings = Settings.from_env()         # the environment the fixture gave the CLI, read the CLI's way
+    job_id = runner.submit("infer", {"model_id": int(get_model(small_survey, "auto-1")["id"]), "selection": {},
+                                     "shards": 2, "batch_size": 64}, settings=settings, engine=small_survey,
+                           on_progress=lambda d, t, m: calls.append((d, t, m)))
     job = jobs_db.get_job(small_survey, job_id)
-    assert job["status"] == "succeeded", job["error"]
+    assert job["status"] == JobStatus.SUCCEEDED, job["error"]
     inside = [(d, t, m) for d, t, m in calls if m.startswith("shard ")]
     first = [c for c in inside if c[2].startswith("shard 1/2")]
     assert len(first) >= 4           # ~300 stars in batches of 64: one line per batch, not one per shard
