@@ -269,7 +269,7 @@ def test_last_shard_writes_the_result_when_two_finish_together(engine, settings,
     monkeypatch.setattr(jobs_db, "complete_if_all_shards_settled", real_complete)
     with engine.begin() as conn:                           # shard 1 as its own worker would finish it
         jobs_db.finish_shard(conn, job_id, 1, ShardStatus.DONE)
-    runner._complete_if_last(engine, jobs_db.get_job(engine, job_id))
+    runner._complete_if_last(runner.JobContext(job_id, "t_shards", {}, 1, engine, settings))
     job = jobs_db.get_job(engine, job_id)
     assert job["status"] == JobStatus.SUCCEEDED and job["result"] == {"n_shards": 2}
 
