@@ -262,6 +262,7 @@ def classifier_comparison(comparisons: dict[str, ClassifierComparison], path: Pa
         axes[1].axvline(0.0, color="grey", lw=0.8)
         axes[1].set_yticks(yd, dlabels)
         axes[1].set_ylim(-0.7, len(dlabels) - 0.3)
+        axes[1].xaxis.set_major_locator(MaxNLocator(5))      # the narrow panel: five ticks stay legible
         axes[1].set_xlabel(f"paired difference in {label(metric)} (95 % bootstrap interval)")
     text = (f"{label(metric).capitalize()} of random forests predicting the α class from each feature set, per "
             f"sample, out of fold with 95 % bootstrap intervals (dotted line: chance, 0.5)")

@@ -260,16 +260,31 @@ def test_inference_job_stores_scores_calibrated_once_per_job(engine, tmp_path, w
 
 # ---- recall of injected anomalies after a brief training (the full measurement: python -m bench anomaly) ----
 
+SEEDS = (8, 9, 10, 11)      # recall is averaged over these surveys: one 4,000-star survey is too noisy a judge
+
+
 def test_score_finds_injected_anomalies_better_than_chance_and_than_chi2_without_scatter():
-    """4,000 stars, 3 % anomalous, 30 epochs: a model far from converged (the benchmark trains 20,000 stars for
-    100 epochs). Stated minimums, top 5 % of the score (chance: 0.05): any kind ≥ 0.5 and above χ² without the
-    scatter (whose top ranks are bright normal stars the model fits to within its scatter but not within their
-    errors); emission lines and corrupted bands ≥ 0.6 and above that baseline; a wrong G flux ≥ 0.8; and the
-    tail probability no worse than ~5× off at 1 % on the normal stars (0.5–6 % of them below p = 1 %)."""
+    """4,000 stars, 3 % anomalous, 30 epochs, four surveys: a model far from converged (the benchmark trains
+    20,000 stars for 100 epochs). Stated minimums for the mean recall in the top 5 % of the score (chance:
+    0.05): any kind ≥ 0.5 and emission lines ≥ 0.6, both above χ² without the scatter (whose top ranks are
+    bright normal stars the model fits to within its scatter but not within their errors); corrupted bands
+    ≥ 0.6; a wrong G flux ≥ 0.8; and on every survey the tail probability no worse than ~5× off at 1 % on the
+    normal stars (0.5–6 % of them below p = 1 %).
+    Measured on the simulator's current SEDs over 24 such surveys (seeds 8–31): mean recall any 0.68 vs
+    χ² 0.64, emission 0.74 vs 0.65, corrupted band 0.87 vs 0.85; single surveys scatter (the score ranked
+    'any' above χ² on 11 of 16), and means over four surveys put the score above χ² for 'any' and emission in
+    every window tried but for corrupted bands in only half: a whole band off is as plain to χ² without the
+    scatter, so that kind asserts the minimum only."""
     from bench.anomaly_recall import measure
-    r = measure(4000, 8, anomaly_fraction=0.03, epochs=30)
-    score, base = r.recall["score"], r.recall["chi2 without scatter"]
-    for kind, minimum in (("any", 0.5), ("emission", 0.6), ("band", 0.6)):
-        assert score[kind][0.05] >= minimum and score[kind][0.05] > base[kind][0.05], (kind, r.recall)
-    assert score["gflux"][0.05] >= 0.8, r.recall
-    assert 0.005 <= r.normal_p_below[0.01] <= 0.06, r.normal_p_below
+    runs = [measure(4000, seed, anomaly_fraction=0.03, epochs=30) for seed in SEEDS]
+
+    def mean(method: str, kind: str) -> float:
+        return float(np.mean([r.recall[method][kind][0.05] for r in runs]))
+
+    score = {k: mean("score", k) for k in ("any", "emission", "band", "gflux")}
+    base = {k: mean("chi2 without scatter", k) for k in ("any", "emission")}
+    for kind, minimum in (("any", 0.5), ("emission", 0.6)):
+        assert score[kind] >= minimum and score[kind] > base[kind], (kind, score, base)
+    assert score["band"] >= 0.6 and score["gflux"] >= 0.8, score
+    for r in runs:
+        assert 0.005 <= r.normal_p_below[0.01] <= 0.06, r.normal_p_below

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from analysis.alpha import CONTROLS_FOR
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -28,7 +30,7 @@ def test_reduced_demo_produces_reports_figures_and_finite_tables(tmp_path):
     out = res.stdout
     assert "demo finished" in out and "SELECT" in out and "balanced accuracy" in out
     # the verdict says what it controls for and gives its p-value
-    assert "beyond what the latents know about Teff, log g and [M/H]" in out and "one-sided p =" in out
+    assert "latents add [α/M] information " + CONTROLS_FOR in out and "one-sided p =" in out
 
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert math.isfinite(summary["svae"]["test_nll"]) and math.isfinite(summary["svae"]["test_zscore_std"])

@@ -1,5 +1,5 @@
 """An ingest job fans out over its files, in-process here on both backends (under real Celery workers, with a
-worker killed mid-shard: tests/integration/test_ingest_fanout.py): one shard per file or group of files, the
+worker killed mid-shard: tests/integration/test_ingest_fanout_workers.py): one shard per file or group of files, the
 job's progress the sum of its shards', a file that fails fails its shard alone (the job ends partial and names
 it), and a shard run again adds no rows."""
 from __future__ import annotations
