@@ -15,15 +15,24 @@ s folds the telescope area, hc and the unit conventions into one number per band
 real sources (``fit_count_scale``). The simulator does not need it (it scales every star to its drawn G);
 comparisons with real coefficients do.
 
-Edge correction. The tables alone give internal spectra that match real ones to 1–7 % in the core of each
-band but fall 10–80 % short towards the edges (BP beyond ~700 nm and below ~385 nm, RP below ~625 nm and
-beyond ~1000 nm), where real internal spectra keep extended wings a few % of the peak high (wings of the real
-LSF and response that a 100-term Hermite development and the tabulated response do not carry). That deficit
-spreads over every order at ~1 % of c₀, above the real mid-order coefficients (0.05–0.3 % of c₀). So the
-internal spectrum is multiplied by w(u), the median ratio real / model over bright real sources
-(``fit_edge_correction``, stored in ``instrument_calibration.py`` by ``python -m simulator.calibrate
---instrument``), re-expanded in Hermite functions:
-h' = W·h with Wₙₘ = ∫ φₙ(x) w(a·x + b) φₘ(x) dx. ``forward_operator(corrected=False)`` gives the tables alone.
+The tables are not the inverse of DR3's calibration. GaiaXPy calibrates with inverse bases Bₖ (F(λ) =
+hc/(A·R·λ)·Σ cₖ Bₖ(u(λ))); the tables applied to the calibrated spectrum of each published basis function give a
+55 × 55 matrix M far from the identity (diagonal 0.2–1.3), even for one band alone, with no merge, truncation or
+extrapolation. No convention fixes that (checked: T vs Tᵀ, the Hermite scale of both LSF dimensions, the du/dλ
+Jacobian, spline vs linear dispersion, shifts and stretches of u). So the tables give real stars' coefficients back
+only to ≲ 5 % of c₀ (10–100 σ), and their internal spectra fall short towards the band edges.
+
+Corrections (``corrected=``):
+- "inverse-bases" (the default): the tables followed by X = M⁺, which makes forward(calibrate(c)) = c for
+  one band; parameter-free, and it carries GaiaXPy's absolute photon scale (COUNT_SCALE and R cancel). M is
+  singular in 1 BP and 3 RP directions (basis functions living where the band has no response, like BP's
+  beyond ~720 nm, which real BP spectra still fill at ~1–2 % of their peak); those are filled linearly from the
+  first FILL_ORDERS corrected coefficients (``fit_null_fill`` on bright real sources, stored in
+  ``instrument_calibration.py`` by ``python -m simulator.calibrate --instrument``).
+- "edge": the earlier empirical patch, internal spectra multiplied by w(u), the median ratio real / model over
+  bright real sources (``fit_edge_correction``), re-expanded in Hermite functions: h' = W·h with
+  Wₙₘ = ∫ φₙ(x) w(a·x + b) φₘ(x) dx.
+- False: the tables alone.
 
 The integral is done once, on a fine grid, for SEDs given as samples on a coarse grid and linearly
 interpolated in between: ``forward_operator(grid)`` is then one (n_grid, 110) matrix, cached per grid.
