@@ -1,5 +1,6 @@
 """Refit the XP error model on the real sources and regenerate ``error_calibration.py``; with
-``--instrument``, refit the instrument model's edge correction and regenerate ``instrument_calibration.py``.
+``--instrument``, refit the instrument model's edge correction and null fill and regenerate
+``instrument_calibration.py``.
 
     python -m simulator.calibrate [--instrument] [PATH_TO_FLAT_XP_FITS]
 
@@ -36,16 +37,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _calibrate_instrument(path: Path) -> int:
-    from .instrument import CALIBRATION_G_MAX, calibration_sources, fit_edge_correction, write_edge_calibration
+    from .instrument import (
+        CALIBRATION_G_MAX,
+        calibration_sources,
+        fit_edge_correction,
+        fit_null_fill,
+        write_instrument_calibration,
+    )
     from .noise import read_flat_real_sources
     from .xp_basis import xp_basis
     c, _ = read_flat_real_sources(path)
     use = calibration_sources(c)
     basis = xp_basis()
     w = fit_edge_correction(c[use], basis.sample(c[use]), basis.wavelength)
+    fill = fit_null_fill(c[use], basis.sample(c[use]), basis.wavelength)
     target = Path(__file__).with_name("instrument_calibration.py")
-    write_edge_calibration(w, target, f"the {int(use.sum())} real Gaia DR3 sources with G < {CALIBRATION_G_MAX} "
-                                      f"in {REAL_SOURCES.as_posix()}")
+    source = f"the {int(use.sum())} real Gaia DR3 sources with G < {CALIBRATION_G_MAX} in {REAL_SOURCES.as_posix()}"
+    write_instrument_calibration(w, fill, target, source)
     print(f"wrote {target} from {int(use.sum())} sources")
     return 0
 

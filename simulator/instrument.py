@@ -15,15 +15,24 @@ s folds the telescope area, hc and the unit conventions into one number per band
 real sources (``fit_count_scale``). The simulator does not need it (it scales every star to its drawn G);
 comparisons with real coefficients do.
 
-Edge correction. The tables alone give internal spectra that match real ones to 1–7 % in the core of each
-band but fall 10–80 % short towards the edges (BP beyond ~700 nm and below ~385 nm, RP below ~625 nm and
-beyond ~1000 nm), where real internal spectra keep extended wings a few % of the peak high (wings of the real
-LSF and response that a 100-term Hermite development and the tabulated response do not carry). That deficit
-spreads over every order at ~1 % of c₀, above the real mid-order coefficients (0.05–0.3 % of c₀). So the
-internal spectrum is multiplied by w(u), the median ratio real / model over bright real sources
-(``fit_edge_correction``, stored in ``instrument_calibration.py`` by ``python -m simulator.calibrate
---instrument``), re-expanded in Hermite functions:
-h' = W·h with Wₙₘ = ∫ φₙ(x) w(a·x + b) φₘ(x) dx. ``forward_operator(corrected=False)`` gives the tables alone.
+The tables are not the inverse of DR3's calibration. GaiaXPy calibrates with inverse bases Bₖ (F(λ) =
+hc/(A·R·λ)·Σ cₖ Bₖ(u(λ))); the tables applied to the calibrated spectrum of each published basis function give a
+55 × 55 matrix M far from the identity (diagonal 0.2–1.3), even for one band alone, with no merge, truncation or
+extrapolation. No convention fixes that (checked: T vs Tᵀ, the Hermite scale of both LSF dimensions, the du/dλ
+Jacobian, spline vs linear dispersion, shifts and stretches of u). So the tables give real stars' coefficients back
+only to ≲ 5 % of c₀ (10–100 σ), and their internal spectra fall short towards the band edges.
+
+Corrections (``corrected=``):
+- "inverse-bases" (the default): the tables followed by X = M⁺, which makes forward(calibrate(c)) = c for
+  one band; parameter-free, and it carries GaiaXPy's absolute photon scale (COUNT_SCALE and R cancel). M is
+  singular in 1 BP and 3 RP directions (basis functions living where the band has no response, like BP's
+  beyond ~720 nm, which real BP spectra still fill at ~1–2 % of their peak); those are filled linearly from the
+  first FILL_ORDERS corrected coefficients (``fit_null_fill`` on bright real sources, stored in
+  ``instrument_calibration.py`` by ``python -m simulator.calibrate --instrument``).
+- "edge": the earlier empirical patch, internal spectra multiplied by w(u), the median ratio real / model over
+  bright real sources (``fit_edge_correction``), re-expanded in Hermite functions: h' = W·h with
+  Wₙₘ = ∫ φₙ(x) w(a·x + b) φₘ(x) dx.
+- False: the tables alone.
 
 The integral is done once, on a fine grid, for SEDs given as samples on a coarse grid and linearly
 interpolated in between: ``forward_operator(grid)`` is then one (n_grid, 110) matrix, cached per grid.
@@ -50,6 +59,8 @@ N_LSF = 100                 # Hermite functions of the LSF's source-position dim
 #: e⁻/s per unit of ∫ F·λ·R·L·φ dλ (F in W m⁻² nm⁻¹, λ in nm), fitted on the bright real sources
 #: (``fit_count_scale`` on ``calibration_sources``); BP and RP agree to 3 %.
 COUNT_SCALE = {"bp": 3.809e14, "rp": 3.920e14}
+#: GaiaXPy's photon conversion: h·c (J·nm) over the telescope's pupil area A = 0.7278 m².
+HC_OVER_AREA = 6.62607015e-34 * 2.99792458e8 * 1e9 / 0.7278
 #: Integration step (nm) of the fine grid on which the operator is built.
 FINE_STEP = 0.1
 #: The simulator's SED grid for the forward model: covers both responses (R > 10⁻³ of its peak over
@@ -63,6 +74,15 @@ EDGE_U_GRID = np.arange(-10.0, 70.0 + 1e-9, 1.0)
 EDGE_FLOOR = 2e-3
 EDGE_CLIP = (0.2, 5.0)
 CALIBRATION_G_MAX = 13.5
+#: GaiaXPy's inverse bases (its config folder), and the pseudo-inverse cut of the consistency correction.
+INVERSE_BASES = {"bp": "bpC03_v375wi_bases.csv", "rp": "rpC03_v142r_bases.csv"}
+CONSISTENCY_RCOND = 1e-3
+#: The null fill regresses on the first FILL_ORDERS corrected coefficients only: they carry signal in every
+#: source (on all 55 the fill follows noise, with weights up to 10⁷; held-out residuals are the same with 4).
+FILL_ORDERS = 4
+#: The corrections ``forward_operator`` offers (``corrected=True`` is DEFAULT_CORRECTION).
+CORRECTIONS = ("edge", "inverse-bases")
+DEFAULT_CORRECTION = "inverse-bases"
 
 
 @dataclass(frozen=True)
@@ -123,16 +143,20 @@ def hermite_functions(x: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+def _instrument_response(band: str, wavelength: np.ndarray) -> np.ndarray:
+    """(55, n) published-basis coefficients of one photon per nm at each wavelength: T·L·φ₁₀₀(x(u(λ)))."""
+    model = band_model(band)
+    a, b = HERMITE_SCALE[band]
+    u = np.interp(wavelength, *model.dispersion)
+    return model.rotation @ (model.lsf @ hermite_functions((u - b) / a, N_LSF))
+
+
 def kernel(band: str, wavelength: np.ndarray) -> np.ndarray:
     """(55, n) published-basis coefficients (e⁻/s, COUNT_SCALE included) per unit of F(λ)·dλ at each wavelength,
     from the tables alone."""
-    model = band_model(band)
     lam = np.asarray(wavelength, np.float64)
-    a, b = HERMITE_SCALE[band]
-    u = np.interp(lam, *model.dispersion)
-    weight = lam * np.interp(lam, *model.response, left=0.0, right=0.0)
-    hermite = model.lsf @ hermite_functions((u - b) / a, N_LSF)          # (55, n) internal coefficients
-    return COUNT_SCALE[band] * (model.rotation @ hermite) * weight
+    weight = lam * np.interp(lam, *band_model(band).response, left=0.0, right=0.0)
+    return COUNT_SCALE[band] * _instrument_response(band, lam) * weight
 
 
 def edge_matrix(band: str, u_grid: np.ndarray | None = None, w: np.ndarray | None = None) -> np.ndarray:
@@ -146,6 +170,105 @@ def edge_matrix(band: str, u_grid: np.ndarray | None = None, w: np.ndarray | Non
     phi = hermite_functions(x, N_COEFF)
     hermite = (phi * np.interp(a * x + b, u_grid, w)) @ phi.T * (x[1] - x[0])
     return model.rotation @ hermite @ model.rotation.T
+
+
+@dataclass(frozen=True)
+class InverseBases:
+    """GaiaXPy's DR3 external-calibration inverse bases of one band: a calibrated spectrum is
+    F(λ) = hc / (A·R(λ)·λ) · Σₖ cₖ Bₖ(u(λ)) with Bₖ = (T · C · φ₅₅(x))ₖ, x = (u − b)/a."""
+    coefficients: np.ndarray       # (55, 55) C: inverse bases in Hermite functions
+    rotation: np.ndarray           # (55, 55) T, the same rotation as the instrument tables'
+    scale: tuple[float, float]     # (a, b) of their Hermite argument
+
+
+def _parse_vector(text: str) -> np.ndarray:
+    return np.array([float(v) for v in text.strip().strip("()").split(",")], np.float64)
+
+
+def inverse_bases(band: str) -> InverseBases:
+    """Read GaiaXPy's shipped inverse-bases table of ``band`` (numbers only; nothing is evaluated)."""
+    import csv
+
+    from .xp_basis import _import_gaiaxpy_quietly
+    _import_gaiaxpy_quietly()
+    from gaiaxpy.config.paths import config_path
+    path = Path(config_path) / INVERSE_BASES[band]
+    with open(path, newline="") as fh:
+        row = next(csv.DictReader(fh))
+    n = int(row["nBases"])
+    coefficients = _parse_vector(row["inverseBasesCoefficients"]).reshape(n, int(row["nInverseBasesCoefficients"]))
+    rotation = _parse_vector(row["transformationMatrix"]).reshape(n, int(row["nTransformedBases"]))
+    scale = (float(row["normRangeMax"]) - float(row["normRangeMin"])) / (float(row["pwlRangeMax"]) -
+                                                                          float(row["pwlRangeMin"]))
+    offset = float(row["normRangeMin"]) - float(row["pwlRangeMin"]) * scale
+    return InverseBases(coefficients=coefficients, rotation=rotation, scale=(1.0 / scale, -offset / scale))
+
+
+def calibrated_photons(band: str, wavelength: np.ndarray) -> np.ndarray:
+    """(55, n) photon rate per nm, A·R(λ)·λ·F(λ)/hc, of GaiaXPy's calibrated spectrum of each published basis
+    function of ``band`` alone (no merge), zero where the response is not positive, as GaiaXPy's calibrate()."""
+    from scipy.interpolate import CubicSpline
+    model = band_model(band)
+    inv = inverse_bases(band)
+    lam = np.asarray(wavelength, np.float64)
+    u = CubicSpline(*model.dispersion)(lam)            # GaiaXPy interpolates the dispersion by a cubic spline
+    a, b = inv.scale
+    inside = np.interp(lam, *model.response, left=0.0, right=0.0) > 0
+    return inv.rotation @ inv.coefficients @ hermite_functions((u - b) / a, N_COEFF) * inside
+
+
+@lru_cache(maxsize=2)
+def consistency_parts(band: str) -> tuple[np.ndarray, np.ndarray]:
+    """X (55, 55) such that the tables followed by X give back c from GaiaXPy's calibrated spectrum of c, and
+    the directions of c (55, n) that no calibrated spectrum reaches.
+
+    X = M⁺ with M[k] = tables(calibrated basis function k), counted in photons (COUNT_SCALE and R cancel;
+    X carries the absolute scale). M is singular: the pseudo-inverse drops singular values below
+    CONSISTENCY_RCOND of the largest (one in BP, three in RP: published basis functions that live where the
+    band has no response, like BP's beyond ~720 nm). Each dropped direction's sign is fixed (largest component
+    positive) so that the stored fill (``NULL_FILL``) stays attached to it."""
+    lo, hi = band_model(band).response[0][[0, -1]]
+    lam = np.arange(lo, hi, FINE_STEP)
+    m = calibrated_photons(band, lam) @ _instrument_response(band, lam).T * FINE_STEP
+    u, sv, _ = np.linalg.svd(m)
+    dropped = u[:, sv < CONSISTENCY_RCOND * sv[0]]
+    dropped = dropped * np.sign(dropped[np.abs(dropped).argmax(axis=0), np.arange(dropped.shape[1])])
+    x = np.linalg.pinv(m, rcond=CONSISTENCY_RCOND) / (COUNT_SCALE[band] * HC_OVER_AREA)
+    return x, dropped
+
+
+def consistency_matrix(band: str, fill: np.ndarray | None = None) -> np.ndarray:
+    """(55, 55) correction applied after the tables' coefficients: X, then the dropped directions filled in
+    linearly from the first FILL_ORDERS others, c ↦ c + (c·G)·Uᵀ with G = ``fill`` (55, n) (by default the stored
+    NULL_FILL)."""
+    x, dropped = consistency_parts(band)
+    if fill is None:
+        from .instrument_calibration import NULL_FILL
+        fill = np.zeros((N_COEFF, dropped.shape[1]))
+        stored = np.asarray(NULL_FILL[band], float)
+        fill[:stored.shape[0]] = stored
+    if fill.shape != (N_COEFF, dropped.shape[1]):
+        raise ValueError(f"the {band.upper()} null fill is {fill.shape}, the consistency correction drops "
+                         f"{dropped.shape[1]} directions: regenerate it (python -m simulator.calibrate --instrument)")
+    return x @ (np.eye(N_COEFF) + fill @ dropped.T)
+
+
+def fit_null_fill(coefficients110: np.ndarray, sampled_flux: np.ndarray,
+                  wavelength: np.ndarray) -> dict[str, np.ndarray]:
+    """G per band (55, n): least squares of the real coefficients along the dropped directions on the
+    consistency-corrected prediction (``consistency_parts``), over the given (calibration) sources."""
+    pred = extend_sampled_sed(wavelength, sampled_flux) @ forward_operator(corrected=False)
+    out = {}
+    for i, band in enumerate(BANDS):
+        sl = slice(i * N_COEFF, (i + 1) * N_COEFF)
+        x, dropped = consistency_parts(band)
+        if coefficients110.shape[0] < 2 * N_COEFF:
+            raise ValueError(f"too few sources ({coefficients110.shape[0]}) to fit the null fill")
+        g = np.zeros((N_COEFF, dropped.shape[1]))
+        g[:FILL_ORDERS] = np.linalg.lstsq((pred[:, sl] @ x)[:, :FILL_ORDERS], coefficients110[:, sl] @ dropped,
+                                          rcond=None)[0]
+        out[band] = g
+    return out
 
 
 def internal_spectra(band: str, coefficients55: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -177,8 +300,8 @@ def _validate_grid(grid: np.ndarray) -> None:
                              f"response ({lo:g}–{hi:g} nm): the SED outside it would count as zero")
 
 
-@lru_cache(maxsize=4)
-def _operator(grid_key: tuple[float, ...], corrected: bool) -> np.ndarray:
+@lru_cache(maxsize=6)
+def _operator(grid_key: tuple[float, ...], correction: str | None) -> np.ndarray:
     grid = np.asarray(grid_key)
     fine = np.arange(grid[0], grid[-1] + 0.5 * FINE_STEP, FINE_STEP)
     fine = fine[fine <= grid[-1]]
@@ -188,19 +311,34 @@ def _operator(grid_key: tuple[float, ...], corrected: bool) -> np.ndarray:
     parts = []
     for band in BANDS:
         part = hats @ kernel(band, fine).T
-        parts.append(part @ edge_matrix(band).T if corrected else part)
+        if correction == "edge":
+            part = part @ edge_matrix(band).T
+        elif correction == "inverse-bases":
+            part = part @ consistency_matrix(band)
+        parts.append(part)
     out = np.concatenate(parts, axis=1)
     out.setflags(write=False)
     return out
 
 
-def forward_operator(grid: np.ndarray = FORWARD_GRID, corrected: bool = True) -> np.ndarray:
+def _correction_name(corrected: bool | str) -> str | None:
+    if corrected is True:
+        return DEFAULT_CORRECTION
+    if corrected is False:
+        return None
+    if corrected not in CORRECTIONS:
+        raise ValueError(f"corrected must be True, False or one of {CORRECTIONS}, got {corrected!r}")
+    return str(corrected)
+
+
+def forward_operator(grid: np.ndarray = FORWARD_GRID, corrected: bool | str = True) -> np.ndarray:
     """(n_grid, 110) map from an SED sampled on ``grid`` (nm, linear in between) to BP then RP coefficients
-    (e⁻/s for F in W m⁻² nm⁻¹), with the edge correction unless ``corrected=False``. Built once per grid
-    (~0.2 s) and cached; read-only."""
+    (e⁻/s for F in W m⁻² nm⁻¹). ``corrected``: True (DEFAULT_CORRECTION), False (the tables alone), "edge"
+    (w(u)) or "inverse-bases" (consistency with GaiaXPy's calibration). Built once per grid and correction
+    (0.1–0.5 s) and cached; read-only."""
     grid = np.asarray(grid, np.float64)
     _validate_grid(grid)
-    return _operator(tuple(grid.tolist()), bool(corrected))
+    return _operator(tuple(grid.tolist()), _correction_name(corrected))
 
 
 def extend_sampled_sed(wavelength: np.ndarray, flux: np.ndarray, grid: np.ndarray = FORWARD_GRID) -> np.ndarray:
@@ -260,15 +398,26 @@ def fit_edge_correction(coefficients110: np.ndarray, sampled_flux: np.ndarray,
     return out
 
 
-def write_edge_calibration(w: dict[str, np.ndarray], target: Path, source: str) -> None:
-    header = textwrap.wrap("Edge correction w(u) of the XP instrument model's internal spectra "
-                           f"(instrument.fit_edge_correction), fitted on {source}.", 110)
+def _format_rows(values: np.ndarray, per_line: int = 10) -> str:
+    text = [f"{float(v):.5f}" for v in np.ravel(values)]
+    return ",\n        ".join(", ".join(text[i:i + per_line]) for i in range(0, len(text), per_line))
+
+
+def write_instrument_calibration(w: dict[str, np.ndarray], fill: dict[str, np.ndarray], target: Path,
+                                 source: str) -> None:
+    """Write the edge correction w(u) and the null fill G (row-major, 55 × n per band) as a Python module."""
+    header = textwrap.wrap("Empirical parts of the XP instrument model: the edge correction w(u) of its internal "
+                           "spectra (instrument.fit_edge_correction) and the null fill of the inverse-bases "
+                           f"correction (instrument.fit_null_fill), fitted on {source}.", 110)
     lines = ['"""' + header[0], *header[1:],
              'Generated by `python -m simulator.calibrate --instrument`; do not edit by hand."""',
              f"U_GRID = [{EDGE_U_GRID[0]:g} + i for i in range({EDGE_U_GRID.size})]", "W = {"]
     for band in BANDS:
-        values = [f"{float(v):.5f}" for v in w[band]]
-        rows = [", ".join(values[i:i + 10]) for i in range(0, len(values), 10)]
+        lines.append(f'    "{band}": [\n        ' + _format_rows(w[band]) + "\n    ],")
+    lines += ["}", f"#: per band: G's first {FILL_ORDERS} rows (the rest are zero), one value per dropped direction",
+              "NULL_FILL = {"]
+    for band in BANDS:
+        rows = [("[" + ", ".join(f"{float(v):.6e}" for v in row) + "]") for row in fill[band][:FILL_ORDERS]]
         lines.append(f'    "{band}": [\n        ' + ",\n        ".join(rows) + "\n    ],")
     lines.append("}")
     target.write_text("\n".join(lines) + "\n")
