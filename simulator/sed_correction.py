@@ -1,27 +1,28 @@
 """Empirical SED correction for the forward model: a smooth, colour-dependent factor on the schematic SEDs, fitted
 through the instrument model so that simulated coefficient shapes match the real sources' at matched colour.
 
-The schematic SEDs (sed.py) lack what a model-atmosphere library would carry: the detailed continuum of F/G
-stars, the molecular bands of K and M dwarfs (MgH, strong TiO, VO), the depth of the blue blends in K stars.
-Rather than tune each, the forward model multiplies every SED by
+The schematic SEDs (sed.py) lack what a model-atmosphere library would carry: the detailed continuum of F/G stars,
+the molecular bands of K and M dwarfs (MgH, strong TiO, VO), the depth of the blue blends in K stars. Rather than
+tune each, the forward model multiplies every SED by
 
     f(λ; q) = exp( Σₙ hₙ(q) Σⱼ aₙⱼ Bⱼ(λ) )
 
-Bⱼ are Gaussian bumps in λ (BASIS_CENTRES_NM, σ = BASIS_WIDTH of their spacing: 12 nm in BP, 18 nm in RP,
-wider than the SED's features, so it reshapes blends and continuum but makes or erases no line); hₙ(q) are
-linear-interpolation weights on colour nodes qₙ (constant beyond the end nodes). q is the colour
-log10(RP c₀ / BP c₀) of the star's α-free *continuum* (Planck × blanketing × extinction through the forward model), never of its final SED: the factor carries no
-[α/M] information, so with alpha_signal = 0 the SED stays bit-identical for any [α/M], and the α features keep
-responding to [M/H] + alpha_signal·[α/M] on top of it.
+Bⱼ are Gaussian bumps in λ (BASIS_CENTRES_NM, σ = BASIS_WIDTH of their spacing: 12 nm in BP, 18 nm in RP, wider
+than the SED's features, so it reshapes blends and continuum but makes or erases no line); hₙ(q) are linear-
+interpolation weights on colour nodes qₙ (constant beyond the end nodes). q is the colour log10(RP c₀ / BP c₀) of
+the star's α-free *continuum* (Planck × blanketing × extinction through the forward model), never of its final SED:
+the factor carries no [α/M] information, so with alpha_signal = 0 the SED stays bit-identical for any [α/M], and
+the α features keep responding to [M/H] + alpha_signal·[α/M] on top of it.
 
 The amplitudes a (n_nodes × n_basis) are fitted (``fit_sed_correction``) on the even-HEALPix half of the real
-sources: in each real colour octile (12 < G < 17) the simulated mean c_k/c₀ (k = 1…FIT_ORDERS, both bands,
-noise-free, CORRECTION_STARS stars of seed CORRECTION_SEED) is driven to the real median, each order weighted by
-the real median |c_k|/c₀ of the bin (so the misfit reads in dex); a penalty keeps each bin's mean colour (the c₀
-ratio: Teff and reddening decide it) and Tikhonov terms keep a small and smooth in λ and in q. Simulated stars
-are binned by their uncorrected colour (the colour penalty keeps them there), which keeps the misfit smooth;
-Levenberg–Marquardt steps. The odd half and other seeds are held out (tests/unit/test_sim_realism.py). Stored in ``sed_calibration.py`` by ``python -m simulator.calibrate
---sed``; refit it whenever the instrument model (instrument.py, instrument_calibration.py) or sed.py changes.
+sources: in each real colour octile (12 < G < 17) the simulated mean c_k/c₀ (k = 1…FIT_ORDERS, both bands, noise-
+free, CORRECTION_STARS stars of seed CORRECTION_SEED) is driven to the real median, each order weighted by the real
+median |c_k|/c₀ of the bin (so the misfit reads in dex); a penalty keeps each bin's mean colour (the c₀ ratio: Teff
+and reddening decide it) and Tikhonov terms keep a small and smooth in λ and in q. Simulated stars are binned by
+their uncorrected colour (the colour penalty keeps them there), which keeps the misfit smooth; Levenberg–Marquardt
+steps. The odd half and other seeds are held out (tests/unit/test_sim_realism.py). Stored in ``sed_calibration.py``
+by ``python -m simulator.calibrate --sed``; refit it whenever the instrument model (instrument.py,
+instrument_calibration.py) or sed.py changes.
 """
 from __future__ import annotations
 
