@@ -39,11 +39,11 @@ BASIS_CENTRES_NM = np.concatenate([np.arange(330.0, 681.0, 20.0), np.arange(710.
 BASIS_WIDTH = 0.6
 #: The fit: simulated stars and seed, orders per band, Gauss–Newton iterations and step, penalty weights.
 CORRECTION_SEED = 101
-CORRECTION_STARS = 12000
+CORRECTION_STARS = 6000
 FIT_ORDERS = 12
 FIT_G_RANGE = (12.0, 17.0)
 FIT_BINS = 8
-ITERATIONS = 6
+ITERATIONS = 5
 COLOUR_WEIGHT = 30.0            # 1 residual unit per 0.033 dex change of a bin's mean colour
 RIDGE = 0.02
 SMOOTH_LAMBDA = 0.3             # second differences along λ
