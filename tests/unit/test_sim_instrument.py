@@ -17,7 +17,6 @@ import pytest
 
 from shared.xp import BANDS, N_COEFF
 from simulator import instrument
-from simulator.compare import forward_of_calibrated, shape_gaps
 from simulator.instrument import (
     COUNT_SCALE,
     FORWARD_GRID,
@@ -256,52 +255,6 @@ def test_coefficient_models_share_stars_and_brightness():
         sed_to_coefficients("fitted")
     with pytest.raises(ValueError, match="coefficients must be one of"):
         generate(10, seed=1, coefficients="Forward")
-
-
-@pytest.fixture(scope="module")
-def shape_data(shared_dir):
-    c, _ = read_flat_real_sources(shared_dir / REAL_2000)
-    g = xp_basis().synthetic_mags(c)[:, 0]
-    sims = {}
-    for model in ("ridge", "forward"):
-        batch, truth, _, _ = generate(8000, seed=23, with_correlations=False, coefficients=model)
-        ok = ~(batch["bp_missing"] | batch["rp_missing"])
-        sims[model] = (batch.coefficients110()[ok], truth["g_mag"][ok])
-    return c, g, sims
-
-
-def test_coefficient_shapes_at_matched_colour(shape_data):
-    """Simulated vs real median log10(|c_k|/c₀) in 8 colour bins (log10 RP c₀/BP c₀), 12 < G < 17, mean over bins.
-
-    Within 0.2 dex: c₁ of both bands, with either model. RP orders 3–8 within 0.4 dex with either model
-    (measured 0.32 ridge, 0.32 forward; 0.52 and 0.60 before the line strengths were set to measured equivalent
-    widths: the Ca II triplet was up to 7× too strong). Not met (docs/simulator.md, "Coefficient shapes"): BP
-    orders 3–8, largest gap at c₅ (0.45 ridge, 0.54 forward), concentrated in the hottest and the reddest
-    colour bins; the forward model adds c₆ (0.43), which the real stars' own spectra through the model share
-    (next test). The causes are the schematic SEDs (blue blends and the MgH band of K dwarfs, M-star
-    molecular bands) and the instrument model's BP edge, not noise. The BP bounds lock today's figures."""
-    c, g, sims = shape_data
-    ridge = shape_gaps(c, g, *sims["ridge"])["per_order"]
-    forward = shape_gaps(c, g, *sims["forward"])["per_order"]
-    assert ridge[:, 0].max() < 0.2 and forward[:, 0].max() < 0.2
-    assert ridge[1, 2:8].max() < 0.4 and forward[1, 2:8].max() < 0.4
-    assert ridge[0, 2:8].max() < 0.55 and forward[0, 2:8].max() < 0.65
-
-
-def test_forward_model_reproduces_real_shapes(shape_data):
-    """The real stars' own calibrated spectra through the forward model keep their shapes: RP orders 1–15 within
-    0.3 dex and BP orders 1–4 within 0.2 dex of the real coefficients (mean over colour bins); BP orders 5–10
-    stay 0.2–0.5 dex off (the BP blue edge, the Balmer region, varies with colour more than one median edge
-    correction follows). Without the edge correction BP orders 5–15 are 0.5–1 dex off."""
-    c, g, _ = shape_data
-    through_model = shape_gaps(c, g, forward_of_calibrated(c), g)["per_order"]
-    assert through_model[1, :15].max() < 0.3 and through_model[0, :4].max() < 0.2
-    basis = xp_basis()
-    ok = np.all(np.isfinite(c), axis=1)
-    sed = extend_sampled_sed(basis.wavelength, basis.sample(np.where(ok[:, None], c, 0.0)))
-    raw = sed @ forward_operator(corrected=False)
-    tables_only = shape_gaps(c, g, np.where(ok[:, None], raw, np.nan), g)["per_order"]
-    assert tables_only[0, 4:15].mean() > 2 * through_model[0, 4:15].mean()
 
 
 def test_cli_coefficients_option(tmp_path):
