@@ -44,9 +44,9 @@ FIT_ORDERS = 12
 FIT_G_RANGE = (12.0, 17.0)
 FIT_BINS = 8
 ITERATIONS = 5
-COLOUR_WEIGHT = 30.0            # 1 residual unit per 0.033 dex change of a bin's mean colour
-RIDGE = 0.02
-SMOOTH_LAMBDA = 0.3             # second differences along λ
+COLOUR_WEIGHT = 100.0           # 1 residual unit per 0.01 dex change of a bin's mean colour
+RIDGE = 0.05
+SMOOTH_LAMBDA = 3.0             # second differences along λ
 SMOOTH_COLOUR = 0.05            # first differences between colour nodes
 SCALE_FLOOR = 1e-4              # smallest |c_k|/c₀ a residual is measured against
 

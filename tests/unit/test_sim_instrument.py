@@ -29,7 +29,7 @@ from simulator.instrument import (
 )
 from simulator.noise import read_flat_real_sources
 from simulator.populations import draw_stars
-from simulator.spectra import noise_free_coefficients, sed_model, sed_to_coefficients
+from simulator.spectra import DEFAULT_COEFFICIENTS, noise_free_coefficients, sed_model, sed_to_coefficients
 from simulator.survey import generate
 from simulator.xp_basis import xp_basis
 
@@ -258,8 +258,8 @@ def test_coefficient_models_share_stars_and_brightness():
 
 
 def test_cli_coefficients_option(tmp_path):
-    """`--coefficients forward` writes a survey whose manifest says so and whose noise-free truth differs from
-    the default (ridge) one for the same seed, with the same stars; an unknown choice is bad usage (exit 2)."""
+    """`--coefficients ridge` writes a survey whose manifest says so and whose noise-free truth differs from
+    the default (forward) one for the same seed, with the same stars; an unknown choice is bad usage (exit 2)."""
     import json
 
     import pyarrow.parquet as pq
@@ -268,14 +268,14 @@ def test_cli_coefficients_option(tmp_path):
     from simulator.cli import simulate
     runner = CliRunner()
     truth = {}
-    for choice in ("forward", None):
+    for choice in ("ridge", None):
         out = tmp_path / str(choice)
         args = ["--n-stars", "40", "--seed", "5", "--out", str(out)] + (["--coefficients", choice] if choice else [])
         res = runner.invoke(simulate, args)
         assert res.exit_code == 0, res.output
-        assert json.loads((out / "manifest.json").read_text())["coefficients"] == (choice or "ridge")
+        assert json.loads((out / "manifest.json").read_text())["coefficients"] == (choice or DEFAULT_COEFFICIENTS)
         truth[choice] = pq.read_table(out / "truth.parquet").to_pandas()
-    assert (truth["forward"]["teff"] == truth[None]["teff"]).all()
-    assert not np.allclose(np.stack(truth["forward"]["coefficients_true"]), np.stack(truth[None]["coefficients_true"]))
+    assert (truth["ridge"]["teff"] == truth[None]["teff"]).all()
+    assert not np.allclose(np.stack(truth["ridge"]["coefficients_true"]), np.stack(truth[None]["coefficients_true"]))
     bad = runner.invoke(simulate, ["--out", str(tmp_path / "bad"), "--coefficients", "exact"])
     assert bad.exit_code == 2 and "exact" in bad.output
