@@ -153,8 +153,9 @@ def _save(fig, out_path: Path) -> Path:
     return out_path
 
 
-SHAPE_CURVES = (("ridge", "C0-o", "simulated, ridge fit (default)"),
-                ("forward", "C3-s", "simulated, forward model"),
+SHAPE_CURVES = (("ridge", "C0-o", "simulated, ridge fit"),
+                ("forward", "C3-s", "simulated, forward model (default)"),
+                ("forward-corrected", "C2-^", "simulated, forward model with the empirical SED correction"),
                 ("forward_of_real", "k--", "real stars: GaiaXPy calibrate → forward model"),
                 ("forward_of_real_tables", "k:", "real stars → forward model, tables without edge correction"))
 
@@ -187,14 +188,14 @@ def plot_spectra(out_path: Path = SPECTRA_FIGURE, real_path: Path | None = None,
     plt = _pyplot()
     c_real, g_real = real_sources(real_path or default_real_sources())
     ratios = {name: spectrum_ratios(c_real, g_real, c, g) for name, (c, g) in simulated_sets(n_stars, seed).items()}
-    first = ratios["ridge"]
+    first = ratios["forward"]
     wl = first["wavelength"]
     n_bins = len(first["edges"])
     with plt.rc_context({"text.usetex": False}):
         fig, ax = plt.subplots(n_bins, 2, figsize=(13, 2.2 * n_bins), sharex=True, squeeze=False)
         for i, (lo, hi) in enumerate(first["edges"]):
             ax[i, 0].plot(wl, first["real"][i], "k-", lw=1.2, label=f"real (n={first['n_real'][i]})")
-            for (name, r), colour in zip(ratios.items(), ("C0", "C3")):
+            for (name, r), colour in zip(ratios.items(), ("C3", "C0", "C2")):
                 ax[i, 0].plot(wl, r["sim"][i], colour, lw=0.9, label=f"simulated, {name} (n={r['n_sim'][i]})")
                 ax[i, 1].plot(wl, r["sim"][i] / r["real"][i], colour, lw=0.9, label=name)
             ax[i, 0].set(ylabel="flux / median 500–900 nm")
