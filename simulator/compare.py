@@ -1,7 +1,7 @@
 """Simulated vs real XP sources: the documented comparison figures.
 
     python -m simulator.compare [OUT_PNG]            # docs/figures/sim_vs_real.png
-    python -m simulator.compare --shapes [OUT_PNG]   # docs/figures/coefficient_shape_gaps.png (ridge vs forward)
+    python -m simulator.compare --shapes [OUT_PNG]   # docs/figures/coefficient_shape_gaps.png (the three models)
     python -m simulator.compare --spectra [OUT_PNG]  # docs/figures/sim_vs_real_spectra.png (sampled spectra)
 """
 from __future__ import annotations
@@ -154,8 +154,8 @@ def _save(fig, out_path: Path) -> Path:
 
 
 SHAPE_CURVES = (("ridge", "C0-o", "simulated, ridge fit"),
-                ("forward", "C3-s", "simulated, forward model (default)"),
-                ("forward-corrected", "C2-^", "simulated, forward model with the empirical SED correction"),
+                ("forward", "C3-s", "simulated, forward model with the empirical SED correction (default)"),
+                ("forward-uncorrected", "C2-^", "simulated, forward model, schematic SED (no correction)"),
                 ("forward_of_real", "k--", "real stars: GaiaXPy calibrate → forward model"),
                 ("forward_of_real_tables", "k:", "real stars → forward model, tables without edge correction"))
 

@@ -24,25 +24,24 @@ SOLUTION_ID = 4545469030156206080
 MISSING_RATE = {"bp": 0.004, "rp": 0.001}
 
 
-#: How noise-free coefficients are made from an SED: "forward" (the default) passes the schematic SED through the
-#: DR3 instrument model (instrument.py: dispersion, response, LSF, Hermite functions, rotation to the published
-#: bases); "forward-corrected" first multiplies it by the empirical correction (sed_correction.py: closer
-#: coefficient shapes, but RP sampled spectra 12–21 % off; experimental, docs/simulator.md); "ridge" fits
-#: coefficients to the sampled SED on GaiaXPy's inverse bases (xp_basis.py).
-COEFFICIENT_MODELS = ("forward", "ridge", "forward-corrected")
+#: How noise-free coefficients are made from an SED: "forward" (the default) multiplies the SED by its empirical
+#: correction (sed_correction.py) and passes it through the DR3 instrument model (instrument.py: dispersion,
+#: response, LSF, Hermite functions, rotation to the published bases); "forward-uncorrected" passes the schematic
+#: SED alone (for comparison); "ridge" fits coefficients to the sampled SED on GaiaXPy's inverse bases (xp_basis.py).
+COEFFICIENT_MODELS = ("forward", "ridge", "forward-uncorrected")
 DEFAULT_COEFFICIENTS = "forward"
-FORWARD_MODELS = ("forward", "forward-corrected")
+FORWARD_MODELS = ("forward", "forward-uncorrected")
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=3)
 def sed_model(coefficients: str = DEFAULT_COEFFICIENTS) -> SEDModel:
     """The SED grid and model each coefficient model needs: GaiaXPy's grid with features pre-broadened by an
     approximate LSF for the ridge fit; a grid covering both responses with intrinsic features for the forward
-    models (the instrument's own LSF broadens them), with the stored empirical correction for "forward-corrected"."""
-    if check_coefficient_model(coefficients) == "forward-corrected":
+    models (the instrument's own LSF broadens them), with the stored empirical correction for "forward"."""
+    if check_coefficient_model(coefficients) == "forward":
         correction = stored_sed_correction(FORWARD_GRID, forward_operator(FORWARD_GRID))
         return SEDModel(FORWARD_GRID, through_lsf=False, correction=correction)
-    if coefficients == "forward":
+    if coefficients == "forward-uncorrected":
         return SEDModel(FORWARD_GRID, through_lsf=False)
     return SEDModel(xp_basis().wavelength)
 

@@ -23,7 +23,7 @@ def shape_data(shared_dir):
     fit's seed) per coefficient model."""
     c, g, half = real_fit_sources(shared_dir / REAL_2000)
     sims = {}
-    for model in ("forward", "forward-corrected", "ridge"):
+    for model in ("forward", "forward-uncorrected", "ridge"):
         batch, truth, _, _ = generate(8000, seed=SEED, with_correlations=False, coefficients=model)
         ok = ~(batch["bp_missing"] | batch["rp_missing"])
         sims[model] = (batch.coefficients110()[ok], truth["g_mag"][ok])
@@ -32,42 +32,35 @@ def shape_data(shared_dir):
 
 def test_coefficient_shapes_at_matched_colour(shape_data):
     """Simulated vs held-out real (odd HEALPix half) median log10(|c_k|/c₀) in 8 colour bins (log10 RP c₀/BP c₀),
-    12 < G < 17, mean over bins; bounds are the measured values at this seed (in brackets) rounded up.
+    12 < G < 17, mean over bins, at a seed the SED correction was not fitted with.
 
-    Default "forward" (schematic SED through the instrument model): within 0.2 dex BP c₁–c₂ (0.04, 0.10), RP c₁
-    (0.06), c₄ (0.15), c₅ (0.19), c₇–c₈ (0.10, 0.13). Not met, stated: BP c₃ 0.21, c₄ 0.18, c₅ 0.53, c₆ 0.44,
-    c₇ 0.31, c₈ 0.23 and RP c₂–c₃ 0.40/0.35, c₆ 0.30 — the schematic SEDs (F/G continuum, K-star blue blends
-    and MgH give BP c₅ the wrong sign; M stars without VO/strong TiO set RP c₂–c₃) and the instrument model's BP
-    edge (BP c₆–c₇: the real stars' own spectra through it are 0.48/0.33 dex off, next test).
-
-    "forward-corrected" (the empirical SED correction, fitted on the other half and another seed): RP orders
-    1–8 within 0.2 (0.06–0.15) and BP c₁–c₃, c₅, c₇, c₈ (0.08–0.20); BP c₄ 0.36 and c₆ 0.42 stay (the same
-    sign in every colour bin: the BP band edges, where the instrument model misses, and a smooth SED factor
-    cannot fix BP there without breaking RP, which shares 640–700 nm)."""
+    Default "forward" (SED correction + instrument model): every order 1–8 of both bands within 0.2 dex (measured
+    BP 0.14 0.15 0.19 0.13 0.08 0.05 0.13 0.05, RP 0.05 0.08 0.06 0.09 0.09 0.07 0.11 0.13). Without the correction
+    ("forward-uncorrected", the schematic SEDs) BP c₅–c₆ are 0.38/0.35 and RP c₂–c₃ 0.38/0.36 (F/G continuum,
+    K-star blue blends and MgH; M stars without VO/strong TiO): bounds 0.45 state it. The ridge fit keeps its
+    measured bounds."""
     c, g, half, sims = shape_data
     held = ~half
     forward = shape_gaps(c[held], g[held], *sims["forward"])["per_order"]
-    assert forward[0, :2].max() < 0.15 and forward[1, [0, 3, 4, 6, 7]].max() < 0.2
-    assert forward[0, 2:8].max() < 0.6 and forward[1, 1:3].max() < 0.45 and forward[1, 5] < 0.35
-    corrected = shape_gaps(c[held], g[held], *sims["forward-corrected"])["per_order"]
-    assert corrected[1, :8].max() < 0.2 and corrected[0, [0, 1, 2, 4, 6, 7]].max() < 0.21
-    assert corrected[0, 3] < 0.4 and corrected[0, 5] < 0.45
+    assert forward[:, :8].max() < 0.2
+    schematic = shape_gaps(c[held], g[held], *sims["forward-uncorrected"])["per_order"]
+    assert schematic[:, :8].max() < 0.45 and schematic[:, :8].max() > 0.3
     ridge = shape_gaps(c, g, *sims["ridge"])["per_order"]
     assert ridge[:, 0].max() < 0.2 and ridge[1, 2:8].max() < 0.4 and ridge[0, 2:8].max() < 0.55
 
 
 def test_correction_generalises_and_narrows_the_gap(shape_data):
-    """The held-out half is matched about as well as the fitted half by the corrected model (no over-fitting of
-    its 256 parameters: orders 1–8 of both bands within 0.03 dex on average), and its worst RP order 3–8 is
-    closer to the real sources than with the uncorrected forward model or the ridge fit."""
+    """The held-out half is matched about as well as the fitted half (no over-fitting of the correction's 256
+    parameters: orders 1–8 of both bands 0.101 vs 0.084 dex on average, bound 0.03 apart), and the correction
+    cuts the mean gap of orders 3–8 by more than 40 % against the uncorrected forward model and the ridge fit (0.10 vs
+    0.22 and 0.18 dex)."""
     c, g, half, sims = shape_data
-    fit = shape_gaps(c[half], g[half], *sims["forward-corrected"])["per_order"][:, :8]
-    held = shape_gaps(c[~half], g[~half], *sims["forward-corrected"])["per_order"][:, :8]
+    fit = shape_gaps(c[half], g[half], *sims["forward"])["per_order"][:, :8]
+    held = shape_gaps(c[~half], g[~half], *sims["forward"])["per_order"][:, :8]
     assert abs(held.mean() - fit.mean()) < 0.03
-    for other in ("forward", "ridge"):
+    for other in ("forward-uncorrected", "ridge"):
         gap = shape_gaps(c[~half], g[~half], *sims[other])["per_order"][:, 2:8]
-        assert held[1, 2:8].max() < gap[1].max()
-        assert held[:, 2:8].mean() < gap.mean()
+        assert held[:, 2:8].mean() < 0.6 * gap.mean()
 
 
 def test_forward_model_reproduces_real_shapes(shape_data):

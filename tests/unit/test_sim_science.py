@@ -72,7 +72,7 @@ def test_alpha_signal_controls_alpha_information(alpha_signal, lo, hi):
     assert lo <= acc <= hi
 
 
-@pytest.mark.parametrize("coefficients", ["ridge", "forward", "forward-corrected"])
+@pytest.mark.parametrize("coefficients", ["ridge", "forward", "forward-uncorrected"])
 def test_alpha_signal_zero_leaves_no_trace_in_the_sed(coefficients):
     """With alpha_signal = 0 two stars differing only in [α/M] have bit-identical SEDs and coefficients (no leak
     path), with either coefficient model."""
