@@ -3,6 +3,7 @@
     python -m simulator.compare [OUT_PNG]            # docs/figures/sim_vs_real.png
     python -m simulator.compare --shapes [OUT_PNG]   # docs/figures/coefficient_shape_gaps.png (the three models)
     python -m simulator.compare --spectra [OUT_PNG]  # docs/figures/sim_vs_real_spectra.png (sampled spectra)
+    python -m simulator.compare --correction [OUT_PNG]  # docs/figures/sed_correction.png (the SED correction)
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from shared.xp import N_COEFF
 DEFAULT_FIGURE = Path(__file__).resolve().parents[1] / "docs" / "figures" / "sim_vs_real.png"
 SHAPES_FIGURE = DEFAULT_FIGURE.with_name("coefficient_shape_gaps.png")
 SPECTRA_FIGURE = DEFAULT_FIGURE.with_name("sim_vs_real_spectra.png")
+CORRECTION_FIGURE = DEFAULT_FIGURE.with_name("sed_correction.png")
 G_BIN = (14.0, 16.5)
 #: Shape comparison: stars with 12 < G < 17 (signal-dominated low and mid orders), binned in colour.
 SHAPE_G_RANGE = (12.0, 17.0)
@@ -269,7 +271,30 @@ def plot_sim_vs_real(out_path: Path = DEFAULT_FIGURE, real_path: Path | None = N
         return _save(fig, out_path)
 
 
-FIGURES = {"--shapes": (plot_shape_gaps, SHAPES_FIGURE), "--spectra": (plot_spectra, SPECTRA_FIGURE)}
+def plot_sed_correction(out_path: Path = CORRECTION_FIGURE) -> Path:
+    """The stored empirical SED correction f(λ; q) at each continuum-colour node, relative to its value at 550 nm
+    (the overall level is irrelevant: every star is scaled to its G)."""
+    from .instrument import FORWARD_GRID, forward_operator
+    from .sed_correction import stored_sed_correction
+    plt = _pyplot()
+    corr = stored_sed_correction(FORWARD_GRID, forward_operator(FORWARD_GRID))
+    log_f = corr.amplitudes @ corr.basis
+    at_550 = log_f[:, [int(np.argmin(np.abs(FORWARD_GRID - 550.0)))]]
+    with plt.rc_context({"text.usetex": False}):
+        fig, ax = plt.subplots(figsize=(10, 4.5))
+        colours = plt.cm.coolwarm(np.linspace(0.0, 1.0, corr.nodes.size))
+        for q, row, colour in zip(corr.nodes, np.exp(log_f - at_550), colours):
+            ax.plot(FORWARD_GRID, row, color=colour, lw=1.3, label=f"continuum log10 RP c0/BP c0 = {q:+.3f}")
+        ax.axhline(1.0, color="grey", lw=0.8, ls=":")
+        ax.set(xlabel="wavelength [nm]", ylabel="f(λ) / f(550 nm)", yscale="log",
+               title=f"Empirical SED correction of the forward model ({corr.n_parameters} free parameters), "
+                     "per continuum-colour node")
+        ax.legend(fontsize=7, ncol=2)
+        return _save(fig, out_path)
+
+
+FIGURES = {"--shapes": (plot_shape_gaps, SHAPES_FIGURE), "--spectra": (plot_spectra, SPECTRA_FIGURE),
+           "--correction": (plot_sed_correction, CORRECTION_FIGURE)}
 
 
 if __name__ == "__main__":
