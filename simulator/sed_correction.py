@@ -41,6 +41,10 @@ BASIS_WIDTH = 0.6
 CORRECTION_SEED = 101
 CORRECTION_STARS = 6000
 FIT_ORDERS = 12
+#: Orders FIT_ORDERS+1…MODEL_ORDERS are held at their uncorrected simulated values (per-bin mean), so the
+#: correction does not buy the fitted orders with structure above them.
+MODEL_ORDERS = 20
+HELD_WEIGHT = 0.3
 FIT_G_RANGE = (12.0, 17.0)
 FIT_BINS = 8
 ITERATIONS = 5
@@ -114,14 +118,15 @@ def fit_half(source_id: np.ndarray) -> np.ndarray:
 
 # --- the fit -------------------------------------------------------------------------------------------------
 
-#: Columns of the 110 fitted: c₀…c_FIT_ORDERS of BP, then of RP.
-_COLS = np.r_[0:FIT_ORDERS + 1, N_COEFF:N_COEFF + FIT_ORDERS + 1]
-_ZERO = (0, FIT_ORDERS + 1)                                  # positions of BP c₀ and RP c₀ within _COLS
-_SHAPE = np.r_[1:FIT_ORDERS + 1, FIT_ORDERS + 2:2 * FIT_ORDERS + 2]
+#: Columns of the 110 in the problem: c₀…c_MODEL_ORDERS of BP, then of RP; which shape columns are held.
+_COLS = np.r_[0:MODEL_ORDERS + 1, N_COEFF:N_COEFF + MODEL_ORDERS + 1]
+_ZERO = (0, MODEL_ORDERS + 1)                                # positions of BP c₀ and RP c₀ within _COLS
+_SHAPE = np.r_[1:MODEL_ORDERS + 1, MODEL_ORDERS + 2:2 * MODEL_ORDERS + 2]
+_HELD = np.tile(np.arange(1, MODEL_ORDERS + 1) > FIT_ORDERS, 2)
 
 
 def _ratios(c: np.ndarray) -> np.ndarray:
-    """(N, 2·FIT_ORDERS) c_k/c₀ per band from columns _COLS."""
+    """(N, 2·MODEL_ORDERS) c_k/c₀ per band from columns _COLS."""
     return np.concatenate([c[:, 1:_ZERO[1]] / c[:, :1], c[:, _ZERO[1] + 1:] / c[:, _ZERO[1]:_ZERO[1] + 1]], axis=1)
 
 
@@ -131,7 +136,7 @@ def _colour(c: np.ndarray) -> np.ndarray:
 
 def real_targets(real_c: np.ndarray, real_g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Colour-bin edges (FIT_BINS + 1) at the real octiles, and per bin the real median c_k/c₀ and median |c_k|/c₀
-    (n_bins, 2·FIT_ORDERS) of the sources with both bands in FIT_G_RANGE."""
+    (n_bins, 2·MODEL_ORDERS) of the sources with both bands in FIT_G_RANGE."""
     c = np.asarray(real_c, float)[:, _COLS]
     with np.errstate(divide="ignore", invalid="ignore"):
         colour = _colour(c)
@@ -169,6 +174,7 @@ def fit_sed_correction(real_c: np.ndarray, real_g: np.ndarray, seed: int = CORRE
     q = continuum_colour(model.continuum(s.teff, s.m_h, s.ebv), forward_c0_weights(op))
     edges, target, scale = real_targets(real_c, real_g)
     problem = _Problem(sed0, op[:, _COLS], basis_functions(FORWARD_GRID), edges, target, scale)
+    problem.hold_uncorrected()
     nodes = _colour_nodes(q, problem.colour0, edges)
     problem.h = node_weights(q, nodes)
     a = np.zeros(nodes.size * problem.basis.shape[0])
@@ -206,13 +212,21 @@ class _Problem:
         self.colour0 = _colour(sed0 @ op_cols)
         self.h = np.zeros((sed0.shape[0], 0))
 
+    def hold_uncorrected(self) -> None:
+        """Targets of the held orders (_HELD): the uncorrected simulated per-bin means, weighted HELD_WEIGHT."""
+        r0 = _ratios(self.sed0 @ self.op_cols)
+        for b, (lo, hi) in enumerate(zip(self.edges[:-1], self.edges[1:])):
+            m = (self.colour0 >= lo) & (self.colour0 <= hi)
+            if m.any():
+                self.target[b, _HELD] = r0[m][:, _HELD].mean(axis=0)
+        self.scale[:, _HELD] /= HELD_WEIGHT
     def linearise(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n_nodes = self.h.shape[1]
         sed = self.sed0 * np.exp(self.h @ (a.reshape(n_nodes, -1) @ self.basis))
         c = sed @ self.op_cols
         d = np.stack([(sed * bump) @ self.op_cols for bump in self.basis], axis=1)   # (N, n_basis, n_cols)
         r, colour = _ratios(c), _colour(c)
-        band0 = np.where(np.arange(2 * FIT_ORDERS) < FIT_ORDERS, _ZERO[0], _ZERO[1])
+        band0 = np.where(np.arange(2 * MODEL_ORDERS) < MODEL_ORDERS, _ZERO[0], _ZERO[1])
         grad_r = (d[:, :, _SHAPE] - r[:, None, :] * d[:, :, band0]) / c[:, None, band0]
         grad_col = (d[:, :, _ZERO[1]] / c[:, None, _ZERO[1]] - d[:, :, 0] / c[:, None, 0]) / np.log(10.0)
         rows, resid = [], []
@@ -223,7 +237,7 @@ class _Problem:
                 continue
             resid += [(np.mean(r[m], axis=0) - self.target[b]) / self.scale[b],
                       [COLOUR_WEIGHT * np.mean(colour[m] - self.colour0[m])]]
-            rows += [np.einsum("in,ijk->knj", self.h[m], grad_r[m]).reshape(2 * FIT_ORDERS, -1) / n
+            rows += [np.einsum("in,ijk->knj", self.h[m], grad_r[m]).reshape(2 * MODEL_ORDERS, -1) / n
                      / self.scale[b][:, None],
                      COLOUR_WEIGHT * np.einsum("in,ij->nj", self.h[m], grad_col[m]).reshape(1, -1) / n]
         return np.concatenate([np.atleast_1d(v) for v in resid]), np.vstack(rows)

