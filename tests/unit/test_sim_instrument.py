@@ -244,7 +244,7 @@ def test_forward_model_on_held_out_real_sources(shared_dir):
 def test_coefficient_models_share_stars_and_brightness():
     """The option changes only how an SED becomes coefficients: same stars, same synthetic G (= drawn G) and
     BP−RP within 0.05 mag between the ridge fit and the forward model of the same (uncorrected) SED; an unknown
-    name is refused. (The default "forward" also applies the empirical SED correction: tests/unit/test_sim_realism.py.)"""
+    name is refused. (The default "forward" also applies the empirical SED correction: test_sim_realism.py.)"""
     stars = draw_stars(np.random.default_rng(99), 400)
     ridge = noise_free_coefficients(stars, coefficients="ridge")
     forward = noise_free_coefficients(stars, coefficients="forward-uncorrected")
