@@ -286,7 +286,7 @@ def plot_sed_correction(out_path: Path = CORRECTION_FIGURE) -> Path:
         for q, row, colour in zip(corr.nodes, np.exp(log_f - at_550), colours):
             ax.plot(FORWARD_GRID, row, color=colour, lw=1.3, label=f"continuum log10 RP c0/BP c0 = {q:+.3f}")
         ax.axhline(1.0, color="grey", lw=0.8, ls=":")
-        ax.set(xlabel="wavelength [nm]", ylabel="f(λ) / f(550 nm)", yscale="log",
+        ax.set(xlabel="wavelength [nm]", ylabel="f(λ) / f(550 nm)",
                title=f"Empirical SED correction of the forward model ({corr.n_parameters} free parameters), "
                      "per continuum-colour node")
         ax.legend(fontsize=7, ncol=2)
