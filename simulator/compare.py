@@ -163,7 +163,7 @@ SHAPE_CURVES = (("ridge", "C0-o", "simulated, ridge fit"),
 
 
 def plot_shape_gaps(out_path: Path = SHAPES_FIGURE, real_path: Path | None = None, n_stars: int = 20000) -> Path:
-    """Per-order realism gap (simulated − real median log10|c_k|/c₀ at matched colour), ridge vs forward."""
+    """Per-order realism gap (simulated − real median log10|c_k|/c₀ at matched colour), per coefficient model."""
     from .calibrate import default_real_sources
     plt = _pyplot()
     gaps = shape_comparison(real_path or default_real_sources(), n_stars)
@@ -184,7 +184,7 @@ def plot_shape_gaps(out_path: Path = SHAPES_FIGURE, real_path: Path | None = Non
 
 def plot_spectra(out_path: Path = SPECTRA_FIGURE, real_path: Path | None = None, n_stars: int = 20000,
                  seed: int = 3) -> Path:
-    """Median sampled spectra of real and simulated (ridge and forward) sources per matched-colour bin, and the
+    """Median sampled spectra of real and simulated (each coefficient model) sources per matched-colour bin, and the
     ratio simulated / real: where in wavelength the simulated SEDs differ from real stars of the same colour."""
     from .calibrate import default_real_sources
     plt = _pyplot()

@@ -68,8 +68,8 @@ class NoiseFree:
 
 def noise_free_coefficients(stars: Stars, alpha_signal: float = 1.0,
                             coefficients: str = DEFAULT_COEFFICIENTS) -> NoiseFree:
-    """Each star's SED turned into DR3 coefficients (``coefficients``: "ridge" or "forward", see
-    COEFFICIENT_MODELS) and scaled so its synthetic G equals its drawn G."""
+    """Each star's SED turned into DR3 coefficients (``coefficients``: one of COEFFICIENT_MODELS) and scaled so
+    its synthetic G equals its drawn G."""
     basis = xp_basis()
     operator = sed_to_coefficients(coefficients)
     sed = sed_model(coefficients)(stars.teff, stars.logg, stars.m_h, stars.alpha_m, stars.ebv, stars.carbon,
