@@ -20,15 +20,16 @@ def _one_thread():
 
 
 def _naive_spectra(stars, templates, error_model, rng) -> None:
-    """The obvious per-star loop: SED, projection, Cholesky of the star's own correlation, noise."""
-    from simulator.spectra import sed_model
+    """The obvious per-star loop: SED, coefficients (default model), Cholesky of the star's own correlation, noise."""
+    from simulator.spectra import sed_model, sed_to_coefficients
     from simulator.xp_basis import xp_basis
     basis = xp_basis()
     sed = sed_model()
+    operator = sed_to_coefficients()
     for i in range(len(stars)):
         f = sed(stars.teff[i:i + 1], stars.logg[i:i + 1], stars.m_h[i:i + 1], stars.alpha_m[i:i + 1],
                 stars.ebv[i:i + 1], stars.carbon[i:i + 1])
-        c = (f @ basis.projection)[0]
+        c = (f @ operator)[0]
         c *= 10 ** ((basis.zero_points[0] - stars.g_mag[i]) / 2.5) / (c @ basis.passbands[:, 0])
         mags = basis.synthetic_mags(c)[0]
         e = error_model.median_errors(mags[None, 1:])[0]

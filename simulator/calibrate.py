@@ -1,8 +1,9 @@
 """Refit the XP error model on the real sources and regenerate ``error_calibration.py``; with
 ``--instrument``, refit the instrument model's edge correction and null fill and regenerate
-``instrument_calibration.py``.
+``instrument_calibration.py``; with ``--sed``, refit the forward model's empirical SED correction and regenerate
+``sed_calibration.py`` (after any change to the instrument model or the SEDs).
 
-    python -m simulator.calibrate [--instrument] [PATH_TO_FLAT_XP_FITS]
+    python -m simulator.calibrate [--instrument | --sed] [PATH_TO_FLAT_XP_FITS]
 
 The default path is ``data/gaia_xp/xp_spectral_lines/xp_continuous_combined_chunk0.fits`` under XPVAE_SHARED (by
 default the repository's ``reference/`` folder).
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(argv[0]) if argv else default_real_sources()
     if instrument:
         return _calibrate_instrument(path)
+    if "--sed" in argv:
+        return _calibrate_sed(Path(argv[1]) if len(argv) > 1 else default_real_sources())
     model = fit_error_model(path)
     target = Path(__file__).with_name("error_calibration.py")
     write_error_calibration(model, target, source=f"the real Gaia DR3 sources in {REAL_SOURCES.as_posix()}")
@@ -55,6 +58,14 @@ def _calibrate_instrument(path: Path) -> int:
     source = f"the {int(use.sum())} real Gaia DR3 sources with G < {CALIBRATION_G_MAX} in {REAL_SOURCES.as_posix()}"
     write_instrument_calibration(w, fill, target, source)
     print(f"wrote {target} from {int(use.sum())} sources")
+    return 0
+
+
+def _calibrate_sed(path: Path) -> int:
+    from .sed_correction import refit_sed_calibration
+    target = Path(__file__).with_name("sed_calibration.py")
+    n_params = refit_sed_calibration(path, target, REAL_SOURCES.as_posix())
+    print(f"wrote {target} ({n_params} free parameters)")
     return 0
 
 

@@ -1,8 +1,9 @@
 """Simulated vs real XP sources: the documented comparison figures.
 
     python -m simulator.compare [OUT_PNG]            # docs/figures/sim_vs_real.png
-    python -m simulator.compare --shapes [OUT_PNG]   # docs/figures/coefficient_shape_gaps.png (ridge vs forward)
+    python -m simulator.compare --shapes [OUT_PNG]   # docs/figures/coefficient_shape_gaps.png (the three models)
     python -m simulator.compare --spectra [OUT_PNG]  # docs/figures/sim_vs_real_spectra.png (sampled spectra)
+    python -m simulator.compare --correction [OUT_PNG]  # docs/figures/sed_correction.png (the SED correction)
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from shared.xp import N_COEFF
 DEFAULT_FIGURE = Path(__file__).resolve().parents[1] / "docs" / "figures" / "sim_vs_real.png"
 SHAPES_FIGURE = DEFAULT_FIGURE.with_name("coefficient_shape_gaps.png")
 SPECTRA_FIGURE = DEFAULT_FIGURE.with_name("sim_vs_real_spectra.png")
+CORRECTION_FIGURE = DEFAULT_FIGURE.with_name("sed_correction.png")
 G_BIN = (14.0, 16.5)
 #: Shape comparison: stars with 12 < G < 17 (signal-dominated low and mid orders), binned in colour.
 SHAPE_G_RANGE = (12.0, 17.0)
@@ -153,14 +155,15 @@ def _save(fig, out_path: Path) -> Path:
     return out_path
 
 
-SHAPE_CURVES = (("ridge", "C0-o", "simulated, ridge fit (default)"),
-                ("forward", "C3-s", "simulated, forward model"),
+SHAPE_CURVES = (("ridge", "C0-o", "simulated, ridge fit"),
+                ("forward", "C3-s", "simulated, forward model with the empirical SED correction (default)"),
+                ("forward-uncorrected", "C2-^", "simulated, forward model, schematic SED (no correction)"),
                 ("forward_of_real", "k--", "real stars: GaiaXPy calibrate → forward model"),
                 ("forward_of_real_tables", "k:", "real stars → forward model, tables without edge correction"))
 
 
 def plot_shape_gaps(out_path: Path = SHAPES_FIGURE, real_path: Path | None = None, n_stars: int = 20000) -> Path:
-    """Per-order realism gap (simulated − real median log10|c_k|/c₀ at matched colour), ridge vs forward."""
+    """Per-order realism gap (simulated − real median log10|c_k|/c₀ at matched colour), per coefficient model."""
     from .calibrate import default_real_sources
     plt = _pyplot()
     gaps = shape_comparison(real_path or default_real_sources(), n_stars)
@@ -181,20 +184,20 @@ def plot_shape_gaps(out_path: Path = SHAPES_FIGURE, real_path: Path | None = Non
 
 def plot_spectra(out_path: Path = SPECTRA_FIGURE, real_path: Path | None = None, n_stars: int = 20000,
                  seed: int = 3) -> Path:
-    """Median sampled spectra of real and simulated (ridge and forward) sources per matched-colour bin, and the
+    """Median sampled spectra of real and simulated (each coefficient model) sources per matched-colour bin, and the
     ratio simulated / real: where in wavelength the simulated SEDs differ from real stars of the same colour."""
     from .calibrate import default_real_sources
     plt = _pyplot()
     c_real, g_real = real_sources(real_path or default_real_sources())
     ratios = {name: spectrum_ratios(c_real, g_real, c, g) for name, (c, g) in simulated_sets(n_stars, seed).items()}
-    first = ratios["ridge"]
+    first = ratios["forward"]
     wl = first["wavelength"]
     n_bins = len(first["edges"])
     with plt.rc_context({"text.usetex": False}):
         fig, ax = plt.subplots(n_bins, 2, figsize=(13, 2.2 * n_bins), sharex=True, squeeze=False)
         for i, (lo, hi) in enumerate(first["edges"]):
             ax[i, 0].plot(wl, first["real"][i], "k-", lw=1.2, label=f"real (n={first['n_real'][i]})")
-            for (name, r), colour in zip(ratios.items(), ("C0", "C3")):
+            for (name, r), colour in zip(ratios.items(), ("C3", "C0", "C2")):
                 ax[i, 0].plot(wl, r["sim"][i], colour, lw=0.9, label=f"simulated, {name} (n={r['n_sim'][i]})")
                 ax[i, 1].plot(wl, r["sim"][i] / r["real"][i], colour, lw=0.9, label=name)
             ax[i, 0].set(ylabel="flux / median 500–900 nm")
@@ -268,7 +271,30 @@ def plot_sim_vs_real(out_path: Path = DEFAULT_FIGURE, real_path: Path | None = N
         return _save(fig, out_path)
 
 
-FIGURES = {"--shapes": (plot_shape_gaps, SHAPES_FIGURE), "--spectra": (plot_spectra, SPECTRA_FIGURE)}
+def plot_sed_correction(out_path: Path = CORRECTION_FIGURE) -> Path:
+    """The stored empirical SED correction f(λ; q) at each continuum-colour node, relative to its value at 550 nm
+    (the overall level is irrelevant: every star is scaled to its G)."""
+    from .instrument import FORWARD_GRID, forward_operator
+    from .sed_correction import stored_sed_correction
+    plt = _pyplot()
+    corr = stored_sed_correction(FORWARD_GRID, forward_operator(FORWARD_GRID))
+    log_f = corr.amplitudes @ corr.basis
+    at_550 = log_f[:, [int(np.argmin(np.abs(FORWARD_GRID - 550.0)))]]
+    with plt.rc_context({"text.usetex": False}):
+        fig, ax = plt.subplots(figsize=(10, 4.5))
+        colours = plt.cm.coolwarm(np.linspace(0.0, 1.0, corr.nodes.size))
+        for q, row, colour in zip(corr.nodes, np.exp(log_f - at_550), colours):
+            ax.plot(FORWARD_GRID, row, color=colour, lw=1.3, label=f"continuum log10 RP c0/BP c0 = {q:+.3f}")
+        ax.axhline(1.0, color="grey", lw=0.8, ls=":")
+        ax.set(xlabel="wavelength [nm]", ylabel="f(λ) / f(550 nm)",
+               title=f"Empirical SED correction of the forward model ({corr.n_parameters} free parameters), "
+                     "per continuum-colour node")
+        ax.legend(fontsize=7, ncol=2)
+        return _save(fig, out_path)
+
+
+FIGURES = {"--shapes": (plot_shape_gaps, SHAPES_FIGURE), "--spectra": (plot_spectra, SPECTRA_FIGURE),
+           "--correction": (plot_sed_correction, CORRECTION_FIGURE)}
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ equivalent width matters to XP.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -169,23 +170,42 @@ class SEDModel:
     """Vectorised SEDs on a fixed wavelength grid (precomputes profiles and the extinction curve).
 
     through_lsf: features pre-broadened by the approximate XP LSF (for the ridge fit to the inverse bases);
-    False for intrinsic SEDs that the instrument model (instrument.py) disperses itself."""
+    False for intrinsic SEDs that the instrument model (instrument.py) disperses itself.
+    correction: an optional smooth factor on top, as log f(λ) of each star's α-free continuum (the forward
+    model's empirical correction, sed_correction.py); it sees only Teff, [M/H] and E(B−V), never [α/M]."""
 
-    def __init__(self, wavelength_nm: np.ndarray, through_lsf: bool = True):
+    def __init__(self, wavelength_nm: np.ndarray, through_lsf: bool = True,
+                 correction: Callable[[np.ndarray], np.ndarray] | None = None):
         self.wavelength = np.asarray(wavelength_nm, float)
         self.profiles = _profiles(self.wavelength, through_lsf)
         self.extinction = ccm_extinction(self.wavelength)
         self.blanket_shape = np.exp(-(self.wavelength - BLANKET_ANCHOR_NM) / BLANKET_SCALE_NM)
+        self.correction = correction
+
+    def _planck(self, teff: np.ndarray) -> np.ndarray:
+        """Planck B_λ up to a constant, normalised at 550 nm per star so the numbers stay O(1)."""
+        wl = self.wavelength
+        return (550.0 / wl) ** 5 * np.expm1(HC_OVER_K_NM / (550.0 * teff))[:, None] \
+            / np.expm1(HC_OVER_K_NM / (wl[None, :] * teff[:, None]))
+
+    def _continuum_tau(self, teff: np.ndarray, m_h, ebv) -> np.ndarray:
+        blanket = BLANKET_DEPTH * 10.0 ** (0.7 * np.asarray(m_h, float)) * (5000.0 / teff) ** 3
+        return blanket[:, None] * self.blanket_shape \
+            + 0.4 * np.log(10.0) * np.asarray(ebv, float)[:, None] * self.extinction
+
+    def continuum(self, teff, m_h, ebv) -> np.ndarray:
+        """(N, n_wavelengths) the α-free continuum: Planck × blanketing × extinction, no features."""
+        teff = np.asarray(teff, float)
+        return self._planck(teff) * np.exp(-self._continuum_tau(teff, m_h, ebv))
 
     def __call__(self, teff, logg, m_h, alpha_m, ebv, carbon, alpha_signal: float = 1.0) -> np.ndarray:
         """(N, n_wavelengths) SEDs in arbitrary flux-density units (the caller scales them to a magnitude)."""
         teff = np.asarray(teff, float)
-        wl = self.wavelength
-        # Planck B_λ up to a constant, normalised at 550 nm per star so the numbers stay O(1).
-        planck = (550.0 / wl) ** 5 * np.expm1(HC_OVER_K_NM / (550.0 * teff))[:, None] \
-            / np.expm1(HC_OVER_K_NM / (wl[None, :] * teff[:, None]))
+        planck = self._planck(teff)
         blanket = BLANKET_DEPTH * 10.0 ** (0.7 * np.asarray(m_h, float)) * (5000.0 / teff) ** 3
         tau = feature_strengths(teff, logg, m_h, alpha_m, carbon, alpha_signal) @ self.profiles
         tau += blanket[:, None] * self.blanket_shape
         tau += 0.4 * np.log(10.0) * np.asarray(ebv, float)[:, None] * self.extinction
+        if self.correction is not None:
+            tau -= self.correction(planck * np.exp(-self._continuum_tau(teff, m_h, ebv)))
         return planck * np.exp(-tau)

@@ -14,6 +14,7 @@ from .instrument import FORWARD_GRID, forward_operator
 from .noise import SHRINK_RANGE, CorrelationTemplates, ErrorModel, fit_columns, n_relevant_bases, relative_shrinking
 from .populations import Stars
 from .sed import SEDModel
+from .sed_correction import stored_sed_correction
 from .xp_basis import xp_basis
 
 BASIS_FUNCTION_ID = {"bp": 56, "rp": 57}
@@ -23,19 +24,24 @@ SOLUTION_ID = 4545469030156206080
 MISSING_RATE = {"bp": 0.004, "rp": 0.001}
 
 
-#: How noise-free coefficients are made from an SED: "ridge" fits them to the sampled SED on GaiaXPy's inverse
-#: bases (xp_basis.py, the default for now); "forward" passes the SED through the DR3 instrument model
-#: (instrument.py: dispersion, response, LSF, Hermite functions, rotation to the published bases).
-COEFFICIENT_MODELS = ("ridge", "forward")
-DEFAULT_COEFFICIENTS = "ridge"
+#: How noise-free coefficients are made from an SED: "forward" (the default) multiplies the SED by its empirical
+#: correction (sed_correction.py) and passes it through the DR3 instrument model (instrument.py: dispersion,
+#: response, LSF, Hermite functions, rotation to the published bases); "forward-uncorrected" passes the schematic
+#: SED alone (for comparison); "ridge" fits coefficients to the sampled SED on GaiaXPy's inverse bases (xp_basis.py).
+COEFFICIENT_MODELS = ("forward", "ridge", "forward-uncorrected")
+DEFAULT_COEFFICIENTS = "forward"
+FORWARD_MODELS = ("forward", "forward-uncorrected")
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=3)
 def sed_model(coefficients: str = DEFAULT_COEFFICIENTS) -> SEDModel:
     """The SED grid and model each coefficient model needs: GaiaXPy's grid with features pre-broadened by an
     approximate LSF for the ridge fit; a grid covering both responses with intrinsic features for the forward
-    model (its own LSF broadens them)."""
+    models (the instrument's own LSF broadens them), with the stored empirical correction for "forward"."""
     if check_coefficient_model(coefficients) == "forward":
+        correction = stored_sed_correction(FORWARD_GRID, forward_operator(FORWARD_GRID))
+        return SEDModel(FORWARD_GRID, through_lsf=False, correction=correction)
+    if coefficients == "forward-uncorrected":
         return SEDModel(FORWARD_GRID, through_lsf=False)
     return SEDModel(xp_basis().wavelength)
 
@@ -49,7 +55,7 @@ def check_coefficient_model(coefficients: str) -> str:
 def sed_to_coefficients(coefficients: str = DEFAULT_COEFFICIENTS) -> np.ndarray:
     """The cached (n_grid, 110) linear map from an SED on ``sed_model(coefficients).wavelength`` to BP then RP
     coefficients (arbitrary units until scaled to a magnitude)."""
-    if check_coefficient_model(coefficients) == "forward":
+    if check_coefficient_model(coefficients) in FORWARD_MODELS:
         return forward_operator(FORWARD_GRID)
     return xp_basis().projection
 
@@ -62,8 +68,8 @@ class NoiseFree:
 
 def noise_free_coefficients(stars: Stars, alpha_signal: float = 1.0,
                             coefficients: str = DEFAULT_COEFFICIENTS) -> NoiseFree:
-    """Each star's SED turned into DR3 coefficients (``coefficients``: "ridge" or "forward", see
-    COEFFICIENT_MODELS) and scaled so its synthetic G equals its drawn G."""
+    """Each star's SED turned into DR3 coefficients (``coefficients``: one of COEFFICIENT_MODELS) and scaled so
+    its synthetic G equals its drawn G."""
     basis = xp_basis()
     operator = sed_to_coefficients(coefficients)
     sed = sed_model(coefficients)(stars.teff, stars.logg, stars.m_h, stars.alpha_m, stars.ebv, stars.carbon,

@@ -178,9 +178,10 @@ def generate(n_stars: int, seed: int, alpha_signal: float = 1.0, label_fraction:
 
     truth: one row per star (source_id, population name, teff, logg, m_h, alpha_m, fe_h, mg_fe, ebv, g_mag,
     bp_mag, rp_mag, carbon, high_alpha (Patil split of the true FE_H/MG_FE), giant, labelled,
-    coefficients_true (N, 110) noise-free at the star's G). coefficients: "ridge" or "forward" (how SEDs become
-    coefficients, spectra.COEFFICIENT_MODELS). labels: APOGEE rows with the lower-case keys of
-    shared.xp.APOGEE_COLUMNS (duplicates, flags and NaNs included). photometry: PHOTOMETRY_COLUMNS.
+    coefficients_true (N, 110) noise-free at the star's G). coefficients: how SEDs become coefficients
+    (spectra.COEFFICIENT_MODELS: "forward", the default, "ridge" or "forward-uncorrected"). labels: APOGEE rows
+    with the lower-case keys of shared.xp.APOGEE_COLUMNS (duplicates, flags and NaNs included).
+    photometry: PHOTOMETRY_COLUMNS.
     With ``anomaly_fraction`` > 0 (anomalies.py) truth also holds ``anomaly`` (kind, '' for a normal star) and
     ``anomaly_strength``.
     """

@@ -17,7 +17,6 @@ import pytest
 
 from shared.xp import BANDS, N_COEFF
 from simulator import instrument
-from simulator.compare import forward_of_calibrated, shape_gaps
 from simulator.instrument import (
     COUNT_SCALE,
     FORWARD_GRID,
@@ -30,7 +29,7 @@ from simulator.instrument import (
 )
 from simulator.noise import read_flat_real_sources
 from simulator.populations import draw_stars
-from simulator.spectra import noise_free_coefficients, sed_model, sed_to_coefficients
+from simulator.spectra import DEFAULT_COEFFICIENTS, noise_free_coefficients, sed_model, sed_to_coefficients
 from simulator.survey import generate
 from simulator.xp_basis import xp_basis
 
@@ -244,10 +243,11 @@ def test_forward_model_on_held_out_real_sources(shared_dir):
 
 def test_coefficient_models_share_stars_and_brightness():
     """The option changes only how an SED becomes coefficients: same stars, same synthetic G (= drawn G) and
-    BP−RP within 0.05 mag between the two models; an unknown name is refused."""
+    BP−RP within 0.05 mag between the ridge fit and the forward model of the same (uncorrected) SED; an unknown
+    name is refused. (The default "forward" also applies the empirical SED correction: test_sim_realism.py.)"""
     stars = draw_stars(np.random.default_rng(99), 400)
     ridge = noise_free_coefficients(stars, coefficients="ridge")
-    forward = noise_free_coefficients(stars, coefficients="forward")
+    forward = noise_free_coefficients(stars, coefficients="forward-uncorrected")
     assert np.allclose(ridge.mags[:, 0], stars.g_mag, atol=1e-9)
     assert np.allclose(forward.mags[:, 0], stars.g_mag, atol=1e-9)
     bp_rp = {name: m.mags[:, 1] - m.mags[:, 2] for name, m in (("ridge", ridge), ("forward", forward))}
@@ -258,55 +258,9 @@ def test_coefficient_models_share_stars_and_brightness():
         generate(10, seed=1, coefficients="Forward")
 
 
-@pytest.fixture(scope="module")
-def shape_data(shared_dir):
-    c, _ = read_flat_real_sources(shared_dir / REAL_2000)
-    g = xp_basis().synthetic_mags(c)[:, 0]
-    sims = {}
-    for model in ("ridge", "forward"):
-        batch, truth, _, _ = generate(8000, seed=23, with_correlations=False, coefficients=model)
-        ok = ~(batch["bp_missing"] | batch["rp_missing"])
-        sims[model] = (batch.coefficients110()[ok], truth["g_mag"][ok])
-    return c, g, sims
-
-
-def test_coefficient_shapes_at_matched_colour(shape_data):
-    """Simulated vs real median log10(|c_k|/c₀) in 8 colour bins (log10 RP c₀/BP c₀), 12 < G < 17, mean over bins.
-
-    Within 0.2 dex: c₁ of both bands, with either model. RP orders 3–8 within 0.4 dex with either model
-    (measured 0.32 ridge, 0.32 forward; 0.52 and 0.60 before the line strengths were set to measured equivalent
-    widths: the Ca II triplet was up to 7× too strong). Not met (docs/simulator.md, "Coefficient shapes"): BP
-    orders 3–8, largest gap at c₅ (0.45 ridge, 0.54 forward), concentrated in the hottest and the reddest
-    colour bins; the forward model adds c₆ (0.43), which the real stars' own spectra through the model share
-    (next test). The causes are the schematic SEDs (blue blends and the MgH band of K dwarfs, M-star
-    molecular bands) and the instrument model's BP edge, not noise. The BP bounds lock today's figures."""
-    c, g, sims = shape_data
-    ridge = shape_gaps(c, g, *sims["ridge"])["per_order"]
-    forward = shape_gaps(c, g, *sims["forward"])["per_order"]
-    assert ridge[:, 0].max() < 0.2 and forward[:, 0].max() < 0.2
-    assert ridge[1, 2:8].max() < 0.4 and forward[1, 2:8].max() < 0.4
-    assert ridge[0, 2:8].max() < 0.55 and forward[0, 2:8].max() < 0.65
-
-
-def test_forward_model_reproduces_real_shapes(shape_data):
-    """The real stars' own calibrated spectra through the forward model keep their shapes: RP orders 1–15 within
-    0.3 dex and BP orders 1–4 within 0.2 dex of the real coefficients (mean over colour bins); BP orders 5–10
-    stay 0.2–0.5 dex off (the BP blue edge, the Balmer region, varies with colour more than one median edge
-    correction follows). Without the edge correction BP orders 5–15 are 0.5–1 dex off."""
-    c, g, _ = shape_data
-    through_model = shape_gaps(c, g, forward_of_calibrated(c), g)["per_order"]
-    assert through_model[1, :15].max() < 0.3 and through_model[0, :4].max() < 0.2
-    basis = xp_basis()
-    ok = np.all(np.isfinite(c), axis=1)
-    sed = extend_sampled_sed(basis.wavelength, basis.sample(np.where(ok[:, None], c, 0.0)))
-    raw = sed @ forward_operator(corrected=False)
-    tables_only = shape_gaps(c, g, np.where(ok[:, None], raw, np.nan), g)["per_order"]
-    assert tables_only[0, 4:15].mean() > 2 * through_model[0, 4:15].mean()
-
-
 def test_cli_coefficients_option(tmp_path):
-    """`--coefficients forward` writes a survey whose manifest says so and whose noise-free truth differs from
-    the default (ridge) one for the same seed, with the same stars; an unknown choice is bad usage (exit 2)."""
+    """`--coefficients ridge` writes a survey whose manifest says so and whose noise-free truth differs from
+    the default (forward) one for the same seed, with the same stars; an unknown choice is bad usage (exit 2)."""
     import json
 
     import pyarrow.parquet as pq
@@ -315,14 +269,14 @@ def test_cli_coefficients_option(tmp_path):
     from simulator.cli import simulate
     runner = CliRunner()
     truth = {}
-    for choice in ("forward", None):
+    for choice in ("ridge", None):
         out = tmp_path / str(choice)
         args = ["--n-stars", "40", "--seed", "5", "--out", str(out)] + (["--coefficients", choice] if choice else [])
         res = runner.invoke(simulate, args)
         assert res.exit_code == 0, res.output
-        assert json.loads((out / "manifest.json").read_text())["coefficients"] == (choice or "ridge")
+        assert json.loads((out / "manifest.json").read_text())["coefficients"] == (choice or DEFAULT_COEFFICIENTS)
         truth[choice] = pq.read_table(out / "truth.parquet").to_pandas()
-    assert (truth["forward"]["teff"] == truth[None]["teff"]).all()
-    assert not np.allclose(np.stack(truth["forward"]["coefficients_true"]), np.stack(truth[None]["coefficients_true"]))
+    assert (truth["ridge"]["teff"] == truth[None]["teff"]).all()
+    assert not np.allclose(np.stack(truth["ridge"]["coefficients_true"]), np.stack(truth[None]["coefficients_true"]))
     bad = runner.invoke(simulate, ["--out", str(tmp_path / "bad"), "--coefficients", "exact"])
     assert bad.exit_code == 2 and "exact" in bad.output
