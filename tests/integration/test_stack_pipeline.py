@@ -13,10 +13,10 @@ import sqlalchemy as sa
 
 def test_ingest_train_infer_analyze_through_workers(stack, pg_engine, tmp_path):
     from simulator.survey import simulate_survey
-    for q in ("ingest", "trainer", "inferencer", "analysis"):
-        stack.start_worker(q)          # first: the workers boot while the survey is simulated
     survey = tmp_path / "survey"
     simulate_survey(1500, 5, alpha_signal=1.0, label_fraction=0.6, out_dir=survey, formats=("csv",))
+    for q in ("ingest", "trainer", "inferencer", "analysis"):
+        stack.start_worker(q)
 
     xp = sorted(str(p) for p in (survey / "xp" / "csv").glob("*.csv"))
     stack.cli("ingest", "gaia-xp", *xp, "--wait")

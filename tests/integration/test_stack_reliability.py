@@ -23,9 +23,9 @@ def _job(engine, job_id):
 def test_worker_killed_mid_shard_still_gives_one_row_per_star(stack, pg_engine):
     """SIGKILL an inference worker while it holds a shard: the message is redelivered (acks_late), the shard
     is recomputed, and the results table has exactly one row per star."""
-    w1 = stack.start_worker("inferencer")       # boots while the survey is seeded and the model trained
     seed_survey(pg_engine, 1200)
     model_id = train_small_model(pg_engine, stack.settings)
+    w1 = stack.start_worker("inferencer")
     job_id = runner.submit("infer", {"model_id": model_id, "selection": {}, "shards": 2, "batch_size": 64,
                                    "batch_pause_s": 0.25}, settings=stack.settings, engine=pg_engine)
     wait_for(lambda: any(s["status"] == ShardStatus.RUNNING for s in jobs_db.get_shards(pg_engine, job_id)),
@@ -52,14 +52,14 @@ def test_transient_failures_are_retried_deterministic_ones_are_not_and_the_worke
     cannot bring the file back); a job whose results table stays locked by another session fails with the
     lock timeout on each of its attempts (a transient error: retried with backoff); once the lock is
     released, the same worker serves the next job."""
-    stack.env["PGOPTIONS"] = "-c lock_timeout=300"
-    stack.start_worker("inferencer")            # boots while the survey is seeded and the models trained
     seed_survey(pg_engine, 600)
     gone = train_small_model(pg_engine, stack.settings, name="doomed")
     good = train_small_model(pg_engine, stack.settings, name="fine")
     with pg_engine.connect() as conn:
         path = conn.execute(sa.text("SELECT path FROM models WHERE id = :m"), {"m": gone}).scalar()
     os.unlink(path)
+    stack.env["PGOPTIONS"] = "-c lock_timeout=300"
+    stack.start_worker("inferencer")
     missing = runner.submit("infer", {"model_id": gone, "selection": {}}, settings=stack.settings, engine=pg_engine,
                             max_attempts=3)
     job = wait_for(lambda: (j := _job(pg_engine, missing))["status"] in jobs_db.TERMINAL and j, timeout=120,
@@ -122,8 +122,8 @@ def test_crash_looping_job_stops_after_max_attempts(stack, pg_engine):
 
 def test_interrupted_training_resumes_from_its_checkpoint(stack, pg_engine):
     """Kill the trainer after a checkpoint: the redelivered job resumes from that epoch, not from 0."""
-    w = stack.start_worker("trainer")           # boots while the survey is seeded
     seed_survey(pg_engine, 800)
+    w = stack.start_worker("trainer")
     job_id = runner.submit("train", {"name": "resumable", "selection": {},
                                      "train": {"epochs": 60, "batch_size": 32, "checkpoint_every": 5}},
                            settings=stack.settings, engine=pg_engine)
@@ -146,9 +146,9 @@ def test_interrupted_training_resumes_from_its_checkpoint(stack, pg_engine):
 
 def test_queues_do_not_block_each_other(stack, pg_engine, shared_dir):
     """A long training job occupies the trainer worker; an ingest job on its own queue completes meanwhile."""
-    stack.start_worker("trainer")               # both boot while the survey is seeded
-    stack.start_worker("ingest")
     seed_survey(pg_engine, 600)
+    stack.start_worker("trainer")
+    stack.start_worker("ingest")
     train = runner.submit("train", {"name": "long", "selection": {},
                                     "train": {"epochs": 100000, "batch_size": 64, "checkpoint_every": 0}},
                           settings=stack.settings, engine=pg_engine)
