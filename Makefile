@@ -6,6 +6,10 @@ PY := $(VENV)/bin/python
 # The CPU wheel of torch: GPU users install their own CUDA build into the venv first (see README).
 TORCH_SPEC ?= torch==2.13.0
 export XPVAE_HOME ?= $(CURDIR)/var
+# Test processes (pytest-xdist): one per CPU; whole files go to one process, so a module's fixtures are built once.
+# TEST_PROCS=0 runs in this process (for -x, --pdb).
+TEST_PROCS ?= auto
+PYTEST := $(PY) -m pytest -q -n $(TEST_PROCS) --dist loadfile
 
 .DEFAULT_GOAL := help
 .PHONY: help venv lint test test-unit test-integration bench demo up down status logs db-upgrade clean
@@ -28,13 +32,13 @@ lint: venv ## style and type gate: ruff (pyflakes, pycodestyle, bugbear, isort, 
 	$(VENV)/bin/mypy
 
 test: venv lint ## the lint gate, then the whole test suite (unit + integration against local PostgreSQL/RabbitMQ)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
 
 test-unit: venv ## run only the tests that need no PostgreSQL or RabbitMQ
-	$(PY) -m pytest -q -m "not integration" $(PYTEST_ARGS)
+	$(PYTEST) -m "not integration" $(PYTEST_ARGS)
 
 test-integration: venv ## run only the integration tests (real PostgreSQL, RabbitMQ, Celery workers)
-	$(PY) -m pytest -q -m integration $(PYTEST_ARGS)
+	$(PYTEST) -m integration $(PYTEST_ARGS)
 
 bench: venv ## run the benchmarks and print figures with ratios against in-process baselines
 	$(PY) -m bench $(BENCH_ARGS)

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import gzip
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from bench.bench_stack import ADMIN_URL, _restore, _Stack, _use_stack
+from bench.stackenv import BenchStack, bench_stack
 
 TEMPLATE_STARS = 500
 
@@ -43,24 +41,10 @@ def _write_files(out: Path, n_files: int, per_file: int) -> list[Path]:
     return paths
 
 
-def _ingest(engine, paths: list[Path], stack: _Stack, timeout: float = 1800) -> tuple[float, dict]:
+def _ingest(engine, paths: list[Path], stack: BenchStack) -> tuple[float, dict]:
     """One shard per file, as the release's ~1 GB files get by default (small files would share shards)."""
-    from db import job_store as jobs_db
-    from jobqueue import runner
-    from shared.settings import Settings
-    t = time.perf_counter()
-    # this process publishes to the bench stack's broker: its settings are the workers'
-    job_id = runner.submit("ingest", {"source": "gaia-xp", "paths": [str(p) for p in paths], "files_per_shard": 1},
-                           settings=Settings.from_env(stack.env), engine=engine)
-    end = time.monotonic() + timeout
-    while (job := jobs_db.get_job(engine, job_id))["status"] not in jobs_db.TERMINAL:
-        if time.monotonic() > end:
-            raise RuntimeError(f"ingest job {job_id} did not finish in {timeout:.0f} s\n{stack.logs()}")
-        time.sleep(0.05)
-    seconds = time.perf_counter() - t
-    if job["status"] != "succeeded":
-        raise RuntimeError(f"ingest job {job_id} {job['status']}: {job['error']}\n{stack.logs()}")
-    return seconds, job
+    params = {"source": "gaia-xp", "paths": [str(p) for p in paths], "files_per_shard": 1}
+    return stack.run_job(engine, "ingest", params, timeout=1800)
 
 
 def _cpu(pids: set[int]) -> dict[int, float]:
@@ -75,7 +59,7 @@ def _cpu(pids: set[int]) -> dict[int, float]:
     return out
 
 
-def _processes(stack: _Stack, engine, db_name: str) -> tuple[set[int], set[int]]:
+def _processes(stack: BenchStack, engine, db_name: str) -> tuple[set[int], set[int]]:
     """(the worker processes: each worker's session, its pool children included; the server backends of the
     bench database)."""
     sessions = {p.pid for p in stack.procs}
@@ -102,30 +86,10 @@ def _empty(engine) -> None:
         conn.exec_driver_sql("TRUNCATE xp_correlations, xp_spectra")
 
 
-def _wait_ready(log: Path, stack: _Stack, timeout: float = 180) -> None:
-    end = time.monotonic() + timeout
-    while " ready." not in log.read_text(errors="replace"):
-        if time.monotonic() > end:
-            raise RuntimeError(f"worker not ready after {timeout:.0f} s\n{stack.logs()}")
-        time.sleep(0.2)
-
-
 def main(quick: bool) -> None:
-    from db.engine import create_engine
-    from db.migrate import upgrade
     n_files, per_file = (6, 500) if quick else (16, 2000)
-    name = f"xpvae_bench_fanout_{os.getpid()}"
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    db_url = sa.engine.make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    home = Path(tempfile.mkdtemp(prefix="xpvae-bench-fanout-"))
-    engine = create_engine(db_url)
-    stack: _Stack | None = None
-    saved: dict | None = None
-    try:
-        upgrade(engine)
-        stack = _Stack(db_url, home)
+    with bench_stack("xpvae_bench_fanout") as (engine, stack, name):
+        home = stack.home
         logs = [stack.start_worker(1, "ingest", "INFO")]       # boots while the files are written
         t = time.perf_counter()
         paths = _write_files(home, n_files, per_file)
@@ -135,13 +99,12 @@ def main(quick: bool) -> None:
         print(f"{n_files} files x {per_file:,} records with correlations = {n_files * per_file:,} records, "
               f"{size / 2**20:.0f} MiB gzipped ({size / n_files / 2**20:.1f} MiB a file), written in "
               f"{time.perf_counter() - t:.1f} s; cores: {os.cpu_count()}")
-        saved = _use_stack(stack)
         rates = {}
         for workers in (1, 2):
             if workers == 2:
                 logs.append(stack.start_worker(1, "ingest", "INFO"))
             for log in logs:
-                _wait_ready(log, stack)
+                stack.wait_ready(log)
             _ingest(engine, warm, stack)
             _empty(engine)
             load0 = os.getloadavg()[0]
@@ -164,14 +127,3 @@ def main(quick: bool) -> None:
                   f"{cpu_s:.1f} s ({1000 * cpu_s / n:.3f} ms a record): {n / (cpu_w + cpu_s):,.0f} records per "
                   "CPU-s in all")
         print(f"  2 workers / 1 worker: {rates[2] / rates[1]:.2f}x")
-    finally:
-        if saved is not None:
-            _restore(saved)
-        if stack is not None:
-            stack.close()
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.dispose()
-        shutil.rmtree(home, ignore_errors=True)

@@ -17,18 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import signal
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import sqlalchemy as sa
 
-ADMIN_URL = os.environ.get("XPVAE_TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
-BROKER_ROOT = os.environ.get("XPVAE_BENCH_BROKER", "amqp://guest:guest@127.0.0.1:5672")
+from bench.stackenv import bench_stack
+
 SEED_STARS = 2000
 
 
@@ -81,75 +76,6 @@ def _register_model(engine, home: Path) -> int:
     return register_model(engine, name="bench-svae", kind="svae", path=str(path), config=cfg.to_dict()).model_id
 
 
-class _Stack:
-    """A private vhost + bench database URL, and the worker processes of this run."""
-
-    def __init__(self, db_url: str, home: Path):
-        self.vhost = f"xpvae_bench_{os.getpid()}"
-        self.broker = f"{BROKER_ROOT}/{self.vhost}"
-        self.env = dict(os.environ, XPVAE_DATABASE_URL=db_url, XPVAE_BROKER_URL=self.broker, XPVAE_HOME=str(home),
-                        XPVAE_DEVICE="cpu", XPVAE_TORCH_THREADS="1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-        self.home = home
-        self.procs: list[subprocess.Popen] = []
-        self.ctl = shutil.which("rabbitmqctl")
-        if self.ctl is None:
-            raise RuntimeError("rabbitmqctl not found: the stack benchmark needs a local RabbitMQ")
-        subprocess.run([self.ctl, "add_vhost", self.vhost], check=True, capture_output=True)
-        subprocess.run([self.ctl, "set_permissions", "-p", self.vhost, "guest", ".*", ".*", ".*"], check=True,
-                       capture_output=True)
-
-    def start_worker(self, processes: int, queue: str = "inferencer", loglevel: str = "WARNING") -> Path:
-        """Start a worker process on ``queue``; returns its log file."""
-        from xpvae.stack import worker_command
-        log_path = self.home / f"worker-{len(self.procs)}.log"
-        log = open(log_path, "ab")
-        cmd = worker_command(queue, processes, ["-n", f"bench{len(self.procs)}@%h", "--loglevel", loglevel])
-        repo = Path(__file__).resolve().parents[1]
-        self.procs.append(subprocess.Popen(cmd, env=self.env, cwd=repo, stdout=log, stderr=subprocess.STDOUT,
-                                           start_new_session=True))
-        return log_path
-
-    def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace")[-2000:] for p in sorted(self.home.glob("worker-*.log")))
-
-    def close(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait(timeout=10)
-        subprocess.run([self.ctl, "delete_vhost", self.vhost], capture_output=True)
-
-
-def _run_job(engine, params: dict, stack: _Stack, timeout: float) -> tuple[float, dict]:
-    """Submit an infer job through the broker, wait for it; (seconds submit → success, job row)."""
-    from db import job_store as jobs_db
-    from db.job_status import TERMINAL, JobStatus
-    from jobqueue import runner
-    from shared.settings import Settings
-    from xpvae.services import load_services
-    load_services()
-    t = time.perf_counter()
-    # this process publishes to the bench stack's broker: its settings are the workers'
-    job_id = runner.submit("infer", params, settings=Settings.from_env(stack.env), engine=engine)
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        job = jobs_db.get_job(engine, job_id)
-        if job["status"] in TERMINAL:
-            break
-        time.sleep(0.05)
-    else:
-        raise RuntimeError(f"infer job {job_id} did not finish in {timeout:.0f} s\n{stack.logs()}")
-    seconds = time.perf_counter() - t
-    if job["status"] != JobStatus.SUCCEEDED:
-        raise RuntimeError(f"infer job {job_id} {job['status']}: {job['error']}\n{stack.logs()}")
-    return seconds, job
-
-
 def _shard_split(engine, job_id: int) -> dict[str, float]:
     from db import job_store as jobs_db
     shards = jobs_db.get_shards(engine, job_id)
@@ -190,34 +116,23 @@ def _split_text(split: dict[str, float]) -> str:
 
 
 def main(quick: bool) -> None:
-    from db.engine import create_engine
-    from db.migrate import upgrade
     from db.selection import Selection
     from db.spectra import count
     n, n_corr = (20_000, 2_000) if quick else (200_000, 20_000)
-    name = f"xpvae_bench_stack_{os.getpid()}"
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    db_url = sa.engine.make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    home = Path(tempfile.mkdtemp(prefix="xpvae-bench-stack-"))
-    engine = create_engine(db_url)
-    stack: _Stack | None = None
-    try:
-        upgrade(engine)
-        stack = _Stack(db_url, home)
-        stack.start_worker(processes=2)           # start early: it boots while we seed
+    with bench_stack("xpvae_bench_stack") as (engine, stack, _):
+        stack.start_worker(processes=2, queue="inferencer")           # start early: it boots while we seed
         t = time.perf_counter()
         _seed(engine, n, n_corr)
         print(f"seeded {n:,} stars without correlations + {n_corr:,} with in {time.perf_counter() - t:.1f} s; "
               f"cores: {os.cpu_count()}; load average {os.getloadavg()[0]:.1f}")
-        model_id = _register_model(engine, home)
+        model_id = _register_model(engine, stack.home)
 
         # warm-up: both worker processes import torch and load the model
-        _run_job(engine, {"model_id": model_id, "selection": {"limit": 4000}, "shards": 4}, stack, timeout=300)
+        stack.run_job(engine, "infer", {"model_id": model_id, "selection": {"limit": 4000}, "shards": 4}, timeout=300)
 
         main_sel = Selection(source_id_hi=n)
-        secs, job = _run_job(engine, {"model_id": model_id, "selection": main_sel.to_dict()}, stack, timeout=600)
+        secs, job = stack.run_job(engine, "infer", {"model_id": model_id, "selection": main_sel.to_dict()},
+                                  timeout=600)
         shards = int(job["result"]["n_shards"])          # the inferencer's default: STARS_PER_SHARD a shard
         done = int(job["result"]["n_stars"])
         assert done == count(engine, main_sel), job["result"]     # stars missing a band are not selected
@@ -241,16 +156,7 @@ def main(quick: bool) -> None:
             with kernel:
                 t_c, n_c, tim = _in_process(engine, model_id, sel, chi2=chi2)
             print(f"  {n_c:,} stars with correlations, in-process, {label}: {n_c / t_c:,.0f}/s;  {_split_text(tim)}")
-        secs_c, job_c = _run_job(engine, {"model_id": model_id, "selection": sel.to_dict(), "shards": 4}, stack,
-                                 timeout=600)
+        secs_c, job_c = stack.run_job(engine, "infer", {"model_id": model_id, "selection": sel.to_dict(), "shards": 4},
+                                      timeout=600)
         print(f"  the same through the stack with chi2: {job_c['result']['n_stars'] / secs_c:,.0f}/s;  "
               f"{_split_text(_shard_split(engine, job_c['id']))}")
-    finally:
-        if stack is not None:
-            stack.close()
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.dispose()
-        shutil.rmtree(home, ignore_errors=True)

@@ -1,6 +1,7 @@
 """Shared fixtures. The reference material is the repository's own reference/ folder (vendored, see its README)."""
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
@@ -12,7 +13,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def pytest_configure(config):
-    """Register every service's job kinds, as the CLI and each worker do at start-up (xpvae/services.py)."""
+    """One OpenMP/BLAS/torch thread per test process, set before numpy or torch is first imported (the workers
+    and CLI runs the tests start inherit it): `make test` runs one test process per CPU (pytest-xdist), and more
+    threads than cores thrash — two-thread torch steps on a loaded 2-core machine measured 40x slower than one.
+    An operator's own OMP_NUM_THREADS wins. Then register every service's job kinds, as the CLI and each worker
+    do at start-up (xpvae/services.py)."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     from xpvae.services import load_services
     load_services()
 

@@ -149,8 +149,11 @@ def test_queues_do_not_block_each_other(stack, pg_engine, shared_dir):
     seed_survey(pg_engine, 600)
     stack.start_worker("trainer")
     stack.start_worker("ingest")
+    # eager: 100,000 epochs would torch.compile first ("auto"), a minute or more of a loaded CPU before the first
+    # epoch ends and a cancellation can be seen; compilation is not what this test is about
     train = runner.submit("train", {"name": "long", "selection": {},
-                                    "train": {"epochs": 100000, "batch_size": 64, "checkpoint_every": 0}},
+                                    "train": {"epochs": 100000, "batch_size": 64, "checkpoint_every": 0,
+                                              "compile": False}},
                           settings=stack.settings, engine=pg_engine)
     wait_for(lambda: _job(pg_engine, train)["status"] == JobStatus.RUNNING, timeout=90, what="training to start",
              stack=stack)
