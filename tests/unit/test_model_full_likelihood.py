@@ -110,7 +110,7 @@ def symmetric(flat: np.ndarray) -> np.ndarray:
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(torch.linalg.vector_norm(a.double() - b) / torch.linalg.vector_norm(b))
+    return float(torch.linalg.vector_norm(a.detach().double() - b.detach()) / torch.linalg.vector_norm(b.detach()))
 
 
 @pytest.mark.parametrize("smallest", [1.5e-3, 2e-2])   # just above MIN_EIGENVALUE; the lowest real DR3 records
