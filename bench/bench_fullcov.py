@@ -338,7 +338,7 @@ def main(quick: bool = False) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench.bench_fullcov", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    parser.add_argument("--seeds", type=int, nargs="*", default=list(SEEDS), help="none: only the χ² speed")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--quick", action="store_true", help="3000 stars, 40 epochs, 100 bootstrap resamples")
     parser.add_argument("--chi2-stars", type=int, default=CHI2_STARS, help="0: skip the χ² inference speed")
