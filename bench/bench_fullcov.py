@@ -74,11 +74,15 @@ def _held_out(res, d: dict) -> dict:
     x_true = norm.apply(d["truth"]["coefficients_true"][test] / g)
     corr = {"bp": d["corr"][test, 0], "rp": d["corr"][test, 1]}
     out = infer_all(res.model, xs, es, correlations=corr)
-    return {"xs": xs, "es": es, "x_true": x_true, "out": out, "test": test}
+    return {"xs": xs, "es": es, "x_true": x_true, "out": out, "test": test, "corr": corr}
 
 
 def _figures(h: dict) -> dict:
+    """The held-out figures of one model; chi2_truth_*: χ²/dof of the data about the noise-free truth with Σ,
+    which checks the simulator's noise against the correlations it writes (≈ 1 when they agree)."""
+    from shared.metrics import chi2_bands
     out, xs, es = h["out"], h["xs"], h["es"]
+    truth = chi2_bands(xs, h["x_true"], es, h["corr"])
     s = out["scatter"].astype(np.float64)
     z = (xs - out["xhat"]) / np.sqrt(es ** 2 + s ** 2)
     resid_true = h["x_true"] - out["xhat"]
@@ -88,6 +92,7 @@ def _figures(h: dict) -> dict:
     f = {"n": len(xs), "z_mean": float(z.mean()), "z_std": float(z.std())}
     for b, sl in (("bp", slice(0, 55)), ("rp", slice(55, 110))):
         f[f"chi2_{b}"] = float(np.nanmedian(out[f"chi2_dof_{b}"]))
+        f[f"chi2_truth_{b}"] = float(np.nanmedian(truth[b]))
         f[f"chi2_{b}_scatter"] = float(np.nanmedian(out[f"chi2_dof_{b}_scatter"]))
         f[f"chi2_{b}_scatter_mean"] = float(np.nanmean(out[f"chi2_dof_{b}_scatter"]))
         r = ratio[sl]
