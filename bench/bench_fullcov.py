@@ -289,12 +289,17 @@ def sweep(out: Path, seeds: tuple[int, ...], sizes: dict, chi2_stars: int) -> No
 
 def _rows() -> list[tuple[str, object]]:
     """(label, getter of one number from a model's record) for the summary table."""
-    def fig(key, i=None):
-        return lambda m: m["figures"][key] if i is None else m["figures"][key][i]
+    def fig(key, i=None):       # NaN for a figure a record predates
+        def get(m):
+            v = m["figures"].get(key, float("nan"))
+            return v if i is None or not isinstance(v, list) else v[i]
+        return get
 
     def gain(sample):
         return lambda m: m["alpha"][sample]["gain"][0] if "gain" in m["alpha"][sample] else float("nan")
     return [("cost per epoch (s, median)", lambda m: m["epoch_s"]),
+            ("χ²/dof of the data about the truth with Σ, BP (median)", fig("chi2_truth_bp")),
+            ("χ²/dof of the data about the truth with Σ, RP (median)", fig("chi2_truth_rp")),
             ("χ²/dof with Σ, BP (median)", fig("chi2_bp")), ("χ²/dof with Σ, RP (median)", fig("chi2_rp")),
             ("χ²/dof with Σ + diag ŝ², BP (median)", fig("chi2_bp_scatter")),
             ("χ²/dof with Σ + diag ŝ², RP (median)", fig("chi2_rp_scatter")),
