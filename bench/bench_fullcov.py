@@ -310,15 +310,18 @@ def _rows() -> list[tuple[str, object]]:
             ("RMS ŝ / true residual RMS, RP (median over coefficients)", fig("scatter_ratio_rp", 0))]
 
 
-def _span(values: list[float], fmt: str) -> str:
+def _cell(values: list[float], fmt: str) -> str:
+    """Per-seed values joined by ' / ', then their range: '1.50 / 1.52 / 1.51 (1.50 – 1.52)'."""
     v = [x for x in values if np.isfinite(x)]
     if not v:
         return "—"
-    return format(v[0], fmt) if len(v) == 1 else f"{format(min(v), fmt)} – {format(max(v), fmt)}"
+    each = " / ".join(format(x, fmt) for x in v)
+    return each if len(v) == 1 else f"{each} ({format(min(v), fmt)} – {format(max(v), fmt)})"
 
 
 def summarise(*paths: Path) -> str:
-    """Per seed, then a table of ranges over seeds: diagonal, full, and full − diagonal on the same seed."""
+    """Per seed, then a table: per-seed values and their range for diagonal, full, and full − diagonal on the
+    same seed."""
     recs = [json.loads(line) for p in paths for line in Path(p).read_text().splitlines() if line.strip()]
     seeds = [r for r in recs if r["kind"] == "seed"]
     lines = [_chi2_line(r) for r in recs if r["kind"] == "chi2_speed"]
@@ -326,15 +329,15 @@ def summarise(*paths: Path) -> str:
         lines += _seed_lines(r)
     if not seeds:
         return "\n".join(lines)
-    lines += ["", f"over {len(seeds)} seed(s) ({', '.join(str(r['seed']) for r in seeds)}): range (min – max)", "",
+    lines += ["", f"seeds {' / '.join(str(r['seed']) for r in seeds)} (range)", "",
               "| figure (held-out stars) | diagonal | full | full − diagonal, same seed |", "|---|---|---|---|"]
     for label, get in _rows():
         d = [get(r["models"]["diagonal"]) for r in seeds]
         f = [get(r["models"]["full"]) for r in seeds]
         fmt = ".2f" if label.startswith("cost") else ".3f"
-        lines.append(f"| {label} | {_span(d, fmt)} | {_span(f, fmt)} | "
-                     f"{_span([b - a for a, b in zip(d, f)], '+' + fmt)} |")
-    lines.append(f"| cost per epoch, full / diagonal | | | {_span([r['epoch_ratio'] for r in seeds], '.2f')}× |")
+        lines.append(f"| {label} | {_cell(d, fmt)} | {_cell(f, fmt)} | "
+                     f"{_cell([b - a for a, b in zip(d, f)], '+' + fmt)} |")
+    lines.append(f"| cost per epoch, full / diagonal | | | {_cell([r['epoch_ratio'] for r in seeds], '.2f')} |")
     return "\n".join(lines)
 
 
