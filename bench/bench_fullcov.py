@@ -147,7 +147,7 @@ def simulator_state() -> dict:
         except (OSError, subprocess.CalledProcessError):
             return "unknown"
     return {"coefficients": DEFAULT_COEFFICIENTS, "commit": git("rev-parse", "--short", "HEAD"),
-            "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results"))}
 
 
 def measure_seed(seed: int, sizes: dict, tmp: Path) -> dict:
