@@ -15,7 +15,8 @@ import bench
 # Measurements that train many models or load millions of rows: run only when named.
 LONG = {"alpha_null": "20 simulated surveys per α setting (hours)", "anomaly": "two 20,000-star surveys (~15 min)",
         "partition": "2 million spectra in two layouts (~16 min)", "science": "the science figures (~5 min+)",
-        "recipe": "a training grid over batch and learning rate (~20 min)"}
+        "recipe": "a training grid over batch and learning rate (~20 min)",
+        "fullcov": "three seeds × two sVAEs, full vs diagonal likelihood (20–40 min)"}
 
 
 def main(argv: list[str] | None = None) -> int:

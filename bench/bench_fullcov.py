@@ -1,19 +1,32 @@
-"""Training with the full XP covariance against the diagonal recipe, and χ² inference speed, in one run.
+"""Training with the full XP covariance against the diagonal recipe, over several seeds, and χ² inference speed.
 
-1. One simulated labelled survey (the simulator draws correlated noise with exactly the correlations it writes,
-   docs/simulator.md), two sVAEs with the same seed, split and recipe: likelihood 'diagonal' and 'full'.
-   Cost per epoch (median over epochs, one thread) of each.
+1. Per seed: one simulated labelled survey (the simulator draws correlated noise with exactly the correlations it
+   writes, docs/simulator.md) and two sVAEs with that seed, the same split and recipe: likelihood 'diagonal' and
+   'full'. Cost per epoch (median over epochs, one thread, same process) of each.
 2. On the held-out test stars (truth known), for each model: χ²/dof with the full covariance (Σ and Σ + diag ŝ²),
    diagonal z-score calibration, the [α/M] classifier gain of the analysis (labels + latents − labels, paired
    bootstrap), and the recovered scatter ŝ against the true residual scatter: per coefficient,
    RMS over stars of (x_true − x̂) in standardised units, x_true the simulator's noise-free coefficients.
-3. χ² with the full covariance at inference, model step in-process: the previous implementation (numpy float64
-   matrices, LAPACK per band and variant, kept here as the reference) against the current shared.covariance
-   path, same stars, same model, same process — best of three passes each.
-Run: python -m bench fullcov [--quick]. Figures are recorded in docs/science-validation.md.
+3. Once per run: χ² with the full covariance at inference, model step in-process: the previous implementation
+   (numpy float64 matrices, LAPACK per band and variant, kept here as the reference) against the current
+   shared.covariance path, same stars, same model, same process — best of three interleaved passes each.
+
+Results go to a JSON-lines file, one line per seed (and one for the χ² speed), written as they come, with the
+simulator's coefficient model, the commit and the load average, so that a sweep can be read while it runs and
+its simulator state is on record:
+
+    python -m bench.bench_fullcov --seeds 9401 9402 9403 --out bench/results/fullcov_forward.jsonl
+    python -m bench.bench_fullcov --summarise bench/results/fullcov_forward.jsonl
+
+`python -m bench fullcov [--quick]` runs the three default seeds (one small one with --quick) into a temporary
+file. Seeds from 9401: no test uses them. docs/science-validation.md records the figures.
 """
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +36,13 @@ import torch
 
 SAMPLES = ("pristine", "pristine_cool_giants")
 FEATURES = ("labels", "labels_latents")
+LIKELIHOODS = ("diagonal", "full")
+SEEDS = (9401, 9402, 9403)
+# 8000 stars at G < 15, every star labelled, 120 epochs of batch 256: the size of the first (one-seed)
+# measurement, so the figures compare; ≈ 10–15 min a seed on the 2 shared cores, the full model most of it.
+SIZES = {"n_stars": 8000, "g_max": 15.0, "epochs": 120, "n_boot": 200}
+QUICK = {"n_stars": 3000, "g_max": 15.0, "epochs": 40, "n_boot": 100}
+CHI2_STARS = 40_000                    # the size of the first measurement
 
 
 def _survey(n: int, seed: int, g_max: float, db: Path) -> dict:
@@ -44,6 +64,17 @@ def _train(d: dict, likelihood: str, epochs: int, seed: int):
     return fit_scatter_vae(d["x"], d["e"], VAEConfig(), cfg, correlations=d["corr"])
 
 
+def _interleaved_cost(d: dict, seed: int, rounds: int = 3, epochs: int = 4) -> dict:
+    """Median seconds per epoch of each likelihood over short trainings run alternately (diagonal, full, …), so
+    that both see the same load on shared cores; the long trainings' medians are minutes apart."""
+    secs: dict[str, list[float]] = {lk: [] for lk in LIKELIHOODS}
+    for _ in range(rounds):
+        for lk in LIKELIHOODS:
+            secs[lk] += [m["seconds"] for m in _train(d, lk, epochs, seed).history]
+    med = {lk: float(np.median(v)) for lk, v in secs.items()}
+    return {**med, "ratio": med["full"] / med["diagonal"], "epochs_each": rounds * epochs}
+
+
 def _held_out(res, d: dict) -> dict:
     """Standardised test-split arrays and the model's outputs on them (χ² with the full covariance)."""
     from shared.inference import infer_all
@@ -54,11 +85,15 @@ def _held_out(res, d: dict) -> dict:
     x_true = norm.apply(d["truth"]["coefficients_true"][test] / g)
     corr = {"bp": d["corr"][test, 0], "rp": d["corr"][test, 1]}
     out = infer_all(res.model, xs, es, correlations=corr)
-    return {"xs": xs, "es": es, "x_true": x_true, "out": out, "test": test}
+    return {"xs": xs, "es": es, "x_true": x_true, "out": out, "test": test, "corr": corr}
 
 
 def _figures(h: dict) -> dict:
+    """The held-out figures of one model; chi2_truth_*: χ²/dof of the data about the noise-free truth with Σ,
+    which checks the simulator's noise against the correlations it writes (≈ 1 when they agree)."""
+    from shared.metrics import chi2_bands
     out, xs, es = h["out"], h["xs"], h["es"]
+    truth = chi2_bands(xs, h["x_true"], es, h["corr"])
     s = out["scatter"].astype(np.float64)
     z = (xs - out["xhat"]) / np.sqrt(es ** 2 + s ** 2)
     resid_true = h["x_true"] - out["xhat"]
@@ -68,15 +103,18 @@ def _figures(h: dict) -> dict:
     f = {"n": len(xs), "z_mean": float(z.mean()), "z_std": float(z.std())}
     for b, sl in (("bp", slice(0, 55)), ("rp", slice(55, 110))):
         f[f"chi2_{b}"] = float(np.nanmedian(out[f"chi2_dof_{b}"]))
+        f[f"chi2_truth_{b}"] = float(np.nanmedian(truth[b]))
         f[f"chi2_{b}_scatter"] = float(np.nanmedian(out[f"chi2_dof_{b}_scatter"]))
         f[f"chi2_{b}_scatter_mean"] = float(np.nanmean(out[f"chi2_dof_{b}_scatter"]))
         r = ratio[sl]
-        f[f"scatter_ratio_{b}"] = (float(np.median(r)), float(np.percentile(r, 16)), float(np.percentile(r, 84)))
+        f[f"scatter_ratio_{b}"] = [float(np.median(r)), float(np.percentile(r, 16)), float(np.percentile(r, 84))]
         f[f"scatter_within2_{b}"] = float(np.mean((r > 0.5) & (r < 2)))
     return f
 
 
 def _alpha(res, d: dict, n_boot: int, seed: int, out_dir: Path) -> dict:
+    """Per sample: stars and the paired-bootstrap gain (labels + latents) − labels as (median, 2.5 %, 97.5 %).
+    Forests on one process: the same numbers as with more (fixed seeds), without taking the other core."""
     from analysis.alpha import run_alpha_analysis
     from shared.inference import infer_all
     ok = np.isfinite(d["x"]).all(1) & np.isfinite(d["e"]).all(1)
@@ -87,12 +125,53 @@ def _alpha(res, d: dict, n_boot: int, seed: int, out_dir: Path) -> dict:
     phot = {"phot_g_mean_mag": d["phot"]["phot_g_mean_mag"][keep],
             "bp_rp": (d["phot"]["phot_bp_mean_mag"] - d["phot"]["phot_rp_mean_mag"])[keep]}
     r = run_alpha_analysis(z[keep], {k: v[keep] for k, v in d["labels"].items()}, phot, out_dir=out_dir, seed=seed,
-                           n_boot=n_boot, samples=SAMPLES, feature_sets=FEATURES, draw_figures=False)
-    return r.headline["samples"]
+                           n_boot=n_boot, n_jobs=1, samples=SAMPLES, feature_sets=FEATURES, classifiers_only=True)
+    out = {}
+    for sample, info in r.headline["samples"].items():
+        if info.get("skipped"):
+            out[sample] = {"skipped": info["skipped"]}
+        else:
+            out[sample] = {"n": int(info["n"]),
+                           "gain": [float(v) for v in info["differences_balanced_accuracy"]["labels_latents-labels"]]}
+    return out
 
 
-def _ci(t) -> str:
-    return f"{t[0]:.3f} [{t[1]:.3f}, {t[2]:.3f}]"
+def simulator_state() -> dict:
+    """Which simulator the numbers are from: its default coefficient model and the checked-out commit."""
+    from simulator.spectra import DEFAULT_COEFFICIENTS
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, check=True,
+                                  cwd=Path(__file__).parent).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return "unknown"
+    return {"coefficients": DEFAULT_COEFFICIENTS, "commit": git("rev-parse", "--short", "HEAD"),
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results"))}
+
+
+def measure_seed(seed: int, sizes: dict, tmp: Path) -> dict:
+    """Both models on one survey: the record written for the seed."""
+    torch.set_num_threads(1)
+    rec = {"kind": "seed", "seed": seed, **sizes, "simulator": simulator_state(), "load_start": os.getloadavg()}
+    t0 = time.perf_counter()
+    d = _survey(sizes["n_stars"], seed, sizes["g_max"], tmp / f"labels-{seed}.sqlite")
+    rec["survey_s"] = round(time.perf_counter() - t0, 1)
+    rec["models"] = {}
+    for likelihood in LIKELIHOODS:
+        t0 = time.perf_counter()
+        res = _train(d, likelihood, sizes["epochs"], seed)
+        secs = [m["seconds"] for m in res.history]
+        rec["models"][likelihood] = {
+            "epoch_s": float(np.median(secs)), "n_train": int(res.split["train"].size),
+            "val_nll": float(res.history[-1]["val_nll"]), "fallback": res.likelihood.get("diagonal_fallback"),
+            "figures": _figures(_held_out(res, d)),
+            "alpha": _alpha(res, d, sizes["n_boot"], seed, tmp / f"{likelihood}-{seed}"),
+            "wall_s": round(time.perf_counter() - t0, 1)}
+    rec["epoch_ratio"] = rec["models"]["full"]["epoch_s"] / rec["models"]["diagonal"]["epoch_s"]
+    rec["cost_interleaved"] = _interleaved_cost(d, seed)
+    rec["load_end"] = os.getloadavg()
+    return rec
 
 
 # ---- χ² inference: the previous implementation, kept as the reference ----------------------------------------
@@ -125,12 +204,14 @@ def _previous_chi2(x, xhat, x_err, correlations, scatter):
     return out
 
 
-def _chi2_speed(n: int, threads: int) -> None:
+def chi2_speed(n: int, threads: int = 1) -> dict:
+    """Spectra per second of the model step with the previous χ², the current one and none; the record."""
     from shared.inference import infer
     from shared.model import ScatterVAE
     from shared.preprocessing import Normalisation
     from simulator.survey import generate
     torch.set_num_threads(threads)
+    load_start = os.getloadavg()
     batch, _, _, _ = generate(n, 3)
     x, e = batch.coefficients110(), batch.errors110()
     ok = np.isfinite(x).all(1)
@@ -160,54 +241,143 @@ def _chi2_speed(n: int, threads: int) -> None:
     res = next(infer(model, xs[:2000], es[:2000], correlations={b: c[:2000] for b, c in corr.items()}))
     ref = _previous_chi2(xs[:2000], res["xhat"], es[:2000], {b: c[:2000] for b, c in corr.items()}, res["scatter"])
     worst = max(np.nanmax(np.abs(res[f"chi2_dof_{k}"] / ref[k] - 1)) for k in ("bp", "rp", "bp_scatter", "rp_scatter"))
-    best = {}
+    best: dict[str, float] = {}
     for _ in range(3):                      # interleaved, best of three: robust to other load on the cores
-        for name, fn in (("before", before), ("after", after), ("no chi2", plain)):
+        for name, fn in (("before", before), ("after", after), ("plain", plain)):
             t0 = time.perf_counter()
             fn()
             best[name] = min(best.get(name, float("inf")), time.perf_counter() - t0)
     rates = {k: len(xs) / v for k, v in best.items()}
-    print(f"χ² inference, model step in-process ({len(xs):,} stars with correlations, batch {batch_size}, "
-          f"{threads} torch thread(s)): previous {rates['before']:,.0f}/s, current {rates['after']:,.0f}/s "
-          f"= {rates['after'] / rates['before']:.2f}x; without χ² {rates['no chi2']:,.0f}/s; "
-          f"largest relative difference {worst:.1e}")
+    return {"kind": "chi2_speed", "n": int(len(xs)), "threads": threads, "batch": batch_size, **rates,
+            "ratio": rates["after"] / rates["before"], "largest_rel_diff": float(worst),
+            "simulator": simulator_state(), "load_start": load_start, "load_end": os.getloadavg()}
+
+
+def _seed_lines(r: dict) -> list[str]:
+    sim = r["simulator"]
+    lines = [f"seed {r['seed']} ({sim['coefficients']} simulator @ {sim['commit']}{'+dirty' if sim['dirty'] else ''}; "
+             f"{r['n_stars']} stars G<{r['g_max']:g}, {r['epochs']} epochs; load {r['load_start'][0]:.1f} → "
+             f"{r['load_end'][0]:.1f}): epoch full {r['models']['full']['epoch_s']:.2f} s vs diagonal "
+             f"{r['models']['diagonal']['epoch_s']:.2f} s = {r['epoch_ratio']:.2f}x"
+             + (f"; interleaved {r['cost_interleaved']['full']:.2f} s vs {r['cost_interleaved']['diagonal']:.2f} s = "
+                f"{r['cost_interleaved']['ratio']:.2f}x" if "cost_interleaved" in r else "")]
+    for lk, m in r["models"].items():
+        f = m["figures"]
+        fb = m["fallback"]
+        lines.append(f"  {lk}: held-out {f['n']}; χ²/dof Σ {f['chi2_bp']:.3f}/{f['chi2_rp']:.3f}, Σ+ŝ² "
+                     f"{f['chi2_bp_scatter']:.3f}/{f['chi2_rp_scatter']:.3f}; z {f['z_mean']:+.3f} ± {f['z_std']:.3f}; "
+                     f"ŝ/true BP {f['scatter_ratio_bp'][0]:.2f} RP {f['scatter_ratio_rp'][0]:.2f}; "
+                     + "; ".join(f"{s} {a['gain'][0]:+.3f} [{a['gain'][1]:+.3f}, {a['gain'][2]:+.3f}]"
+                                 if "gain" in a else f"{s} skipped" for s, a in m["alpha"].items())
+                     + (f"; diagonal fallback {fb['stars']} stars" if fb else ""))
+    return lines
+
+
+def _chi2_line(r: dict) -> str:
+    return (f"χ² inference, model step in-process ({r['n']:,} stars with correlations, batch {r['batch']}, "
+            f"{r['threads']} torch thread(s), load {r['load_start'][0]:.1f}): previous {r['before']:,.0f}/s, current "
+            f"{r['after']:,.0f}/s = {r['ratio']:.2f}x; without χ² {r['plain']:,.0f}/s; largest relative difference "
+            f"{r['largest_rel_diff']:.1e}")
+
+
+def sweep(out: Path, seeds: tuple[int, ...], sizes: dict, chi2_stars: int) -> None:
+    """Measure and append one line per record to ``out`` as it comes (χ² speed first, then each seed)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(rec: dict) -> None:
+        with out.open("a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+
+    if chi2_stars:
+        rec = chi2_speed(chi2_stars)
+        write(rec)
+        print(_chi2_line(rec), flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in seeds:
+            rec = measure_seed(seed, sizes, Path(tmp))
+            write(rec)
+            print("\n".join(_seed_lines(rec)), flush=True)
+
+
+# ---- summary over seeds ---------------------------------------------------------------------------------------
+
+def _rows() -> list[tuple[str, object]]:
+    """(label, getter of one number from a model's record) for the summary table."""
+    def fig(key, i=None):       # NaN for a figure a record predates
+        def get(m):
+            v = m["figures"].get(key, float("nan"))
+            return v if i is None or not isinstance(v, list) else v[i]
+        return get
+
+    def gain(sample):
+        return lambda m: m["alpha"][sample]["gain"][0] if "gain" in m["alpha"][sample] else float("nan")
+    return [("cost per epoch (s, median)", lambda m: m["epoch_s"]),
+            ("χ²/dof of the data about the truth with Σ, BP (median)", fig("chi2_truth_bp")),
+            ("χ²/dof of the data about the truth with Σ, RP (median)", fig("chi2_truth_rp")),
+            ("χ²/dof with Σ, BP (median)", fig("chi2_bp")), ("χ²/dof with Σ, RP (median)", fig("chi2_rp")),
+            ("χ²/dof with Σ + diag ŝ², BP (median)", fig("chi2_bp_scatter")),
+            ("χ²/dof with Σ + diag ŝ², RP (median)", fig("chi2_rp_scatter")),
+            ("z-score width", fig("z_std")), ("z-score mean", fig("z_mean")),
+            ("[α/M] gain, pristine", gain("pristine")),
+            ("[α/M] gain, pristine cool giants", gain("pristine_cool_giants")),
+            ("RMS ŝ / true residual RMS, BP (median over coefficients)", fig("scatter_ratio_bp", 0)),
+            ("RMS ŝ / true residual RMS, RP (median over coefficients)", fig("scatter_ratio_rp", 0))]
+
+
+def _cell(values: list[float], fmt: str) -> str:
+    """Per-seed values joined by ' / ', then their range: '1.50 / 1.52 / 1.51 (1.50 – 1.52)'."""
+    v = [x for x in values if np.isfinite(x)]
+    if not v:
+        return "—"
+    each = " / ".join(format(x, fmt) for x in v)
+    return each if len(v) == 1 else f"{each} ({format(min(v), fmt)} – {format(max(v), fmt)})"
+
+
+def summarise(*paths: Path) -> str:
+    """Per seed, then a table: per-seed values and their range for diagonal, full, and full − diagonal on the
+    same seed."""
+    recs = [json.loads(line) for p in paths for line in Path(p).read_text().splitlines() if line.strip()]
+    seeds = [r for r in recs if r["kind"] == "seed"]
+    lines = [_chi2_line(r) for r in recs if r["kind"] == "chi2_speed"]
+    for r in seeds:
+        lines += _seed_lines(r)
+    if not seeds:
+        return "\n".join(lines)
+    lines += ["", f"seeds {' / '.join(str(r['seed']) for r in seeds)} (range)", "",
+              "| figure (held-out stars) | diagonal | full | full − diagonal, same seed |", "|---|---|---|---|"]
+    for label, get in _rows():
+        d = [get(r["models"]["diagonal"]) for r in seeds]
+        f = [get(r["models"]["full"]) for r in seeds]
+        fmt = ".2f" if label.startswith("cost") else ".3f"
+        lines.append(f"| {label} | {_cell(d, fmt)} | {_cell(f, fmt)} | "
+                     f"{_cell([b - a for a, b in zip(d, f)], '+' + fmt)} |")
+    lines.append(f"| cost per epoch, full / diagonal | | | {_cell([r['epoch_ratio'] for r in seeds], '.2f')} |")
+    inter = [r["cost_interleaved"] for r in seeds if "cost_interleaved" in r]
+    if inter:
+        cells = [_cell([c[k] for c in inter], ".2f") for k in ("diagonal", "full", "ratio")]
+        lines.append(f"| cost per epoch, short runs interleaved (s) | {cells[0]} | {cells[1]} | ratio {cells[2]} |")
+    return "\n".join(lines)
 
 
 def main(quick: bool = False) -> None:
-    n, epochs, n_boot, g_max = (3000, 40, 100, 15.0) if quick else (8000, 120, 200, 15.0)
-    seed = 1
-    for threads in ((1,) if quick else (1, 2)):
-        _chi2_speed(10_000 if quick else 40_000, threads)
-    torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        d = _survey(n, seed, g_max, tmp / "labels.sqlite")
-        rows = {}
-        for likelihood in ("diagonal", "full"):
-            t0 = time.perf_counter()
-            res = _train(d, likelihood, epochs, seed)
-            secs = [m["seconds"] for m in res.history]
-            fig = _figures(_held_out(res, d))
-            alpha = _alpha(res, d, n_boot, seed, tmp / likelihood)
-            rows[likelihood] = (res, fig, alpha, float(np.median(secs)))
-            lk = res.likelihood
-            print(f"{likelihood}: {n} stars G<{g_max:g}, {epochs} epochs (batch 256, lr 2e-3, 1 thread) in "
-                  f"{time.perf_counter() - t0:.0f} s incl. analysis; median epoch {np.median(secs):.2f} s "
-                  f"({res.split['train'].size} training stars); val NLL {res.history[-1]['val_nll']:.2f}"
-                  + (f"; diagonal fallback {lk['diagonal_fallback']}" if "diagonal_fallback" in lk else ""))
-            print(f"  held-out {fig['n']} stars: χ²/dof median BP {fig['chi2_bp']:.3f} / RP {fig['chi2_rp']:.3f} "
-                  f"(Σ only), with scatter BP {fig['chi2_bp_scatter']:.3f} / RP {fig['chi2_rp_scatter']:.3f} "
-                  f"(means {fig['chi2_bp_scatter_mean']:.3f} / {fig['chi2_rp_scatter_mean']:.3f}); "
-                  f"diagonal z-score mean {fig['z_mean']:+.3f}, std {fig['z_std']:.3f}")
-            for b in ("bp", "rp"):
-                r = fig[f"scatter_ratio_{b}"]
-                print(f"  {b.upper()} RMS ŝ / true residual RMS per coefficient: median {r[0]:.2f} "
-                      f"(16–84 %: {r[1]:.2f}–{r[2]:.2f}), within a factor 2 for {fig[f'scatter_within2_{b}']:.0%}")
-            for sample, info in alpha.items():
-                if info.get("skipped"):
-                    print(f"  {sample}: skipped ({info['skipped']})")
-                    continue
-                print(f"  {sample} ({info['n']} stars): gain (labels+latents) − labels "
-                      f"{_ci(info['differences_balanced_accuracy']['labels_latents-labels'])}")
-        ratio = rows["full"][3] / rows["diagonal"][3]
-        print(f"cost per epoch: full {rows['full'][3]:.2f} s vs diagonal {rows['diagonal'][3]:.2f} s = {ratio:.1f}x")
+        out = Path(tmp) / "fullcov.jsonl"
+        sweep(out, SEEDS[:1] if quick else SEEDS, QUICK if quick else SIZES, 5_000 if quick else CHI2_STARS)
+        print(summarise(out))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_fullcov", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="*", default=list(SEEDS), help="none: only the χ² speed")
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--quick", action="store_true", help="3000 stars, 40 epochs, 100 bootstrap resamples")
+    parser.add_argument("--chi2-stars", type=int, default=CHI2_STARS, help="0: skip the χ² inference speed")
+    parser.add_argument("--summarise", type=Path, nargs="+", help="JSON-lines files of runs to summarise")
+    args = parser.parse_args()
+    if args.summarise:
+        print(summarise(*args.summarise))
+    elif args.out is None:
+        parser.error("--out is required to measure")
+    else:
+        sweep(args.out, tuple(args.seeds), QUICK if args.quick else SIZES, args.chi2_stars)

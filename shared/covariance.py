@@ -210,17 +210,16 @@ def chi2_bands(x: Tensor, xhat: Tensor, x_err: Tensor, bp_corr: Tensor, rp_corr:
     """χ² per band with the full covariance Σ = D·R·D built from x_err (same units as x): keys 'bp', 'rp' and,
     with scatter, 'bp_scatter', 'rp_scatter' for Σ + diag(ŝ²). Inputs (N, 110) and (N, 1485) tensors.
     Residuals are formed in float64 (x̂ − x cancels digits for bright stars); the factorisations run in
-    ``dtype``. A star with an error ≤ 0 gets NaN."""
-    def f64(a: Tensor) -> Tensor:
-        return _bands_as_rows(a).to(torch.float64)
-
-    e = f64(x_err)
-    e = torch.where(e > 0, e, torch.full_like(e, float("nan")))
-    w = (f64(xhat) - f64(x)) / e
-    r = None if scatter is None else torch.nan_to_num((f64(scatter) / e).square(), nan=0.0)
-    qs = whitened_chi2(w, torch.cat([bp_corr, rp_corr]), r, dtype)
-    n = x.shape[0]
-    out = {"bp": qs[0][:n], "rp": qs[0][n:]}
-    if scatter is not None:
-        out["bp_scatter"], out["rp_scatter"] = qs[1][:n], qs[1][n:]
+    ``dtype``. A star with an error ≤ 0 gets NaN. The bands go through the factorisations one after the other,
+    each straight from its own correlations (joining them first would copy 12 kB a star: a fifth of the time)."""
+    out = {}
+    for band, sl, corr in (("bp", slice(0, N_COEFF), bp_corr), ("rp", slice(N_COEFF, 2 * N_COEFF), rp_corr)):
+        e = x_err[:, sl].to(torch.float64)
+        e = torch.where(e > 0, e, torch.full_like(e, float("nan")))
+        w = (xhat[:, sl].to(torch.float64) - x[:, sl].to(torch.float64)) / e
+        r = None if scatter is None else torch.nan_to_num((scatter[:, sl].to(torch.float64) / e).square(), nan=0.0)
+        qs = whitened_chi2(w, corr, r, dtype)
+        out[band] = qs[0]
+        if scatter is not None:
+            out[f"{band}_scatter"] = qs[1]
     return out

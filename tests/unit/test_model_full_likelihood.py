@@ -26,6 +26,15 @@ def random_correlation(rng, strength=0.5) -> np.ndarray:
     return c / np.outer(d, d)
 
 
+def correlation_with_smallest_eigenvalue(rng, smallest: float) -> np.ndarray:
+    """A random correlation matrix with exactly this smallest eigenvalue: R = (R0 − a·I)/(1 − a) keeps the unit
+    diagonal and maps every eigenvalue λ to (λ − a)/(1 − a)."""
+    base = random_correlation(rng, 0.8)
+    lam0 = np.linalg.eigvalsh(base)[0]
+    a = (lam0 - smallest) / (1 - smallest)
+    return (base - a * np.eye(55)) / (1 - a)
+
+
 def star_inputs(rng, n):
     x, xhat = rng.normal(size=(n, 110)), rng.normal(size=(n, 110))
     err, s = rng.uniform(0.2, 1.0, (n, 110)), rng.uniform(0.05, 1.0, (n, 110))
@@ -94,6 +103,77 @@ def test_gradients_finite_in_float32_with_tiny_scatter_and_non_positive_definite
     assert torch.isfinite(out[[0, 2]]).all() and torch.isnan(out[1])
 
 
+def symmetric(flat: np.ndarray) -> np.ndarray:
+    """(M, 55, 55) symmetric correlation matrices in float64 from (M, 1485) triangles."""
+    low = covariance.correlation_matrices(torch.tensor(np.asarray(flat, np.float64))).numpy()
+    return low + np.tril(low, -1).transpose(0, 2, 1)
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.linalg.vector_norm(a.detach().double() - b.detach()) / torch.linalg.vector_norm(b.detach()))
+
+
+@pytest.mark.parametrize("smallest", [1.5e-3, 2e-2])   # just above MIN_EIGENVALUE; the lowest real DR3 records
+def test_ill_conditioned_but_accepted_correlations_give_finite_right_gradients(smallest):
+    """Float32 training inputs, tiny scatter (C ≈ R): the likelihood and its gradients stay finite and within
+    the float32 rounding bound (κ·ε) of a dense float64 solve, on the CPU kernel and on the torch path CUDA uses."""
+    rng = np.random.default_rng(17)
+    n = 3
+    x, xhat, err, _ = star_inputs(rng, n)
+    s = np.full((n, 110), 1e-4)
+    flat = np.stack([np.stack([correlation_with_smallest_eigenvalue(rng, smallest)[TRIL] for _ in range(2)])
+                     for _ in range(n)]).astype(np.float32)
+    assert covariance.usable_correlations(flat.reshape(-1, N_CORR)).all()     # training keeps them all
+    r = [torch.tensor(symmetric(flat[:, b])) for b in range(2)]
+    kappa = max(float(np.linalg.cond(m)) for band in r for m in band.numpy())
+    assert kappa > 1 / smallest                                                # really ill-conditioned
+    x32, xhat32, err32, s32 = (torch.tensor(a, dtype=torch.float32) for a in (x, xhat, err, s))
+    leaves = [xhat32.clone().requires_grad_(True), s32.clone().requires_grad_(True)]
+    got = covariance.gaussian_nll_full(x32, err32, *leaves, torch.tensor(flat))
+    g = torch.autograd.grad(got.sum(), leaves)
+    ref_leaves = [xhat32.double().requires_grad_(True), s32.double().requires_grad_(True)]
+    ref = dense_nll(x32.double(), err32.double(), *ref_leaves, r[0], r[1])
+    g_ref = torch.autograd.grad(ref.sum(), ref_leaves)
+    tol = 10 * kappa * torch.finfo(torch.float32).eps
+    assert torch.isfinite(got).all() and all(torch.isfinite(t).all() for t in g)
+    assert rel_err(got, ref) < tol and all(rel_err(a, b) < tol for a, b in zip(g, g_ref))
+    # the torch.linalg path in float32 (CUDA's): a float32 Cholesky of C, error within n·κ·ε
+    e = covariance._bands_as_rows(err32)
+    w = covariance._bands_as_rows(x32 - xhat32) / e
+    rr = (covariance._bands_as_rows(s32) / e).square()
+    flat_rows = torch.cat([torch.tensor(flat[:, 0]), torch.tensor(flat[:, 1])])
+    nll32, alpha32, cinv32 = covariance._whitened_nll_torch(w, rr, flat_rows, grad=True)
+    nll64, alpha64, cinv64 = covariance._whitened_nll_torch(w.double(), rr.double(), flat_rows.double(), grad=True)
+    assert all(torch.isfinite(t).all() for t in (nll32, alpha32, cinv32))
+    bound = 55 * kappa * torch.finfo(torch.float32).eps
+    assert all(rel_err(a, b) < bound for a, b in ((nll32, nll64), (alpha32, alpha64), (cinv32, cinv64)))
+
+
+def test_a_star_with_only_bp_correlations_is_full_in_bp_and_diagonal_in_rp():
+    """RP correlations zero (what a band that falls back trains with): the BP half is the full likelihood, the
+    RP half exactly the diagonal one, values and gradients."""
+    rng = np.random.default_rng(23)
+    n = 4
+    x, xhat, err, s = (torch.tensor(a) for a in star_inputs(rng, n))
+    r_bp = np.stack([random_correlation(rng) for _ in range(n)])
+    flat = torch.zeros(n, 2, N_CORR, dtype=torch.float64)
+    flat[:, 0] = torch.tensor(r_bp[:, TRIL[0], TRIL[1]])
+    leaves = [xhat.clone().requires_grad_(True), s.clone().requires_grad_(True)]
+    got = covariance.gaussian_nll_full(x, err, *leaves, flat)
+    eye = torch.eye(55, dtype=torch.float64).expand(n, 55, 55)
+    ref_leaves = [xhat.clone().requires_grad_(True), s.clone().requires_grad_(True)]
+    ref = dense_nll(x, err, *ref_leaves, torch.tensor(r_bp), eye)
+    assert torch.allclose(got, ref, rtol=1e-10)
+    g = torch.autograd.grad(got.sum(), leaves)
+    g_ref = torch.autograd.grad(ref.sum(), ref_leaves)
+    diag_leaves = [xhat.clone().requires_grad_(True), s.clone().requires_grad_(True)]
+    g_diag = torch.autograd.grad(gaussian_nll(x, err, *diag_leaves).sum(), diag_leaves)
+    for a, b, c in zip(g, g_ref, g_diag):
+        assert torch.isfinite(a).all() and torch.allclose(a, b, rtol=1e-8, atol=1e-10)
+        assert torch.allclose(a[:, 55:], c[:, 55:], rtol=1e-10, atol=1e-12)      # RP: the diagonal gradient
+        assert not torch.allclose(a[:, :55], c[:, :55], rtol=1e-3)               # BP: the correlations count
+
+
 def test_usable_correlations_rule():
     rng = np.random.default_rng(3)
     good = random_correlation(rng)[TRIL]
@@ -108,19 +188,23 @@ def test_usable_correlations_rule():
         covariance.usable_correlations(flat[:, :100])
 
 
-def survey_like(n=360, seed=0, missing=(), singular=()):
+def survey_like(n=360, seed=0, missing=(), singular=(), only_bp=(), near_singular=(), smallest=None):
     """x, x_err (N, 110) with correlated noise and their correlations (N, 2, 1485); rows in ``missing`` have
-    NaN correlations in BP, rows in ``singular`` a non-definite RP matrix."""
+    NaN correlations in BP, rows in ``singular`` a non-definite RP matrix, rows in ``only_bp`` no RP ones (NaN,
+    as read from the archive), rows in ``near_singular`` a positive definite BP matrix with smallest eigenvalue
+    1e-5 (< MIN_EIGENVALUE). ``smallest``: every star's matrix has that smallest eigenvalue."""
     rng = np.random.default_rng(seed)
     z = rng.normal(size=(n, 3))
     truth = z @ rng.normal(size=(3, 110))
-    r = random_correlation(rng, 0.6)
+    r = random_correlation(rng, 0.6) if smallest is None else correlation_with_smallest_eigenvalue(rng, smallest)
     chol = np.linalg.cholesky(r)
     err = rng.uniform(0.05, 0.2, size=(n, 110))
     noise = np.concatenate([rng.normal(size=(n, 55)) @ chol.T, rng.normal(size=(n, 55)) @ chol.T], axis=1)
     corr = np.tile(r[TRIL].astype(np.float32), (n, 2, 1))
     corr[list(missing), 0] = np.nan
     corr[list(singular), 1] = -0.5
+    corr[list(only_bp), 1] = np.nan
+    corr[list(near_singular), 0] = correlation_with_smallest_eigenvalue(rng, 1e-5)[TRIL]
     return truth + err * noise, err, corr
 
 
@@ -142,6 +226,16 @@ def test_training_counts_fallbacks_and_reports_them():
     assert diag.summary()["likelihood"] == {"kind": "diagonal"}
     # same seed, same data: the full likelihood is a different objective
     assert not math.isclose(res.history[-1]["val_nll"], diag.history[-1]["val_nll"], rel_tol=1e-3)
+
+
+def test_training_counts_per_band_fallbacks_only_bp_and_near_singular_on_ill_conditioned_data():
+    """Every star's matrices have smallest eigenvalue 1.5e-3 (accepted); three stars have no RP correlations and
+    two a BP matrix below the threshold (one of them both): counted per band and per star, training finite."""
+    x, e, corr = survey_like(only_bp=(1, 2, 3), near_singular=(3, 4), smallest=1.5e-3)
+    res = fit_scatter_vae(x, e, SMALL, cfg(epochs=2, checkpoint_every=0), correlations=corr)
+    assert res.summary()["likelihood"]["diagonal_fallback"] == {"bp": 2, "rp": 3, "stars": 4}
+    assert all(math.isfinite(m["loss"]) and math.isfinite(m["val_nll"]) for m in res.history)
+    assert all(torch.isfinite(p).all() for p in res.model.parameters())
 
 
 def test_full_likelihood_needs_correlations_and_the_baseline_refuses_it():
@@ -266,15 +360,12 @@ def test_compiled_likelihood_kernel_agrees_with_lapack_and_marks_bad_rows():
     assert cinv is None and torch.equal(nll[ok], got[0][ok])
 
 
-def test_train_job_with_full_likelihood_reads_correlations_and_counts_stars_without(engine, tmp_path, settings_for):
-    """Through the trainer service on a database (both backends): correlations stored for some stars only;
-    the job trains, registers, and counts the others as diagonal fallbacks. An unknown likelihood fails."""
-    from db import job_store as jobs_db
+def store_survey_with_some_correlations(engine) -> int:
+    """300 simulated stars in the database, correlations stored for two in three of those with both bands;
+    returns how many stars with both bands have none stored (the expected diagonal fallbacks)."""
     from db.bulk import Nullable, upsert_rows
     from db.spectra import write_photometry, write_xp_batch
-    from jobqueue import registry, runner
     from simulator.survey import generate
-    settings = settings_for(home=tmp_path / "home")
     batch, _, _, phot = generate(300, 4, with_correlations=True)
     ok = ~batch["bp_missing"] & ~batch["rp_missing"]
     with_corr = ok & (np.arange(len(ok)) % 3 != 0)
@@ -285,6 +376,16 @@ def test_train_job_with_full_likelihood_reads_correlations_and_counts_stars_with
         upsert_rows(conn, "xp_correlations", {"source_id": ids[with_corr], **{
             f"{b}_coefficient_correlations": Nullable(batch[f"{b}_coefficient_correlations"][with_corr],
                                                       batch[f"{b}_missing"][with_corr]) for b in ("bp", "rp")}})
+    return int((ok & ~with_corr).sum())
+
+
+def test_train_job_with_full_likelihood_reads_correlations_and_counts_stars_without(engine, tmp_path, settings_for):
+    """Through the trainer service on a database (both backends): correlations stored for some stars only;
+    the job trains, registers, and counts the others as diagonal fallbacks. An unknown likelihood fails."""
+    from db import job_store as jobs_db
+    from jobqueue import registry, runner
+    settings = settings_for(home=tmp_path / "home")
+    without = store_survey_with_some_correlations(engine)
     params = {"name": "full-m", "selection": {}, "model": {"latent_dim": 3, "hidden": [16, 8]},
               "train": {"epochs": 2, "batch_size": 64, "lr": 1e-3, "t0": 2, "compile": False, "threads": 1,
                         "checkpoint_every": 0, "likelihood": "full"}}
@@ -293,8 +394,37 @@ def test_train_job_with_full_likelihood_reads_correlations_and_counts_stars_with
     assert status == JobStatus.SUCCEEDED, jobs_db.get_job(engine, job)["error"]
     result = jobs_db.get_job(engine, job)["result"]
     assert result["likelihood"] == "full"
-    assert result["diagonal_fallback_stars"] == int((ok & ~with_corr).sum()) > 0
+    assert result["diagonal_fallback_stars"] == without > 0
     bad = dict(params, name="full-x", train=dict(params["train"], likelihood="exact"))
     job = jobs_db.create_job(engine, "train", registry.KINDS["train"].queue, bad, max_attempts=1)
     assert runner.execute(job, settings=settings, engine=engine) == JobStatus.FAILED
     assert "likelihood must be one of" in jobs_db.get_job(engine, job)["error"]
+
+
+def test_cli_train_likelihood_full_prints_the_fallback_count_and_demo_offers_it(sqlite_url, tmp_path, monkeypatch):
+    """`xpvae train --likelihood full --wait` (embedded SQLite) trains and its summary says the likelihood and
+    how many stars fell back; `xpvae demo` takes --likelihood too."""
+    import re
+
+    from click.testing import CliRunner
+
+    from db.engine import create_engine
+    from db.schema import metadata
+    from xpvae.cli import main
+    monkeypatch.setenv("XPVAE_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("XPVAE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XPVAE_BROKER_URL", raising=False)
+    eng = create_engine(sqlite_url)
+    with eng.begin() as conn:
+        for table in reversed(metadata.sorted_tables):
+            conn.execute(table.delete())
+    without = store_survey_with_some_correlations(eng)
+    eng.dispose()
+    out = CliRunner().invoke(main, ["train", "--name", "cli-full", "--epochs", "2", "--batch-size", "64", "--lr",
+                                    "1e-3", "--t0", "2", "--latent-dim", "3", "--hidden", "16,8",
+                                    "--likelihood", "full", "--wait"])
+    assert out.exit_code == 0, out.output
+    assert re.search(r"likelihood: full$", out.output, re.M), out.output
+    assert re.search(rf"diagonal_fallback_stars: {without}$", out.output, re.M), out.output
+    demo = CliRunner().invoke(main, ["demo", "--help"])
+    assert demo.exit_code == 0 and "--likelihood [diagonal|full]" in demo.output
