@@ -345,9 +345,10 @@ def null_test_scores(latents: np.ndarray, labels: Mapping[str, np.ndarray], y: n
     folds = fold_ids(y, n_folds, seed)
     estimates = latent_label_estimates(latents, labels, folds, n_trees=n_trees, seed=seed, n_jobs=n_jobs)
     denoised, _ = denoised_labels(labels, estimates, error_scale=error_scale)
-    return tuple(out_of_fold_scores(feature_matrix(name, latents, labels, denoised)[0], y, folds, n_trees=n_trees,
-                                    seed=seed, n_jobs=n_jobs, max_features=max_features)
-                 for name in NULL_TEST)  # type: ignore[return-value]
+    with_latents, baseline = (out_of_fold_scores(feature_matrix(name, latents, labels, denoised)[0], y, folds,
+                                                 n_trees=n_trees, seed=seed, n_jobs=n_jobs, max_features=max_features)
+                              for name in NULL_TEST)
+    return with_latents, baseline
 
 
 def repeated_difference(y: np.ndarray, pairs: list[tuple[np.ndarray, np.ndarray]], *, n_boot: int, seed: int,

@@ -90,7 +90,10 @@ def candidate_tests(z: np.ndarray, lab: dict, y: np.ndarray, *, seed: int, n_tre
 
 def rescore(path: Path, *, n_trees: int, n_boot: int, samples=SAMPLES) -> dict:
     """Every candidate statistic on every sample of one cached survey."""
-    seed, alpha = (float(v) for v in _NAME.match(path.name).groups())  # type: ignore[union-attr]
+    name = _NAME.match(path.name)
+    if name is None:
+        raise ValueError(f"{path.name}: not a cached survey (s<seed>_a<alpha_signal>_...npz)")
+    seed, alpha = (float(v) for v in name.groups())
     d = load_cached(path)
     row: dict = {"seed": int(seed), "alpha_signal": alpha, "file": path.name, "n_trees": n_trees, "n_boot": n_boot,
                  "samples": {}}
