@@ -4,8 +4,13 @@ candidate baselines, without retraining: only the random forests and the bootstr
     python -m bench.alpha_rescore CACHE_DIR --out rows.jsonl [--trees 20] [--boot 200]
     python -m bench.alpha_rescore --summarise rows.jsonl [...]
 
-One JSON line per cached survey (seed, alpha_signal, and per sample and candidate: gain, p); lines already in
-``--out`` are skipped, so a folder that is still filling can be re-scored again later.
+One JSON line per cached survey (seed, alpha_signal, and per sample and candidate: [gain, p, bootstrap SD]);
+lines already in ``--out`` are skipped, so a folder that is still filling can be re-scored again later.
+Candidates: "current" (the test with one cross-validation and the bootstrap p), "reseed1/2" (the same with seeds
++1000, +2000: its training noise), "current_b2000" (2000 resamples), "s1" (error scale 1: the weight
+σ²/(σ²+τ²)), "cross_s2" (only with ``cross``: label estimates from the latents and the other two labels),
+"avg3" (mean gain of the three seeds, bootstrap p) and, in the summary, "avg3_var" (avg3 with the spread of the
+three gains added to its variance: analysis.classify.repeated_difference, the statistic the verdict uses).
 """
 from __future__ import annotations
 
