@@ -27,6 +27,7 @@ from analysis.classify import (
     DESCRIPTIONS,
     FEATURE_SETS,
     MAX_FEATURES,
+    NULL_REPEATS,
     NULL_TEST,
     ClassifierComparison,
     compare_feature_sets,
@@ -253,6 +254,7 @@ def _verdict(sample: str, comp: ClassifierComparison) -> dict[str, Any]:
     p = comp.p_values[TEST_DIFFERENCE]
     out: dict[str, Any] = {"alpha_test": {"gain": gain, "p_value": round(p, 5), "level": LEVEL,
                                           "controls_for": CONTROLS_FOR,
+                                          "gain_per_cross_validation": [round(g, 5) for g in comp.null_gains],
                                           "latent_estimate_r2": {k: round(v, 4) for k, v in comp.estimate_r2.items()},
                                           "latent_estimate_weight": {k: round(v, 4)
                                                                      for k, v in comp.estimate_weight.items()}}}
@@ -287,8 +289,10 @@ def _verdict_section(report: Report, headline: dict, blocks: list[SampleAnalysis
                      "inverse-variance weighting (reported label error against the estimate's scatter). Spectra "
                      "re-measure those labels, and a better [M/H] predicts a class defined from noisy [Fe/H] even "
                      "when the spectra hold no [α/M]; (f) has that in the baseline, so (e) − (f) > 0 needs [α/M] "
-                     f"information itself. 'yes' when the one-sided bootstrap p of (e) − (f) ≤ 0 is below {LEVEL} "
-                     "(the paired 95 % interval lies above 0). (e) − (c), the gain over the labels alone, counts "
+                     f"information itself. The gain is the mean over {NULL_REPEATS} cross-validations (own folds, "
+                     "forests and estimates); its variance is the paired bootstrap's over stars plus their spread. "
+                     f"'yes' when the one-sided p of (e) − (f) ≤ 0 is below {LEVEL} (the 95 % interval lies "
+                     "above 0). (e) − (c), the gain over the labels alone, counts "
                      "the re-measured labels too and is shown for comparison only. The good samples get no "
                      "verdict: on their noisier labels the test said 'yes' on simulated surveys without [α/M] in "
                      "the spectra more often than its level allows (docs/science-validation.md).")
