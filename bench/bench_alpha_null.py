@@ -20,6 +20,7 @@ uses them. docs/science-validation.md records the figures.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import tempfile
 import time
@@ -46,10 +47,24 @@ def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     return lo, hi
 
 
+def coefficient_model() -> str:
+    """The simulator's default coefficient model (simulator.spectra.DEFAULT_COEFFICIENTS), which the sweep uses."""
+    from simulator.spectra import DEFAULT_COEFFICIENTS
+    return DEFAULT_COEFFICIENTS
+
+
+def spectra_digest(x: np.ndarray) -> str:
+    """A short digest of a survey's normalised spectra: two sweeps with equal digests measured the same surveys,
+    whatever changed in the simulator's code between them."""
+    return hashlib.sha256(np.ascontiguousarray(x, dtype=np.float64).tobytes()).hexdigest()[:16]
+
+
 def survey_latents(seed: int, alpha_signal: float, sizes: dict, cache: Path) -> dict:
     """Simulate, train without labels and infer; the labelled stars' latents, labels and photometry, kept in
-    ``cache`` (one .npz per survey) so that the verdict can be re-run on the same latents without retraining."""
-    path = cache / f"s{seed}_a{alpha_signal:g}_n{sizes['n_stars']}_e{sizes['epochs']}.npz"
+    ``cache`` (one .npz per survey and coefficient model) so that the verdict can be re-run on the same latents
+    without retraining."""
+    model = coefficient_model()
+    path = cache / f"s{seed}_a{alpha_signal:g}_n{sizes['n_stars']}_e{sizes['epochs']}_{model}.npz"
     if not path.exists():
         import torch
 
@@ -66,10 +81,11 @@ def survey_latents(seed: int, alpha_signal: float, sizes: dict, cache: Path) -> 
         keep = d["labels"]["labelled"] & ok
         arrays = {f"lab_{k}": np.asarray(v)[keep] for k, v in d["labels"].items() if np.asarray(v).dtype.kind in "fiub"}
         np.savez(path, z=z[keep], sigma=sigma, g=d["phot"]["phot_g_mean_mag"][keep],
-                 bp_rp=(d["phot"]["phot_bp_mean_mag"] - d["phot"]["phot_rp_mean_mag"])[keep], **arrays)
+                 bp_rp=(d["phot"]["phot_bp_mean_mag"] - d["phot"]["phot_rp_mean_mag"])[keep],
+                 digest=spectra_digest(d["x"]), **arrays)
     with np.load(path) as f:
         return {"z": f["z"], "sigma": f["sigma"], "phot": {"phot_g_mean_mag": f["g"], "bp_rp": f["bp_rp"]},
-                "labels": {k[4:]: f[k] for k in f.files if k.startswith("lab_")}}
+                "labels": {k[4:]: f[k] for k in f.files if k.startswith("lab_")}, "digest": str(f["digest"])}
 
 
 def one_survey(seed: int, alpha_signal: float, sizes: dict, tmp: Path, cache: Path,
@@ -82,7 +98,8 @@ def one_survey(seed: int, alpha_signal: float, sizes: dict, tmp: Path, cache: Pa
     out = run_alpha_analysis(d["z"], d["labels"], d["phot"], out_dir=tmp / f"alpha-{seed}-{alpha_signal:g}",
                              seed=seed, n_boot=sizes["n_boot"], n_trees=sizes["n_trees"], samples=samples,
                              feature_sets=FEATURES, draw_figures=False, classifiers_only=True, n_jobs=1)
-    row: dict = {"seed": seed, "alpha_signal": alpha_signal, **sizes, "latents_s": round(t1 - t0, 1),
+    row: dict = {"seed": seed, "alpha_signal": alpha_signal, **sizes, "coefficients": coefficient_model(),
+                 "spectra_digest": d["digest"], "latents_s": round(t1 - t0, 1),
                  "wall_s": round(time.perf_counter() - t0, 1), "active_latents": int(np.sum(d["sigma"] < 0.5)),
                  "samples": {}}
     for sample, info in out.headline["samples"].items():
@@ -139,7 +156,8 @@ def summarise(*paths: Path) -> str:
             lines.append(f"| {a:g} | {sample} | {n} | {k}/{n} = {k / n:.2f} [{lo:.2f}, {hi:.2f}] | "
                          f"{np.median([g['gain'][0] for g in got]):+.3f} | {k_old}/{n} = {k_old / n:.2f} "
                          f"[{lo_o:.2f}, {hi_o:.2f}] | {np.median([g['old_gain'][0] for g in got]):+.3f} |")
-    lines.append("")
+    models = sorted({r.get("coefficients", "not recorded") for r in rows})
+    lines += ["", f"- simulator coefficient model: {', '.join(models)}"]
     for a in sorted({r["alpha_signal"] for r in rows}):
         for sample in SAMPLES:
             p = np.array([r["samples"][sample]["p"] for r in rows if r["alpha_signal"] == a
