@@ -37,6 +37,9 @@ FIRST_SEED = 9101
 # batch 256 (≈ 7 s of training), forests of 20 trees (the demo: 100) and 200 bootstrap resamples: the forests
 # are the cost, ≈ 25 CPU-seconds per survey at 40 trees.
 SIZES = {"n_stars": 3000, "g_max": 16.0, "epochs": 60, "n_boot": 200, "n_trees": 20}
+# The CI test's sizes (tests/unit/test_science_alpha.py: 6000 stars at G < 15, 160 epochs, 50 trees, 400
+# resamples), to measure how often that test's own assertions hold on seeds it does not use.
+CI_SIZES = {"n_stars": 6000, "g_max": 15.0, "epochs": 160, "n_boot": 400, "n_trees": 50}
 
 
 def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -116,8 +119,10 @@ def one_survey(seed: int, alpha_signal: float, sizes: dict, tmp: Path, cache: Pa
 
 
 def sweep(out: Path, surveys: int, alpha_signals=(0.0, 1.0), sizes: dict | None = None,
-          first_seed: int = FIRST_SEED, cache: Path | None = None, samples: tuple[str, ...] = SAMPLES) -> None:
-    """Append one line per (seed, alpha_signal) to ``out``; lines already there are kept and skipped."""
+          first_seed: int = FIRST_SEED, cache: Path | None = None, samples: tuple[str, ...] = SAMPLES,
+          seeds: list[int] | None = None) -> None:
+    """Append one line per (seed, alpha_signal) to ``out``; lines already there are kept and skipped. ``seeds``
+    replaces the range of ``surveys`` seeds from ``first_seed``."""
     sizes = sizes or SIZES
     done = set()
     if out.exists():
@@ -126,7 +131,7 @@ def sweep(out: Path, surveys: int, alpha_signals=(0.0, 1.0), sizes: dict | None 
             done.add((r["seed"], r["alpha_signal"]))
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(first_seed, first_seed + surveys):
+        for seed in seeds or range(first_seed, first_seed + surveys):
             for a in alpha_signals:
                 if (seed, a) in done:
                     continue
@@ -201,9 +206,11 @@ if __name__ == "__main__":
     parser.add_argument("--dose", action="store_true", help="with --summarise: the dose-response table of one seed")
     parser.add_argument("--cache", type=Path, help="folder keeping each survey's latents (reused when there)")
     parser.add_argument("--samples", nargs="+", default=list(SAMPLES), choices=SAMPLES)
+    parser.add_argument("--seeds", type=int, nargs="+", help="these seeds instead of --surveys from --first-seed")
+    parser.add_argument("--ci-sizes", action="store_true", help="the CI test's survey and training sizes")
     args = parser.parse_args()
     if args.summarise:
         print(dose_table(*args.summarise) if args.dose else summarise(*args.summarise))
     else:
-        sweep(args.out, args.surveys, tuple(args.alpha), first_seed=args.first_seed, cache=args.cache,
-              samples=tuple(args.samples))
+        sweep(args.out, args.surveys, tuple(args.alpha), CI_SIZES if args.ci_sizes else SIZES,
+              first_seed=args.first_seed, cache=args.cache, samples=tuple(args.samples), seeds=args.seeds)
