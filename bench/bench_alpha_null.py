@@ -20,6 +20,7 @@ uses them. docs/science-validation.md records the figures.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import tempfile
 import time
@@ -36,6 +37,9 @@ FIRST_SEED = 9101
 # batch 256 (≈ 7 s of training), forests of 20 trees (the demo: 100) and 200 bootstrap resamples: the forests
 # are the cost, ≈ 25 CPU-seconds per survey at 40 trees.
 SIZES = {"n_stars": 3000, "g_max": 16.0, "epochs": 60, "n_boot": 200, "n_trees": 20}
+# The CI test's sizes (tests/unit/test_science_alpha.py: 6000 stars at G < 15, 160 epochs, 50 trees, 400
+# resamples), to measure how often that test's own assertions hold on seeds it does not use.
+CI_SIZES = {"n_stars": 6000, "g_max": 15.0, "epochs": 160, "n_boot": 400, "n_trees": 50}
 
 
 def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -46,10 +50,24 @@ def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     return lo, hi
 
 
+def coefficient_model() -> str:
+    """The simulator's default coefficient model (simulator.spectra.DEFAULT_COEFFICIENTS), which the sweep uses."""
+    from simulator.spectra import DEFAULT_COEFFICIENTS
+    return DEFAULT_COEFFICIENTS
+
+
+def spectra_digest(x: np.ndarray) -> str:
+    """A short digest of a survey's normalised spectra: two sweeps with equal digests measured the same surveys,
+    whatever changed in the simulator's code between them."""
+    return hashlib.sha256(np.ascontiguousarray(x, dtype=np.float64).tobytes()).hexdigest()[:16]
+
+
 def survey_latents(seed: int, alpha_signal: float, sizes: dict, cache: Path) -> dict:
     """Simulate, train without labels and infer; the labelled stars' latents, labels and photometry, kept in
-    ``cache`` (one .npz per survey) so that the verdict can be re-run on the same latents without retraining."""
-    path = cache / f"s{seed}_a{alpha_signal:g}_n{sizes['n_stars']}_e{sizes['epochs']}.npz"
+    ``cache`` (one .npz per survey and coefficient model) so that the verdict can be re-run on the same latents
+    without retraining."""
+    model = coefficient_model()
+    path = cache / f"s{seed}_a{alpha_signal:g}_n{sizes['n_stars']}_e{sizes['epochs']}_{model}.npz"
     if not path.exists():
         import torch
 
@@ -66,10 +84,11 @@ def survey_latents(seed: int, alpha_signal: float, sizes: dict, cache: Path) -> 
         keep = d["labels"]["labelled"] & ok
         arrays = {f"lab_{k}": np.asarray(v)[keep] for k, v in d["labels"].items() if np.asarray(v).dtype.kind in "fiub"}
         np.savez(path, z=z[keep], sigma=sigma, g=d["phot"]["phot_g_mean_mag"][keep],
-                 bp_rp=(d["phot"]["phot_bp_mean_mag"] - d["phot"]["phot_rp_mean_mag"])[keep], **arrays)
+                 bp_rp=(d["phot"]["phot_bp_mean_mag"] - d["phot"]["phot_rp_mean_mag"])[keep],
+                 digest=spectra_digest(d["x"]), **arrays)
     with np.load(path) as f:
         return {"z": f["z"], "sigma": f["sigma"], "phot": {"phot_g_mean_mag": f["g"], "bp_rp": f["bp_rp"]},
-                "labels": {k[4:]: f[k] for k in f.files if k.startswith("lab_")}}
+                "labels": {k[4:]: f[k] for k in f.files if k.startswith("lab_")}, "digest": str(f["digest"])}
 
 
 def one_survey(seed: int, alpha_signal: float, sizes: dict, tmp: Path, cache: Path,
@@ -82,7 +101,8 @@ def one_survey(seed: int, alpha_signal: float, sizes: dict, tmp: Path, cache: Pa
     out = run_alpha_analysis(d["z"], d["labels"], d["phot"], out_dir=tmp / f"alpha-{seed}-{alpha_signal:g}",
                              seed=seed, n_boot=sizes["n_boot"], n_trees=sizes["n_trees"], samples=samples,
                              feature_sets=FEATURES, draw_figures=False, classifiers_only=True, n_jobs=1)
-    row: dict = {"seed": seed, "alpha_signal": alpha_signal, **sizes, "latents_s": round(t1 - t0, 1),
+    row: dict = {"seed": seed, "alpha_signal": alpha_signal, **sizes, "coefficients": coefficient_model(),
+                 "spectra_digest": d["digest"], "latents_s": round(t1 - t0, 1),
                  "wall_s": round(time.perf_counter() - t0, 1), "active_latents": int(np.sum(d["sigma"] < 0.5)),
                  "samples": {}}
     for sample, info in out.headline["samples"].items():
@@ -99,8 +119,10 @@ def one_survey(seed: int, alpha_signal: float, sizes: dict, tmp: Path, cache: Pa
 
 
 def sweep(out: Path, surveys: int, alpha_signals=(0.0, 1.0), sizes: dict | None = None,
-          first_seed: int = FIRST_SEED, cache: Path | None = None, samples: tuple[str, ...] = SAMPLES) -> None:
-    """Append one line per (seed, alpha_signal) to ``out``; lines already there are kept and skipped."""
+          first_seed: int = FIRST_SEED, cache: Path | None = None, samples: tuple[str, ...] = SAMPLES,
+          seeds: list[int] | None = None) -> None:
+    """Append one line per (seed, alpha_signal) to ``out``; lines already there are kept and skipped. ``seeds``
+    replaces the range of ``surveys`` seeds from ``first_seed``."""
     sizes = sizes or SIZES
     done = set()
     if out.exists():
@@ -109,7 +131,7 @@ def sweep(out: Path, surveys: int, alpha_signals=(0.0, 1.0), sizes: dict | None 
             done.add((r["seed"], r["alpha_signal"]))
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(first_seed, first_seed + surveys):
+        for seed in seeds or range(first_seed, first_seed + surveys):
             for a in alpha_signals:
                 if (seed, a) in done:
                     continue
@@ -139,7 +161,8 @@ def summarise(*paths: Path) -> str:
             lines.append(f"| {a:g} | {sample} | {n} | {k}/{n} = {k / n:.2f} [{lo:.2f}, {hi:.2f}] | "
                          f"{np.median([g['gain'][0] for g in got]):+.3f} | {k_old}/{n} = {k_old / n:.2f} "
                          f"[{lo_o:.2f}, {hi_o:.2f}] | {np.median([g['old_gain'][0] for g in got]):+.3f} |")
-    lines.append("")
+    models = sorted({r.get("coefficients", "not recorded") for r in rows})
+    lines += ["", f"- simulator coefficient model: {', '.join(models)}"]
     for a in sorted({r["alpha_signal"] for r in rows}):
         for sample in SAMPLES:
             p = np.array([r["samples"][sample]["p"] for r in rows if r["alpha_signal"] == a
@@ -183,9 +206,11 @@ if __name__ == "__main__":
     parser.add_argument("--dose", action="store_true", help="with --summarise: the dose-response table of one seed")
     parser.add_argument("--cache", type=Path, help="folder keeping each survey's latents (reused when there)")
     parser.add_argument("--samples", nargs="+", default=list(SAMPLES), choices=SAMPLES)
+    parser.add_argument("--seeds", type=int, nargs="+", help="these seeds instead of --surveys from --first-seed")
+    parser.add_argument("--ci-sizes", action="store_true", help="the CI test's survey and training sizes")
     args = parser.parse_args()
     if args.summarise:
         print(dose_table(*args.summarise) if args.dose else summarise(*args.summarise))
     else:
-        sweep(args.out, args.surveys, tuple(args.alpha), first_seed=args.first_seed, cache=args.cache,
-              samples=tuple(args.samples))
+        sweep(args.out, args.surveys, tuple(args.alpha), CI_SIZES if args.ci_sizes else SIZES,
+              first_seed=args.first_seed, cache=args.cache, samples=tuple(args.samples), seeds=args.seeds)
