@@ -25,3 +25,17 @@ def _empty_tables(engine) -> None:
         else:
             for t in DATA_TABLES:
                 conn.execute(sa.text(f"DELETE FROM {t}"))
+
+
+def write_spectra_with_some_correlations(engine, batch, phot, with_corr) -> None:
+    """Store a simulated batch's spectra and photometry, with its correlation arrays only for the stars in the
+    boolean mask ``with_corr`` (the others read back as having none stored)."""
+    from db.bulk import Nullable, upsert_rows
+    from db.spectra import write_photometry, write_xp_batch
+    ids = batch["source_id"]
+    with engine.begin() as conn:
+        write_xp_batch(conn, batch.without_correlations(), "t")
+        write_photometry(conn, phot)
+        upsert_rows(conn, "xp_correlations", {"source_id": ids[with_corr], **{
+            f"{b}_coefficient_correlations": Nullable(batch[f"{b}_coefficient_correlations"][with_corr],
+                                                      batch[f"{b}_missing"][with_corr]) for b in ("bp", "rp")}})

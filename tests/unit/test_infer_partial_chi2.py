@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from testdb import write_spectra_with_some_correlations
 
 from db.bulk import Nullable, upsert_rows
 from db.models_registry import register_model
 from db.selection import Selection
-from db.spectra import read_spectra, write_photometry, write_xp_batch
+from db.spectra import read_spectra
 from inferencer.service import infer_range
 from shared.artifact import ModelArtifact
 from shared.inference import infer_all
@@ -29,12 +30,7 @@ def _seed(engine, tmp_path):
     ids = batch["source_id"]
     with_corr = np.zeros(len(ids), bool)
     with_corr[10:50] = True            # the first 10 none, then 40 with, then none again
-    with engine.begin() as conn:
-        write_xp_batch(conn, batch.without_correlations(), "t")
-        write_photometry(conn, phot)
-        upsert_rows(conn, "xp_correlations", {"source_id": ids[with_corr], **{
-            f"{b}_coefficient_correlations": Nullable(batch[f"{b}_coefficient_correlations"][with_corr],
-                                                      batch[f"{b}_missing"][with_corr]) for b in ("bp", "rp")}})
+    write_spectra_with_some_correlations(engine, batch, phot, with_corr)
     data = read_spectra(engine, Selection())
     x, _ = normalise_by_flux(data["coefficients"], data["errors"], data["phot_g_mean_flux"])
     torch.manual_seed(1)

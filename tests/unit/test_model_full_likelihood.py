@@ -363,19 +363,13 @@ def test_compiled_likelihood_kernel_agrees_with_lapack_and_marks_bad_rows():
 def store_survey_with_some_correlations(engine) -> int:
     """300 simulated stars in the database, correlations stored for two in three of those with both bands;
     returns how many stars with both bands have none stored (the expected diagonal fallbacks)."""
-    from db.bulk import Nullable, upsert_rows
-    from db.spectra import write_photometry, write_xp_batch
+    from testdb import write_spectra_with_some_correlations
+
     from simulator.survey import generate
     batch, _, _, phot = generate(300, 4, with_correlations=True)
     ok = ~batch["bp_missing"] & ~batch["rp_missing"]
     with_corr = ok & (np.arange(len(ok)) % 3 != 0)
-    ids = batch["source_id"]
-    with engine.begin() as conn:
-        write_xp_batch(conn, batch.without_correlations(), "t")
-        write_photometry(conn, phot)
-        upsert_rows(conn, "xp_correlations", {"source_id": ids[with_corr], **{
-            f"{b}_coefficient_correlations": Nullable(batch[f"{b}_coefficient_correlations"][with_corr],
-                                                      batch[f"{b}_missing"][with_corr]) for b in ("bp", "rp")}})
+    write_spectra_with_some_correlations(engine, batch, phot, with_corr)
     return int((ok & ~with_corr).sum())
 
 
